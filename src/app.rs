@@ -1,0 +1,34 @@
+//! The shared state every handler and resolver reaches: the pool, the configuration, the keys and the
+//! metrics handle. Cheap to clone; nothing in it is per-user.
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::config::Config;
+use crate::db::DbPool;
+use crate::secrets::Keys;
+use crate::telemetry;
+
+/// See the module documentation.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub pool: DbPool,
+    pub keys: Arc<Keys>,
+    pub metrics: PrometheusHandle,
+    /// Bounds the operation-name label of the GraphQL metrics.
+    pub operation_labels: Arc<telemetry::BoundedLabels>,
+}
+
+impl AppState {
+    pub fn new(config: Config, pool: DbPool, keys: Keys) -> Self {
+        Self {
+            config: Arc::new(config),
+            pool,
+            keys: Arc::new(keys),
+            metrics: telemetry::metrics_handle(),
+            operation_labels: Arc::new(telemetry::BoundedLabels::new(200)),
+        }
+    }
+}

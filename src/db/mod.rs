@@ -1,0 +1,173 @@
+//! The database: the connection pool, the embedded migrations, and the owned PostgreSQL cluster used
+//! when `DATABASE_URL` is unset. Only this module and the domains' `repo.rs` files touch [`schema`].
+
+pub mod embedded;
+pub mod schema;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use diesel::connection::SimpleConnection;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::config::Config;
+
+/// The shared pool of PostgreSQL connections.
+pub type DbPool = Pool<AsyncPgConnection>;
+/// One pooled connection.
+pub type DbConn = Object<AsyncPgConnection>;
+
+/// The SQL migrations under `migrations/`, compiled into the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Name of the database the owned cluster serves the application from.
+pub const OWNED_DATABASE: &str = "joyfull_hub";
+
+/// Builds a pool that waits at most `acquire_timeout` for a connection, so an exhausted pool answers a
+/// retryable error instead of hanging the request.
+pub fn build_pool(url: &str, size: usize, acquire_timeout: Duration) -> anyhow::Result<DbPool> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(acquire_timeout))
+        .create_timeout(Some(acquire_timeout))
+        .recycle_timeout(Some(acquire_timeout))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .context("cannot build the database pool")
+}
+
+/// Builds the pool from the configuration.
+pub fn pool_for(config: &Config, url: &str) -> anyhow::Result<DbPool> {
+    build_pool(url, config.db_pool_size, config.db_acquire_timeout)
+}
+
+/// Applies pending migrations. Runs on the blocking pool through diesel-async's sync wrapper (so the
+/// binary needs no libpq), under an advisory lock so two instances starting together migrate once.
+pub async fn run_migrations(url: &str) -> anyhow::Result<Vec<String>> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
+        let mut conn =
+            <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
+                .context("cannot connect to the database to run migrations")?;
+        conn.batch_execute("SELECT pg_advisory_lock(7291001)")
+            .context("cannot take the migration lock")?;
+        let applied = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map(|versions| versions.iter().map(ToString::to_string).collect())
+            .map_err(|e| anyhow::anyhow!("a migration failed: {e}"));
+        conn.batch_execute("SELECT pg_advisory_unlock(7291001)")
+            .context("cannot release the migration lock")?;
+        applied
+    })
+    .await
+    .context("the migration task stopped unexpectedly")?
+}
+
+/// Answers whether the database responds to `SELECT 1` within `timeout`.
+pub async fn ping(pool: &DbPool, timeout: Duration) -> bool {
+    let check = async {
+        let mut conn = pool.get().await.ok()?;
+        diesel::sql_query("SELECT 1").execute(&mut conn).await.ok()
+    };
+    matches!(tokio::time::timeout(timeout, check).await, Ok(Some(_)))
+}
+
+/// Creates `name` on the server behind `admin_url` unless it exists.
+pub async fn ensure_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
+    use diesel::sql_types::Text;
+    use diesel_async::AsyncConnection;
+
+    #[derive(diesel::QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        exists: bool,
+    }
+
+    let mut conn = AsyncPgConnection::establish(admin_url)
+        .await
+        .context("cannot connect to the PostgreSQL server")?;
+    let found: Found =
+        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+            .bind::<Text, _>(name)
+            .get_result(&mut conn)
+            .await
+            .context("cannot list databases")?;
+    if !found.exists {
+        diesel::sql_query(format!("CREATE DATABASE {}", quote_ident(name)))
+            .execute(&mut conn)
+            .await
+            .with_context(|| format!("cannot create database {name}"))?;
+        tracing::info!(database = name, "created the application database");
+    }
+    Ok(())
+}
+
+/// Quotes an SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The database the server runs on: the pool, plus the owned cluster when there is one.
+pub struct Database {
+    pub pool: DbPool,
+    owned: Option<embedded::OwnedPostgres>,
+}
+
+impl Database {
+    /// Connects to `DATABASE_URL`, or starts the owned cluster under the data dir; then migrates.
+    pub async fn open(config: &Config) -> anyhow::Result<Self> {
+        let (url, owned) = match &config.database_url {
+            Some(url) => (url.expose().clone(), None),
+            None => {
+                let data_dir = config.data_dir.clone();
+                let owned = tokio::task::spawn_blocking(move || {
+                    embedded::OwnedPostgres::start(&data_dir, &embedded::StartOptions::default())
+                })
+                .await
+                .context("the database start-up task stopped unexpectedly")??;
+                if let Err(e) = ensure_database(&owned.url("postgres"), OWNED_DATABASE).await {
+                    stop_owned(owned).await;
+                    return Err(e);
+                }
+                (owned.url(OWNED_DATABASE), Some(owned))
+            }
+        };
+        let migrated = run_migrations(&url).await;
+        let pool = migrated.and_then(|applied| {
+            if !applied.is_empty() {
+                tracing::info!(count = applied.len(), "applied database migrations");
+            }
+            pool_for(config, &url)
+        });
+        match pool {
+            Ok(pool) => Ok(Self { pool, owned }),
+            Err(e) => {
+                if let Some(owned) = owned {
+                    stop_owned(owned).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Closes the pool and stops the owned cluster, if any.
+    pub async fn close(self) {
+        self.pool.close();
+        if let Some(owned) = self.owned {
+            stop_owned(owned).await;
+        }
+    }
+}
+
+async fn stop_owned(owned: embedded::OwnedPostgres) {
+    match tokio::task::spawn_blocking(move || owned.stop()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "stopping the owned PostgreSQL"),
+        Err(e) => tracing::warn!(error = %e, "the PostgreSQL stop task failed"),
+    }
+}

@@ -1,0 +1,211 @@
+//! The one error type at the boundary. Services return [`AppError`]; resolvers use `?`; the conversion
+//! into a GraphQL error sets the contract's `extensions.code` and never sends internal causes to the
+//! client: those are logged once, here, inside the request's span (which carries the request id).
+
+use async_graphql::ErrorExtensions;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+/// Everything that can go wrong while serving a request.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// `UNAUTHENTICATED`: no valid credential, or a wrong password (same message either way).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// `FORBIDDEN`: authenticated, but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// `BAD_USER_INPUT`: the request is wrong; `field` names the one input field at fault.
+    #[error("{message}")]
+    BadUserInput {
+        message: String,
+        field: Option<String>,
+    },
+    /// `NOT_FOUND`.
+    #[error("{0}")]
+    NotFound(String),
+    /// `CONFLICT`: a unique value is taken, or the state does not allow it.
+    #[error("{0}")]
+    Conflict(String),
+    /// `SUBSCRIPTION_REQUIRED`: the caller has no active plan.
+    #[error("{0}")]
+    SubscriptionRequired(String),
+    /// `PLAN_REQUIRED`: the tool needs a higher tier.
+    #[error("{0}")]
+    PlanRequired(String),
+    /// `QUOTA_EXCEEDED`: the plan's token limit would be overspent.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// `RATE_LIMITED`, with `extensions.retryAfter` in seconds.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after: u64 },
+    /// `UPSTREAM_UNAVAILABLE`: the tool's upstream failed or its circuit is open.
+    #[error("{0}")]
+    UpstreamUnavailable(String),
+    /// `UPSTREAM_TIMEOUT`.
+    #[error("{0}")]
+    UpstreamTimeout(String),
+    /// `QUERY_TOO_COMPLEX`: a request limit (depth, complexity, aliases, batch, size) was exceeded.
+    #[error("{0}")]
+    QueryTooComplex(String),
+    /// `INTERNAL` with `retryable: true`: the database is briefly unreachable or the pool is exhausted.
+    #[error("the service is busy; please retry shortly")]
+    Unavailable(#[source] anyhow::Error),
+    /// `INTERNAL`: a bug or an unexpected failure. The cause is logged, never sent.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+/// Message sent for `INTERNAL` errors; the request id is added in `extensions.requestId`.
+pub const INTERNAL_MESSAGE: &str =
+    "Something went wrong on our side. If it persists, report it with the request id.";
+
+impl AppError {
+    pub fn bad_input(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::BadUserInput {
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+
+    pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(cause.into())
+    }
+
+    /// The contract's `extensions.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated(_) => "UNAUTHENTICATED",
+            Self::Forbidden(_) => "FORBIDDEN",
+            Self::BadUserInput { .. } => "BAD_USER_INPUT",
+            Self::NotFound(_) => "NOT_FOUND",
+            Self::Conflict(_) => "CONFLICT",
+            Self::SubscriptionRequired(_) => "SUBSCRIPTION_REQUIRED",
+            Self::PlanRequired(_) => "PLAN_REQUIRED",
+            Self::QuotaExceeded(_) => "QUOTA_EXCEEDED",
+            Self::RateLimited { .. } => "RATE_LIMITED",
+            Self::UpstreamUnavailable(_) => "UPSTREAM_UNAVAILABLE",
+            Self::UpstreamTimeout(_) => "UPSTREAM_TIMEOUT",
+            Self::QueryTooComplex(_) => "QUERY_TOO_COMPLEX",
+            Self::Unavailable(_) | Self::Internal(_) => "INTERNAL",
+        }
+    }
+}
+
+impl From<DieselError> for AppError {
+    fn from(error: DieselError) -> Self {
+        match error {
+            DieselError::NotFound => Self::NotFound("Not found.".into()),
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+                Self::Conflict(conflict_message(info.constraint_name()))
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
+                Self::Unavailable(anyhow::Error::new(error))
+            }
+            other => Self::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+impl From<diesel_async::pooled_connection::deadpool::PoolError> for AppError {
+    fn from(error: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
+        Self::Unavailable(anyhow::Error::new(error))
+    }
+}
+
+/// A person-readable message for a unique violation, by constraint name. Domains add their
+/// constraints here as they create them; unknown ones get a generic sentence.
+fn conflict_message(constraint: Option<&str>) -> String {
+    match constraint {
+        Some(name) if name.contains("email") => "That email address is already registered.".into(),
+        Some(name) if name.contains("name") => "That name is already taken.".into(),
+        _ => "That value is already taken.".into(),
+    }
+}
+
+impl From<AppError> for async_graphql::Error {
+    fn from(error: AppError) -> Self {
+        error.extend()
+    }
+}
+
+impl ErrorExtensions for AppError {
+    fn extend(&self) -> async_graphql::Error {
+        let message = match self {
+            Self::Internal(cause) => {
+                tracing::error!(error = ?cause, "internal error");
+                INTERNAL_MESSAGE.to_owned()
+            }
+            Self::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "database unavailable");
+                self.to_string()
+            }
+            other => other.to_string(),
+        };
+        async_graphql::Error::new(message).extend_with(|_, ext| {
+            ext.set("code", self.code());
+            match self {
+                Self::BadUserInput {
+                    field: Some(field), ..
+                } => ext.set("field", field.as_str()),
+                Self::RateLimited { retry_after, .. } => ext.set("retryAfter", *retry_after),
+                Self::Unavailable(_) => ext.set("retryable", true),
+                _ => {}
+            }
+        })
+    }
+}
+
+/// Result alias for services and resolvers.
+pub type AppResult<T> = Result<T, AppError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_keep_their_cause_out_of_the_message() {
+        let err: async_graphql::Error = AppError::internal(anyhow::anyhow!(
+            "relation \"users\" does not exist at /src/x.rs"
+        ))
+        .into();
+        assert_eq!(err.message, INTERNAL_MESSAGE);
+        let ext = err.extensions.unwrap();
+        assert_eq!(
+            ext.get("code"),
+            Some(&async_graphql::Value::from("INTERNAL"))
+        );
+    }
+
+    #[test]
+    fn bad_input_names_the_field_and_rate_limits_say_when_to_retry() {
+        let err: async_graphql::Error =
+            AppError::bad_input("email", "Not an email address.").into();
+        let ext = err.extensions.unwrap();
+        assert_eq!(
+            ext.get("code"),
+            Some(&async_graphql::Value::from("BAD_USER_INPUT"))
+        );
+        assert_eq!(ext.get("field"), Some(&async_graphql::Value::from("email")));
+
+        let err: async_graphql::Error = AppError::RateLimited {
+            message: "Too many attempts.".into(),
+            retry_after: 30,
+        }
+        .into();
+        let ext = err.extensions.unwrap();
+        assert_eq!(ext.get("retryAfter"), Some(&async_graphql::Value::from(30)));
+    }
+
+    #[test]
+    fn diesel_not_found_and_unique_violations_map_to_contract_codes() {
+        assert_eq!(AppError::from(DieselError::NotFound).code(), "NOT_FOUND");
+        assert_eq!(
+            AppError::from(DieselError::RollbackTransaction).code(),
+            "INTERNAL"
+        );
+        assert_eq!(
+            conflict_message(Some("users_email_key")),
+            "That email address is already registered."
+        );
+    }
+}

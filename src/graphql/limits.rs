@@ -1,0 +1,176 @@
+//! Limits on what one GraphQL request may cost, and the final say on every error's `extensions.code`.
+//!
+//! async-graphql enforces depth and complexity during validation; this extension adds a bound on the
+//! query text and on aliases (each alias can multiply work without adding depth), rewrites the library's
+//! limit messages into the contract's `QUERY_TOO_COMPLEX`, and gives every error that has no code yet
+//! one: errors raised before execution, or while coercing arguments, are the client's (`BAD_USER_INPUT`).
+//! `INTERNAL` errors get the request id, which the log lines carry too.
+
+use std::sync::Arc;
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe,
+};
+use async_graphql::futures_util::stream::{BoxStream, StreamExt};
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::{ErrorExtensionValues, Response, ServerError, ServerResult, Value, Variables};
+
+use crate::config::GraphqlLimits;
+use crate::graphql::context::RequestContext;
+
+/// Installs [`LimitsExtension`] on a schema.
+pub struct RequestLimits(pub GraphqlLimits);
+
+impl ExtensionFactory for RequestLimits {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(LimitsExtension(self.0))
+    }
+}
+
+/// See the module documentation.
+pub struct LimitsExtension(GraphqlLimits);
+
+/// Builds an error with a contract code.
+pub fn coded_error(message: impl Into<String>, code: &str) -> ServerError {
+    let mut error = ServerError::new(message, None);
+    let mut extensions = ErrorExtensionValues::default();
+    extensions.set("code", code);
+    error.extensions = Some(extensions);
+    error
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for LimitsExtension {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let mut response = next.run(ctx).await;
+        let request_id = ctx
+            .data_opt::<RequestContext>()
+            .map(|r| r.request_id.as_str());
+        for error in &mut response.errors {
+            classify(error, &self.0, request_id);
+        }
+        response
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        let limits = self.0;
+        let request_id = ctx
+            .data_opt::<RequestContext>()
+            .map(|r| r.request_id.clone());
+        next.run(ctx, stream)
+            .map(move |mut response| {
+                for error in &mut response.errors {
+                    classify(error, &limits, request_id.as_deref());
+                }
+                response
+            })
+            .boxed()
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        if query.len() > self.0.max_query_bytes {
+            return Err(coded_error(
+                format!(
+                    "The query text is {} bytes; the limit is {} bytes.",
+                    query.len(),
+                    self.0.max_query_bytes
+                ),
+                "QUERY_TOO_COMPLEX",
+            ));
+        }
+        let document = next.run(ctx, query, variables).await?;
+        let aliases = count_aliases(&document);
+        if aliases > self.0.max_aliases {
+            return Err(coded_error(
+                format!(
+                    "The query uses {aliases} aliases; the limit is {}.",
+                    self.0.max_aliases
+                ),
+                "QUERY_TOO_COMPLEX",
+            ));
+        }
+        Ok(document)
+    }
+}
+
+/// Aliases in every operation and fragment of the document.
+pub fn count_aliases(document: &ExecutableDocument) -> usize {
+    fn in_set(set: &SelectionSet) -> usize {
+        set.items
+            .iter()
+            .map(|item| match &item.node {
+                Selection::Field(field) => {
+                    usize::from(field.node.alias.is_some()) + in_set(&field.node.selection_set.node)
+                }
+                Selection::InlineFragment(fragment) => in_set(&fragment.node.selection_set.node),
+                Selection::FragmentSpread(_) => 0,
+            })
+            .sum()
+    }
+    let operations: usize = document
+        .operations
+        .iter()
+        .map(|(_, op)| in_set(&op.node.selection_set.node))
+        .sum();
+    let fragments: usize = document
+        .fragments
+        .values()
+        .map(|fragment| in_set(&fragment.node.selection_set.node))
+        .sum();
+    operations + fragments
+}
+
+fn classify(error: &mut ServerError, limits: &GraphqlLimits, request_id: Option<&str>) {
+    let code = error
+        .extensions
+        .as_ref()
+        .and_then(|ext| ext.get("code"))
+        .and_then(|code| match code {
+            Value::String(code) => Some(code.clone()),
+            _ => None,
+        });
+    let code = match code {
+        Some(code) => code,
+        None => {
+            let code = match error.message.as_str() {
+                "Query is too complex." => {
+                    error.message = format!(
+                        "The query is too complex (limit {}): ask for fewer fields or smaller pages.",
+                        limits.max_complexity
+                    );
+                    "QUERY_TOO_COMPLEX"
+                }
+                "Query is nested too deep." => {
+                    error.message = format!(
+                        "The query is nested too deeply (limit {} levels).",
+                        limits.max_depth
+                    );
+                    "QUERY_TOO_COMPLEX"
+                }
+                message if message.contains("recursion depth") => "QUERY_TOO_COMPLEX",
+                _ => "BAD_USER_INPUT",
+            };
+            error
+                .extensions
+                .get_or_insert_with(ErrorExtensionValues::default)
+                .set("code", code);
+            code.to_owned()
+        }
+    };
+    if code == "INTERNAL"
+        && let (Some(id), Some(ext)) = (request_id, error.extensions.as_mut())
+    {
+        ext.set("requestId", id);
+    }
+}

@@ -1,0 +1,50 @@
+//! The GraphQL schema: the merged roots, the limits, and the SDL export.
+//!
+//! A domain adds its query part as a `#[derive(Default)]` struct with an `#[Object]` impl in its own
+//! `graphql.rs`, and one line in [`QueryRoot`] below.
+
+pub mod context;
+pub mod limits;
+
+use async_graphql::{
+    EmptyMutation, EmptySubscription, MergedObject, SDLExportOptions, Schema, SchemaBuilder,
+};
+
+use crate::config::GraphqlLimits;
+use crate::system::graphql::SystemQuery;
+
+/// Every query field, merged from the domains.
+#[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
+pub struct QueryRoot(SystemQuery);
+
+/// The mutation root: domains with mutations replace this with a merged root.
+pub type MutationRoot = EmptyMutation;
+/// The subscription root.
+pub type SubscriptionRoot = EmptySubscription;
+
+/// The schema type every handler shares.
+pub type HubSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+
+/// The schema with its limits and extensions, before any runtime data is attached.
+pub fn schema_builder(
+    limits: GraphqlLimits,
+    introspection: bool,
+) -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
+    let builder = Schema::build(QueryRoot::default(), EmptyMutation, EmptySubscription)
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .extension(limits::RequestLimits(limits));
+    if introspection {
+        builder
+    } else {
+        builder.disable_introspection()
+    }
+}
+
+/// The SDL that `schema.graphql` holds: fields and enum items sorted, so diffs stay readable.
+pub fn export_sdl() -> String {
+    schema_builder(GraphqlLimits::default(), true)
+        .finish()
+        .sdl_with_options(SDLExportOptions::new().sorted_fields().sorted_enum_items())
+}

@@ -1,0 +1,121 @@
+//! The HTTP surface: routes, the GraphQL handlers, health/readiness/metrics, and the cross-cutting
+//! layers (request id, panics, timeout, CORS, compression, body limit).
+
+pub mod graphql;
+pub mod health;
+pub mod middleware;
+
+use std::any::Any;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::app::AppState;
+use crate::config::CorsOrigins;
+use crate::error::INTERNAL_MESSAGE;
+use crate::graphql::HubSchema;
+
+/// What the handlers share: the application state and the schema built over it.
+#[derive(Clone)]
+pub struct HttpState {
+    pub app: AppState,
+    pub schema: HubSchema,
+}
+
+/// Builds the whole router, exactly as production serves it.
+pub fn router(app: AppState) -> Router {
+    let config = app.config.clone();
+    let schema = crate::graphql::schema_builder(config.graphql, config.introspection)
+        .data(app.clone())
+        .finish();
+    let state = HttpState { app, schema };
+
+    Router::new()
+        .route("/graphql", get(graphql::get).post(graphql::post))
+        .route("/graphql/ws", get(graphql::websocket))
+        .route("/playground", get(graphql::playground))
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .fallback(not_found)
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(middleware::request_context))
+                .layer(CatchPanicLayer::custom(panic_response))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    config.request_timeout,
+                ))
+                .layer(cors_layer(config.cors_origins.as_ref()))
+                .layer(CompressionLayer::new())
+                .layer(DefaultBodyLimit::disable())
+                .layer(RequestBodyLimitLayer::new(config.max_body_bytes)),
+        )
+}
+
+fn cors_layer(origins: Option<&CorsOrigins>) -> CorsLayer {
+    let base = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::HeaderName::from_static("x-api-key"),
+            header::HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([header::HeaderName::from_static("x-request-id")])
+        .max_age(std::time::Duration::from_secs(600));
+    match origins {
+        // No origin allowed: browsers may only call from the same origin.
+        None => CorsLayer::new(),
+        Some(CorsOrigins::Any) => base.allow_origin(AllowOrigin::any()),
+        Some(CorsOrigins::List(list)) => base.allow_origin(
+            list.iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok())
+                .collect::<Vec<_>>(),
+        ),
+    }
+}
+
+/// A GraphQL-shaped error body, for failures outside GraphQL execution.
+pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let body = serde_json::json!({
+        "errors": [{ "message": message.into(), "extensions": { "code": code } }]
+    });
+    (status, Json(body)).into_response()
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        format!(
+            "There is nothing at {method} {}. The API is at /graphql.",
+            uri.path()
+        ),
+    )
+}
+
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(panic = detail, "a request handler panicked");
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "INTERNAL",
+        INTERNAL_MESSAGE,
+    )
+}

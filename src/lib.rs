@@ -1,0 +1,113 @@
+//! Joyfull Hub: the GraphQL backend of a multi-tool AI dashboard.
+//!
+//! `main.rs` parses the command line; everything it runs is wired here, so the tests build exactly the
+//! application that production serves.
+
+pub mod app;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod secrets;
+pub mod system;
+pub mod telemetry;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::app::AppState;
+use crate::config::Config;
+use crate::db::Database;
+use crate::secrets::Keys;
+
+/// `joyfull-hub serve`: opens the database (owning one if needed), migrates, serves until SIGTERM or
+/// SIGINT, drains in-flight requests, then stops the owned database.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let keys = Keys::resolve(&config)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (HUB_LISTEN)", config.listen))?;
+    let database = Database::open(&config).await?;
+    let grace = config.shutdown_timeout;
+    let state = AppState::new(config, database.pool.clone(), keys);
+    let router = http::router(state);
+    let address = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
+    tracing::info!(
+        "serving GraphQL at http://{address}/graphql (GraphiQL in a browser, POST for clients)"
+    );
+    let served = serve_on(listener, router, shutdown_signal(), grace).await;
+    database.close().await;
+    tracing::info!("stopped");
+    served
+}
+
+/// `joyfull-hub migrate`: applies pending migrations and exits.
+pub async fn migrate(config: Config) -> anyhow::Result<()> {
+    let database = Database::open(&config).await?;
+    database.close().await;
+    tracing::info!("the database schema is up to date");
+    Ok(())
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests finish for at
+/// most `grace` before returning.
+pub async fn serve_on(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, finishing in-flight requests");
+        let _ = stopping_tx.send(());
+    });
+    let deadline = async move {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => result.context("the HTTP server failed"),
+        () = deadline => {
+            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; closing them");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

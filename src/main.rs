@@ -1,0 +1,66 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use joyfull_hub::config::Config;
+
+/// Joyfull Hub: the GraphQL backend of a multi-tool AI dashboard.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// A KEY=VALUE file read before the environment (the environment wins). Also HUB_CONFIG_FILE.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the GraphQL schema (SDL), as schema.graphql holds it.
+    ExportSchema,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::ExportSchema = command {
+        print!("{}", joyfull_hub::graphql::export_sdl());
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("joyfull-hub: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    joyfull_hub::telemetry::init_logging(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("joyfull-hub: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match command {
+            Command::Migrate => joyfull_hub::migrate(config).await,
+            Command::Serve | Command::ExportSchema => joyfull_hub::serve(config).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("joyfull-hub: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Facts about the running server that clients may ask for.
+
+pub mod graphql;

@@ -1,0 +1,103 @@
+//! Logs and metrics. Logs are human-readable in development and JSON in production; every line written
+//! while serving a request carries its `request_id` through the request span (see `http::middleware`).
+//! Metrics are rendered in Prometheus text format at `/metrics`.
+
+use std::collections::HashSet;
+use std::io::IsTerminal;
+use std::sync::{Mutex, OnceLock};
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::config::LogFormat;
+
+/// Installs the global log subscriber. `RUST_LOG` overrides the default filter.
+pub fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn,diesel_async=warn"));
+    let registry = tracing_subscriber::registry().with(filter);
+    // A second initialisation (tests) keeps the first subscriber; that is fine.
+    let _ = match format {
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
+            .try_init(),
+        LogFormat::Pretty => registry
+            .with(tracing_subscriber::fmt::layer().with_ansi(std::io::stdout().is_terminal()))
+            .try_init(),
+    };
+}
+
+/// Latency buckets in seconds, from 1 ms to 30 s (the request timeout).
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// A label value set that stops growing at `capacity`: values seen after that are reported as
+/// `other`, so clients cannot blow up the metrics' cardinality with made-up operation names.
+pub struct BoundedLabels {
+    capacity: usize,
+    seen: Mutex<HashSet<String>>,
+}
+
+impl BoundedLabels {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            seen: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The label to use for `value`.
+    pub fn label(&self, value: &str) -> String {
+        let Ok(mut seen) = self.seen.lock() else {
+            return "other".into();
+        };
+        if seen.contains(value) {
+            return value.to_owned();
+        }
+        if seen.len() < self.capacity {
+            seen.insert(value.to_owned());
+            return value.to_owned();
+        }
+        "other".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_beyond_capacity_become_other() {
+        let labels = BoundedLabels::new(2);
+        assert_eq!(labels.label("a"), "a");
+        assert_eq!(labels.label("b"), "b");
+        assert_eq!(labels.label("c"), "other");
+        assert_eq!(labels.label("a"), "a");
+    }
+}
