@@ -301,13 +301,17 @@ fn cluster_settings(durable: bool) -> Vec<String> {
 
 /// A directory on PATH holding both `initdb` and `postgres`, else the newest `/usr/lib/postgresql/*/bin`.
 fn find_bin_dir() -> Option<PathBuf> {
+    find_bin_dir_in(std::env::var_os("PATH"), Path::new("/usr/lib/postgresql"))
+}
+
+fn find_bin_dir_in(path: Option<std::ffi::OsString>, versioned_root: &Path) -> Option<PathBuf> {
     let complete = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
-    if let Some(path) = std::env::var_os("PATH")
+    if let Some(path) = path
         && let Some(dir) = std::env::split_paths(&path).find(|d| complete(d))
     {
         return Some(dir);
     }
-    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir(versioned_root)
         .ok()?
         .flatten()
         .filter_map(|entry| {
@@ -523,6 +527,40 @@ fn percent_encode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binaries_are_found_on_path_first_then_in_the_newest_versioned_directory() {
+        let root = std::env::temp_dir().join(format!("jh-bins-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let make = |dir: &Path| {
+            fs::create_dir_all(dir).unwrap();
+            fs::write(dir.join("initdb"), "").unwrap();
+            fs::write(dir.join("postgres"), "").unwrap();
+        };
+        let versioned = root.join("lib");
+        let empty = root.join("empty");
+        fs::create_dir_all(&empty).unwrap();
+
+        assert_eq!(
+            find_bin_dir_in(Some(empty.clone().into()), &versioned),
+            None
+        );
+
+        make(&versioned.join("9/bin"));
+        make(&versioned.join("15/bin"));
+        assert_eq!(
+            find_bin_dir_in(Some(empty.clone().into()), &versioned),
+            Some(versioned.join("15/bin"))
+        );
+
+        make(&root.join("onpath"));
+        let path = std::env::join_paths([empty, root.join("onpath")]).unwrap();
+        assert_eq!(
+            find_bin_dir_in(Some(path), &versioned),
+            Some(root.join("onpath"))
+        );
+        fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn socket_paths_are_percent_encoded_in_the_url() {

@@ -19,16 +19,26 @@ use crate::config::GraphqlLimits;
 use crate::graphql::context::RequestContext;
 
 /// Installs [`LimitsExtension`] on a schema.
-pub struct RequestLimits(pub GraphqlLimits);
+pub struct RequestLimits {
+    pub limits: GraphqlLimits,
+    /// When false, `__schema` and `__type` are refused with a clear error rather than answered with null.
+    pub introspection: bool,
+}
 
 impl ExtensionFactory for RequestLimits {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(LimitsExtension(self.0))
+        Arc::new(LimitsExtension {
+            limits: self.limits,
+            introspection: self.introspection,
+        })
     }
 }
 
 /// See the module documentation.
-pub struct LimitsExtension(GraphqlLimits);
+pub struct LimitsExtension {
+    limits: GraphqlLimits,
+    introspection: bool,
+}
 
 /// Builds an error with a contract code.
 pub fn coded_error(message: impl Into<String>, code: &str) -> ServerError {
@@ -47,7 +57,7 @@ impl Extension for LimitsExtension {
             .data_opt::<RequestContext>()
             .map(|r| r.request_id.as_str());
         for error in &mut response.errors {
-            classify(error, &self.0, request_id);
+            classify(error, &self.limits, request_id);
         }
         response
     }
@@ -58,7 +68,7 @@ impl Extension for LimitsExtension {
         stream: BoxStream<'s, Response>,
         next: NextSubscribe<'_>,
     ) -> BoxStream<'s, Response> {
-        let limits = self.0;
+        let limits = self.limits;
         let request_id = ctx
             .data_opt::<RequestContext>()
             .map(|r| r.request_id.clone());
@@ -79,56 +89,73 @@ impl Extension for LimitsExtension {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        if query.len() > self.0.max_query_bytes {
+        let limits = &self.limits;
+        if query.len() > limits.max_query_bytes {
             return Err(coded_error(
                 format!(
                     "The query text is {} bytes; the limit is {} bytes.",
                     query.len(),
-                    self.0.max_query_bytes
+                    limits.max_query_bytes
                 ),
                 "QUERY_TOO_COMPLEX",
             ));
         }
         let document = next.run(ctx, query, variables).await?;
-        let aliases = count_aliases(&document);
-        if aliases > self.0.max_aliases {
+        let counts = count_selections(&document);
+        if counts.aliases > limits.max_aliases {
             return Err(coded_error(
                 format!(
-                    "The query uses {aliases} aliases; the limit is {}.",
-                    self.0.max_aliases
+                    "The query uses {} aliases; the limit is {}.",
+                    counts.aliases, limits.max_aliases
                 ),
                 "QUERY_TOO_COMPLEX",
+            ));
+        }
+        if !self.introspection && counts.introspection {
+            return Err(coded_error(
+                "Introspection is turned off on this server; the schema is published as schema.graphql.",
+                "FORBIDDEN",
             ));
         }
         Ok(document)
     }
 }
 
-/// Aliases in every operation and fragment of the document.
-pub fn count_aliases(document: &ExecutableDocument) -> usize {
-    fn in_set(set: &SelectionSet) -> usize {
-        set.items
-            .iter()
-            .map(|item| match &item.node {
+/// What the limits look at in a parsed document.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SelectionCounts {
+    /// Aliases in every operation and fragment.
+    pub aliases: usize,
+    /// Whether `__schema` or `__type` is selected anywhere.
+    pub introspection: bool,
+}
+
+/// Walks every operation and fragment of the document once.
+pub fn count_selections(document: &ExecutableDocument) -> SelectionCounts {
+    fn walk(set: &SelectionSet, counts: &mut SelectionCounts) {
+        for item in &set.items {
+            match &item.node {
                 Selection::Field(field) => {
-                    usize::from(field.node.alias.is_some()) + in_set(&field.node.selection_set.node)
+                    counts.aliases += usize::from(field.node.alias.is_some());
+                    let name = field.node.name.node.as_str();
+                    counts.introspection |= name == "__schema" || name == "__type";
+                    walk(&field.node.selection_set.node, counts);
                 }
-                Selection::InlineFragment(fragment) => in_set(&fragment.node.selection_set.node),
-                Selection::FragmentSpread(_) => 0,
-            })
-            .sum()
+                Selection::InlineFragment(fragment) => {
+                    walk(&fragment.node.selection_set.node, counts)
+                }
+                Selection::FragmentSpread(_) => {}
+            }
+        }
     }
-    let operations: usize = document
-        .operations
-        .iter()
-        .map(|(_, op)| in_set(&op.node.selection_set.node))
-        .sum();
-    let fragments: usize = document
-        .fragments
-        .values()
-        .map(|fragment| in_set(&fragment.node.selection_set.node))
-        .sum();
-    operations + fragments
+    let mut counts = SelectionCounts::default();
+    for (_, operation) in document.operations.iter() {
+        walk(&operation.node.selection_set.node, &mut counts);
+    }
+    for fragment in document.fragments.values() {
+        walk(&fragment.node.selection_set.node, &mut counts);
+    }
+    counts
 }
 
 fn classify(error: &mut ServerError, limits: &GraphqlLimits, request_id: Option<&str>) {

@@ -34,7 +34,10 @@ pub fn schema_builder(
     let builder = Schema::build(QueryRoot::default(), EmptyMutation, EmptySubscription)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
-        .extension(limits::RequestLimits(limits));
+        .extension(limits::RequestLimits {
+            limits,
+            introspection,
+        });
     if introspection {
         builder
     } else {

@@ -171,6 +171,13 @@ async fn execute(
     media: ResponseMedia,
 ) -> Response {
     let limits = state.app.config.graphql;
+    if batch.iter().any(|request| request.query.trim().is_empty()) {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "BAD_USER_INPUT",
+            "The request has no query: send {\"query\": \"…\"}.",
+        );
+    }
     let context = RequestContext {
         request_id,
         caller: Caller::Anonymous,
