@@ -266,9 +266,9 @@ impl Config {
         match &jwt_secret {
             Some(secret) => {
                 if production && let Some(why) = weak_secret(secret.expose()) {
-                        errors.push(format!(
-                            "HUB_JWT_SECRET is too weak for production: {why}; generate one with `openssl rand -hex 32`"
-                        ));
+                    errors.push(format!(
+                        "HUB_JWT_SECRET is too weak for production: {why}; generate one with `openssl rand -hex 32`"
+                    ));
                 }
             }
             None if production => errors.push(
@@ -279,12 +279,10 @@ impl Config {
         }
         let encryption_key = get("HUB_ENCRYPTION_KEY").map(Secret::new);
         match &encryption_key {
-            Some(key) if parse_key_hex(key.expose()).is_none() => {
-                    errors.push(
-                        "HUB_ENCRYPTION_KEY must be 64 hexadecimal characters (32 random bytes), e.g. `openssl rand -hex 32`"
-                            .into(),
-                    );
-            }
+            Some(key) if parse_key_hex(key.expose()).is_none() => errors.push(
+                "HUB_ENCRYPTION_KEY must be 64 hexadecimal characters (32 random bytes), e.g. `openssl rand -hex 32`"
+                    .into(),
+            ),
             Some(_) => {}
             None if production => errors.push(
                 "HUB_ENCRYPTION_KEY is required when HUB_ENV=production: set 64 hexadecimal characters, e.g. `openssl rand -hex 32`"

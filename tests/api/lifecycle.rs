@@ -16,6 +16,14 @@ struct Hub {
     log: PathBuf,
 }
 
+impl Drop for Hub {
+    /// A failing test must not leave a hub (and its PostgreSQL) running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -44,14 +52,11 @@ async fn wait_ready(hub: &mut Hub) {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        if let Ok(response) = client
-            .get(format!("http://127.0.0.1:{}/ready", hub.port))
-            .send()
-            .await
+        let url = format!("http://127.0.0.1:{}/ready", hub.port);
+        if let Ok(response) = client.get(url).send().await
+            && response.status() == 200
         {
-            if response.status() == 200 {
-                return;
-            }
+            return;
         }
         if let Some(status) = hub.child.try_wait().unwrap() {
             panic!(

@@ -1,4 +1,11 @@
 //! The integration tests: one binary, a file per area.
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test helpers: a broken assumption must fail the test loudly"
+)]
 
 mod health;
 mod helpers;
