@@ -22,6 +22,7 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use tracing::Instrument;
 
 use super::middleware::RequestId;
 use super::{HttpState, error_response};
@@ -129,6 +130,8 @@ pub async fn websocket(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let schema = state.schema.clone();
+    // The session outlives the upgrade request's span; give it one with the same request id.
+    let span = tracing::info_span!("websocket", request_id = %request_id);
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
@@ -144,6 +147,7 @@ pub async fn websocket(
                     Ok(data)
                 })
                 .serve()
+                .instrument(span)
         })
 }
 
