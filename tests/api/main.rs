@@ -13,4 +13,5 @@ mod http_surface;
 mod lifecycle;
 mod limits;
 mod schema;
+mod shutdown;
 mod transport;
