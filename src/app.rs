@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::auth::password::PasswordHasher;
 use crate::config::Config;
 use crate::db::DbPool;
+use crate::mail::Mailer;
 use crate::secrets::Keys;
 use crate::telemetry;
 
@@ -19,16 +21,20 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Bounds the operation-name label of the GraphQL metrics.
     pub operation_labels: Arc<telemetry::BoundedLabels>,
+    pub hasher: Arc<PasswordHasher>,
+    pub mailer: Arc<Mailer>,
 }
 
 impl AppState {
-    pub fn new(config: Config, pool: DbPool, keys: Keys) -> Self {
-        Self {
+    pub fn new(config: Config, pool: DbPool, keys: Keys) -> anyhow::Result<Self> {
+        Ok(Self {
+            hasher: Arc::new(PasswordHasher::new(&config.auth)?),
+            mailer: Arc::new(Mailer::from_config(&config)?),
             config: Arc::new(config),
             pool,
             keys: Arc::new(keys),
             metrics: telemetry::metrics_handle(),
             operation_labels: Arc::new(telemetry::BoundedLabels::new(200)),
-        }
+        })
     }
 }

@@ -108,6 +108,35 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
     pub graphql: GraphqlLimits,
+    pub auth: AuthSettings,
+    pub mail: MailSettings,
+    /// `HUB_ADMIN_EMAIL` + `HUB_ADMIN_PASSWORD`: an admin created at start if absent, never overwritten.
+    pub admin_seed: Option<(String, Secret<String>)>,
+}
+
+/// Lifetimes of credentials and the cost of password hashing.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub reset_token_ttl: Duration,
+    pub verify_token_ttl: Duration,
+    /// Argon2id memory in KiB, iterations and lanes (OWASP: 19456 KiB, 2, 1).
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    /// How many password hashes may run at once (default: the number of cores).
+    pub max_concurrent_hashes: usize,
+}
+
+/// Where mail goes.
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    /// `HUB_SMTP_URL`; `None` writes each mail as an `.eml` file under `$HUB_DATA_DIR/mail/`.
+    pub smtp_url: Option<Secret<String>>,
+    pub from: String,
+    /// Base of the links in mails (the dashboard's address).
+    pub public_url: String,
 }
 
 /// Every problem found in the configuration, one sentence each.
@@ -217,6 +246,29 @@ impl Config {
             ) as usize,
         };
 
+        let cores = std::thread::available_parallelism().map_or(2, usize::from) as u64;
+        let auth = AuthSettings {
+            access_token_ttl: Duration::from_secs(number(
+                "HUB_ACCESS_TOKEN_TTL_SECS",
+                900,
+                30,
+                86_400,
+            )),
+            refresh_token_ttl: Duration::from_secs(
+                number("HUB_REFRESH_TOKEN_TTL_DAYS", 30, 1, 365) * 86_400,
+            ),
+            reset_token_ttl: Duration::from_secs(
+                number("HUB_RESET_TOKEN_TTL_HOURS", 24, 1, 168) * 3600,
+            ),
+            verify_token_ttl: Duration::from_secs(
+                number("HUB_VERIFY_TOKEN_TTL_HOURS", 72, 1, 720) * 3600,
+            ),
+            argon2_memory_kib: number("HUB_ARGON2_MEMORY_KIB", 19_456, 1024, 1_048_576) as u32,
+            argon2_iterations: number("HUB_ARGON2_ITERATIONS", 2, 1, 20) as u32,
+            argon2_parallelism: number("HUB_ARGON2_PARALLELISM", 1, 1, 16) as u32,
+            max_concurrent_hashes: number("HUB_MAX_CONCURRENT_HASHES", cores, 1, 256) as usize,
+        };
+
         let mut flag = |key: &str, default: bool| -> bool {
             match get(key).map(|v| v.to_ascii_lowercase()).as_deref() {
                 None => default,
@@ -259,6 +311,41 @@ impl Config {
                     }
                 }
                 Some(CorsOrigins::List(list))
+            }
+        };
+
+        let smtp_url = get("HUB_SMTP_URL").map(Secret::new);
+        if let Some(url) = &smtp_url
+            && !(url.expose().starts_with("smtp://") || url.expose().starts_with("smtps://"))
+        {
+            errors.push(
+                "HUB_SMTP_URL must look like smtp://host:port or smtps://user:password@host".into(),
+            );
+        }
+        let public_url = get("HUB_PUBLIC_URL")
+            .unwrap_or_else(|| format!("http://{listen}"))
+            .trim_end_matches('/')
+            .to_owned();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            errors.push(format!(
+                "HUB_PUBLIC_URL={public_url} must be an http(s) address, e.g. https://hub.example.com"
+            ));
+        }
+        let mail = MailSettings {
+            smtp_url,
+            from: get("HUB_MAIL_FROM")
+                .unwrap_or_else(|| "Joyfull Hub <no-reply@joyfull.local>".into()),
+            public_url,
+        };
+        let admin_seed = match (get("HUB_ADMIN_EMAIL"), get("HUB_ADMIN_PASSWORD")) {
+            (Some(email), Some(password)) => Some((email, Secret::new(password))),
+            (None, None) => None,
+            _ => {
+                errors.push(
+                    "HUB_ADMIN_EMAIL and HUB_ADMIN_PASSWORD go together: set both or neither"
+                        .into(),
+                );
+                None
             }
         };
 
@@ -310,6 +397,9 @@ impl Config {
             shutdown_timeout,
             log_format,
             graphql,
+            auth,
+            mail,
+            admin_seed,
         })
     }
 

@@ -4,14 +4,18 @@
 //! application that production serves.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod keys;
+pub mod mail;
 pub mod secrets;
 pub mod system;
 pub mod telemetry;
+pub mod users;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,7 +39,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (HUB_LISTEN)", config.listen))?;
     let database = Database::open(&config).await?;
     let grace = config.shutdown_timeout;
-    let state = AppState::new(config, database.pool.clone(), keys);
+    let state = match AppState::new(config, database.pool.clone(), keys) {
+        Ok(state) => state,
+        Err(e) => {
+            database.close().await;
+            return Err(e);
+        }
+    };
+    if let Err(e) = seed_admin(&state).await {
+        database.close().await;
+        return Err(e);
+    }
     let router = http::router(state);
     let address = listener
         .local_addr()
@@ -49,9 +63,53 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     served
 }
 
+/// `HUB_ADMIN_EMAIL` + `HUB_ADMIN_PASSWORD`: created if absent, never overwritten.
+async fn seed_admin(state: &AppState) -> anyhow::Result<()> {
+    let Some((email, password)) = &state.config.admin_seed else {
+        return Ok(());
+    };
+    let outcome = users::service::create_admin(
+        &state.pool,
+        &state.hasher,
+        email,
+        password.expose(),
+        "Administrator",
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("HUB_ADMIN_EMAIL/HUB_ADMIN_PASSWORD: {}", e.public_message()))?;
+    if outcome == users::service::AdminSeed::AlreadyExists {
+        tracing::info!("the administrator from HUB_ADMIN_EMAIL exists already; left unchanged");
+    }
+    Ok(())
+}
+
+/// `joyfull-hub create-admin`: creates an administrator unless the address is taken. Works while a
+/// server runs on the same data directory (it then uses that server's database).
+pub async fn create_admin(
+    config: Config,
+    email: &str,
+    password: &str,
+    name: &str,
+) -> anyhow::Result<()> {
+    let database = Database::open_shared(&config).await?;
+    let hasher = auth::password::PasswordHasher::new(&config.auth)?;
+    let outcome =
+        users::service::create_admin(&database.pool, &hasher, email, password, name).await;
+    database.close().await;
+    match outcome.map_err(|e| anyhow::anyhow!("{}", e.public_message()))? {
+        users::service::AdminSeed::Created(id) => {
+            println!("created administrator {email} (id {id})");
+            Ok(())
+        }
+        users::service::AdminSeed::AlreadyExists => {
+            anyhow::bail!("an account with the address {email} exists already; it was not changed")
+        }
+    }
+}
+
 /// `joyfull-hub migrate`: applies pending migrations and exits.
 pub async fn migrate(config: Config) -> anyhow::Result<()> {
-    let database = Database::open(&config).await?;
+    let database = Database::open_shared(&config).await?;
     database.close().await;
     tracing::info!("the database schema is up to date");
     Ok(())

@@ -23,6 +23,15 @@ enum Command {
     Migrate,
     /// Print the GraphQL schema (SDL), as schema.graphql holds it.
     ExportSchema,
+    /// Create an administrator account (never changes an existing one).
+    CreateAdmin {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password: String,
+        #[arg(long, default_value = "Administrator")]
+        name: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -53,6 +62,11 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match command {
             Command::Migrate => joyfull_hub::migrate(config).await,
+            Command::CreateAdmin {
+                email,
+                password,
+                name,
+            } => joyfull_hub::create_admin(config, &email, &password, &name).await,
             Command::Serve | Command::ExportSchema => joyfull_hub::serve(config).await,
         }
     });

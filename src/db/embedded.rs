@@ -65,6 +65,40 @@ pub struct OwnedPostgres {
     _lock: File,
 }
 
+/// Another hub owns the cluster of this data directory.
+#[derive(Debug)]
+pub struct InUse(pub PathBuf);
+
+impl std::fmt::Display for InUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the data directory {} is in use by another running joyfull-hub: stop it first, or point HUB_DATA_DIR elsewhere",
+            self.0.display()
+        )
+    }
+}
+
+impl std::error::Error for InUse {}
+
+/// The URL of the cluster another hub runs on `data_dir`, when it is ready (read from its
+/// `postmaster.pid`: line 5 is the socket directory, line 8 the status).
+pub fn running_url(data_dir: &Path, database: &str) -> Option<String> {
+    let pid_file = fs::read_to_string(data_dir.join("postgres").join("postmaster.pid")).ok()?;
+    let lines: Vec<&str> = pid_file.lines().collect();
+    if lines.get(7)?.trim() != "ready" {
+        return None;
+    }
+    Some(url_for(Path::new(lines.get(4)?.trim()), database))
+}
+
+fn url_for(socket_dir: &Path, database: &str) -> String {
+    format!(
+        "postgresql:///{database}?user=postgres&host={}&port={PORT}",
+        percent_encode(&socket_dir.to_string_lossy())
+    )
+}
+
 /// The port number names the socket file (`.s.PGSQL.5432`); nothing listens on TCP.
 const PORT: u16 = 5432;
 
@@ -104,10 +138,7 @@ impl OwnedPostgres {
             .context("cannot open the cluster lock file")?;
         match lock.try_lock() {
             Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => bail!(
-                "the data directory {} is in use by another running joyfull-hub: stop it first, or point HUB_DATA_DIR elsewhere",
-                data_dir.display()
-            ),
+            Err(fs::TryLockError::WouldBlock) => return Err(InUse(data_dir).into()),
             Err(fs::TryLockError::Error(e)) => {
                 return Err(e).context("cannot lock the data directory");
             }
@@ -193,10 +224,7 @@ impl OwnedPostgres {
 
     /// A connection URL for `database` over the private socket.
     pub fn url(&self, database: &str) -> String {
-        format!(
-            "postgresql:///{database}?user=postgres&host={}&port={PORT}",
-            percent_encode(&self.socket_dir.to_string_lossy())
-        )
+        url_for(&self.socket_dir, database)
     }
 
     /// The cluster's data directory (`PGDATA`).

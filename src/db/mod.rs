@@ -155,6 +155,25 @@ impl Database {
         }
     }
 
+    /// Like [`Database::open`], but when another hub owns the cluster of this data directory, uses
+    /// that running cluster instead of failing (for `migrate` and `create-admin` next to a server).
+    pub async fn open_shared(config: &Config) -> anyhow::Result<Self> {
+        match Self::open(config).await {
+            Err(e) if e.downcast_ref::<embedded::InUse>().is_some() => {
+                let url = embedded::running_url(&config.data_dir, OWNED_DATABASE).ok_or(e)?;
+                tracing::info!(
+                    "using the PostgreSQL of the hub already running on this data directory"
+                );
+                run_migrations(&url).await?;
+                Ok(Self {
+                    pool: pool_for(config, &url)?,
+                    owned: None,
+                })
+            }
+            other => other,
+        }
+    }
+
     /// Closes the pool and stops the owned cluster, if any.
     pub async fn close(self) {
         self.pool.close();

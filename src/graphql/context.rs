@@ -1,17 +1,38 @@
 //! What every resolver can know about the request it serves, and a small trait to reach it without
 //! `data_unchecked`.
 
+use std::net::IpAddr;
+
 use async_graphql::Context;
 
 use crate::app::AppState;
 use crate::error::AppError;
+use crate::keys::model::ApiKeyId;
+use crate::users::model::{Role, UserId};
 
-/// Who is calling. Accounts add authenticated callers; until a credential is verified the caller is
-/// anonymous.
+/// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     /// No credential was presented.
     Anonymous,
+    /// A verified credential of an active account.
+    User(AuthenticatedUser),
+}
+
+/// A caller whose credential was verified on this request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticatedUser {
+    pub id: UserId,
+    /// The role now, read from the database (not the one in the token).
+    pub role: Role,
+    pub credential: Credential,
+}
+
+/// How the caller proved who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    AccessToken,
+    ApiKey(ApiKeyId),
 }
 
 /// Per-request data: inserted by the HTTP and WebSocket handlers into every GraphQL request.
@@ -20,6 +41,8 @@ pub struct RequestContext {
     /// The `x-request-id` of the HTTP request (or of the WebSocket upgrade).
     pub request_id: String,
     pub caller: Caller,
+    /// The peer address of the connection.
+    pub client_ip: Option<IpAddr>,
 }
 
 /// Typed access to the shared state and the request context from a resolver.
@@ -28,6 +51,15 @@ pub trait ContextExt {
     fn app(&self) -> Result<&AppState, AppError>;
     /// The request's context (caller, request id).
     fn request(&self) -> Result<&RequestContext, AppError>;
+    /// The authenticated caller, or `UNAUTHENTICATED`.
+    fn user(&self) -> Result<&AuthenticatedUser, AppError> {
+        match &self.request()?.caller {
+            Caller::User(user) => Ok(user),
+            Caller::Anonymous => Err(AppError::Unauthenticated(
+                "Log in (or send an API key) to do this.".into(),
+            )),
+        }
+    }
 }
 
 impl ContextExt for Context<'_> {

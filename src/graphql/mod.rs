@@ -4,22 +4,26 @@
 //! `graphql.rs`, and one line in [`QueryRoot`] below.
 
 pub mod context;
+pub mod guards;
 pub mod limits;
 
-use async_graphql::{
-    EmptyMutation, EmptySubscription, MergedObject, SDLExportOptions, Schema, SchemaBuilder,
-};
+use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema, SchemaBuilder};
 
+use crate::auth::graphql::AuthMutation;
 use crate::config::GraphqlLimits;
+use crate::keys::graphql::{KeysMutation, KeysQuery};
 use crate::system::graphql::SystemQuery;
+use crate::users::graphql::{UsersMutation, UsersQuery};
 
 /// Every query field, merged from the domains.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(SystemQuery);
+pub struct QueryRoot(SystemQuery, UsersQuery, KeysQuery);
 
-/// The mutation root: domains with mutations replace this with a merged root.
-pub type MutationRoot = EmptyMutation;
+/// Every mutation, merged from the domains.
+#[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
+pub struct MutationRoot(AuthMutation, UsersMutation, KeysMutation);
 /// The subscription root.
 pub type SubscriptionRoot = EmptySubscription;
 
@@ -31,13 +35,17 @@ pub fn schema_builder(
     limits: GraphqlLimits,
     introspection: bool,
 ) -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
-    let builder = Schema::build(QueryRoot::default(), EmptyMutation, EmptySubscription)
-        .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity)
-        .extension(limits::RequestLimits {
-            limits,
-            introspection,
-        });
+    let builder = Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .limit_depth(limits.max_depth)
+    .limit_complexity(limits.max_complexity)
+    .extension(limits::RequestLimits {
+        limits,
+        introspection,
+    });
     if introspection {
         builder
     } else {

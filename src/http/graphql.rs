@@ -24,9 +24,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use tracing::Instrument;
 
-use super::middleware::RequestId;
+use super::middleware::{ClientAddress, RequestId};
 use super::{HttpState, error_response};
-use crate::graphql::context::{Caller, RequestContext};
+use crate::graphql::context::RequestContext;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 
@@ -34,6 +34,7 @@ const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 pub async fn post(
     State(state): State<HttpState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(ClientAddress(client_ip)): Extension<ClientAddress>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -63,13 +64,14 @@ pub async fn post(
             );
         }
     };
-    execute(&state, request_id, batch, media).await
+    execute(&state, request_id, client_ip, &headers, batch, media).await
 }
 
 /// `GET /graphql`: GraphiQL for browsers, queries for everyone else.
 pub async fn get(
     State(state): State<HttpState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(ClientAddress(client_ip)): Extension<ClientAddress>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -113,11 +115,14 @@ pub async fn get(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
+    let media = ResponseMedia::negotiate(&headers);
     execute(
         &state,
         request_id,
+        client_ip,
+        &headers,
         BatchRequest::Single(request),
-        ResponseMedia::negotiate(&headers),
+        media,
     )
     .await
 }
@@ -126,23 +131,29 @@ pub async fn get(
 pub async fn websocket(
     State(state): State<HttpState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(ClientAddress(client_ip)): Extension<ClientAddress>,
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let schema = state.schema.clone();
+    let app = state.app.clone();
     // The session outlives the upgrade request's span; give it one with the same request id.
     let span = tracing::info_span!("websocket", request_id = %request_id);
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
             GraphQLWebSocket::new(socket, schema, protocol)
-                .on_connection_init(move |_payload| async move {
-                    // Credentials in the payload (`{"Authorization": "Bearer …"}`) are verified here
-                    // once accounts exist; until then every connection is anonymous.
+                .on_connection_init(move |payload| async move {
+                    // Credentials travel in the payload: {"Authorization": "Bearer …"} or {"X-API-Key": "…"}.
+                    let headers = payload_headers(&payload);
+                    let caller = crate::auth::caller::authenticate(&app, &headers)
+                        .await
+                        .map_err(async_graphql::Error::from)?;
                     let mut data = Data::default();
                     data.insert(RequestContext {
                         request_id,
-                        caller: Caller::Anonymous,
+                        caller,
+                        client_ip,
                     });
                     Ok(data)
                 })
@@ -168,9 +179,30 @@ pub async fn playground(State(state): State<HttpState>) -> Response {
     .into_response()
 }
 
+/// Credentials from a `connection_init` payload, read like request headers (keys case-insensitive).
+fn payload_headers(payload: &serde_json::Value) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(object) = payload.as_object() {
+        for (key, value) in object {
+            let name = key.to_ascii_lowercase();
+            if (name == "authorization" || name == "x-api-key")
+                && let (Ok(name), Some(Ok(value))) = (
+                    header::HeaderName::from_bytes(name.as_bytes()),
+                    value.as_str().map(HeaderValue::from_str),
+                )
+            {
+                headers.insert(name, value);
+            }
+        }
+    }
+    headers
+}
+
 async fn execute(
     state: &HttpState,
     request_id: String,
+    client_ip: Option<std::net::IpAddr>,
+    headers: &HeaderMap,
     batch: BatchRequest,
     media: ResponseMedia,
 ) -> Response {
@@ -182,9 +214,22 @@ async fn execute(
             "The request has no query: send {\"query\": \"…\"}.",
         );
     }
+    let caller = match crate::auth::caller::authenticate(&state.app, headers).await {
+        Ok(caller) => caller,
+        Err(e) => {
+            let mut response = error_response(e.http_status(), e.code(), e.public_message());
+            if e.code() == "UNAUTHENTICATED" {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            return response;
+        }
+    };
     let context = RequestContext {
         request_id,
-        caller: Caller::Anonymous,
+        caller,
+        client_ip,
     };
     let batch = match batch {
         BatchRequest::Single(request) => BatchRequest::Single(request.data(context)),

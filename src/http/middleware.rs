@@ -14,6 +14,10 @@ use tracing::Instrument;
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+/// The peer address of the connection, available to handlers as an extension.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub Option<std::net::IpAddr>);
+
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Accepts a client-supplied id only if it is short and printable, so it is safe in logs and headers.
@@ -33,7 +37,12 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         .filter(|v| acceptable(v))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
     request.extensions_mut().insert(RequestId(id.clone()));
+    request.extensions_mut().insert(ClientAddress(peer));
 
     // The route pattern, not the raw path, keeps the metric labels bounded.
     let route = request

@@ -3,8 +3,11 @@
 pub mod db;
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use joyfull_hub::app::AppState;
 use joyfull_hub::config::{Config, Secret};
 use joyfull_hub::secrets::Keys;
@@ -13,11 +16,24 @@ use tokio::net::TcpListener;
 
 pub use db::TestDb;
 
+/// A password that satisfies the policy.
+pub const PASSWORD: &str = "Corr3ct-Horse!";
+
 pub struct TestApp {
     pub address: SocketAddr,
     pub client: reqwest::Client,
     pub db: TestDb,
+    pub state: AppState,
+    pub data_dir: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// A registered user and their session.
+pub struct TestUser {
+    pub id: String,
+    pub email: String,
+    pub access_token: String,
+    pub refresh_token: String,
 }
 
 impl TestApp {
@@ -28,15 +44,25 @@ impl TestApp {
 
     /// The application with a configuration adjusted by `configure`.
     pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
         let db = TestDb::create().await;
+        let data_dir = db::test_root().join(format!(
+            "app{}-{}",
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            std::process::id()
+        ));
         let mut config = Config::from_lookup(|_| None).expect("the default configuration");
         config.database_url = Some(Secret::new(db.url.clone()));
+        config.data_dir = data_dir.clone();
         config.db_pool_size = 4;
         config.db_acquire_timeout = Duration::from_secs(2);
+        // Cheaper hashing keeps the suite fast; the benchmark measures the production parameters.
+        config.auth.argon2_memory_kib = 4096;
+        config.auth.argon2_iterations = 1;
         configure(&mut config);
         let pool = joyfull_hub::db::pool_for(&config, &db.url).expect("a pool");
-        let state = AppState::new(config, pool, Keys::generate());
-        let router = joyfull_hub::http::router(state);
+        let state = AppState::new(config, pool, Keys::generate()).expect("the application state");
+        let router = joyfull_hub::http::router(state.clone());
 
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
         let address = listener.local_addr().expect("the bound address");
@@ -57,7 +83,8 @@ impl TestApp {
             address,
             client,
             db,
-
+            state,
+            data_dir,
             stop: Some(stop),
         }
     }
@@ -92,6 +119,86 @@ impl TestApp {
     pub async fn graphql(&self, query: &str) -> Value {
         self.graphql_with(query, json!({})).await
     }
+
+    /// Runs `query` with `Authorization: Bearer <token>` (an access token or an API key).
+    pub async fn graphql_as(&self, token: &str, query: &str, variables: Value) -> Value {
+        self.client
+            .post(self.url("/graphql"))
+            .bearer_auth(token)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("POST /graphql")
+            .json()
+            .await
+            .expect("a JSON body")
+    }
+
+    /// Registers an account through the API.
+    pub async fn register(&self, name: &str, email: &str) -> TestUser {
+        let body = self
+            .graphql_with(
+                "mutation($input: RegisterInput!) { register(input: $input) { accessToken refreshToken user { id email } } }",
+                json!({ "input": { "name": name, "email": email, "password": PASSWORD } }),
+            )
+            .await;
+        let payload = &body["data"]["register"];
+        assert!(payload.is_object(), "registration failed: {body}");
+        TestUser {
+            id: payload["user"]["id"].as_str().unwrap().to_owned(),
+            email: payload["user"]["email"].as_str().unwrap().to_owned(),
+            access_token: payload["accessToken"].as_str().unwrap().to_owned(),
+            refresh_token: payload["refreshToken"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Logs in through the API and returns the whole response body.
+    pub async fn login(&self, email: &str, password: &str) -> Value {
+        self.graphql_with(
+            "mutation($input: LoginInput!) { login(input: $input) { accessToken refreshToken accessTokenExpiresAt user { id email role } } }",
+            json!({ "input": { "email": email, "password": password } }),
+        )
+        .await
+    }
+
+    /// Runs SQL directly on the test's database (to arrange states the API cannot reach yet).
+    pub async fn sql(&self, statements: &str) {
+        let mut conn = AsyncPgConnection::establish(&self.db.url)
+            .await
+            .expect("connect");
+        conn.batch_execute(statements).await.expect("run SQL");
+    }
+
+    /// Waits for a mailed `.eml` to `to` whose subject contains `subject`, and returns it decoded.
+    pub async fn wait_for_mail(&self, to: &str, subject: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(mail) = self.mails().into_iter().find(|m| {
+                m.lines().any(|l| l.starts_with("To:") && l.contains(to))
+                    && m.lines()
+                        .any(|l| l.starts_with("Subject:") && l.contains(subject))
+            }) {
+                return mail;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no mail to {to} about {subject:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Every mail written so far, quoted-printable decoded.
+    pub fn mails(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.data_dir.join("mail")) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .map(|raw| decode_quoted_printable(&raw))
+            .collect()
+    }
 }
 
 impl Drop for TestApp {
@@ -99,7 +206,38 @@ impl Drop for TestApp {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
+}
+
+/// Undoes quoted-printable: soft line breaks and `=XX` escapes.
+fn decode_quoted_printable(text: &str) -> String {
+    let joined = text.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && let Ok(byte) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The `token=` value of the first link in a mail.
+pub fn token_in(mail: &str) -> String {
+    let start = mail.find("token=").expect("a link with a token") + "token=".len();
+    mail[start..]
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect()
 }
 
 /// `errors[0].extensions.code` of a GraphQL response body.

@@ -1,0 +1,69 @@
+//! Turns a request's credentials into a [`Caller`]. A credential that is present but expired,
+//! tampered with, revoked, or whose account is suspended or gone is refused with `UNAUTHENTICATED`:
+//! it is never silently treated as anonymous.
+
+use axum::http::{HeaderMap, header};
+
+use super::tokens;
+use crate::app::AppState;
+use crate::error::AppError;
+use crate::graphql::context::{AuthenticatedUser, Caller, Credential};
+use crate::keys::service as keys;
+use crate::users::model::{UserId, UserStatus};
+use crate::users::repo as users;
+
+/// Prefix of API keys (so scanners can find leaked ones).
+pub const API_KEY_PREFIX: &str = "jhk_";
+
+/// Reads `Authorization: Bearer …` (an access token or an API key) or `X-API-Key`.
+pub async fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Caller, AppError> {
+    if let Some(key) = headers.get("x-api-key") {
+        let key = key
+            .to_str()
+            .map_err(|_| AppError::Unauthenticated("The API key is not valid.".into()))?;
+        return keys::authenticate(app, key.trim()).await.map(Caller::User);
+    }
+    let Some(authorization) = headers.get(header::AUTHORIZATION) else {
+        return Ok(Caller::Anonymous);
+    };
+    let authorization = authorization
+        .to_str()
+        .map_err(|_| AppError::Unauthenticated("The Authorization header is not valid.".into()))?;
+    let token = authorization
+        .strip_prefix("Bearer ")
+        .or_else(|| authorization.strip_prefix("bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            AppError::Unauthenticated("Use `Authorization: Bearer <token or API key>`.".into())
+        })?;
+    if token.starts_with(API_KEY_PREFIX) {
+        return keys::authenticate(app, token).await.map(Caller::User);
+    }
+    access_token(app, token).await.map(Caller::User)
+}
+
+async fn access_token(app: &AppState, token: &str) -> Result<AuthenticatedUser, AppError> {
+    let claims = tokens::decode_access_token(&app.keys, token)?;
+    let id = uuid::Uuid::parse_str(&claims.sub).map_err(|_| {
+        AppError::Unauthenticated("The access token is not valid: log in again.".into())
+    })?;
+    let mut conn = app.pool.get().await?;
+    let user = users::find_by_id(&mut conn, UserId(id))
+        .await?
+        .ok_or_else(|| AppError::Unauthenticated("This account no longer exists.".into()))?;
+    if user.status() == UserStatus::Suspended {
+        return Err(AppError::Unauthenticated(
+            "This account is suspended.".into(),
+        ));
+    }
+    if claims.iat < user.sessions_valid_after.timestamp() {
+        return Err(AppError::Unauthenticated(
+            "This session ended when the password changed: log in again.".into(),
+        ));
+    }
+    Ok(AuthenticatedUser {
+        id: user.id(),
+        role: user.role(),
+        credential: Credential::AccessToken,
+    })
+}

@@ -1,0 +1,11 @@
+//! Who is calling: login, sessions (access JWTs and rotating refresh tokens), mail tokens for
+//! verification and password reset, brute-force protection, and resolving a request's credentials.
+
+pub mod caller;
+pub mod graphql;
+pub mod model;
+pub mod password;
+pub mod repo;
+pub mod service;
+pub mod throttle;
+pub mod tokens;

@@ -1,0 +1,69 @@
+//! Rows of the sessions and mail-token tables.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+/// A row of `refresh_tokens`.
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = crate::db::schema::refresh_tokens, check_for_backend(diesel::pg::Pg))]
+pub struct RefreshTokenRow {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub family_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = crate::db::schema::refresh_tokens)]
+pub struct NewRefreshToken<'a> {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub family_id: Uuid,
+    pub token_hash: &'a [u8],
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Why a mail token was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailPurpose {
+    /// Confirm the address given at registration.
+    VerifyEmail,
+    /// Confirm a new address before it replaces the old one.
+    ChangeEmail,
+    /// Choose a new password.
+    ResetPassword,
+}
+
+impl MailPurpose {
+    pub fn as_db(self) -> &'static str {
+        match self {
+            Self::VerifyEmail => "VERIFY_EMAIL",
+            Self::ChangeEmail => "CHANGE_EMAIL",
+            Self::ResetPassword => "RESET_PASSWORD",
+        }
+    }
+}
+
+/// A row of `email_tokens`.
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = crate::db::schema::email_tokens, check_for_backend(diesel::pg::Pg))]
+pub struct EmailTokenRow {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub purpose: String,
+    pub email: String,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = crate::db::schema::email_tokens)]
+pub struct NewEmailToken<'a> {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub purpose: &'a str,
+    pub email: &'a str,
+    pub token_hash: &'a [u8],
+    pub expires_at: DateTime<Utc>,
+}

@@ -1,0 +1,203 @@
+//! Queries on `refresh_tokens`, `email_tokens` and `login_throttle`.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Integer, Interval, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::model::{EmailTokenRow, MailPurpose, NewEmailToken, NewRefreshToken, RefreshTokenRow};
+use crate::db::schema::{email_tokens, login_throttle, refresh_tokens};
+
+pub async fn insert_refresh_token(
+    conn: &mut AsyncPgConnection,
+    token: NewRefreshToken<'_>,
+) -> QueryResult<usize> {
+    diesel::insert_into(refresh_tokens::table)
+        .values(token)
+        .execute(conn)
+        .await
+}
+
+pub async fn find_refresh_token(
+    conn: &mut AsyncPgConnection,
+    hash: &[u8],
+) -> QueryResult<Option<RefreshTokenRow>> {
+    refresh_tokens::table
+        .filter(refresh_tokens::token_hash.eq(hash))
+        .select(RefreshTokenRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Marks a token used, only if nobody else did first; false means it was already used or revoked.
+pub async fn claim_refresh_token(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<bool> {
+    let updated = diesel::update(
+        refresh_tokens::table
+            .find(id)
+            .filter(refresh_tokens::used_at.is_null())
+            .filter(refresh_tokens::revoked_at.is_null()),
+    )
+    .set(refresh_tokens::used_at.eq(Some(now)))
+    .execute(conn)
+    .await?;
+    Ok(updated == 1)
+}
+
+pub async fn revoke_family(
+    conn: &mut AsyncPgConnection,
+    family: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(
+        refresh_tokens::table
+            .filter(refresh_tokens::family_id.eq(family))
+            .filter(refresh_tokens::revoked_at.is_null()),
+    )
+    .set(refresh_tokens::revoked_at.eq(Some(now)))
+    .execute(conn)
+    .await
+}
+
+pub async fn revoke_all_for_user(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(
+        refresh_tokens::table
+            .filter(refresh_tokens::user_id.eq(user))
+            .filter(refresh_tokens::revoked_at.is_null()),
+    )
+    .set(refresh_tokens::revoked_at.eq(Some(now)))
+    .execute(conn)
+    .await
+}
+
+pub async fn insert_email_token(
+    conn: &mut AsyncPgConnection,
+    token: NewEmailToken<'_>,
+) -> QueryResult<usize> {
+    diesel::insert_into(email_tokens::table)
+        .values(token)
+        .execute(conn)
+        .await
+}
+
+/// Uses a mail token once: marks it used and returns it, if it exists, has one of `purposes`, is unused
+/// and unexpired. Atomic, so two concurrent uses cannot both succeed.
+pub async fn consume_email_token(
+    conn: &mut AsyncPgConnection,
+    hash: &[u8],
+    purposes: &[MailPurpose],
+    now: DateTime<Utc>,
+) -> QueryResult<Option<EmailTokenRow>> {
+    let purposes: Vec<&str> = purposes.iter().map(|p| p.as_db()).collect();
+    diesel::update(
+        email_tokens::table
+            .filter(email_tokens::token_hash.eq(hash))
+            .filter(email_tokens::purpose.eq_any(purposes))
+            .filter(email_tokens::used_at.is_null())
+            .filter(email_tokens::expires_at.gt(now)),
+    )
+    .set(email_tokens::used_at.eq(Some(now)))
+    .returning(EmailTokenRow::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// Retires every outstanding token of `purpose` for a user (after a reset, older links stop working).
+pub async fn retire_email_tokens(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    purpose: MailPurpose,
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(
+        email_tokens::table
+            .filter(email_tokens::user_id.eq(user))
+            .filter(email_tokens::purpose.eq(purpose.as_db()))
+            .filter(email_tokens::used_at.is_null()),
+    )
+    .set(email_tokens::used_at.eq(Some(now)))
+    .execute(conn)
+    .await
+}
+
+/// How many tokens of `purpose` went to a user since `since` (to bound mail sent on request).
+pub async fn count_recent_email_tokens(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    purpose: MailPurpose,
+    since: DateTime<Utc>,
+) -> QueryResult<i64> {
+    email_tokens::table
+        .filter(email_tokens::user_id.eq(user))
+        .filter(email_tokens::purpose.eq(purpose.as_db()))
+        .filter(email_tokens::created_at.gt(since))
+        .count()
+        .get_result(conn)
+        .await
+}
+
+/// A throttle counter: failures in the window that started at `window_started_at`.
+#[derive(QueryableByName, Queryable, Debug, Clone)]
+pub struct ThrottleRow {
+    #[diesel(sql_type = Text)]
+    pub key: String,
+    #[diesel(sql_type = Integer)]
+    pub failures: i32,
+    #[diesel(sql_type = Timestamptz)]
+    pub window_started_at: DateTime<Utc>,
+}
+
+pub async fn throttle_counters(
+    conn: &mut AsyncPgConnection,
+    keys: &[String],
+) -> QueryResult<Vec<ThrottleRow>> {
+    login_throttle::table
+        .filter(login_throttle::key.eq_any(keys))
+        .select((
+            login_throttle::key,
+            login_throttle::failures,
+            login_throttle::window_started_at,
+        ))
+        .load(conn)
+        .await
+}
+
+/// Counts one failure for `key`, atomically, starting a new window when the old one is over.
+pub async fn record_failure(
+    conn: &mut AsyncPgConnection,
+    key: &str,
+    now: DateTime<Utc>,
+    window: std::time::Duration,
+) -> QueryResult<ThrottleRow> {
+    let window = diesel::data_types::PgInterval::from_microseconds(
+        i64::try_from(window.as_micros()).unwrap_or(i64::MAX),
+    );
+    diesel::sql_query(
+        "INSERT INTO login_throttle (key, failures, window_started_at) VALUES ($1, 1, $2) \
+         ON CONFLICT (key) DO UPDATE SET \
+           failures = CASE WHEN login_throttle.window_started_at <= $2 - $3 THEN 1 ELSE login_throttle.failures + 1 END, \
+           window_started_at = CASE WHEN login_throttle.window_started_at <= $2 - $3 THEN $2 ELSE login_throttle.window_started_at END \
+         RETURNING key, failures, window_started_at",
+    )
+    .bind::<Text, _>(key)
+    .bind::<Timestamptz, _>(now)
+    .bind::<Interval, _>(window)
+    .get_result(conn)
+    .await
+}
+
+pub async fn reset_throttle(conn: &mut AsyncPgConnection, key: &str) -> QueryResult<usize> {
+    diesel::delete(login_throttle::table.filter(login_throttle::key.eq(key)))
+        .execute(conn)
+        .await
+}

@@ -1,0 +1,100 @@
+//! Queries on `api_keys`.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::model::{ApiKeyRow, NewApiKey};
+use crate::db::schema::{api_keys, users};
+use crate::users::model::UserRow;
+
+pub async fn insert(conn: &mut AsyncPgConnection, key: NewApiKey<'_>) -> QueryResult<ApiKeyRow> {
+    diesel::insert_into(api_keys::table)
+        .values(key)
+        .returning(ApiKeyRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// The user's keys, newest first.
+pub async fn list_for_user(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+) -> QueryResult<Vec<ApiKeyRow>> {
+    api_keys::table
+        .filter(api_keys::user_id.eq(user))
+        .order(api_keys::created_at.desc())
+        .select(ApiKeyRow::as_select())
+        .load(conn)
+        .await
+}
+
+pub async fn count_active_for_user(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<i64> {
+    api_keys::table
+        .filter(api_keys::user_id.eq(user))
+        .filter(api_keys::revoked_at.is_null())
+        .filter(
+            api_keys::expires_at
+                .is_null()
+                .or(api_keys::expires_at.gt(now)),
+        )
+        .count()
+        .get_result(conn)
+        .await
+}
+
+/// The key with this hash and its owner.
+pub async fn find_by_hash(
+    conn: &mut AsyncPgConnection,
+    hash: &[u8],
+) -> QueryResult<Option<(ApiKeyRow, UserRow)>> {
+    api_keys::table
+        .inner_join(users::table)
+        .filter(api_keys::key_hash.eq(hash))
+        .select((ApiKeyRow::as_select(), UserRow::as_select()))
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Revokes one of the user's keys (idempotent: the first revocation time stays); `None` when the
+/// user has no such key.
+pub async fn revoke(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<Option<ApiKeyRow>> {
+    diesel::update(
+        api_keys::table
+            .find(id)
+            .filter(api_keys::user_id.eq(user))
+            .filter(api_keys::revoked_at.is_null()),
+    )
+    .set(api_keys::revoked_at.eq(Some(now)))
+    .execute(conn)
+    .await?;
+    api_keys::table
+        .find(id)
+        .filter(api_keys::user_id.eq(user))
+        .select(ApiKeyRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn touch(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(api_keys::table.find(id))
+        .set(api_keys::last_used_at.eq(Some(now)))
+        .execute(conn)
+        .await
+}

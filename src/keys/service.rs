@@ -1,0 +1,119 @@
+//! API key rules: creation (shown once), listing, revocation, and authenticating a request by key.
+
+use chrono::{DateTime, Duration, Utc};
+use uuid::Uuid;
+
+use super::model::{ApiKeyId, ApiKeyRow, NewApiKey};
+use super::repo;
+use crate::app::AppState;
+use crate::auth::caller::API_KEY_PREFIX;
+use crate::auth::tokens::{hash_token, random_token};
+use crate::error::{AppError, AppResult};
+use crate::graphql::context::{AuthenticatedUser, Credential};
+use crate::users::model::{UserId, UserStatus};
+
+/// Most active keys one user may hold.
+pub const MAX_ACTIVE_KEYS: i64 = 50;
+/// `lastUsedAt` is written at most this often per key, so using a key costs no write per request.
+const LAST_USED_RESOLUTION: Duration = Duration::seconds(60);
+
+/// A key just created: the secret, shown this once, and its row.
+pub struct CreatedKey {
+    pub secret: String,
+    pub row: ApiKeyRow,
+}
+
+#[tracing::instrument(skip_all, fields(user_id = %user.0))]
+pub async fn create(
+    app: &AppState,
+    user: UserId,
+    name: &str,
+    expires_at: Option<DateTime<Utc>>,
+) -> AppResult<CreatedKey> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(AppError::bad_input(
+            "name",
+            "Give the key a name of 1 to 100 characters.",
+        ));
+    }
+    let now = Utc::now();
+    if expires_at.is_some_and(|at| at <= now) {
+        return Err(AppError::bad_input(
+            "expiresAt",
+            "The expiry must be in the future.",
+        ));
+    }
+    let mut conn = app.pool.get().await?;
+    if repo::count_active_for_user(&mut conn, user.0, now).await? >= MAX_ACTIVE_KEYS {
+        return Err(AppError::bad_input(
+            "name",
+            format!("You already have {MAX_ACTIVE_KEYS} active keys: revoke one first."),
+        ));
+    }
+    let (secret, hash) = random_token(API_KEY_PREFIX);
+    let prefix: String = secret.chars().take(API_KEY_PREFIX.len() + 8).collect();
+    let row = repo::insert(
+        &mut conn,
+        NewApiKey {
+            id: Uuid::now_v7(),
+            user_id: user.0,
+            name,
+            prefix: &prefix,
+            key_hash: &hash,
+            expires_at,
+        },
+    )
+    .await?;
+    tracing::info!(key_id = %row.id, prefix = %row.prefix, "API key created");
+    Ok(CreatedKey { secret, row })
+}
+
+pub async fn list(app: &AppState, user: UserId) -> AppResult<Vec<ApiKeyRow>> {
+    let mut conn = app.pool.get().await?;
+    Ok(repo::list_for_user(&mut conn, user.0).await?)
+}
+
+#[tracing::instrument(skip_all, fields(user_id = %user.0, key_id = %id))]
+pub async fn revoke(app: &AppState, user: UserId, id: Uuid) -> AppResult<ApiKeyRow> {
+    let mut conn = app.pool.get().await?;
+    let row = repo::revoke(&mut conn, user.0, id, Utc::now())
+        .await?
+        .ok_or_else(|| AppError::NotFound("You have no API key with that id.".into()))?;
+    tracing::info!(prefix = %row.prefix, "API key revoked");
+    Ok(row)
+}
+
+/// The caller a key stands for. Unknown, revoked and expired keys, and keys of suspended accounts,
+/// are refused at once: the key is looked up on every request, never cached.
+pub async fn authenticate(app: &AppState, key: &str) -> AppResult<AuthenticatedUser> {
+    let refused = |why: &str| AppError::Unauthenticated(why.to_owned());
+    if !key.starts_with(API_KEY_PREFIX) {
+        return Err(refused("The API key is not valid."));
+    }
+    let mut conn = app.pool.get().await?;
+    let (row, user) = repo::find_by_hash(&mut conn, &hash_token(key))
+        .await?
+        .ok_or_else(|| refused("The API key is not valid."))?;
+    let now = Utc::now();
+    if row.revoked_at.is_some() {
+        return Err(refused("This API key has been revoked."));
+    }
+    if row.expires_at.is_some_and(|at| at <= now) {
+        return Err(refused("This API key has expired."));
+    }
+    if user.status() == UserStatus::Suspended {
+        return Err(refused("This account is suspended."));
+    }
+    if row
+        .last_used_at
+        .is_none_or(|at| now - at >= LAST_USED_RESOLUTION)
+    {
+        repo::touch(&mut conn, row.id, now).await?;
+    }
+    Ok(AuthenticatedUser {
+        id: user.id(),
+        role: user.role(),
+        credential: Credential::ApiKey(ApiKeyId(row.id)),
+    })
+}
