@@ -10,8 +10,8 @@ CREATE TABLE users (
     role text NOT NULL DEFAULT 'USER' CHECK (role IN ('USER', 'ADMIN')),
     status text NOT NULL DEFAULT 'ACTIVE' CHECK (status IN ('ACTIVE', 'SUSPENDED')),
     email_verified_at timestamptz,
-    -- Access tokens issued before this instant are refused (password change or reset).
-    sessions_valid_after timestamptz NOT NULL DEFAULT 'epoch',
+    -- Carried in access tokens; a password change or reset increments it, ending every session.
+    session_version integer NOT NULL DEFAULT 0,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
 );

@@ -56,7 +56,7 @@ async fn access_token(app: &AppState, token: &str) -> Result<AuthenticatedUser, 
             "This account is suspended.".into(),
         ));
     }
-    if claims.iat < user.sessions_valid_after.timestamp() {
+    if claims.sv != user.session_version {
         return Err(AppError::Unauthenticated(
             "This session ended when the password changed: log in again.".into(),
         ));

@@ -295,7 +295,7 @@ pub async fn reset_password(app: &AppState, token: &str, new_password: &str) -> 
                     "This reset link is invalid, used or expired: ask for a new one.",
                 )
             })?;
-            users::update_password(conn, UserId(token.user_id), &password_hash, now).await?;
+            users::update_password(conn, UserId(token.user_id), &password_hash).await?;
             repo::revoke_all_for_user(conn, token.user_id, now).await?;
             repo::retire_email_tokens(conn, token.user_id, MailPurpose::ResetPassword, now).await?;
             // Receiving the mail proves the address.
@@ -365,7 +365,7 @@ pub async fn change_password(
     let now = Utc::now();
     let mut conn = app.pool.get().await?;
     conn.transaction::<_, AppError, _>(async |conn| {
-        users::update_password(conn, user, &password_hash, now).await?;
+        users::update_password(conn, user, &password_hash).await?;
         repo::revoke_all_for_user(conn, user.0, now).await?;
         Ok(())
     })
@@ -464,6 +464,7 @@ async fn start_session(
         &app.keys,
         user.id(),
         user.role(),
+        user.session_version,
         now,
         app.config.auth.access_token_ttl,
     )?;

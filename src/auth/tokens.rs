@@ -25,6 +25,8 @@ pub struct AccessClaims {
     pub iat: i64,
     /// Unique per token.
     pub jti: String,
+    /// The account's session version at issue time; a password change makes older tokens invalid.
+    pub sv: i32,
     pub iss: String,
 }
 
@@ -33,6 +35,7 @@ pub fn issue_access_token(
     keys: &Keys,
     user: UserId,
     role: Role,
+    session_version: i32,
     now: DateTime<Utc>,
     ttl: std::time::Duration,
 ) -> Result<(String, DateTime<Utc>), AppError> {
@@ -43,6 +46,7 @@ pub fn issue_access_token(
         exp: expires_at.timestamp(),
         iat: now.timestamp(),
         jti: Uuid::new_v4().to_string(),
+        sv: session_version,
         iss: ISSUER.to_owned(),
     };
     let token = jsonwebtoken::encode(
@@ -100,6 +104,7 @@ mod tests {
             &keys,
             user,
             Role::Admin,
+            0,
             Utc::now(),
             std::time::Duration::from_secs(60),
         )
@@ -127,6 +132,7 @@ mod tests {
             &keys,
             UserId(Uuid::new_v4()),
             Role::User,
+            0,
             issued,
             std::time::Duration::from_secs(900),
         )

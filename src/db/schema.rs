@@ -57,7 +57,7 @@ diesel::table! {
         role -> Text,
         status -> Text,
         email_verified_at -> Nullable<Timestamptz>,
-        sessions_valid_after -> Timestamptz,
+        session_version -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
     }

@@ -72,7 +72,7 @@ pub struct UserRow {
     pub role: String,
     pub status: String,
     pub email_verified_at: Option<DateTime<Utc>>,
-    pub sessions_valid_after: DateTime<Utc>,
+    pub session_version: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

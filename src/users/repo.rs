@@ -58,17 +58,16 @@ pub async fn update_name(
         .await
 }
 
-/// Sets a new password hash and refuses every access token issued before `valid_after`.
+/// Sets a new password hash and bumps the session version, which ends every access token.
 pub async fn update_password(
     conn: &mut AsyncPgConnection,
     id: UserId,
     password_hash: &str,
-    valid_after: DateTime<Utc>,
 ) -> QueryResult<usize> {
     diesel::update(users::table.find(id.0))
         .set((
             users::password_hash.eq(password_hash),
-            users::sessions_valid_after.eq(valid_after),
+            users::session_version.eq(users::session_version + 1),
         ))
         .execute(conn)
         .await

@@ -7,11 +7,14 @@
     reason = "test helpers: a broken assumption must fail the test loudly"
 )]
 
+mod accounts;
+mod api_keys;
 mod health;
 mod helpers;
 mod http_surface;
 mod lifecycle;
 mod limits;
+mod mail_flows;
 mod schema;
 mod shutdown;
 mod transport;

@@ -1,0 +1,342 @@
+//! Registration, login, sessions and the profile.
+
+use serde_json::json;
+
+use crate::helpers::{PASSWORD, TestApp, error_code};
+
+const ME: &str = "{ me { id name email role status emailVerified createdAt } }";
+const REFRESH: &str =
+    "mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken refreshToken } }";
+
+#[tokio::test]
+async fn a_new_user_registers_and_is_logged_in_as_an_unverified_user() {
+    let app = TestApp::spawn().await;
+
+    let user = app.register("Ada Lovelace", "  Ada@Example.com ").await;
+    let me = app.graphql_as(&user.access_token, ME, json!({})).await;
+
+    assert_eq!(user.email, "ada@example.com");
+    assert_eq!(me["data"]["me"]["name"], "Ada Lovelace");
+    assert_eq!(me["data"]["me"]["role"], "USER");
+    assert_eq!(me["data"]["me"]["status"], "ACTIVE");
+    assert_eq!(me["data"]["me"]["emailVerified"], false);
+    assert!(user.refresh_token.starts_with("jhr_"));
+}
+
+#[tokio::test]
+async fn me_is_null_for_an_anonymous_caller() {
+    let app = TestApp::spawn().await;
+
+    let body = app.graphql(ME).await;
+
+    assert!(body["data"]["me"].is_null(), "{body}");
+    assert!(body.get("errors").is_none());
+}
+
+#[tokio::test]
+async fn a_taken_email_is_a_conflict_whatever_its_case() {
+    let app = TestApp::spawn().await;
+    app.register("Ada", "ada@example.com").await;
+
+    let body = app
+        .graphql_with(
+            "mutation($input: RegisterInput!) { register(input: $input) { accessToken } }",
+            json!({ "input": { "name": "Other", "email": "ADA@example.com", "password": PASSWORD } }),
+        )
+        .await;
+
+    assert_eq!(error_code(&body), "CONFLICT");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already registered")
+    );
+}
+
+#[tokio::test]
+async fn a_weak_password_is_refused_naming_the_rule_it_breaks() {
+    let app = TestApp::spawn().await;
+    let register = |password: &'static str| {
+        app.graphql_with(
+            "mutation($input: RegisterInput!) { register(input: $input) { accessToken } }",
+            json!({ "input": { "name": "Ada", "email": "ada@example.com", "password": password } }),
+        )
+    };
+
+    let cases = [
+        ("Sh0rt!", "8 characters"),
+        ("alllowercase1!", "upper-case"),
+        ("ALLUPPERCASE1!", "lower-case"),
+        ("NoDigitsHere!", "digit"),
+        ("NoSpecials123", "special"),
+    ];
+    for (password, rule) in cases {
+        let body = register(password).await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{password}");
+        assert_eq!(body["errors"][0]["extensions"]["field"], "password");
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains(rule),
+            "{body}"
+        );
+    }
+    let bad_email = app
+        .graphql_with(
+            "mutation($input: RegisterInput!) { register(input: $input) { accessToken } }",
+            json!({ "input": { "name": "Ada", "email": "not-an-email", "password": PASSWORD } }),
+        )
+        .await;
+    assert_eq!(bad_email["errors"][0]["extensions"]["field"], "email");
+}
+
+#[tokio::test]
+async fn a_wrong_password_and_an_unknown_email_get_the_same_answer() {
+    let app = TestApp::spawn().await;
+    app.register("Ada", "ada@example.com").await;
+
+    let wrong_password = app.login("ada@example.com", "Wrong-Passw0rd").await;
+    let unknown = app.login("nobody@example.com", PASSWORD).await;
+
+    assert_eq!(error_code(&wrong_password), "UNAUTHENTICATED");
+    assert_eq!(error_code(&unknown), "UNAUTHENTICATED");
+    assert_eq!(
+        wrong_password["errors"][0]["message"],
+        unknown["errors"][0]["message"]
+    );
+}
+
+#[tokio::test]
+async fn login_refresh_rotation_and_reuse_revoke_the_whole_family() {
+    let app = TestApp::spawn().await;
+    app.register("Ada", "ada@example.com").await;
+
+    let login = app.login("ADA@example.com", PASSWORD).await;
+    let first_refresh = login["data"]["login"]["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(login["data"]["login"]["user"]["role"], "USER");
+
+    let rotated = app
+        .graphql_with(REFRESH, json!({ "t": first_refresh }))
+        .await;
+    let second_refresh = rotated["data"]["refreshToken"]["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let new_access = rotated["data"]["refreshToken"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(second_refresh, first_refresh);
+    assert_eq!(
+        app.graphql_as(&new_access, ME, json!({})).await["data"]["me"]["email"],
+        "ada@example.com"
+    );
+
+    // The old token again: refused, and the family (including the new token) is revoked.
+    let replay = app
+        .graphql_with(REFRESH, json!({ "t": first_refresh }))
+        .await;
+    assert_eq!(error_code(&replay), "UNAUTHENTICATED");
+    let after_theft = app
+        .graphql_with(REFRESH, json!({ "t": second_refresh }))
+        .await;
+    assert_eq!(error_code(&after_theft), "UNAUTHENTICATED");
+
+    // Another session of the same user is untouched.
+    let other = app.login("ada@example.com", PASSWORD).await;
+    let other_refresh = other["data"]["login"]["refreshToken"].as_str().unwrap();
+    let still_fine = app
+        .graphql_with(REFRESH, json!({ "t": other_refresh }))
+        .await;
+    assert!(
+        still_fine["data"]["refreshToken"]["accessToken"].is_string(),
+        "{still_fine}"
+    );
+}
+
+#[tokio::test]
+async fn logout_ends_the_session() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada", "ada@example.com").await;
+
+    let logout = app
+        .graphql_with(
+            "mutation($t: String!) { logout(refreshToken: $t) }",
+            json!({ "t": user.refresh_token }),
+        )
+        .await;
+    let refresh = app
+        .graphql_with(REFRESH, json!({ "t": user.refresh_token }))
+        .await;
+
+    assert_eq!(logout["data"]["logout"], true);
+    assert_eq!(error_code(&refresh), "UNAUTHENTICATED");
+}
+
+#[tokio::test]
+async fn an_expired_or_tampered_access_token_is_refused_not_treated_as_anonymous() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada", "ada@example.com").await;
+    let id = joyfull_hub::users::model::UserId(uuid::Uuid::parse_str(&user.id).unwrap());
+    let (expired, _) = joyfull_hub::auth::tokens::issue_access_token(
+        &app.state.keys,
+        id,
+        joyfull_hub::users::model::Role::User,
+        0,
+        chrono::Utc::now() - chrono::Duration::hours(2),
+        std::time::Duration::from_secs(900),
+    )
+    .unwrap();
+    let mut tampered = user.access_token.clone();
+    tampered.insert(tampered.len() - 3, 'x');
+
+    for token in [expired.as_str(), tampered.as_str(), "garbage"] {
+        let response = app
+            .client
+            .post(app.url("/graphql"))
+            .bearer_auth(token)
+            .json(&json!({ "query": ME }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+        assert!(body.get("data").is_none());
+    }
+    let expired_body = app.graphql_as(&expired, ME, json!({})).await;
+    assert!(
+        expired_body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired")
+    );
+}
+
+#[tokio::test]
+async fn a_suspended_user_cannot_log_in_and_their_tokens_stop_working() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada", "ada@example.com").await;
+    app.sql("UPDATE users SET status = 'SUSPENDED'").await;
+
+    let login = app.login("ada@example.com", PASSWORD).await;
+    let me = app.graphql_as(&user.access_token, ME, json!({})).await;
+    let refresh = app
+        .graphql_with(REFRESH, json!({ "t": user.refresh_token }))
+        .await;
+
+    assert_eq!(error_code(&login), "FORBIDDEN");
+    assert_eq!(error_code(&me), "UNAUTHENTICATED");
+    assert_eq!(error_code(&refresh), "UNAUTHENTICATED");
+}
+
+#[tokio::test]
+async fn repeated_failures_are_slowed_then_refused_with_retry_after() {
+    let app = TestApp::spawn().await;
+    app.register("Ada", "ada@example.com").await;
+
+    let mut codes = Vec::new();
+    for _ in 0..10 {
+        codes.push(error_code(&app.login("ada@example.com", "Wrong-Passw0rd").await).to_owned());
+    }
+    let refused = app.login("ada@example.com", PASSWORD).await;
+
+    assert!(codes.iter().all(|c| c == "UNAUTHENTICATED"), "{codes:?}");
+    assert_eq!(error_code(&refused), "RATE_LIMITED");
+    let retry_after = refused["errors"][0]["extensions"]["retryAfter"]
+        .as_u64()
+        .unwrap();
+    assert!((1..=900).contains(&retry_after), "{retry_after}");
+    // Another account from the same address is not locked by this one's failures.
+    app.register("Bob", "bob@example.com").await;
+    assert!(app.login("bob@example.com", PASSWORD).await["data"]["login"].is_object());
+}
+
+#[tokio::test]
+async fn logins_after_a_few_failures_are_slowed_down() {
+    let app = TestApp::spawn().await;
+    app.register("Ada", "ada@example.com").await;
+    for _ in 0..3 {
+        app.login("ada@example.com", "Wrong-Passw0rd").await;
+    }
+
+    let started = std::time::Instant::now();
+    let body = app.login("ada@example.com", PASSWORD).await;
+
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        body["data"]["login"].is_object(),
+        "a correct password still works: {body}"
+    );
+}
+
+#[tokio::test]
+async fn update_profile_renames_at_once_and_changes_email_only_after_confirmation() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada", "ada@example.com").await;
+    let update =
+        "mutation($input: UpdateProfileInput!) { updateProfile(input: $input) { name email } }";
+
+    let renamed = app
+        .graphql_as(
+            &user.access_token,
+            update,
+            json!({ "input": { "name": "Ada King" } }),
+        )
+        .await;
+    let moved = app
+        .graphql_as(
+            &user.access_token,
+            update,
+            json!({ "input": { "email": "countess@example.com" } }),
+        )
+        .await;
+
+    assert_eq!(renamed["data"]["updateProfile"]["name"], "Ada King");
+    assert_eq!(
+        moved["data"]["updateProfile"]["email"], "ada@example.com",
+        "unchanged until confirmed"
+    );
+    let mail = app
+        .wait_for_mail("countess@example.com", "Confirm your email")
+        .await;
+    let token = crate::helpers::token_in(&mail);
+    let verified = app
+        .graphql_with(
+            "mutation($t: String!) { verifyEmail(token: $t) }",
+            json!({ "t": token }),
+        )
+        .await;
+    assert_eq!(verified["data"]["verifyEmail"], true);
+    let me = app.graphql_as(&user.access_token, ME, json!({})).await;
+    assert_eq!(me["data"]["me"]["email"], "countess@example.com");
+    assert_eq!(me["data"]["me"]["emailVerified"], true);
+    assert_eq!(
+        error_code(&app.login("ada@example.com", PASSWORD).await),
+        "UNAUTHENTICATED"
+    );
+}
+
+#[tokio::test]
+async fn profile_changes_need_a_logged_in_caller() {
+    let app = TestApp::spawn().await;
+
+    let body = app
+        .graphql_with(
+            "mutation($input: UpdateProfileInput!) { updateProfile(input: $input) { name } }",
+            json!({ "input": { "name": "X" } }),
+        )
+        .await;
+
+    assert_eq!(error_code(&body), "UNAUTHENTICATED");
+}
