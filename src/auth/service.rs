@@ -99,10 +99,11 @@ pub async fn login(
     let masked = email
         .as_ref()
         .map_or_else(|| "(not an email)".to_owned(), Email::masked);
-    let mut keys = vec![(
-        throttle::account_key(email.as_ref().map_or("", Email::as_str)),
-        throttle::ACCOUNT,
-    )];
+    let account_key = email.as_ref().map(|e| throttle::account_key(e.as_str()));
+    let mut keys = Vec::new();
+    if let Some(key) = &account_key {
+        keys.push((key.clone(), throttle::ACCOUNT));
+    }
     if let Some(ip) = client_ip {
         keys.push((throttle::address_key(&ip.to_string()), throttle::ADDRESS));
     }
@@ -150,8 +151,8 @@ pub async fn login(
             "This account is suspended. Contact support if you think this is a mistake.".into(),
         ));
     }
-    if let Some((account_key, _)) = keys.first() {
-        repo::reset_throttle(&mut conn, account_key).await?;
+    if let Some(key) = &account_key {
+        repo::reset_throttle(&mut conn, key).await?;
     }
     let session = start_session(&mut conn, app, user, None, Utc::now()).await?;
     tracing::info!(user_id = %session.user.id, "login succeeded");

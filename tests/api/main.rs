@@ -8,6 +8,7 @@
 )]
 
 mod accounts;
+mod admin_bootstrap;
 mod api_keys;
 mod health;
 mod helpers;
