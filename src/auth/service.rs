@@ -114,6 +114,8 @@ pub async fn login(
         match throttle::check(&mut conn, &keys, now).await? {
             Verdict::Refuse { retry_after } => {
                 tracing::warn!(email = %masked, retry_after, "login refused: too many failed attempts");
+                metrics::counter!("auth_login_attempts_total", "outcome" => "throttled")
+                    .increment(1);
                 return Err(AppError::RateLimited {
                     message: format!("Too many failed logins. Try again in {retry_after} seconds."),
                     retry_after,
@@ -142,11 +144,13 @@ pub async fn login(
         (user, _) => {
             throttle::record_failure(&mut conn, &keys, now).await?;
             tracing::warn!(email = %masked, known_account = user.is_some(), "login failed");
+            metrics::counter!("auth_login_attempts_total", "outcome" => "failed").increment(1);
             return Err(AppError::Unauthenticated(WRONG_CREDENTIALS.into()));
         }
     };
     if user.status() == UserStatus::Suspended {
         tracing::warn!(user_id = %user.id, "login refused: account suspended");
+        metrics::counter!("auth_login_attempts_total", "outcome" => "suspended").increment(1);
         return Err(AppError::Forbidden(
             "This account is suspended. Contact support if you think this is a mistake.".into(),
         ));
@@ -156,6 +160,7 @@ pub async fn login(
     }
     let session = start_session(&mut conn, app, user, None, Utc::now()).await?;
     tracing::info!(user_id = %session.user.id, "login succeeded");
+    metrics::counter!("auth_login_attempts_total", "outcome" => "succeeded").increment(1);
     Ok(session)
 }
 
