@@ -6,6 +6,8 @@ use std::sync::Arc;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::password::PasswordHasher;
+use crate::billing::clock::{Clock, SystemClock};
+use crate::billing::payment::{ManualProvider, PaymentProvider};
 use crate::config::Config;
 use crate::db::DbPool;
 use crate::mail::Mailer;
@@ -23,6 +25,10 @@ pub struct AppState {
     pub operation_labels: Arc<telemetry::BoundedLabels>,
     pub hasher: Arc<PasswordHasher>,
     pub mailer: Arc<Mailer>,
+    /// "Now" for billing decisions (tests move it by hand).
+    pub clock: Arc<dyn Clock>,
+    /// Takes payment for plan changes.
+    pub payments: Arc<dyn PaymentProvider>,
 }
 
 impl AppState {
@@ -35,6 +41,8 @@ impl AppState {
             keys: Arc::new(keys),
             metrics: telemetry::metrics_handle(),
             operation_labels: Arc::new(telemetry::BoundedLabels::new(200)),
+            clock: Arc::new(SystemClock),
+            payments: Arc::new(ManualProvider),
         })
     }
 }

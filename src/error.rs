@@ -139,6 +139,7 @@ impl From<diesel_async::pooled_connection::deadpool::PoolError> for AppError {
 fn conflict_message(constraint: Option<&str>) -> String {
     match constraint {
         Some(name) if name.contains("email") => "That email address is already registered.".into(),
+        Some(name) if name.contains("subscription") => "You already have a subscription.".into(),
         Some(name) if name.contains("name") => "That name is already taken.".into(),
         _ => "That value is already taken.".into(),
     }

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod billing;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -50,6 +51,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         database.close().await;
         return Err(e);
     }
+    let sweeper = billing::sweeper::spawn(state.clone(), std::time::Duration::from_secs(60));
     let router = http::router(state);
     let address = listener
         .local_addr()
@@ -58,6 +60,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         "serving GraphQL at http://{address}/graphql (GraphiQL in a browser, POST for clients)"
     );
     let served = serve_on(listener, router, shutdown_signal(), grace).await;
+    sweeper.abort();
     database.close().await;
     tracing::info!("stopped");
     served

@@ -36,6 +36,31 @@ diesel::table! {
 }
 
 diesel::table! {
+    plans (tier) {
+        tier -> Text,
+        rank -> Int4,
+        name -> Text,
+        price_cents -> Int8,
+        currency -> Text,
+        token_limit -> Nullable<Int8>,
+        requests_per_minute -> Nullable<Int4>,
+        features -> Jsonb,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    quota_reservations (id) {
+        id -> Uuid,
+        subscription_id -> Uuid,
+        tokens -> Int8,
+        expires_at -> Timestamptz,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     refresh_tokens (id) {
         id -> Uuid,
         user_id -> Uuid,
@@ -45,6 +70,37 @@ diesel::table! {
         used_at -> Nullable<Timestamptz>,
         revoked_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    subscription_events (id) {
+        id -> Uuid,
+        subscription_id -> Uuid,
+        user_id -> Uuid,
+        kind -> Text,
+        from_tier -> Nullable<Text>,
+        to_tier -> Nullable<Text>,
+        occurred_at -> Timestamptz,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    subscriptions (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        tier -> Text,
+        status -> Text,
+        billing_anchor -> Timestamptz,
+        current_period_start -> Timestamptz,
+        current_period_end -> Timestamptz,
+        cancel_at_period_end -> Bool,
+        scheduled_tier -> Nullable<Text>,
+        tokens_used -> Int8,
+        tokens_reserved -> Int8,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
     }
 }
 
@@ -65,12 +121,21 @@ diesel::table! {
 
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(email_tokens -> users (user_id));
+diesel::joinable!(quota_reservations -> subscriptions (subscription_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
+diesel::joinable!(subscription_events -> subscriptions (subscription_id));
+diesel::joinable!(subscription_events -> users (user_id));
+diesel::joinable!(subscriptions -> plans (tier));
+diesel::joinable!(subscriptions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     email_tokens,
     login_throttle,
+    plans,
+    quota_reservations,
     refresh_tokens,
+    subscription_events,
+    subscriptions,
     users,
 );

@@ -10,6 +10,7 @@ pub mod limits;
 use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema, SchemaBuilder};
 
 use crate::auth::graphql::AuthMutation;
+use crate::billing::graphql::{BillingMutation, BillingQuery};
 use crate::config::GraphqlLimits;
 use crate::keys::graphql::{KeysMutation, KeysQuery};
 use crate::system::graphql::SystemQuery;
@@ -18,12 +19,12 @@ use crate::users::graphql::{UsersMutation, UsersQuery};
 /// Every query field, merged from the domains.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(SystemQuery, UsersQuery, KeysQuery);
+pub struct QueryRoot(SystemQuery, UsersQuery, KeysQuery, BillingQuery);
 
 /// Every mutation, merged from the domains.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(AuthMutation, UsersMutation, KeysMutation);
+pub struct MutationRoot(AuthMutation, UsersMutation, KeysMutation, BillingMutation);
 /// The subscription root.
 pub type SubscriptionRoot = EmptySubscription;
 

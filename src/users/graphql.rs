@@ -3,6 +3,7 @@ use chrono::{DateTime, Utc};
 
 use super::model::{Role, UserRow, UserStatus};
 use super::service;
+use crate::billing::graphql::PlanSubscription;
 use crate::error::AppError;
 use crate::graphql::context::{Caller, ContextExt};
 use crate::graphql::guards::LoggedIn;
@@ -42,6 +43,22 @@ impl From<UserRow> for User {
 
 #[ComplexObject]
 impl User {
+    /// The user's current subscription; null without one. Visible to the user and to administrators.
+    async fn subscription(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<PlanSubscription>> {
+        let caller = ctx.user()?;
+        if caller.id.0 != self.row_id && caller.role != Role::Admin {
+            return Err(
+                AppError::Forbidden("You can only see your own subscription.".into()).into(),
+            );
+        }
+        let view =
+            crate::billing::service::current(ctx.app()?, super::model::UserId(self.row_id)).await?;
+        Ok(view.map(PlanSubscription::try_from).transpose()?)
+    }
+
     /// The user's API keys, newest first. Visible to the user and to administrators.
     async fn api_keys(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ApiKey>> {
         let caller = ctx.user()?;

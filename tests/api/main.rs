@@ -10,6 +10,7 @@
 mod accounts;
 mod admin_bootstrap;
 mod api_keys;
+mod billing;
 mod health;
 mod helpers;
 mod http_surface;

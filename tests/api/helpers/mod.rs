@@ -4,11 +4,13 @@ pub mod db;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use joyfull_hub::app::AppState;
+use joyfull_hub::billing::clock::ManualClock;
 use joyfull_hub::config::{Config, Secret};
 use joyfull_hub::secrets::Keys;
 use serde_json::{Value, json};
@@ -25,6 +27,8 @@ pub struct TestApp {
     pub db: TestDb,
     pub state: AppState,
     pub data_dir: PathBuf,
+    /// Billing's clock: stands still until a test moves it.
+    pub clock: Arc<ManualClock>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -61,7 +65,14 @@ impl TestApp {
         config.auth.argon2_iterations = 1;
         configure(&mut config);
         let pool = joyfull_hub::db::pool_for(&config, &db.url).expect("a pool");
-        let state = AppState::new(config, pool, Keys::generate()).expect("the application state");
+        let mut state =
+            AppState::new(config, pool, Keys::generate()).expect("the application state");
+        // Microseconds, as PostgreSQL stores them, so times read back compare equal.
+        let clock = Arc::new(ManualClock::new(chrono::SubsecRound::trunc_subsecs(
+            chrono::Utc::now(),
+            6,
+        )));
+        state.clock = clock.clone();
         let router = joyfull_hub::http::router(state.clone());
 
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
@@ -85,8 +96,15 @@ impl TestApp {
             db,
             state,
             data_dir,
+            clock,
             stop: Some(stop),
         }
+    }
+
+    /// Billing's "now".
+    pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        use joyfull_hub::billing::clock::Clock;
+        self.clock.now()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -150,6 +168,17 @@ impl TestApp {
             access_token: payload["accessToken"].as_str().unwrap().to_owned(),
             refresh_token: payload["refreshToken"].as_str().unwrap().to_owned(),
         }
+    }
+
+    /// Registers an account and makes it an administrator.
+    pub async fn admin(&self, email: &str) -> TestUser {
+        let user = self.register("Admin", email).await;
+        self.sql(&format!(
+            "UPDATE users SET role = 'ADMIN' WHERE id = '{}'",
+            user.id
+        ))
+        .await;
+        user
     }
 
     /// Logs in through the API and returns the whole response body.
@@ -229,6 +258,12 @@ fn decode_quoted_printable(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+impl TestUser {
+    pub fn user_id(&self) -> joyfull_hub::users::model::UserId {
+        joyfull_hub::users::model::UserId(uuid::Uuid::parse_str(&self.id).unwrap())
+    }
 }
 
 /// The `token=` value of the first link in a mail.

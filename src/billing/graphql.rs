@@ -1,0 +1,194 @@
+use async_graphql::{Context, InputObject, MaybeUndefined, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+
+use super::model::{PlanChanges, PlanRow, PlanTier, SubscriptionStatus};
+use super::service::{self, SubscriptionView};
+use crate::error::AppError;
+use crate::graphql::context::ContextExt;
+use crate::graphql::guards::{AdminOnly, LoggedIn};
+
+/// A plan users can subscribe to.
+#[derive(SimpleObject, Clone)]
+pub struct Plan {
+    pub tier: PlanTier,
+    pub name: String,
+    /// Price per monthly period, in the currency's minor unit (cents).
+    pub price_cents: i64,
+    /// ISO 4217 code, e.g. USD.
+    pub currency: String,
+    /// Tokens per period; null means unlimited.
+    pub token_limit: Option<i64>,
+    /// Requests per minute; null means unlimited.
+    pub requests_per_minute: Option<i32>,
+    /// What the plan includes, for display.
+    pub features: Vec<String>,
+}
+
+impl TryFrom<PlanRow> for Plan {
+    type Error = AppError;
+
+    fn try_from(row: PlanRow) -> Result<Self, AppError> {
+        Ok(Self {
+            tier: PlanTier::from_db(&row.tier).ok_or_else(|| {
+                AppError::internal(anyhow::anyhow!("unknown plan tier {}", row.tier))
+            })?,
+            features: row
+                .features
+                .as_array()
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|i| i.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            name: row.name,
+            price_cents: row.price_cents,
+            currency: row.currency,
+            token_limit: row.token_limit,
+            requests_per_minute: row.requests_per_minute,
+        })
+    }
+}
+
+/// A user's subscription to a plan.
+#[derive(SimpleObject)]
+pub struct PlanSubscription {
+    /// The plan in force now.
+    pub plan: Plan,
+    pub status: SubscriptionStatus,
+    pub current_period_start: DateTime<Utc>,
+    /// When the period renews (or, if cancelled, when access ends).
+    pub current_period_end: DateTime<Utc>,
+    pub cancel_at_period_end: bool,
+    /// A downgrade that takes effect at the period end.
+    pub scheduled_tier: Option<PlanTier>,
+    /// Tokens used this period.
+    pub tokens_used: i64,
+    /// Tokens set aside for calls in flight.
+    pub tokens_reserved: i64,
+    /// The plan's limit per period; null means unlimited.
+    pub token_limit: Option<i64>,
+    /// What is left this period; null means unlimited.
+    pub tokens_remaining: Option<i64>,
+}
+
+impl TryFrom<SubscriptionView> for PlanSubscription {
+    type Error = AppError;
+
+    fn try_from(view: SubscriptionView) -> Result<Self, AppError> {
+        let tokens_remaining = view.tokens_remaining();
+        let row = view.row;
+        Ok(Self {
+            status: row.status(),
+            token_limit: view.plan.token_limit,
+            plan: view.plan.try_into()?,
+            current_period_start: row.current_period_start,
+            current_period_end: row.current_period_end,
+            cancel_at_period_end: row.cancel_at_period_end,
+            scheduled_tier: row.scheduled_tier.as_deref().and_then(PlanTier::from_db),
+            tokens_used: row.tokens_used,
+            tokens_reserved: row.tokens_reserved,
+            tokens_remaining,
+        })
+    }
+}
+
+/// Changes to a plan; omitted fields stay as they are.
+#[derive(InputObject)]
+pub struct UpdatePlanInput {
+    pub name: Option<String>,
+    pub price_cents: Option<i64>,
+    pub currency: Option<String>,
+    /// Tokens per period; null makes the plan unlimited.
+    pub token_limit: MaybeUndefined<i64>,
+    /// Requests per minute; null removes the limit.
+    pub requests_per_minute: MaybeUndefined<i32>,
+    pub features: Option<Vec<String>>,
+}
+
+fn maybe<T>(value: MaybeUndefined<T>) -> Option<Option<T>> {
+    match value {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Value(v) => Some(Some(v)),
+    }
+}
+
+#[derive(Default)]
+pub struct BillingQuery;
+
+#[Object]
+impl BillingQuery {
+    /// Every plan, cheapest first. Needs no credentials.
+    async fn plans(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Plan>> {
+        let rows = service::plans(ctx.app()?).await?;
+        Ok(rows
+            .into_iter()
+            .map(Plan::try_from)
+            .collect::<Result<_, _>>()?)
+    }
+}
+
+#[derive(Default)]
+pub struct BillingMutation;
+
+#[Object]
+impl BillingMutation {
+    /// Subscribes to a plan (a one-month period starting now). A higher tier takes effect at once in the
+    /// same period; a lower one is scheduled for the period end. Subscribing to the current tier undoes a
+    /// scheduled downgrade or a cancellation.
+    #[graphql(guard = "LoggedIn")]
+    async fn subscribe(
+        &self,
+        ctx: &Context<'_>,
+        tier: PlanTier,
+    ) -> async_graphql::Result<PlanSubscription> {
+        let user = ctx.user()?;
+        Ok(service::subscribe(ctx.app()?, user.id, tier)
+            .await?
+            .try_into()?)
+    }
+
+    /// Cancels at the end of the period; access continues until then.
+    #[graphql(guard = "LoggedIn")]
+    async fn cancel_subscription(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<PlanSubscription> {
+        let user = ctx.user()?;
+        Ok(service::cancel(ctx.app()?, user.id).await?.try_into()?)
+    }
+
+    /// Undoes a pending cancellation.
+    #[graphql(guard = "LoggedIn")]
+    async fn resume_subscription(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<PlanSubscription> {
+        let user = ctx.user()?;
+        Ok(service::resume(ctx.app()?, user.id).await?.try_into()?)
+    }
+
+    /// Changes a plan's name, price, limits or features (administrators only). New limits apply to
+    /// every subscriber at once.
+    #[graphql(guard = "AdminOnly")]
+    async fn update_plan(
+        &self,
+        ctx: &Context<'_>,
+        tier: PlanTier,
+        input: UpdatePlanInput,
+    ) -> async_graphql::Result<Plan> {
+        let changes = PlanChanges {
+            name: input.name.map(|n| n.trim().to_owned()),
+            price_cents: input.price_cents,
+            currency: input.currency,
+            token_limit: maybe(input.token_limit),
+            requests_per_minute: maybe(input.requests_per_minute),
+            features: input.features.map(serde_json::Value::from),
+        };
+        Ok(service::update_plan(ctx.app()?, tier, changes)
+            .await?
+            .try_into()?)
+    }
+}

@@ -1,0 +1,19 @@
+//! Plans, subscriptions and the token quota.
+//!
+//! - Plans are rows (seeded by a migration, changed by admins); nothing about prices or limits is in code.
+//! - A subscription's state is derived from its stored dates and the clock: a period that ended is rolled
+//!   forward (renewed, downgraded as scheduled, or expired) the next time anything touches it, and a
+//!   sweeper makes that explicit in the background, so nothing depends on a job running at the boundary.
+//! - Quota is reserved atomically under the subscription's row lock before work starts, then settled with
+//!   the actual count or released: no lost update and no overspend, across any number of server processes.
+//!   Reservations are leases; one left behind by a crash expires and its tokens return.
+//! - Every change is recorded as a subscription event (for billing and, later, webhooks).
+
+pub mod clock;
+pub mod graphql;
+pub mod model;
+pub mod payment;
+pub mod periods;
+pub mod repo;
+pub mod service;
+pub mod sweeper;

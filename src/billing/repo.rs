@@ -1,0 +1,226 @@
+//! Queries on `plans`, `subscriptions`, `subscription_events` and `quota_reservations`.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::model::{
+    EventRow, NewEvent, NewSubscription, PlanChanges, PlanRow, Reservation, SubscriptionRow,
+};
+use crate::db::schema::{plans, quota_reservations, subscription_events, subscriptions};
+
+pub async fn list_plans(conn: &mut AsyncPgConnection) -> QueryResult<Vec<PlanRow>> {
+    plans::table
+        .order(plans::rank)
+        .select(PlanRow::as_select())
+        .load(conn)
+        .await
+}
+
+pub async fn find_plan(conn: &mut AsyncPgConnection, tier: &str) -> QueryResult<PlanRow> {
+    plans::table
+        .find(tier)
+        .select(PlanRow::as_select())
+        .first(conn)
+        .await
+}
+
+pub async fn update_plan(
+    conn: &mut AsyncPgConnection,
+    tier: &str,
+    changes: &PlanChanges,
+) -> QueryResult<PlanRow> {
+    diesel::update(plans::table.find(tier))
+        .set(changes)
+        .returning(PlanRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// The user's current (not expired) subscription.
+pub async fn current_for_user(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+) -> QueryResult<Option<SubscriptionRow>> {
+    subscriptions::table
+        .filter(subscriptions::user_id.eq(user))
+        .filter(subscriptions::status.ne("EXPIRED"))
+        .select(SubscriptionRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The same, locked for update until the transaction ends.
+pub async fn lock_current_for_user(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+) -> QueryResult<Option<SubscriptionRow>> {
+    subscriptions::table
+        .filter(subscriptions::user_id.eq(user))
+        .filter(subscriptions::status.ne("EXPIRED"))
+        .select(SubscriptionRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn lock_by_id(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<SubscriptionRow> {
+    subscriptions::table
+        .find(id)
+        .select(SubscriptionRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+}
+
+/// Subscriptions whose period ended by `now`, locked, skipping rows another instance is handling.
+pub async fn lock_due(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<Vec<SubscriptionRow>> {
+    subscriptions::table
+        .filter(subscriptions::status.ne("EXPIRED"))
+        .filter(subscriptions::current_period_end.le(now))
+        .order(subscriptions::current_period_end)
+        .limit(limit)
+        .select(SubscriptionRow::as_select())
+        .for_update()
+        .skip_locked()
+        .load(conn)
+        .await
+}
+
+pub async fn insert_subscription(
+    conn: &mut AsyncPgConnection,
+    row: NewSubscription<'_>,
+) -> QueryResult<SubscriptionRow> {
+    diesel::insert_into(subscriptions::table)
+        .values(row)
+        .returning(SubscriptionRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Every stateful column of a subscription, written back after a rule changed it.
+#[derive(AsChangeset)]
+#[diesel(table_name = crate::db::schema::subscriptions, treat_none_as_null = true)]
+pub struct SubscriptionState<'a> {
+    pub tier: &'a str,
+    pub status: &'a str,
+    pub current_period_start: DateTime<Utc>,
+    pub current_period_end: DateTime<Utc>,
+    pub cancel_at_period_end: bool,
+    pub scheduled_tier: Option<&'a str>,
+    pub tokens_used: i64,
+}
+
+pub async fn save_state(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    state: SubscriptionState<'_>,
+) -> QueryResult<SubscriptionRow> {
+    diesel::update(subscriptions::table.find(id))
+        .set(state)
+        .returning(SubscriptionRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+pub async fn insert_event(conn: &mut AsyncPgConnection, event: NewEvent<'_>) -> QueryResult<usize> {
+    diesel::insert_into(subscription_events::table)
+        .values(event)
+        .execute(conn)
+        .await
+}
+
+pub async fn events_for_subscription(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> QueryResult<Vec<EventRow>> {
+    subscription_events::table
+        .filter(subscription_events::subscription_id.eq(id))
+        .order((subscription_events::occurred_at, subscription_events::id))
+        .select(EventRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// Adds to the reserved counter (the caller holds the row lock and has checked the limit).
+pub async fn add_reserved(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    tokens: i64,
+) -> QueryResult<usize> {
+    diesel::update(subscriptions::table.find(id))
+        .set(subscriptions::tokens_reserved.eq(subscriptions::tokens_reserved + tokens))
+        .execute(conn)
+        .await
+}
+
+/// Moves `reserved` tokens out of the reserved counter and `used` into the used counter, in one update.
+pub async fn settle_counters(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    reserved: i64,
+    used: i64,
+) -> QueryResult<usize> {
+    diesel::sql_query(
+        "UPDATE subscriptions SET tokens_reserved = GREATEST(tokens_reserved - $2, 0), \
+         tokens_used = tokens_used + $3 WHERE id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .bind::<diesel::sql_types::BigInt, _>(reserved)
+    .bind::<diesel::sql_types::BigInt, _>(used)
+    .execute(conn)
+    .await
+}
+
+pub async fn insert_reservation(
+    conn: &mut AsyncPgConnection,
+    reservation: Reservation,
+    expires_at: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::insert_into(quota_reservations::table)
+        .values((
+            quota_reservations::id.eq(reservation.id),
+            quota_reservations::subscription_id.eq(reservation.subscription_id),
+            quota_reservations::tokens.eq(reservation.tokens),
+            quota_reservations::expires_at.eq(expires_at),
+        ))
+        .execute(conn)
+        .await
+}
+
+/// Removes a reservation; `None` when it was already settled, released or expired.
+pub async fn take_reservation(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> QueryResult<Option<Reservation>> {
+    diesel::delete(quota_reservations::table.find(id))
+        .returning(Reservation::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// Removes the expired reservations (of one subscription, or all) and returns them.
+pub async fn take_expired_reservations(
+    conn: &mut AsyncPgConnection,
+    subscription: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> QueryResult<Vec<Reservation>> {
+    let mut query = diesel::delete(quota_reservations::table)
+        .filter(quota_reservations::expires_at.le(now))
+        .into_boxed();
+    if let Some(id) = subscription {
+        query = query.filter(quota_reservations::subscription_id.eq(id));
+    }
+    query
+        .returning(Reservation::as_returning())
+        .get_results(conn)
+        .await
+}

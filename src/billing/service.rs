@@ -1,0 +1,546 @@
+//! Subscription rules and the quota primitive. See the module documentation of [`crate::billing`].
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::QueryResult;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use uuid::Uuid;
+
+use super::model::{
+    EventKind, EventRow, NewEvent, NewSubscription, PlanChanges, PlanRow, PlanTier, Reservation,
+    SubscriptionRow, SubscriptionStatus,
+};
+use super::payment::ChargeRequest;
+use super::periods::{add_months, period_bounds, period_index};
+use super::repo::{self, SubscriptionState};
+use crate::app::AppState;
+use crate::error::{AppError, AppResult};
+use crate::users::model::UserId;
+
+/// A subscription with the plan it is on now.
+#[derive(Debug, Clone)]
+pub struct SubscriptionView {
+    pub row: SubscriptionRow,
+    pub plan: PlanRow,
+}
+
+impl SubscriptionView {
+    /// Tokens left this period; `None` when the plan is unlimited.
+    pub fn tokens_remaining(&self) -> Option<i64> {
+        self.plan
+            .token_limit
+            .map(|limit| (limit - self.row.tokens_used - self.row.tokens_reserved).max(0))
+    }
+}
+
+/// How many `RENEWED` events one roll-forward records at most (one per elapsed period).
+const MAX_RENEWAL_EVENTS: u32 = 24;
+
+pub async fn plans(app: &AppState) -> AppResult<Vec<PlanRow>> {
+    let mut conn = app.pool.get().await?;
+    Ok(repo::list_plans(&mut conn).await?)
+}
+
+/// Checks and applies an administrator's changes to a plan.
+#[tracing::instrument(skip_all, fields(tier = tier.as_db()))]
+pub async fn update_plan(
+    app: &AppState,
+    tier: PlanTier,
+    changes: PlanChanges,
+) -> AppResult<PlanRow> {
+    if let Some(name) = &changes.name
+        && (name.trim().is_empty() || name.chars().count() > 60)
+    {
+        return Err(AppError::bad_input(
+            "name",
+            "A plan name has 1 to 60 characters.",
+        ));
+    }
+    if changes.price_cents.is_some_and(|p| p < 0) {
+        return Err(AppError::bad_input(
+            "priceCents",
+            "A price cannot be negative.",
+        ));
+    }
+    if let Some(currency) = &changes.currency
+        && !(currency.len() == 3 && currency.chars().all(|c| c.is_ascii_uppercase()))
+    {
+        return Err(AppError::bad_input(
+            "currency",
+            "Use a three-letter ISO 4217 code such as USD or EUR.",
+        ));
+    }
+    if changes.token_limit.flatten().is_some_and(|l| l < 0) {
+        return Err(AppError::bad_input(
+            "tokenLimit",
+            "A token limit cannot be negative.",
+        ));
+    }
+    if changes.requests_per_minute.flatten().is_some_and(|r| r < 1) {
+        return Err(AppError::bad_input(
+            "requestsPerMinute",
+            "Allow at least one request per minute, or null for no limit.",
+        ));
+    }
+    let mut conn = app.pool.get().await?;
+    let plan = repo::update_plan(&mut conn, tier.as_db(), &changes).await?;
+    tracing::info!("plan updated");
+    Ok(plan)
+}
+
+/// The user's current subscription, with any ended period rolled forward first.
+pub async fn current(app: &AppState, user: UserId) -> AppResult<Option<SubscriptionView>> {
+    let now = app.clock.now();
+    let mut conn = app.pool.get().await?;
+    let Some(row) = repo::current_for_user(&mut conn, user.0).await? else {
+        return Ok(None);
+    };
+    let row = if now >= row.current_period_end {
+        conn.transaction::<_, AppError, _>(async |conn| {
+            let row = repo::lock_by_id(conn, row.id).await?;
+            Ok(roll_forward(conn, row, now).await?)
+        })
+        .await?
+    } else {
+        row
+    };
+    if row.status() == SubscriptionStatus::Expired {
+        return Ok(None);
+    }
+    let plan = repo::find_plan(&mut conn, &row.tier).await?;
+    Ok(Some(SubscriptionView { row, plan }))
+}
+
+/// Subscribes, upgrades at once, schedules a downgrade for the period end, or undoes a pending change.
+#[tracing::instrument(skip_all, fields(user_id = %user.0, tier = tier.as_db()))]
+pub async fn subscribe(
+    app: &AppState,
+    user: UserId,
+    tier: PlanTier,
+) -> AppResult<SubscriptionView> {
+    let now = app.clock.now();
+    let mut conn = app.pool.get().await?;
+    let view = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            let wanted = repo::find_plan(conn, tier.as_db()).await?;
+            let current = match repo::lock_current_for_user(conn, user.0).await? {
+                Some(row) => Some(roll_forward(conn, row, now).await?),
+                None => None,
+            }
+            .filter(|row| row.status() != SubscriptionStatus::Expired);
+
+            let Some(row) = current else {
+                let (start, end) = (now, add_months(now, 1));
+                charge(app, user, &wanted, start, end, "create").await?;
+                let row = repo::insert_subscription(
+                    conn,
+                    NewSubscription {
+                        id: Uuid::now_v7(),
+                        user_id: user.0,
+                        tier: &wanted.tier,
+                        status: SubscriptionStatus::Active.as_db(),
+                        billing_anchor: now,
+                        current_period_start: start,
+                        current_period_end: end,
+                    },
+                )
+                .await?;
+                record(
+                    conn,
+                    &row,
+                    EventKind::Created,
+                    None,
+                    Some(&wanted.tier),
+                    now,
+                )
+                .await?;
+                tracing::info!("subscription created");
+                return Ok(SubscriptionView { row, plan: wanted });
+            };
+
+            let current_plan = repo::find_plan(conn, &row.tier).await?;
+            let mut state = state_of(&row);
+            let event = if wanted.rank > current_plan.rank {
+                // Upgrades take effect now, in the same period; a pending cancellation or downgrade ends.
+                charge(
+                    app,
+                    user,
+                    &wanted,
+                    row.current_period_start,
+                    row.current_period_end,
+                    "upgrade",
+                )
+                .await?;
+                state.tier = &wanted.tier;
+                state.scheduled_tier = None;
+                state.status = SubscriptionStatus::Active.as_db();
+                state.cancel_at_period_end = false;
+                EventKind::Upgraded
+            } else if wanted.rank < current_plan.rank {
+                if row.status() == SubscriptionStatus::Cancelled {
+                    return Err(AppError::Conflict(
+                        "Your subscription is cancelled: resume it before changing plans.".into(),
+                    ));
+                }
+                if row.scheduled_tier.as_deref() == Some(wanted.tier.as_str()) {
+                    return Err(AppError::Conflict(format!(
+                        "The move to {} is already scheduled for the end of this period.",
+                        wanted.name
+                    )));
+                }
+                state.scheduled_tier = Some(&wanted.tier);
+                EventKind::DowngradeScheduled
+            } else if row.scheduled_tier.is_some() {
+                state.scheduled_tier = None;
+                EventKind::DowngradeCancelled
+            } else if row.status() == SubscriptionStatus::Cancelled {
+                state.status = SubscriptionStatus::Active.as_db();
+                state.cancel_at_period_end = false;
+                EventKind::Resumed
+            } else {
+                return Err(AppError::Conflict(format!(
+                    "You are already on the {} plan.",
+                    wanted.name
+                )));
+            };
+            let target = state.scheduled_tier.unwrap_or(state.tier).to_owned();
+            let saved = repo::save_state(conn, row.id, state).await?;
+            record(conn, &saved, event, Some(&row.tier), Some(&target), now).await?;
+            tracing::info!(event = event.as_db(), "subscription changed");
+            let plan = repo::find_plan(conn, &saved.tier).await?;
+            Ok(SubscriptionView { row: saved, plan })
+        })
+        .await?;
+    Ok(view)
+}
+
+/// Cancels at the period end: access continues until then.
+#[tracing::instrument(skip_all, fields(user_id = %user.0))]
+pub async fn cancel(app: &AppState, user: UserId) -> AppResult<SubscriptionView> {
+    change_current(app, user, |row| {
+        if row.status() == SubscriptionStatus::Cancelled {
+            return Err(AppError::Conflict(
+                "Your subscription is already cancelled.".into(),
+            ));
+        }
+        let mut state = state_of(row);
+        state.status = SubscriptionStatus::Cancelled.as_db();
+        state.cancel_at_period_end = true;
+        state.scheduled_tier = None;
+        Ok((state, EventKind::Cancelled))
+    })
+    .await
+}
+
+/// Undoes a pending cancellation.
+#[tracing::instrument(skip_all, fields(user_id = %user.0))]
+pub async fn resume(app: &AppState, user: UserId) -> AppResult<SubscriptionView> {
+    change_current(app, user, |row| {
+        if row.status() != SubscriptionStatus::Cancelled {
+            return Err(AppError::Conflict(
+                "Your subscription is not cancelled.".into(),
+            ));
+        }
+        let mut state = state_of(row);
+        state.status = SubscriptionStatus::Active.as_db();
+        state.cancel_at_period_end = false;
+        Ok((state, EventKind::Resumed))
+    })
+    .await
+}
+
+async fn change_current(
+    app: &AppState,
+    user: UserId,
+    rule: impl for<'r> FnOnce(&'r SubscriptionRow) -> AppResult<(SubscriptionState<'r>, EventKind)>
+    + Send,
+) -> AppResult<SubscriptionView> {
+    let now = app.clock.now();
+    let mut conn = app.pool.get().await?;
+    conn.transaction::<_, AppError, _>(async |conn| {
+        let row = match repo::lock_current_for_user(conn, user.0).await? {
+            Some(row) => roll_forward(conn, row, now).await?,
+            None => return Err(no_subscription()),
+        };
+        if row.status() == SubscriptionStatus::Expired {
+            return Err(no_subscription());
+        }
+        let (state, event) = rule(&row)?;
+        let saved = repo::save_state(conn, row.id, state).await?;
+        record(conn, &saved, event, Some(&row.tier), Some(&saved.tier), now).await?;
+        tracing::info!(event = event.as_db(), "subscription changed");
+        let plan = repo::find_plan(conn, &saved.tier).await?;
+        Ok(SubscriptionView { row: saved, plan })
+    })
+    .await
+}
+
+fn no_subscription() -> AppError {
+    AppError::SubscriptionRequired(
+        "You have no subscription: choose a plan with `subscribe`.".into(),
+    )
+}
+
+fn state_of(row: &SubscriptionRow) -> SubscriptionState<'_> {
+    SubscriptionState {
+        tier: &row.tier,
+        status: &row.status,
+        current_period_start: row.current_period_start,
+        current_period_end: row.current_period_end,
+        cancel_at_period_end: row.cancel_at_period_end,
+        scheduled_tier: row.scheduled_tier.as_deref(),
+        tokens_used: row.tokens_used,
+    }
+}
+
+async fn charge(
+    app: &AppState,
+    user: UserId,
+    plan: &PlanRow,
+    period_start: DateTime<Utc>,
+    period_end: DateTime<Utc>,
+    what: &str,
+) -> AppResult<()> {
+    if plan.price_cents == 0 {
+        return Ok(());
+    }
+    app.payments
+        .charge(ChargeRequest {
+            user_id: user.0,
+            plan,
+            period_start,
+            period_end,
+            idempotency_key: format!(
+                "{}:{}:{}:{what}",
+                user.0,
+                plan.tier,
+                period_start.timestamp()
+            ),
+        })
+        .await?;
+    Ok(())
+}
+
+async fn record(
+    conn: &mut AsyncPgConnection,
+    row: &SubscriptionRow,
+    kind: EventKind,
+    from_tier: Option<&str>,
+    to_tier: Option<&str>,
+    at: DateTime<Utc>,
+) -> QueryResult<usize> {
+    repo::insert_event(
+        conn,
+        NewEvent {
+            id: Uuid::now_v7(),
+            subscription_id: row.id,
+            user_id: row.user_id,
+            kind: kind.as_db(),
+            from_tier,
+            to_tier,
+            occurred_at: at,
+        },
+    )
+    .await
+}
+
+/// Applies every period boundary passed by `now` to a locked subscription: expiry after a cancellation,
+/// otherwise renewal (with any scheduled downgrade) into the period containing `now`, counter at zero.
+async fn roll_forward(
+    conn: &mut AsyncPgConnection,
+    row: SubscriptionRow,
+    now: DateTime<Utc>,
+) -> QueryResult<SubscriptionRow> {
+    if row.status() == SubscriptionStatus::Expired || now < row.current_period_end {
+        return Ok(row);
+    }
+    if row.cancel_at_period_end {
+        let mut state = state_of(&row);
+        state.status = SubscriptionStatus::Expired.as_db();
+        let saved = repo::save_state(conn, row.id, state).await?;
+        record(
+            conn,
+            &saved,
+            EventKind::Expired,
+            Some(&row.tier),
+            None,
+            row.current_period_end,
+        )
+        .await?;
+        tracing::info!(subscription_id = %row.id, "subscription expired at the end of its period");
+        return Ok(saved);
+    }
+    let old_index = period_index(row.billing_anchor, row.current_period_start);
+    let index = period_index(row.billing_anchor, now).max(old_index + 1);
+    let (start, end) = period_bounds(row.billing_anchor, index);
+    let new_tier = row
+        .scheduled_tier
+        .clone()
+        .unwrap_or_else(|| row.tier.clone());
+    let mut state = state_of(&row);
+    state.tier = &new_tier;
+    state.scheduled_tier = None;
+    state.current_period_start = start;
+    state.current_period_end = end;
+    state.tokens_used = 0;
+    let saved = repo::save_state(conn, row.id, state).await?;
+    for step in 1..=(index - old_index).min(MAX_RENEWAL_EVENTS) {
+        let from = if step == 1 {
+            row.tier.as_str()
+        } else {
+            new_tier.as_str()
+        };
+        let at = period_bounds(row.billing_anchor, old_index + step).0;
+        record(
+            conn,
+            &saved,
+            EventKind::Renewed,
+            Some(from),
+            Some(&new_tier),
+            at,
+        )
+        .await?;
+    }
+    tracing::info!(subscription_id = %row.id, tier = %new_tier, periods = index - old_index, "subscription renewed");
+    Ok(saved)
+}
+
+/// Sets aside `estimate` tokens of the user's plan for a call, for at most `lease`.
+/// `SUBSCRIPTION_REQUIRED` without a current subscription; `QUOTA_EXCEEDED` when used + reserved +
+/// estimate would pass the limit. Serialised on the subscription row, so concurrent callers on any
+/// server instance can never reserve more than the limit together.
+#[tracing::instrument(skip_all, fields(user_id = %user.0, estimate))]
+pub async fn reserve(
+    app: &AppState,
+    user: UserId,
+    estimate: i64,
+    lease: Duration,
+) -> AppResult<Reservation> {
+    let estimate = estimate.max(1);
+    let now = app.clock.now();
+    let expires_at = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+    let mut conn = app.pool.get().await?;
+    conn.transaction::<_, AppError, _>(async |conn| {
+        let row = match repo::lock_current_for_user(conn, user.0).await? {
+            Some(row) => roll_forward(conn, row, now).await?,
+            None => return Err(no_subscription()),
+        };
+        if row.status() == SubscriptionStatus::Expired {
+            return Err(no_subscription());
+        }
+        let expired: i64 = repo::take_expired_reservations(conn, Some(row.id), now)
+            .await?
+            .iter()
+            .map(|r| r.tokens)
+            .sum();
+        if expired > 0 {
+            repo::settle_counters(conn, row.id, expired, 0).await?;
+        }
+        let reserved = (row.tokens_reserved - expired).max(0);
+        let plan = repo::find_plan(conn, &row.tier).await?;
+        if let Some(limit) = plan.token_limit {
+            let remaining = (limit - row.tokens_used - reserved).max(0);
+            if estimate > remaining {
+                return Err(AppError::QuotaExceeded(format!(
+                    "This call may use up to {estimate} tokens, but your {} plan has {remaining} left this period (it renews on {}).",
+                    plan.name,
+                    row.current_period_end.format("%Y-%m-%d")
+                )));
+            }
+        }
+        repo::add_reserved(conn, row.id, estimate).await?;
+        let reservation = Reservation {
+            id: Uuid::now_v7(),
+            subscription_id: row.id,
+            tokens: estimate,
+        };
+        repo::insert_reservation(conn, reservation, expires_at).await?;
+        Ok(reservation)
+    })
+    .await
+}
+
+/// Settles a reservation with the tokens actually used, inside the caller's transaction (so a usage
+/// record can commit atomically with it). A reservation whose lease already expired still charges the
+/// usage; its reserved tokens were returned by then.
+pub async fn settle_in(
+    conn: &mut AsyncPgConnection,
+    reservation: Reservation,
+    used: i64,
+) -> QueryResult<()> {
+    let reserved = repo::take_reservation(conn, reservation.id)
+        .await?
+        .map_or(0, |r| r.tokens);
+    repo::settle_counters(conn, reservation.subscription_id, reserved, used.max(0)).await?;
+    Ok(())
+}
+
+/// Settles a reservation in a transaction of its own.
+pub async fn settle(app: &AppState, reservation: Reservation, used: i64) -> AppResult<()> {
+    let mut conn = app.pool.get().await?;
+    conn.transaction::<_, AppError, _>(async |conn| Ok(settle_in(conn, reservation, used).await?))
+        .await
+}
+
+/// Gives a reservation's tokens back unused.
+pub async fn release(app: &AppState, reservation: Reservation) -> AppResult<()> {
+    settle(app, reservation, 0).await
+}
+
+/// What one sweep did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub subscriptions_rolled: usize,
+    pub reservations_expired: usize,
+}
+
+/// Rolls forward every subscription whose period ended and returns the tokens of expired reservations.
+/// Safe to run on several instances at once (`FOR UPDATE SKIP LOCKED`).
+pub async fn sweep(app: &AppState, now: DateTime<Utc>) -> AppResult<SweepReport> {
+    const BATCH: i64 = 100;
+    let mut report = SweepReport::default();
+    let mut conn = app.pool.get().await?;
+    loop {
+        let rolled = conn
+            .transaction::<_, AppError, _>(async |conn| {
+                let due = repo::lock_due(conn, now, BATCH).await?;
+                let count = due.len();
+                for row in due {
+                    roll_forward(conn, row, now).await?;
+                }
+                Ok(count)
+            })
+            .await?;
+        report.subscriptions_rolled += rolled;
+        if rolled < usize::try_from(BATCH).unwrap_or(usize::MAX) {
+            break;
+        }
+    }
+    report.reservations_expired = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            let expired = repo::take_expired_reservations(conn, None, now).await?;
+            let mut per_subscription: HashMap<Uuid, i64> = HashMap::new();
+            for reservation in &expired {
+                *per_subscription
+                    .entry(reservation.subscription_id)
+                    .or_default() += reservation.tokens;
+            }
+            for (subscription, tokens) in per_subscription {
+                repo::settle_counters(conn, subscription, tokens, 0).await?;
+            }
+            Ok(expired.len())
+        })
+        .await?;
+    if report != SweepReport::default() {
+        tracing::info!(?report, "billing sweep");
+    }
+    Ok(report)
+}
+
+/// A subscription's history, oldest first.
+pub async fn events(app: &AppState, subscription: Uuid) -> AppResult<Vec<EventRow>> {
+    let mut conn = app.pool.get().await?;
+    Ok(repo::events_for_subscription(&mut conn, subscription).await?)
+}

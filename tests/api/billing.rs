@@ -1,0 +1,435 @@
+//! Plans, subscriptions, period rollover and the quota primitive.
+
+use std::time::Duration;
+
+use chrono::{Months, Utc};
+use joyfull_hub::billing::service;
+use joyfull_hub::error::AppError;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, TestUser, error_code};
+
+const SUBSCRIPTION: &str = "{ me { subscription { plan { tier name } status currentPeriodStart currentPeriodEnd cancelAtPeriodEnd scheduledTier tokensUsed tokensReserved tokenLimit tokensRemaining } } }";
+const SUBSCRIBE: &str = "mutation($t: PlanTier!) { subscribe(tier: $t) { plan { tier } status scheduledTier tokenLimit currentPeriodStart currentPeriodEnd } }";
+const LEASE: Duration = Duration::from_secs(60);
+
+async fn subscription(app: &TestApp, user: &TestUser) -> Value {
+    let body = app
+        .graphql_as(&user.access_token, SUBSCRIPTION, json!({}))
+        .await;
+    assert!(body.get("errors").is_none(), "{body}");
+    body["data"]["me"]["subscription"].clone()
+}
+
+async fn subscribe(app: &TestApp, user: &TestUser, tier: &str) -> Value {
+    app.graphql_as(&user.access_token, SUBSCRIBE, json!({ "t": tier }))
+        .await
+}
+
+async fn event_kinds(app: &TestApp, user: &TestUser) -> Vec<String> {
+    let mut conn =
+        <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&app.db.url)
+            .await
+            .unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Kind {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        kind: String,
+    }
+    let rows: Vec<Kind> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query(format!(
+            "SELECT kind FROM subscription_events WHERE user_id = '{}' ORDER BY occurred_at, id",
+            user.id
+        )),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    rows.into_iter().map(|k| k.kind).collect()
+}
+
+#[tokio::test]
+async fn everyone_sees_the_seeded_plans_cheapest_first() {
+    let app = TestApp::spawn().await;
+
+    let body = app
+        .graphql(
+            "{ plans { tier name priceCents currency tokenLimit requestsPerMinute features } }",
+        )
+        .await;
+
+    let plans = body["data"]["plans"].as_array().unwrap();
+    let tiers: Vec<&str> = plans.iter().map(|p| p["tier"].as_str().unwrap()).collect();
+    assert_eq!(tiers, ["FREE", "PRO", "ENTERPRISE"]);
+    assert_eq!(plans[0]["priceCents"], 0);
+    assert_eq!(plans[1]["tokenLimit"], 1_000_000);
+    assert!(plans[2]["tokenLimit"].is_null(), "enterprise is unlimited");
+    assert!(!plans[1]["features"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_user_without_a_plan_subscribes_for_one_month_starting_now() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada", "ada@example.com").await;
+    assert!(subscription(&app, &user).await.is_null());
+
+    let body = subscribe(&app, &user, "FREE").await;
+
+    let sub = &body["data"]["subscribe"];
+    assert_eq!(sub["status"], "ACTIVE");
+    assert_eq!(sub["tokenLimit"], 10_000);
+    let start: chrono::DateTime<Utc> = sub["currentPeriodStart"].as_str().unwrap().parse().unwrap();
+    let end: chrono::DateTime<Utc> = sub["currentPeriodEnd"].as_str().unwrap().parse().unwrap();
+    assert_eq!(start, app.clock_now());
+    assert_eq!(end, start.checked_add_months(Months::new(1)).unwrap());
+    assert_eq!(subscription(&app, &user).await["tokensRemaining"], 10_000);
+    assert_eq!(event_kinds(&app, &user).await, ["CREATED"]);
+    let anonymous = app.graphql_with(SUBSCRIBE, json!({ "t": "FREE" })).await;
+    assert_eq!(error_code(&anonymous), "UNAUTHENTICATED");
+}
+
+#[tokio::test]
+async fn an_upgrade_applies_at_once_in_the_same_period() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada", "ada@example.com").await;
+    let free = subscribe(&app, &user, "FREE").await;
+    app.clock.advance(chrono::Duration::days(3));
+
+    let pro = subscribe(&app, &user, "PRO").await;
+
+    assert_eq!(pro["data"]["subscribe"]["plan"]["tier"], "PRO");
+    assert_eq!(pro["data"]["subscribe"]["tokenLimit"], 1_000_000);
+    assert_eq!(
+        pro["data"]["subscribe"]["currentPeriodEnd"],
+        free["data"]["subscribe"]["currentPeriodEnd"]
+    );
+    assert_eq!(event_kinds(&app, &user).await, ["CREATED", "UPGRADED"]);
+    let again = subscribe(&app, &user, "PRO").await;
+    assert_eq!(error_code(&again), "CONFLICT");
+}
+
+#[tokio::test]
+async fn a_downgrade_waits_for_the_period_end_then_renews_on_the_lower_plan() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada", "ada@example.com").await;
+    subscribe(&app, &user, "PRO").await;
+    let reservation = service::reserve(&app.state, user.user_id(), 700, LEASE)
+        .await
+        .unwrap();
+    service::settle(&app.state, reservation, 500).await.unwrap();
+
+    let scheduled = subscribe(&app, &user, "FREE").await;
+    assert_eq!(scheduled["data"]["subscribe"]["plan"]["tier"], "PRO");
+    assert_eq!(scheduled["data"]["subscribe"]["scheduledTier"], "FREE");
+    let before = subscription(&app, &user).await;
+    assert_eq!(before["tokensUsed"], 500);
+
+    app.clock.advance(chrono::Duration::days(32));
+    let after = subscription(&app, &user).await;
+
+    assert_eq!(after["plan"]["tier"], "FREE");
+    assert!(after["scheduledTier"].is_null());
+    assert_eq!(after["tokensUsed"], 0, "a new period starts from zero");
+    assert_eq!(after["currentPeriodStart"], before["currentPeriodEnd"]);
+    assert_eq!(
+        event_kinds(&app, &user).await,
+        ["CREATED", "DOWNGRADE_SCHEDULED", "RENEWED"]
+    );
+}
+
+#[tokio::test]
+async fn subscribing_to_the_current_tier_undoes_a_scheduled_downgrade() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada", "ada@example.com").await;
+    subscribe(&app, &user, "ENTERPRISE").await;
+    subscribe(&app, &user, "PRO").await;
+
+    let undone = subscribe(&app, &user, "ENTERPRISE").await;
+
+    assert!(
+        undone["data"]["subscribe"]["scheduledTier"].is_null(),
+        "{undone}"
+    );
+    assert_eq!(
+        event_kinds(&app, &user).await,
+        ["CREATED", "DOWNGRADE_SCHEDULED", "DOWNGRADE_CANCELLED"]
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_subscription_keeps_access_until_the_period_end_then_expires() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada", "ada@example.com").await;
+    subscribe(&app, &user, "PRO").await;
+    let cancel = "mutation { cancelSubscription { status cancelAtPeriodEnd } }";
+    let resume = "mutation { resumeSubscription { status cancelAtPeriodEnd } }";
+
+    let cancelled = app.graphql_as(&user.access_token, cancel, json!({})).await;
+    assert_eq!(
+        cancelled["data"]["cancelSubscription"]["status"],
+        "CANCELLED"
+    );
+    assert_eq!(
+        cancelled["data"]["cancelSubscription"]["cancelAtPeriodEnd"],
+        true
+    );
+    assert!(
+        service::reserve(&app.state, user.user_id(), 10, LEASE)
+            .await
+            .is_ok(),
+        "access continues"
+    );
+
+    let resumed = app.graphql_as(&user.access_token, resume, json!({})).await;
+    assert_eq!(resumed["data"]["resumeSubscription"]["status"], "ACTIVE");
+    let not_cancelled = app.graphql_as(&user.access_token, resume, json!({})).await;
+    assert_eq!(error_code(&not_cancelled), "CONFLICT");
+
+    app.graphql_as(&user.access_token, cancel, json!({})).await;
+    app.clock.advance(chrono::Duration::days(31));
+
+    assert!(
+        subscription(&app, &user).await.is_null(),
+        "expired at the period end"
+    );
+    let denied = service::reserve(&app.state, user.user_id(), 10, LEASE)
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), "SUBSCRIPTION_REQUIRED");
+    let nothing = app.graphql_as(&user.access_token, cancel, json!({})).await;
+    assert_eq!(error_code(&nothing), "SUBSCRIPTION_REQUIRED");
+    assert_eq!(
+        event_kinds(&app, &user).await,
+        ["CREATED", "CANCELLED", "RESUMED", "CANCELLED", "EXPIRED"]
+    );
+
+    let again = subscribe(&app, &user, "FREE").await;
+    assert_eq!(again["data"]["subscribe"]["status"], "ACTIVE");
+}
+
+#[tokio::test]
+async fn periods_roll_over_even_when_nothing_ran_at_the_boundary() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada", "ada@example.com").await;
+    subscribe(&app, &user, "FREE").await;
+    let reservation = service::reserve(&app.state, user.user_id(), 100, LEASE)
+        .await
+        .unwrap();
+    service::settle(&app.state, reservation, 80).await.unwrap();
+    let start = app.clock_now();
+
+    // Three periods and a bit later, with no request in between; the sweeper makes it explicit.
+    app.clock.advance(chrono::Duration::days(95));
+    let report = service::sweep(&app.state, app.clock_now()).await.unwrap();
+
+    assert_eq!(report.subscriptions_rolled, 1);
+    let now = subscription(&app, &user).await;
+    assert_eq!(now["tokensUsed"], 0);
+    let period_start: chrono::DateTime<Utc> =
+        now["currentPeriodStart"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        period_start,
+        start.checked_add_months(Months::new(3)).unwrap()
+    );
+    assert_eq!(
+        event_kinds(&app, &user).await,
+        ["CREATED", "RENEWED", "RENEWED", "RENEWED"]
+    );
+    assert_eq!(
+        service::sweep(&app.state, app.clock_now())
+            .await
+            .unwrap()
+            .subscriptions_rolled,
+        0
+    );
+}
+
+#[tokio::test]
+async fn reservations_refuse_what_would_pass_the_limit_and_settle_exactly() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada", "ada@example.com").await;
+    let id = user.user_id();
+    assert_eq!(
+        service::reserve(&app.state, id, 10, LEASE)
+            .await
+            .unwrap_err()
+            .code(),
+        "SUBSCRIPTION_REQUIRED"
+    );
+    subscribe(&app, &user, "FREE").await; // 10,000 tokens
+
+    let big = service::reserve(&app.state, id, 9_000, LEASE)
+        .await
+        .unwrap();
+    let too_much = service::reserve(&app.state, id, 1_001, LEASE)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(too_much, AppError::QuotaExceeded(_)),
+        "{too_much:?}"
+    );
+    let fits = service::reserve(&app.state, id, 1_000, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(subscription(&app, &user).await["tokensReserved"], 10_000);
+
+    service::settle(&app.state, big, 6_000).await.unwrap();
+    service::release(&app.state, fits).await.unwrap();
+    service::release(&app.state, fits).await.unwrap(); // a second release changes nothing
+
+    let after = subscription(&app, &user).await;
+    assert_eq!(after["tokensUsed"], 6_000);
+    assert_eq!(after["tokensReserved"], 0);
+    assert_eq!(after["tokensRemaining"], 4_000);
+}
+
+#[tokio::test]
+async fn a_reservation_left_behind_by_a_crash_expires_and_its_tokens_return() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada", "ada@example.com").await;
+    subscribe(&app, &user, "FREE").await;
+    let abandoned = service::reserve(&app.state, user.user_id(), 10_000, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(
+        service::reserve(&app.state, user.user_id(), 1, LEASE)
+            .await
+            .is_err()
+    );
+
+    app.clock.advance(chrono::Duration::seconds(31));
+    let report = service::sweep(&app.state, app.clock_now()).await.unwrap();
+
+    assert_eq!(report.reservations_expired, 1);
+    assert_eq!(subscription(&app, &user).await["tokensReserved"], 0);
+    assert!(
+        service::reserve(&app.state, user.user_id(), 1, LEASE)
+            .await
+            .is_ok()
+    );
+    // Settling late still charges what was used.
+    service::settle(&app.state, abandoned, 40).await.unwrap();
+    assert_eq!(subscription(&app, &user).await["tokensUsed"], 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_reservations_from_two_processes_never_pass_a_small_limit() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada", "ada@example.com").await;
+    subscribe(&app, &user, "FREE").await;
+    app.sql("UPDATE plans SET token_limit = 100 WHERE tier = 'FREE'")
+        .await;
+    // A second application state with its own pool stands for another server process.
+    let other = {
+        let mut state = app.state.clone();
+        state.pool = joyfull_hub::db::build_pool(&app.db.url, 8, Duration::from_secs(10)).unwrap();
+        state
+    };
+
+    let attempts: Vec<_> = (0..50)
+        .map(|i| {
+            let state = if i % 2 == 0 {
+                app.state.clone()
+            } else {
+                other.clone()
+            };
+            let id = user.user_id();
+            tokio::spawn(async move {
+                service::reserve(&state, id, 10, LEASE)
+                    .await
+                    .map(|r| (r, state))
+            })
+        })
+        .collect();
+    let mut granted = Vec::new();
+    let mut refused = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(ok) => granted.push(ok),
+            Err(AppError::QuotaExceeded(_)) => refused += 1,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(granted.len(), 10, "exactly the limit is reserved");
+    assert_eq!(refused, 40);
+
+    let mut consumed = 0;
+    for (n, (reservation, state)) in granted.into_iter().enumerate() {
+        let used = (n % 10 + 1) as i64;
+        consumed += used;
+        service::settle(&state, reservation, used).await.unwrap();
+    }
+    let after = subscription(&app, &user).await;
+    assert_eq!(after["tokensUsed"], consumed);
+    assert_eq!(after["tokensReserved"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_user_never_ends_up_with_two_current_subscriptions() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada", "ada@example.com").await;
+
+    let attempts: Vec<_> = (0..8)
+        .map(|_| {
+            let state = app.state.clone();
+            let id = user.user_id();
+            tokio::spawn(async move {
+                service::subscribe(&state, id, joyfull_hub::billing::model::PlanTier::Free).await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(e) => assert_eq!(e.code(), "CONFLICT", "{e:?}"),
+        }
+    }
+
+    assert_eq!(created, 1);
+    assert_eq!(event_kinds(&app, &user).await, ["CREATED"]);
+}
+
+#[tokio::test]
+async fn only_admins_update_plans_and_new_limits_apply_at_once() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada", "ada@example.com").await;
+    let admin = app.admin("root@example.com").await;
+    subscribe(&app, &user, "FREE").await;
+    let update = "mutation($t: PlanTier!, $i: UpdatePlanInput!) { updatePlan(tier: $t, input: $i) { tier name priceCents tokenLimit features } }";
+
+    let forbidden = app
+        .graphql_as(
+            &user.access_token,
+            update,
+            json!({ "t": "FREE", "i": { "priceCents": 1 } }),
+        )
+        .await;
+    let bad_currency = app
+        .graphql_as(
+            &admin.access_token,
+            update,
+            json!({ "t": "FREE", "i": { "currency": "dollars" } }),
+        )
+        .await;
+    let updated = app
+        .graphql_as(
+            &admin.access_token,
+            update,
+            json!({ "t": "FREE", "i": { "name": "Starter", "tokenLimit": null, "features": ["Everything free"] } }),
+        )
+        .await;
+
+    assert_eq!(error_code(&forbidden), "FORBIDDEN");
+    assert_eq!(bad_currency["errors"][0]["extensions"]["field"], "currency");
+    assert_eq!(updated["data"]["updatePlan"]["name"], "Starter");
+    assert!(updated["data"]["updatePlan"]["tokenLimit"].is_null());
+    assert_eq!(
+        updated["data"]["updatePlan"]["priceCents"], 0,
+        "omitted fields stay"
+    );
+    assert!(
+        subscription(&app, &user).await["tokensRemaining"].is_null(),
+        "unlimited now"
+    );
+}
