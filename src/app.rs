@@ -10,6 +10,7 @@ use crate::billing::clock::{Clock, SystemClock};
 use crate::billing::payment::{ManualProvider, PaymentProvider};
 use crate::config::Config;
 use crate::db::DbPool;
+use crate::gateway::breaker::Breakers;
 use crate::mail::Mailer;
 use crate::secrets::Keys;
 use crate::telemetry;
@@ -29,11 +30,26 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Takes payment for plan changes.
     pub payments: Arc<dyn PaymentProvider>,
+    /// The one HTTP client for upstream calls (connection reuse across all tools).
+    pub http: reqwest::Client,
+    /// A circuit breaker per tool.
+    pub breakers: Arc<Breakers>,
 }
 
 impl AppState {
     pub fn new(config: Config, pool: DbPool, keys: Keys) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("joyfull-hub/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build()?;
         Ok(Self {
+            http,
+            breakers: Arc::new(Breakers::new(
+                config.gateway.breaker_threshold,
+                config.gateway.breaker_cooldown,
+            )),
             hasher: Arc::new(PasswordHasher::new(&config.auth)?),
             mailer: Arc::new(Mailer::from_config(&config)?),
             config: Arc::new(config),

@@ -112,6 +112,18 @@ pub struct Config {
     pub mail: MailSettings,
     /// `HUB_ADMIN_EMAIL` + `HUB_ADMIN_PASSWORD`: an admin created at start if absent, never overwritten.
     pub admin_seed: Option<(String, Secret<String>)>,
+    /// `HUB_DEMO_SEED`: serve the mock upstream and seed the demo tools (development only).
+    pub demo_seed: bool,
+    pub gateway: GatewaySettings,
+}
+
+/// How the gateway treats failing upstreams.
+#[derive(Debug, Clone, Copy)]
+pub struct GatewaySettings {
+    /// Consecutive failures that open a tool's circuit.
+    pub breaker_threshold: u32,
+    /// How long an open circuit refuses calls before a probe.
+    pub breaker_cooldown: Duration,
 }
 
 /// Lifetimes of credentials and the cost of password hashing.
@@ -246,6 +258,15 @@ impl Config {
             ) as usize,
         };
 
+        let gateway = GatewaySettings {
+            breaker_threshold: number("HUB_BREAKER_THRESHOLD", 5, 1, 1000) as u32,
+            breaker_cooldown: Duration::from_millis(number(
+                "HUB_BREAKER_COOLDOWN_MS",
+                30_000,
+                10,
+                3_600_000,
+            )),
+        };
         let cores = std::thread::available_parallelism().map_or(2, usize::from) as u64;
         let auth = AuthSettings {
             access_token_ttl: Duration::from_secs(number(
@@ -281,6 +302,7 @@ impl Config {
             }
         };
         let introspection = flag("HUB_INTROSPECTION", !production);
+        let demo_seed = flag("HUB_DEMO_SEED", !production);
 
         let log_format = match get("HUB_LOG_FORMAT").as_deref() {
             None if production => LogFormat::Json,
@@ -349,6 +371,12 @@ impl Config {
             }
         };
 
+        if production && demo_seed {
+            errors.push(
+                "HUB_DEMO_SEED cannot be on when HUB_ENV=production: demo tools and the mock upstream are for development".into(),
+            );
+        }
+
         let jwt_secret = get("HUB_JWT_SECRET").map(Secret::new);
         match &jwt_secret {
             Some(secret) => {
@@ -400,6 +428,8 @@ impl Config {
             auth,
             mail,
             admin_seed,
+            demo_seed,
+            gateway,
         })
     }
 

@@ -9,6 +9,7 @@ pub mod billing;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod gateway;
 pub mod graphql;
 pub mod http;
 pub mod keys;
@@ -16,6 +17,8 @@ pub mod mail;
 pub mod secrets;
 pub mod system;
 pub mod telemetry;
+pub mod tools;
+pub mod usage;
 pub mod users;
 
 use std::future::Future;
@@ -50,6 +53,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if let Err(e) = seed_admin(&state).await {
         database.close().await;
         return Err(e);
+    }
+    if state.config.demo_seed {
+        let address = listener
+            .local_addr()
+            .context("cannot read the listening address")?;
+        if let Err(e) = gateway::demo::seed(&state, address).await {
+            database.close().await;
+            return Err(e);
+        }
     }
     let sweeper = billing::sweeper::spawn(state.clone(), std::time::Duration::from_secs(60));
     let router = http::router(state);

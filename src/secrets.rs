@@ -86,6 +86,17 @@ fn load_or_generate(path: &Path) -> anyhow::Result<String> {
     Ok(value)
 }
 
+/// Bytes from hexadecimal (either case); `None` for odd lengths or other characters.
+pub fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+        return None;
+    }
+    text.as_bytes()
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+        .collect()
+}
+
 /// Lower-case hexadecimal.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;

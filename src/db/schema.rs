@@ -28,6 +28,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    invocation_idempotency (user_id, key) {
+        user_id -> Uuid,
+        key -> Text,
+        tool_id -> Uuid,
+        usage_event_id -> Nullable<Uuid>,
+        output -> Nullable<Jsonb>,
+        claim_expires_at -> Timestamptz,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     login_throttle (key) {
         key -> Text,
         failures -> Int4,
@@ -105,6 +117,44 @@ diesel::table! {
 }
 
 diesel::table! {
+    tools (id) {
+        id -> Uuid,
+        slug -> Text,
+        name -> Text,
+        description -> Text,
+        usage_notes -> Text,
+        category -> Text,
+        endpoint -> Text,
+        method -> Text,
+        headers -> Jsonb,
+        timeout_ms -> Int4,
+        tokens_path -> Text,
+        estimated_tokens -> Int8,
+        min_tier -> Text,
+        enabled -> Bool,
+        deleted_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    usage_events (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        api_key_id -> Nullable<Uuid>,
+        tool_id -> Uuid,
+        subscription_id -> Nullable<Uuid>,
+        tokens_used -> Int8,
+        tokens_estimated -> Bool,
+        status -> Text,
+        error_code -> Nullable<Text>,
+        latency_ms -> Int4,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Uuid,
         email -> Text,
@@ -120,6 +170,9 @@ diesel::table! {
 }
 
 diesel::joinable!(api_keys -> users (user_id));
+diesel::joinable!(invocation_idempotency -> tools (tool_id));
+diesel::joinable!(invocation_idempotency -> usage_events (usage_event_id));
+diesel::joinable!(invocation_idempotency -> users (user_id));
 diesel::joinable!(email_tokens -> users (user_id));
 diesel::joinable!(quota_reservations -> subscriptions (subscription_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
@@ -127,15 +180,23 @@ diesel::joinable!(subscription_events -> subscriptions (subscription_id));
 diesel::joinable!(subscription_events -> users (user_id));
 diesel::joinable!(subscriptions -> plans (tier));
 diesel::joinable!(subscriptions -> users (user_id));
+diesel::joinable!(tools -> plans (min_tier));
+diesel::joinable!(usage_events -> api_keys (api_key_id));
+diesel::joinable!(usage_events -> subscriptions (subscription_id));
+diesel::joinable!(usage_events -> tools (tool_id));
+diesel::joinable!(usage_events -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     email_tokens,
+    invocation_idempotency,
     login_throttle,
     plans,
     quota_reservations,
     refresh_tokens,
     subscription_events,
     subscriptions,
+    tools,
+    usage_events,
     users,
 );

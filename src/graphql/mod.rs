@@ -12,19 +12,28 @@ use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema, S
 use crate::auth::graphql::AuthMutation;
 use crate::billing::graphql::{BillingMutation, BillingQuery};
 use crate::config::GraphqlLimits;
+use crate::gateway::graphql::GatewayMutation;
 use crate::keys::graphql::{KeysMutation, KeysQuery};
 use crate::system::graphql::SystemQuery;
+use crate::tools::graphql::{ToolsMutation, ToolsQuery};
 use crate::users::graphql::{UsersMutation, UsersQuery};
 
 /// Every query field, merged from the domains.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(SystemQuery, UsersQuery, KeysQuery, BillingQuery);
+pub struct QueryRoot(SystemQuery, UsersQuery, KeysQuery, BillingQuery, ToolsQuery);
 
 /// Every mutation, merged from the domains.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(AuthMutation, UsersMutation, KeysMutation, BillingMutation);
+pub struct MutationRoot(
+    AuthMutation,
+    UsersMutation,
+    KeysMutation,
+    BillingMutation,
+    ToolsMutation,
+    GatewayMutation,
+);
 /// The subscription root.
 pub type SubscriptionRoot = EmptySubscription;
 

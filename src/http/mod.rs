@@ -46,6 +46,11 @@ pub fn router(app: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
+        .merge(if config.demo_seed {
+            crate::gateway::demo::router()
+        } else {
+            Router::new()
+        })
         .fallback(not_found)
         .with_state(state)
         .layer(

@@ -1,0 +1,3 @@
+DROP TABLE invocation_idempotency;
+DROP TABLE usage_events;
+DROP TABLE tools;

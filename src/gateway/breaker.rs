@@ -1,0 +1,149 @@
+//! One circuit breaker per tool. After `threshold` consecutive failures it opens: calls are refused at
+//! once with `UPSTREAM_UNAVAILABLE` for `cooldown`; then one probe call is let through (half-open); its
+//! success closes the circuit, its failure opens it again.
+//!
+//! The state is per server instance, as in most proxies: each instance learns an upstream's health from
+//! its own calls, and nothing breaks if instances disagree for a cooldown.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Closed { failures: u32 },
+    Open { until: Instant },
+    HalfOpen,
+}
+
+/// What the breaker allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permit {
+    Call,
+    /// The single trial call after a cooldown.
+    Probe,
+    /// Refused; the circuit may close after this long.
+    Refused {
+        retry_after: Duration,
+    },
+}
+
+pub struct Breakers {
+    threshold: u32,
+    cooldown: Duration,
+    states: Mutex<HashMap<Uuid, State>>,
+}
+
+impl Breakers {
+    pub fn new(threshold: u32, cooldown: Duration) -> Self {
+        Self {
+            threshold: threshold.max(1),
+            cooldown,
+            states: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn permit(&self, tool: Uuid) -> Permit {
+        let Ok(mut states) = self.states.lock() else {
+            return Permit::Call;
+        };
+        let state = states.entry(tool).or_insert(State::Closed { failures: 0 });
+        match *state {
+            State::Closed { .. } => Permit::Call,
+            State::Open { until } => {
+                let now = Instant::now();
+                if now >= until {
+                    *state = State::HalfOpen;
+                    Permit::Probe
+                } else {
+                    Permit::Refused {
+                        retry_after: until - now,
+                    }
+                }
+            }
+            State::HalfOpen => Permit::Refused {
+                retry_after: self.cooldown,
+            },
+        }
+    }
+
+    pub fn record_success(&self, tool: Uuid) {
+        if let Ok(mut states) = self.states.lock() {
+            let previous = states.insert(tool, State::Closed { failures: 0 });
+            if matches!(previous, Some(State::HalfOpen | State::Open { .. })) {
+                tracing::info!(tool_id = %tool, "circuit closed: the upstream answers again");
+                metrics::gauge!("gateway_circuit_open", "tool" => tool.to_string()).set(0.0);
+            }
+        }
+    }
+
+    pub fn record_failure(&self, tool: Uuid) {
+        if let Ok(mut states) = self.states.lock() {
+            let state = states.entry(tool).or_insert(State::Closed { failures: 0 });
+            let open = match *state {
+                State::Closed { failures } if failures + 1 >= self.threshold => true,
+                State::Closed { failures } => {
+                    *state = State::Closed {
+                        failures: failures + 1,
+                    };
+                    false
+                }
+                State::HalfOpen => true,
+                State::Open { .. } => false,
+            };
+            if open {
+                *state = State::Open {
+                    until: Instant::now() + self.cooldown,
+                };
+                tracing::warn!(tool_id = %tool, cooldown_ms = self.cooldown.as_millis() as u64, "circuit opened: the upstream keeps failing");
+                metrics::gauge!("gateway_circuit_open", "tool" => tool.to_string()).set(1.0);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_after_the_threshold_probes_after_the_cooldown_and_closes_on_success() {
+        let breakers = Breakers::new(3, Duration::from_millis(30));
+        let tool = Uuid::new_v4();
+        for _ in 0..2 {
+            breakers.record_failure(tool);
+            assert_eq!(breakers.permit(tool), Permit::Call);
+        }
+        breakers.record_failure(tool);
+        assert!(matches!(breakers.permit(tool), Permit::Refused { .. }));
+
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(breakers.permit(tool), Permit::Probe);
+        assert!(
+            matches!(breakers.permit(tool), Permit::Refused { .. }),
+            "one probe at a time"
+        );
+        breakers.record_failure(tool);
+        assert!(
+            matches!(breakers.permit(tool), Permit::Refused { .. }),
+            "a failed probe reopens"
+        );
+
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(breakers.permit(tool), Permit::Probe);
+        breakers.record_success(tool);
+        assert_eq!(breakers.permit(tool), Permit::Call);
+    }
+
+    #[test]
+    fn a_success_resets_the_failure_count() {
+        let breakers = Breakers::new(2, Duration::from_secs(60));
+        let tool = Uuid::new_v4();
+        breakers.record_failure(tool);
+        breakers.record_success(tool);
+        breakers.record_failure(tool);
+        assert_eq!(breakers.permit(tool), Permit::Call);
+    }
+}

@@ -1,0 +1,9 @@
+//! The invocation gateway: checks a caller may use a tool, reserves quota, calls the tool's upstream
+//! through a circuit breaker with bounded retries, and meters the call exactly once.
+
+pub mod breaker;
+pub mod demo;
+pub mod graphql;
+pub mod repo;
+pub mod service;
+pub mod upstream;

@@ -1,0 +1,362 @@
+//! `invokeTool`: the rules, in order.
+//!
+//! 1. The tool exists and is enabled (`NOT_FOUND`).
+//! 2. The caller's plan reaches the tool's tier (`PLAN_REQUIRED`), and they have a subscription
+//!    (`SUBSCRIPTION_REQUIRED`).
+//! 3. An idempotency key already answered replays that answer: no upstream call, no second charge.
+//! 4. The tool's estimate is reserved from the quota (`QUOTA_EXCEEDED`).
+//! 5. The upstream is called through the tool's circuit breaker, with bounded retries.
+//! 6. One transaction settles (or releases) the reservation, writes the usage row and stores the
+//!    idempotent result, before the answer is sent.
+//!
+//! Every invocation past step 1, allowed or not, leaves a usage row. The work runs in a task of its own,
+//! so a client that disconnects mid-call cannot stop the metering.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection;
+use reqwest::Method;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::breaker::Permit;
+use super::repo::{self as idempotency, Claim};
+use super::upstream::{self, CallError, UpstreamRequest};
+use crate::app::AppState;
+use crate::billing::model::{PlanTier, Reservation};
+use crate::billing::service as billing;
+use crate::error::{AppError, AppResult};
+use crate::graphql::context::{AuthenticatedUser, Credential};
+use crate::tools::model::ToolRow;
+use crate::tools::service as tools;
+use crate::usage::model::{InvocationStatus, UsageEvent};
+use crate::usage::repo as usage;
+
+/// The metered result of an invocation.
+#[derive(Debug, Clone)]
+pub struct InvocationResult {
+    pub id: Uuid,
+    pub output: serde_json::Value,
+    pub tokens_used: i64,
+    pub tokens_estimated: bool,
+    pub status: InvocationStatus,
+    pub latency_ms: i32,
+    pub created_at: DateTime<Utc>,
+    /// True when this answer is the stored result of an earlier call with the same idempotency key.
+    pub replayed: bool,
+}
+
+/// Who calls what.
+struct Call {
+    user: Uuid,
+    api_key: Option<Uuid>,
+    tool: ToolRow,
+    input: serde_json::Value,
+    key: Option<String>,
+    request_id: String,
+    started: Instant,
+}
+
+fn tier_of(tier: &str) -> PlanTier {
+    PlanTier::from_db(tier).unwrap_or(PlanTier::Enterprise)
+}
+
+fn rank(tier: PlanTier) -> u8 {
+    match tier {
+        PlanTier::Free => 0,
+        PlanTier::Pro => 1,
+        PlanTier::Enterprise => 2,
+    }
+}
+
+/// Runs an invocation to the end in its own task (see the module documentation).
+pub async fn invoke(
+    app: &AppState,
+    caller: &AuthenticatedUser,
+    tool_id: Uuid,
+    input: serde_json::Value,
+    idempotency_key: Option<String>,
+    request_id: &str,
+) -> AppResult<InvocationResult> {
+    if let Some(key) = &idempotency_key
+        && (key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return Err(AppError::bad_input(
+            "idempotencyKey",
+            "Use 1 to 255 visible ASCII characters, e.g. a UUID.",
+        ));
+    }
+    let app = app.clone();
+    let caller = caller.clone();
+    let request_id = request_id.to_owned();
+    let span = tracing::info_span!("invocation", tool_id = %tool_id, user_id = %caller.id.0);
+    tokio::spawn(
+        async move { run(&app, &caller, tool_id, input, idempotency_key, request_id).await }
+            .instrument(span),
+    )
+    .await
+    .map_err(|e| AppError::internal(anyhow::anyhow!("the invocation task failed: {e}")))?
+}
+
+async fn run(
+    app: &AppState,
+    caller: &AuthenticatedUser,
+    tool_id: Uuid,
+    input: serde_json::Value,
+    key: Option<String>,
+    request_id: String,
+) -> AppResult<InvocationResult> {
+    let started = Instant::now();
+    let tool = tools::get(app, tool_id, false)
+        .await?
+        .ok_or_else(tools::not_found)?;
+    let call = Call {
+        user: caller.id.0,
+        api_key: match caller.credential {
+            Credential::ApiKey(id) => Some(id.0),
+            Credential::AccessToken => None,
+        },
+        tool,
+        input,
+        key,
+        request_id,
+        started,
+    };
+
+    let subscription = billing::current(app, caller.id).await?;
+    let user_tier = subscription
+        .as_ref()
+        .map_or(PlanTier::Free, |s| tier_of(&s.row.tier));
+    let tool_tier = tier_of(&call.tool.min_tier);
+    if rank(tool_tier) > rank(user_tier) {
+        let denial = AppError::PlanRequired(format!(
+            "The {} tool needs the {} plan or higher.",
+            call.tool.name,
+            tool_tier.as_db()
+        ));
+        return Err(deny(app, &call, subscription.map(|s| s.row.id), denial).await);
+    }
+    let Some(subscription) = subscription else {
+        let denial = AppError::SubscriptionRequired(
+            "Subscribe to a plan to use tools (the Free plan will do).".into(),
+        );
+        return Err(deny(app, &call, None, denial).await);
+    };
+
+    let lease = Duration::from_millis(u64::try_from(call.tool.timeout_ms).unwrap_or(30_000)) * 3
+        + Duration::from_secs(30);
+    if let Some(key) = &call.key {
+        let now = app.clock.now();
+        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let mut conn = app.pool.get().await?;
+        match idempotency::claim(&mut conn, call.user, key, call.tool.id, now, until).await? {
+            Claim::Claimed => {}
+            Claim::Replay { event, output } => {
+                tracing::info!(invocation_id = %event.id, "idempotent repeat: replaying the first result");
+                return Ok(InvocationResult {
+                    id: event.id,
+                    output,
+                    tokens_used: event.tokens_used,
+                    tokens_estimated: event.tokens_estimated,
+                    status: InvocationStatus::from_db(&event.status),
+                    latency_ms: event.latency_ms,
+                    created_at: event.created_at,
+                    replayed: true,
+                });
+            }
+            Claim::InProgress => {
+                return Err(AppError::Conflict(
+                    "A call with this idempotency key is still running; ask again when it has finished.".into(),
+                ));
+            }
+            Claim::OtherTool => {
+                return Err(AppError::bad_input(
+                    "idempotencyKey",
+                    "This idempotency key was used for another tool.",
+                ));
+            }
+        }
+    }
+
+    let reservation =
+        match billing::reserve(app, caller.id, call.tool.estimated_tokens, lease).await {
+            Ok(reservation) => reservation,
+            Err(denial) => return Err(deny(app, &call, Some(subscription.row.id), denial).await),
+        };
+
+    let outcome = call_upstream(app, &call).await;
+    finish(app, &call, reservation, outcome).await
+}
+
+/// Calls the upstream through the breaker; the answer or the error to report.
+async fn call_upstream(app: &AppState, call: &Call) -> Result<serde_json::Value, AppError> {
+    let tool = &call.tool;
+    if let Permit::Refused { retry_after } = app.breakers.permit(tool.id) {
+        return Err(AppError::UpstreamUnavailable(format!(
+            "The {} tool is failing, so calls to it are paused; try again in {} s.",
+            tool.name,
+            retry_after.as_secs().max(1)
+        )));
+    }
+    let headers = tools::upstream_headers(app, tool)?;
+    let method = Method::from_bytes(tool.method.as_bytes()).unwrap_or(Method::POST);
+    let timeout = Duration::from_millis(u64::try_from(tool.timeout_ms).unwrap_or(30_000));
+    let request = UpstreamRequest {
+        method,
+        url: &tool.endpoint,
+        headers: &headers,
+        body: &call.input,
+        request_id: &call.request_id,
+        deadline: Instant::now() + timeout,
+    };
+    let result = upstream::call(&app.http, &request).await;
+    match &result {
+        Ok(_) => app.breakers.record_success(tool.id),
+        Err(e) if e.is_upstream_fault() => app.breakers.record_failure(tool.id),
+        Err(_) => {}
+    }
+    match result {
+        Ok(outcome) => {
+            if outcome.attempts > 1 {
+                tracing::info!(
+                    attempts = outcome.attempts,
+                    "the upstream answered after retries"
+                );
+            }
+            Ok(outcome.answer)
+        }
+        Err(CallError::Timeout) => {
+            tracing::warn!(tool = %tool.slug, timeout_ms = tool.timeout_ms, "upstream timed out");
+            Err(AppError::UpstreamTimeout(format!(
+                "The {} tool did not answer within {} ms.",
+                tool.name, tool.timeout_ms
+            )))
+        }
+        Err(CallError::Unavailable(detail)) => {
+            tracing::warn!(tool = %tool.slug, %detail, "upstream failed");
+            Err(AppError::UpstreamUnavailable(format!(
+                "The {} tool is not available right now; try again shortly.",
+                tool.name
+            )))
+        }
+        Err(CallError::Rejected(status)) => {
+            tracing::info!(tool = %tool.slug, %status, "upstream refused the input");
+            Err(AppError::bad_input(
+                "input",
+                format!(
+                    "The {} tool refused this input (HTTP {}).",
+                    tool.name,
+                    status.as_u16()
+                ),
+            ))
+        }
+    }
+}
+
+fn latency_ms(started: Instant) -> i32 {
+    i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX)
+}
+
+/// Settles the reservation, writes the usage row and the idempotent result in one transaction.
+async fn finish(
+    app: &AppState,
+    call: &Call,
+    reservation: Reservation,
+    outcome: Result<serde_json::Value, AppError>,
+) -> AppResult<InvocationResult> {
+    let (tokens, estimated) = match &outcome {
+        Ok(answer) => upstream::tokens_at(answer, &call.tool.tokens_path).map_or_else(
+            || (upstream::estimate_tokens(&call.input, answer), true),
+            |t| (t, false),
+        ),
+        Err(_) => (0, false),
+    };
+    let event = UsageEvent {
+        id: Uuid::now_v7(),
+        user_id: call.user,
+        api_key_id: call.api_key,
+        tool_id: call.tool.id,
+        subscription_id: Some(reservation.subscription_id),
+        tokens_used: tokens,
+        tokens_estimated: estimated,
+        status: if outcome.is_ok() {
+            InvocationStatus::Success
+        } else {
+            InvocationStatus::Error
+        }
+        .as_db()
+        .to_owned(),
+        error_code: outcome.as_ref().err().map(|e| e.code().to_owned()),
+        latency_ms: latency_ms(call.started),
+        created_at: app.clock.now(),
+    };
+    let mut conn = app.pool.get().await?;
+    conn.transaction::<_, AppError, _>(async |conn| {
+        billing::settle_in(conn, reservation, tokens).await?;
+        usage::insert(conn, &event).await?;
+        if let Some(key) = &call.key {
+            match &outcome {
+                Ok(answer) => idempotency::complete(conn, call.user, key, event.id, answer).await?,
+                Err(_) => idempotency::abandon(conn, call.user, key).await?,
+            };
+        }
+        Ok(())
+    })
+    .await?;
+    metrics::counter!("gateway_invocations_total", "status" => event.status.clone()).increment(1);
+    metrics::histogram!("gateway_invocation_duration_seconds")
+        .record(call.started.elapsed().as_secs_f64());
+    tracing::info!(invocation_id = %event.id, status = %event.status, tokens, estimated, latency_ms = event.latency_ms, "invocation metered");
+    let output = outcome?;
+    Ok(InvocationResult {
+        id: event.id,
+        output,
+        tokens_used: tokens,
+        tokens_estimated: estimated,
+        status: InvocationStatus::Success,
+        latency_ms: event.latency_ms,
+        created_at: event.created_at,
+        replayed: false,
+    })
+}
+
+/// Records a refused invocation (no tokens) and returns the refusal.
+async fn deny(
+    app: &AppState,
+    call: &Call,
+    subscription: Option<Uuid>,
+    denial: AppError,
+) -> AppError {
+    let event = UsageEvent {
+        id: Uuid::now_v7(),
+        user_id: call.user,
+        api_key_id: call.api_key,
+        tool_id: call.tool.id,
+        subscription_id: subscription,
+        tokens_used: 0,
+        tokens_estimated: false,
+        status: InvocationStatus::Error.as_db().to_owned(),
+        error_code: Some(denial.code().to_owned()),
+        latency_ms: latency_ms(call.started),
+        created_at: app.clock.now(),
+    };
+    let recorded = async {
+        let mut conn = app.pool.get().await?;
+        conn.transaction::<_, AppError, _>(async |conn| {
+            usage::insert(conn, &event).await?;
+            if let Some(key) = &call.key {
+                idempotency::abandon(conn, call.user, key).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+    .await;
+    if let Err(e) = recorded {
+        return e;
+    }
+    metrics::counter!("gateway_invocations_total", "status" => "DENIED").increment(1);
+    tracing::info!(code = denial.code(), "invocation refused");
+    denial
+}

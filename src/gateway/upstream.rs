@@ -1,0 +1,185 @@
+//! One call to a tool's upstream: the tool's timeout as an overall deadline, and bounded retries with
+//! exponential backoff and jitter for failures that happen before any answer (connection refused or
+//! reset, or a 502/503/504 from a proxy in front of it). Timeouts are not retried.
+
+use std::time::{Duration, Instant};
+
+use rand::RngExt;
+use reqwest::{Method, StatusCode};
+
+/// Largest upstream answer accepted.
+const MAX_ANSWER_BYTES: usize = 10 * 1024 * 1024;
+/// Attempts in all (one call and two retries).
+const ATTEMPTS: u32 = 3;
+
+/// Why a call failed.
+#[derive(Debug)]
+pub enum CallError {
+    /// The deadline passed.
+    Timeout,
+    /// The upstream could not be reached or failed (detail for the log only).
+    Unavailable(String),
+    /// The upstream refused the input (4xx).
+    Rejected(StatusCode),
+}
+
+impl CallError {
+    /// Whether the failure speaks about the upstream's health (it counts for the circuit breaker).
+    pub fn is_upstream_fault(&self) -> bool {
+        !matches!(self, Self::Rejected(_))
+    }
+}
+
+/// What to call.
+pub struct UpstreamRequest<'a> {
+    pub method: Method,
+    pub url: &'a str,
+    pub headers: &'a [(String, String)],
+    pub body: &'a serde_json::Value,
+    pub request_id: &'a str,
+    pub deadline: Instant,
+}
+
+/// The answer and how many attempts it took.
+pub struct CallOutcome {
+    pub answer: serde_json::Value,
+    pub attempts: u32,
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(50 * 2u64.pow(attempt)).min(Duration::from_secs(1));
+    let jitter = rand::rng().random_range(0..=base.as_millis() as u64 / 2);
+    base + Duration::from_millis(jitter)
+}
+
+pub async fn call(
+    client: &reqwest::Client,
+    request: &UpstreamRequest<'_>,
+) -> Result<CallOutcome, CallError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let remaining = request.deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(CallError::Timeout);
+        }
+        let mut builder = client
+            .request(request.method.clone(), request.url)
+            .timeout(remaining)
+            .header("x-request-id", request.request_id);
+        for (name, value) in request.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        if request.method != Method::GET {
+            builder = builder.json(request.body);
+        }
+        let retryable = match builder.send().await {
+            Ok(response) => {
+                let status = response.status();
+                if status.is_success() {
+                    return read_json(response).await.map(|answer| CallOutcome {
+                        answer,
+                        attempts: attempt,
+                    });
+                }
+                if matches!(
+                    status,
+                    StatusCode::BAD_GATEWAY
+                        | StatusCode::SERVICE_UNAVAILABLE
+                        | StatusCode::GATEWAY_TIMEOUT
+                ) {
+                    CallError::Unavailable(format!("HTTP {status}"))
+                } else if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                    return Err(CallError::Unavailable(format!("HTTP {status}")));
+                } else {
+                    return Err(CallError::Rejected(status));
+                }
+            }
+            Err(e) if e.is_timeout() => return Err(CallError::Timeout),
+            Err(e) if e.is_connect() => CallError::Unavailable(format!("connection failed: {e}")),
+            Err(e) => return Err(CallError::Unavailable(e.to_string())),
+        };
+        if attempt >= ATTEMPTS {
+            return Err(retryable);
+        }
+        let pause = backoff(attempt - 1);
+        if Instant::now() + pause >= request.deadline {
+            return Err(retryable);
+        }
+        tracing::info!(attempt, pause_ms = pause.as_millis() as u64, reason = ?retryable, "retrying the upstream");
+        tokio::time::sleep(pause).await;
+    }
+}
+
+async fn read_json(mut response: reqwest::Response) -> Result<serde_json::Value, CallError> {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                    return Err(CallError::Unavailable(
+                        "the answer is larger than 10 MiB".into(),
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) if e.is_timeout() => return Err(CallError::Timeout),
+            Err(e) => {
+                return Err(CallError::Unavailable(format!(
+                    "reading the answer failed: {e}"
+                )));
+            }
+        }
+    }
+    serde_json::from_slice(&body)
+        .map_err(|_| CallError::Unavailable("the answer is not JSON".into()))
+}
+
+/// The token count at a dot path (`usage.total_tokens`; numeric segments index arrays).
+pub fn tokens_at(answer: &serde_json::Value, path: &str) -> Option<i64> {
+    let value = path
+        .split('.')
+        .try_fold(answer, |value, segment| match value {
+            serde_json::Value::Array(items) => {
+                segment.parse::<usize>().ok().and_then(|i| items.get(i))
+            }
+            other => other.get(segment),
+        })?;
+    value
+        .as_i64()
+        .or_else(|| {
+            value
+                .as_f64()
+                .filter(|f| f.is_finite())
+                .map(|f| f.round() as i64)
+        })
+        .filter(|n| *n >= 0)
+}
+
+/// The fallback when the answer has no count: about four bytes of JSON per token, both ways.
+pub fn estimate_tokens(input: &serde_json::Value, answer: &serde_json::Value) -> i64 {
+    let bytes = input.to_string().len() + answer.to_string().len();
+    i64::try_from(bytes.div_ceil(4)).unwrap_or(i64::MAX).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn token_counts_are_found_by_path_and_nonsense_is_ignored() {
+        let answer = json!({ "usage": { "total_tokens": 42, "parts": [3, 4.6] }, "bad": -1 });
+        assert_eq!(tokens_at(&answer, "usage.total_tokens"), Some(42));
+        assert_eq!(tokens_at(&answer, "usage.parts.1"), Some(5));
+        assert_eq!(tokens_at(&answer, "usage.missing"), None);
+        assert_eq!(tokens_at(&answer, "bad"), None);
+    }
+
+    #[test]
+    fn the_fallback_estimate_is_never_zero() {
+        assert_eq!(estimate_tokens(&json!({}), &json!({})), 1);
+        assert_eq!(estimate_tokens(&json!("x".repeat(396)), &json!(null)), 101);
+    }
+}

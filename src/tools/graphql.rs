@@ -1,0 +1,284 @@
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::model::ToolRow;
+use super::repo::Listing;
+use super::service::{self, HeaderInput, ToolInput};
+use crate::billing::model::PlanTier;
+use crate::error::AppError;
+use crate::graphql::context::{Caller, ContextExt};
+use crate::graphql::guards::AdminOnly;
+use crate::secrets::{from_hex, hex};
+use crate::users::model::Role;
+
+/// An AI tool of the catalogue.
+#[derive(SimpleObject)]
+pub struct Tool {
+    pub id: ID,
+    pub name: String,
+    /// Unique, URL-friendly name.
+    pub slug: String,
+    pub description: String,
+    /// How to call it: what `input` it expects and what it answers.
+    pub usage: String,
+    pub category: String,
+    /// The lowest plan tier that may invoke it.
+    pub min_tier: PlanTier,
+    pub enabled: bool,
+    /// Tokens reserved per call before the actual count is known.
+    pub estimated_tokens: i64,
+    pub created_at: DateTime<Utc>,
+    /// The upstream URL (administrators only).
+    #[graphql(guard = "AdminOnly")]
+    pub endpoint: String,
+    /// The HTTP method used upstream (administrators only).
+    #[graphql(guard = "AdminOnly")]
+    pub method: String,
+    /// Extra headers sent upstream; secret values are never shown (administrators only).
+    #[graphql(guard = "AdminOnly")]
+    pub headers: Vec<ToolHeader>,
+    /// Upstream timeout in milliseconds (administrators only).
+    #[graphql(guard = "AdminOnly")]
+    pub timeout_ms: i32,
+    /// Where the token count is in the upstream's answer (administrators only).
+    #[graphql(guard = "AdminOnly")]
+    pub tokens_path: String,
+}
+
+/// An extra upstream header.
+#[derive(SimpleObject)]
+pub struct ToolHeader {
+    pub name: String,
+    /// Null for secret headers: they are encrypted at rest and never shown back.
+    pub value: Option<String>,
+    pub secret: bool,
+}
+
+impl TryFrom<ToolRow> for Tool {
+    type Error = AppError;
+
+    fn try_from(row: ToolRow) -> Result<Self, AppError> {
+        let headers = row
+            .stored_headers()
+            .into_iter()
+            .map(|h| ToolHeader {
+                secret: h.is_secret(),
+                value: h.value,
+                name: h.name,
+            })
+            .collect();
+        Ok(Self {
+            id: ID(row.id.to_string()),
+            min_tier: PlanTier::from_db(&row.min_tier).ok_or_else(|| {
+                AppError::internal(anyhow::anyhow!("unknown tier {}", row.min_tier))
+            })?,
+            name: row.name,
+            slug: row.slug,
+            description: row.description,
+            usage: row.usage_notes,
+            category: row.category,
+            enabled: row.enabled,
+            estimated_tokens: row.estimated_tokens,
+            created_at: row.created_at,
+            endpoint: row.endpoint,
+            method: row.method,
+            headers,
+            timeout_ms: row.timeout_ms,
+            tokens_path: row.tokens_path,
+        })
+    }
+}
+
+/// The total behind a connection.
+#[derive(SimpleObject)]
+pub struct ConnectionTotal {
+    /// How many items match, over all pages.
+    pub total_count: i64,
+}
+
+/// A page of tools (Relay connection).
+pub type ToolConnection = Connection<String, Tool, ConnectionTotal>;
+
+/// An extra header to send upstream.
+#[derive(InputObject)]
+pub struct ToolHeaderInput {
+    pub name: String,
+    /// For a secret header already stored under this name, omit to keep it.
+    pub value: Option<String>,
+    /// Encrypt at rest and never show back (API keys of the AI provider).
+    #[graphql(default)]
+    pub secret: bool,
+}
+
+/// A new tool, or changes to one (omitted fields stay as they are).
+#[derive(InputObject)]
+pub struct ToolInputObject {
+    pub name: Option<String>,
+    pub slug: Option<String>,
+    pub description: Option<String>,
+    /// Usage notes shown to users.
+    pub usage: Option<String>,
+    pub category: Option<String>,
+    /// http(s) URL of the upstream.
+    pub endpoint: Option<String>,
+    /// GET, POST (default), PUT or PATCH.
+    pub method: Option<String>,
+    /// Replaces the list of extra headers.
+    pub headers: Option<Vec<ToolHeaderInput>>,
+    pub timeout_ms: Option<i32>,
+    /// Dot path to the token count in the answer (default usage.total_tokens).
+    pub tokens_path: Option<String>,
+    pub estimated_tokens: Option<i64>,
+    pub min_tier: Option<PlanTier>,
+    pub enabled: Option<bool>,
+}
+
+impl From<ToolInputObject> for ToolInput {
+    fn from(input: ToolInputObject) -> Self {
+        Self {
+            name: input.name,
+            slug: input.slug,
+            description: input.description,
+            usage_notes: input.usage,
+            category: input.category,
+            endpoint: input.endpoint,
+            method: input.method,
+            headers: input.headers.map(|headers| {
+                headers
+                    .into_iter()
+                    .map(|h| HeaderInput {
+                        name: h.name,
+                        value: h.value,
+                        secret: h.secret,
+                    })
+                    .collect()
+            }),
+            timeout_ms: input.timeout_ms,
+            tokens_path: input.tokens_path,
+            estimated_tokens: input.estimated_tokens,
+            min_tier: input.min_tier,
+            enabled: input.enabled,
+        }
+    }
+}
+
+fn is_admin(ctx: &Context<'_>) -> Result<bool, AppError> {
+    Ok(matches!(&ctx.request()?.caller, Caller::User(u) if u.role == Role::Admin))
+}
+
+pub fn parse_id(id: &ID) -> Result<Uuid, AppError> {
+    Uuid::parse_str(id).map_err(|_| service::not_found())
+}
+
+fn encode_cursor(row: &ToolRow) -> String {
+    hex(format!("{}\u{1f}{}", row.name, row.id).as_bytes())
+}
+
+fn decode_cursor(cursor: &str) -> Result<(String, Uuid), AppError> {
+    let invalid = || AppError::bad_input("after", "That cursor is not one this API gave out.");
+    let text = String::from_utf8(from_hex(cursor).ok_or_else(invalid)?).map_err(|_| invalid())?;
+    let (name, id) = text.split_once('\u{1f}').ok_or_else(invalid)?;
+    Ok((name.to_owned(), Uuid::parse_str(id).map_err(|_| invalid())?))
+}
+
+/// Largest page a client may ask for.
+pub const MAX_PAGE: i32 = 100;
+
+#[derive(Default)]
+pub struct ToolsQuery;
+
+#[Object]
+impl ToolsQuery {
+    /// The catalogue, by name. Users see enabled tools; administrators see all. `search` matches the name
+    /// or description. Pages hold `first` tools (default 20, at most 100) after the cursor `after`.
+    async fn tools(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        search: Option<String>,
+    ) -> async_graphql::Result<ToolConnection> {
+        let first = first.unwrap_or(20);
+        if !(0..=MAX_PAGE).contains(&first) {
+            return Err(AppError::bad_input(
+                "first",
+                format!("Ask for 0 to {MAX_PAGE} tools at a time."),
+            )
+            .into());
+        }
+        let after = after.as_deref().map(decode_cursor).transpose()?;
+        let search = search.as_deref().map(str::trim).filter(|s| !s.is_empty());
+        if search.is_some_and(|s| s.chars().count() > 100) {
+            return Err(AppError::bad_input("search", "Search for at most 100 characters.").into());
+        }
+        let listing = Listing {
+            include_disabled: is_admin(ctx)?,
+            search,
+        };
+        let (mut rows, total) =
+            service::list(ctx.app()?, &listing, after.clone(), i64::from(first) + 1).await?;
+        let has_next = rows.len() > first as usize;
+        rows.truncate(first as usize);
+        let mut connection = Connection::with_additional_fields(
+            after.is_some(),
+            has_next,
+            ConnectionTotal { total_count: total },
+        );
+        for row in rows {
+            let cursor = encode_cursor(&row);
+            connection
+                .edges
+                .push(Edge::new(cursor, Tool::try_from(row)?));
+        }
+        Ok(connection)
+    }
+
+    /// One tool; null when there is none (or, for users, when it is disabled).
+    async fn tool(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Tool>> {
+        let Ok(id) = Uuid::parse_str(&id) else {
+            return Ok(None);
+        };
+        let row = service::get(ctx.app()?, id, is_admin(ctx)?).await?;
+        Ok(row.map(Tool::try_from).transpose()?)
+    }
+}
+
+#[derive(Default)]
+pub struct ToolsMutation;
+
+#[Object]
+impl ToolsMutation {
+    /// Adds a tool to the catalogue (administrators). `name` and `endpoint` are required.
+    #[graphql(guard = "AdminOnly")]
+    async fn create_tool(
+        &self,
+        ctx: &Context<'_>,
+        input: ToolInputObject,
+    ) -> async_graphql::Result<Tool> {
+        Ok(service::create(ctx.app()?, input.into())
+            .await?
+            .try_into()?)
+    }
+
+    /// Changes a tool (administrators); the next invocation uses the change.
+    #[graphql(guard = "AdminOnly")]
+    async fn update_tool(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: ToolInputObject,
+    ) -> async_graphql::Result<Tool> {
+        Ok(service::update(ctx.app()?, parse_id(&id)?, input.into())
+            .await?
+            .try_into()?)
+    }
+
+    /// Removes a tool from the catalogue (administrators). Its usage history stays.
+    #[graphql(guard = "AdminOnly")]
+    async fn delete_tool(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
+        service::delete(ctx.app()?, parse_id(&id)?).await?;
+        Ok(true)
+    }
+}

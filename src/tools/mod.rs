@@ -1,0 +1,8 @@
+//! The catalogue of AI tools: what each is, where its upstream lives, how to read its token count, and
+//! which plan it needs. Secret header values (the AI provider's keys) are encrypted at rest.
+
+pub mod crypto;
+pub mod graphql;
+pub mod model;
+pub mod repo;
+pub mod service;
