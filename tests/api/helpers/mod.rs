@@ -1,6 +1,7 @@
 //! The test application: the real router on a random port, over a database of its own.
 
 pub mod db;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -179,6 +180,60 @@ impl TestApp {
         ))
         .await;
         user
+    }
+
+    /// Subscribes `user` to the Free plan.
+    pub async fn subscribe_free(&self, user: &TestUser) {
+        let body = self
+            .graphql_as(
+                &user.access_token,
+                "mutation { subscribe(tier: FREE) { status } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(body["data"]["subscribe"]["status"], "ACTIVE", "{body}");
+    }
+
+    /// Creates a tool as `admin` and returns its id.
+    pub async fn create_tool(&self, admin: &TestUser, input: Value) -> String {
+        let body = self
+            .graphql_as(
+                &admin.access_token,
+                "mutation($i: ToolInputObject!) { createTool(input: $i) { id } }",
+                json!({ "i": input }),
+            )
+            .await;
+        body["data"]["createTool"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("createTool failed: {body}"))
+            .to_owned()
+    }
+
+    /// Invokes a tool as `token` and returns the response body.
+    pub async fn invoke(&self, token: &str, tool: &str, input: Value, key: Option<&str>) -> Value {
+        self.graphql_as(
+            token,
+            "mutation($t: ID!, $i: JSON!, $k: String) { invokeTool(toolId: $t, input: $i, idempotencyKey: $k) { id output tokensUsed tokensEstimated status latencyMs createdAt replayed } }",
+            json!({ "t": tool, "i": input, "k": key }),
+        )
+        .await
+    }
+
+    /// A single number from SQL (for assertions on what was stored).
+    pub async fn sql_number(&self, query: &str) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct Number {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut conn = AsyncPgConnection::establish(&self.db.url)
+            .await
+            .expect("connect");
+        let number: Number =
+            diesel_async::RunQueryDsl::get_result(diesel::sql_query(query), &mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{query}: {e}"));
+        number.n
     }
 
     /// Logs in through the API and returns the whole response body.

@@ -1,0 +1,124 @@
+//! A real HTTP upstream for gateway tests, on a random local port.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+#[derive(Clone, Default)]
+struct Counters {
+    calls: Arc<AtomicUsize>,
+    failures_left: Arc<AtomicUsize>,
+}
+
+/// Routes: `/ok` (usage.total_tokens = 42), `/ten` (10 tokens), `/custom` (meta.tokens.count = 7),
+/// `/no-usage`, `/flaky` (503 while failures are left, then like `/ok`), `/fail` (500), `/slow` (2 s),
+/// `/bad-request` (400), `/headers` (echoes the request headers).
+pub struct Upstream {
+    pub base: String,
+    counters: Counters,
+}
+
+impl Upstream {
+    pub async fn start() -> Self {
+        let counters = Counters::default();
+        let router = Router::new()
+            .route("/ok", post(|| async { tokens_answer(42) }))
+            .route("/ten", post(|| async { tokens_answer(10) }))
+            .route(
+                "/custom",
+                post(|| async { axum::Json(json!({ "meta": { "tokens": { "count": 7 } } })) }),
+            )
+            .route(
+                "/no-usage",
+                post(|| async { axum::Json(json!({ "text": "an answer without a token count" })) }),
+            )
+            .route("/flaky", post(flaky))
+            .route(
+                "/fail",
+                post(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+            )
+            .route(
+                "/slow",
+                post(|| async {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    tokens_answer(1)
+                }),
+            )
+            .route(
+                "/bad-request",
+                post(|| async { (StatusCode::BAD_REQUEST, "no") }),
+            )
+            .route("/headers", post(echo_headers))
+            .route("/get", get(|| async { tokens_answer(3) }))
+            .layer(axum::middleware::from_fn_with_state(
+                counters.clone(),
+                count,
+            ))
+            .with_state(counters.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self { base, counters }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Requests received so far, on every route.
+    pub fn calls(&self) -> usize {
+        self.counters.calls.load(Ordering::SeqCst)
+    }
+
+    /// How many of the next `/flaky` requests answer 503.
+    pub fn fail_next(&self, failures: usize) {
+        self.counters
+            .failures_left
+            .store(failures, Ordering::SeqCst);
+    }
+}
+
+fn tokens_answer(tokens: i64) -> axum::Json<Value> {
+    axum::Json(json!({
+        "choices": [{ "message": { "role": "assistant", "content": "done" } }],
+        "usage": { "total_tokens": tokens }
+    }))
+}
+
+async fn count(
+    State(counters): State<Counters>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    counters.calls.fetch_add(1, Ordering::SeqCst);
+    next.run(request).await
+}
+
+async fn flaky(State(counters): State<Counters>) -> Response {
+    let failing = counters
+        .failures_left
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+            left.checked_sub(1)
+        })
+        .is_ok();
+    if failing {
+        StatusCode::SERVICE_UNAVAILABLE.into_response()
+    } else {
+        tokens_answer(42).into_response()
+    }
+}
+
+async fn echo_headers(headers: HeaderMap) -> axum::Json<Value> {
+    let map: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or_default())))
+        .collect();
+    axum::Json(json!({ "headers": map, "usage": { "total_tokens": 1 } }))
+}
