@@ -513,3 +513,38 @@ async fn the_demo_tools_answer_through_the_built_in_mock_upstream() {
     );
     assert_eq!(invocation["tokensUsed"], 6, "3 prompt + 3 completion words");
 }
+
+#[tokio::test]
+async fn a_client_that_disconnects_mid_call_still_gets_its_call_metered() {
+    let s = setup().await;
+    let tool = s.tool("/slow", json!({ "timeoutMs": 5000 })).await;
+    s.app.subscribe_free(&s.user).await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+
+    let gave_up = impatient
+        .post(s.app.url("/graphql"))
+        .bearer_auth(&s.user.access_token)
+        .json(&json!({ "query": format!("mutation {{ invokeTool(toolId: \"{tool}\", input: {{}}) {{ id }} }}") }))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the client timed out");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while s.usage_rows("status = 'SUCCESS'").await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the call was never metered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(s.used().await, 1);
+    assert_eq!(
+        s.app
+            .sql_number("SELECT tokens_reserved AS n FROM subscriptions")
+            .await,
+        0
+    );
+}
