@@ -11,9 +11,11 @@ use crate::billing::payment::{ManualProvider, PaymentProvider};
 use crate::config::Config;
 use crate::db::DbPool;
 use crate::gateway::breaker::Breakers;
+use crate::graphql::loaders::LoaderStats;
 use crate::mail::Mailer;
 use crate::secrets::Keys;
 use crate::telemetry;
+use crate::usage::live::LiveUsage;
 
 /// See the module documentation.
 #[derive(Clone)]
@@ -34,6 +36,9 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// A circuit breaker per tool.
     pub breakers: Arc<Breakers>,
+    /// Live usage events for WebSocket subscribers.
+    pub live: Arc<LiveUsage>,
+    pub loader_stats: Arc<LoaderStats>,
 }
 
 impl AppState {
@@ -45,6 +50,8 @@ impl AppState {
             .pool_max_idle_per_host(256)
             .build()?;
         Ok(Self {
+            live: Arc::new(LiveUsage::default()),
+            loader_stats: Arc::new(LoaderStats::default()),
             http,
             breakers: Arc::new(Breakers::new(
                 config.gateway.breaker_threshold,

@@ -115,6 +115,8 @@ pub struct Config {
     /// `HUB_DEMO_SEED`: serve the mock upstream and seed the demo tools (development only).
     pub demo_seed: bool,
     pub gateway: GatewaySettings,
+    /// Days raw usage rows are kept (daily rollups stay); 0 keeps them forever.
+    pub usage_retention_days: u32,
 }
 
 /// How the gateway treats failing upstreams.
@@ -258,6 +260,7 @@ impl Config {
             ) as usize,
         };
 
+        let usage_retention_days = number("HUB_USAGE_RETENTION_DAYS", 400, 0, 36_500) as u32;
         let gateway = GatewaySettings {
             breaker_threshold: number("HUB_BREAKER_THRESHOLD", 5, 1, 1000) as u32,
             breaker_cooldown: Duration::from_millis(number(
@@ -430,6 +433,7 @@ impl Config {
             admin_seed,
             demo_seed,
             gateway,
+            usage_retention_days,
         })
     }
 

@@ -15,6 +15,7 @@ pub mod http;
 pub mod keys;
 pub mod mail;
 pub mod secrets;
+pub mod sweeper;
 pub mod system;
 pub mod telemetry;
 pub mod tools;
@@ -63,7 +64,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             return Err(e);
         }
     }
-    let sweeper = billing::sweeper::spawn(state.clone(), std::time::Duration::from_secs(60));
+    let background = start_background(&state, &database.url);
     let router = http::router(state);
     let address = listener
         .local_addr()
@@ -72,10 +73,29 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         "serving GraphQL at http://{address}/graphql (GraphiQL in a browser, POST for clients)"
     );
     let served = serve_on(listener, router, shutdown_signal(), grace).await;
-    sweeper.abort();
+    drop(background);
     database.close().await;
     tracing::info!("stopped");
     served
+}
+
+/// The server's background tasks; dropping this stops them.
+pub struct Background(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Starts the sweeper and the live usage listener (which needs its own connection to `database_url`).
+pub fn start_background(state: &AppState, database_url: &str) -> Background {
+    Background(vec![
+        sweeper::spawn(state.clone(), std::time::Duration::from_secs(60)),
+        usage::live::spawn_listener(state.live.clone(), database_url.to_owned()),
+    ])
 }
 
 /// `HUB_ADMIN_EMAIL` + `HUB_ADMIN_PASSWORD`: created if absent, never overwritten.

@@ -16,4 +16,3 @@ pub mod payment;
 pub mod periods;
 pub mod repo;
 pub mod service;
-pub mod sweeper;

@@ -115,6 +115,8 @@ pub fn quote_ident(name: &str) -> String {
 /// The database the server runs on: the pool, plus the owned cluster when there is one.
 pub struct Database {
     pub pool: DbPool,
+    /// Where the pool connects (for connections outside it, such as the notification listener).
+    pub url: String,
     owned: Option<embedded::OwnedPostgres>,
 }
 
@@ -145,7 +147,7 @@ impl Database {
             pool_for(config, &url)
         });
         match pool {
-            Ok(pool) => Ok(Self { pool, owned }),
+            Ok(pool) => Ok(Self { pool, url, owned }),
             Err(e) => {
                 if let Some(owned) = owned {
                     stop_owned(owned).await;
@@ -167,6 +169,7 @@ impl Database {
                 run_migrations(&url).await?;
                 Ok(Self {
                     pool: pool_for(config, &url)?,
+                    url,
                     owned: None,
                 })
             }

@@ -155,6 +155,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    usage_daily (user_id, day, tool_id) {
+        user_id -> Uuid,
+        tool_id -> Uuid,
+        day -> Date,
+        invocations -> Int8,
+        tokens -> Int8,
+        errors -> Int8,
+        latency_ms_sum -> Int8,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Uuid,
         email -> Text,
@@ -181,6 +193,8 @@ diesel::joinable!(subscription_events -> users (user_id));
 diesel::joinable!(subscriptions -> plans (tier));
 diesel::joinable!(subscriptions -> users (user_id));
 diesel::joinable!(tools -> plans (min_tier));
+diesel::joinable!(usage_daily -> tools (tool_id));
+diesel::joinable!(usage_daily -> users (user_id));
 diesel::joinable!(usage_events -> api_keys (api_key_id));
 diesel::joinable!(usage_events -> subscriptions (subscription_id));
 diesel::joinable!(usage_events -> tools (tool_id));
@@ -197,6 +211,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     subscription_events,
     subscriptions,
     tools,
+    usage_daily,
     usage_events,
     users,
 );

@@ -294,7 +294,7 @@ async fn finish(
     let mut conn = app.pool.get().await?;
     conn.transaction::<_, AppError, _>(async |conn| {
         billing::settle_in(conn, reservation, tokens).await?;
-        usage::insert(conn, &event).await?;
+        usage::record(conn, &event).await?;
         if let Some(key) = &call.key {
             match &outcome {
                 Ok(answer) => idempotency::complete(conn, call.user, key, event.id, answer).await?,
@@ -344,7 +344,7 @@ async fn deny(
     let recorded = async {
         let mut conn = app.pool.get().await?;
         conn.transaction::<_, AppError, _>(async |conn| {
-            usage::insert(conn, &event).await?;
+            usage::record(conn, &event).await?;
             if let Some(key) = &call.key {
                 idempotency::abandon(conn, call.user, key).await?;
             }

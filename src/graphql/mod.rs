@@ -6,8 +6,9 @@
 pub mod context;
 pub mod guards;
 pub mod limits;
+pub mod loaders;
 
-use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema, SchemaBuilder};
+use async_graphql::{MergedObject, MergedSubscription, SDLExportOptions, Schema, SchemaBuilder};
 
 use crate::auth::graphql::AuthMutation;
 use crate::billing::graphql::{BillingMutation, BillingQuery};
@@ -16,12 +17,20 @@ use crate::gateway::graphql::GatewayMutation;
 use crate::keys::graphql::{KeysMutation, KeysQuery};
 use crate::system::graphql::SystemQuery;
 use crate::tools::graphql::{ToolsMutation, ToolsQuery};
+use crate::usage::graphql::{UsageQuery, UsageSubscription};
 use crate::users::graphql::{UsersMutation, UsersQuery};
 
 /// Every query field, merged from the domains.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(SystemQuery, UsersQuery, KeysQuery, BillingQuery, ToolsQuery);
+pub struct QueryRoot(
+    SystemQuery,
+    UsersQuery,
+    KeysQuery,
+    BillingQuery,
+    ToolsQuery,
+    UsageQuery,
+);
 
 /// Every mutation, merged from the domains.
 #[derive(MergedObject, Default)]
@@ -34,8 +43,10 @@ pub struct MutationRoot(
     ToolsMutation,
     GatewayMutation,
 );
-/// The subscription root.
-pub type SubscriptionRoot = EmptySubscription;
+/// Every subscription, merged from the domains.
+#[derive(MergedSubscription, Default)]
+#[graphql(name = "Subscription")]
+pub struct SubscriptionRoot(UsageSubscription);
 
 /// The schema type every handler shares.
 pub type HubSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
@@ -48,7 +59,7 @@ pub fn schema_builder(
     let builder = Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        EmptySubscription,
+        SubscriptionRoot::default(),
     )
     .limit_depth(limits.max_depth)
     .limit_complexity(limits.max_complexity)

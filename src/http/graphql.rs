@@ -27,6 +27,7 @@ use tracing::Instrument;
 use super::middleware::{ClientAddress, RequestId};
 use super::{HttpState, error_response};
 use crate::graphql::context::RequestContext;
+use crate::graphql::loaders::Loaders;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 
@@ -150,6 +151,7 @@ pub async fn websocket(
                         .await
                         .map_err(async_graphql::Error::from)?;
                     let mut data = Data::default();
+                    data.insert(Loaders::new(&app));
                     data.insert(RequestContext {
                         request_id,
                         caller,
@@ -232,7 +234,9 @@ async fn execute(
         client_ip,
     };
     let batch = match batch {
-        BatchRequest::Single(request) => BatchRequest::Single(request.data(context)),
+        BatchRequest::Single(request) => {
+            BatchRequest::Single(request.data(context).data(Loaders::new(&state.app)))
+        }
         BatchRequest::Batch(requests) if requests.is_empty() => {
             return error_response(
                 StatusCode::BAD_REQUEST,
@@ -254,7 +258,7 @@ async fn execute(
         BatchRequest::Batch(requests) => BatchRequest::Batch(
             requests
                 .into_iter()
-                .map(|request| request.data(context.clone()))
+                .map(|request| request.data(context.clone()).data(Loaders::new(&state.app)))
                 .collect(),
         ),
     };

@@ -1,4 +1,8 @@
-//! The usage log: one row per invocation, written in the same transaction that settles its quota.
+//! The usage log: one row per invocation, written in the same transaction that settles its quota,
+//! with daily rollups kept exact in that transaction and a live feed across server instances.
 
+pub mod graphql;
+pub mod live;
 pub mod model;
 pub mod repo;
+pub mod service;

@@ -1,5 +1,6 @@
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Whether an invocation succeeded.
@@ -26,8 +27,8 @@ impl InvocationStatus {
     }
 }
 
-/// A row of `usage_events`.
-#[derive(Queryable, Selectable, Insertable, Debug, Clone)]
+/// A row of `usage_events`; also the payload of the live usage notification.
+#[derive(Queryable, Selectable, Insertable, Debug, Clone, Serialize, Deserialize)]
 #[diesel(table_name = crate::db::schema::usage_events, check_for_backend(diesel::pg::Pg))]
 pub struct UsageEvent {
     pub id: Uuid,
@@ -41,4 +42,17 @@ pub struct UsageEvent {
     pub error_code: Option<String>,
     pub latency_ms: i32,
     pub created_at: DateTime<Utc>,
+}
+
+/// Tokens and invocations of one tool on one day (from rollups or the raw log).
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct DailyTotal {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub tool_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Date)]
+    pub day: NaiveDate,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub invocations: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub tokens: i64,
 }

@@ -30,6 +30,7 @@ pub struct TestApp {
     pub data_dir: PathBuf,
     /// Billing's clock: stands still until a test moves it.
     pub clock: Arc<ManualClock>,
+    _background: joyfull_hub::Background,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -74,6 +75,7 @@ impl TestApp {
             6,
         )));
         state.clock = clock.clone();
+        let background = joyfull_hub::start_background(&state, &db.url);
         let router = joyfull_hub::http::router(state.clone());
 
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
@@ -98,6 +100,7 @@ impl TestApp {
             state,
             data_dir,
             clock,
+            _background: background,
             stop: Some(stop),
         }
     }

@@ -1,0 +1,30 @@
+//! The background sweep: makes subscription period rollovers and expired quota reservations explicit,
+//! and applies the usage log's retention, every interval. Rules never depend on it (subscriptions roll
+//! forward lazily), so a missed run changes nothing but when work happens. Safe on many instances.
+
+use std::time::Duration;
+
+use tracing::Instrument;
+
+use crate::app::AppState;
+
+/// Runs the sweep every `every` until the task is dropped.
+pub fn spawn(app: AppState, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(
+        async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let now = app.clock.now();
+                if let Err(e) = crate::billing::service::sweep(&app, now).await {
+                    tracing::warn!(error = %e.public_message(), "billing sweep failed; retrying next interval");
+                }
+                if let Err(e) = crate::usage::service::apply_retention(&app, now).await {
+                    tracing::warn!(error = %e.public_message(), "usage retention failed; retrying next interval");
+                }
+            }
+        }
+        .instrument(tracing::info_span!("sweeper")),
+    )
+}

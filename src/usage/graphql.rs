@@ -1,0 +1,280 @@
+use std::collections::BTreeMap;
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::futures_util::{Stream, StreamExt};
+use async_graphql::{ComplexObject, Context, ID, Object, SimpleObject, Subscription};
+use chrono::{DateTime, NaiveDate, Utc};
+use uuid::Uuid;
+
+use super::model::{InvocationStatus, UsageEvent};
+use super::repo::Filter;
+use super::service;
+use crate::error::AppError;
+use crate::graphql::context::ContextExt;
+use crate::graphql::guards::LoggedIn;
+use crate::graphql::loaders::Loaders;
+use crate::secrets::{from_hex, hex};
+use crate::tools::graphql::Tool;
+
+/// One metered invocation.
+#[derive(SimpleObject, Clone)]
+#[graphql(complex)]
+pub struct UsageEntry {
+    pub id: ID,
+    pub tokens_used: i64,
+    /// True when the answer had no token count and an estimate was charged.
+    pub tokens_estimated: bool,
+    pub status: InvocationStatus,
+    /// The error code when the invocation failed or was refused.
+    pub error_code: Option<String>,
+    pub latency_ms: i32,
+    pub created_at: DateTime<Utc>,
+    #[graphql(skip)]
+    pub tool_id: Uuid,
+}
+
+impl From<&UsageEvent> for UsageEntry {
+    fn from(event: &UsageEvent) -> Self {
+        Self {
+            id: ID(event.id.to_string()),
+            tokens_used: event.tokens_used,
+            tokens_estimated: event.tokens_estimated,
+            status: InvocationStatus::from_db(&event.status),
+            error_code: event.error_code.clone(),
+            latency_ms: event.latency_ms,
+            created_at: event.created_at,
+            tool_id: event.tool_id,
+        }
+    }
+}
+
+async fn load_tool(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Tool> {
+    let loaders = ctx.data::<Loaders>()?;
+    let row = loaders
+        .tools
+        .load_one(id)
+        .await
+        .map_err(|e| async_graphql::Error::new(e.as_str()))?
+        .ok_or_else(|| {
+            AppError::internal(anyhow::anyhow!("usage refers to a missing tool {id}"))
+        })?;
+    Ok(Tool::try_from(row)?)
+}
+
+#[ComplexObject]
+impl UsageEntry {
+    /// The tool that was invoked (loaded in one batch per page).
+    async fn tool(&self, ctx: &Context<'_>) -> async_graphql::Result<Tool> {
+        load_tool(ctx, self.tool_id).await
+    }
+}
+
+/// Extra fields of the usage connection.
+pub struct UsageConnectionFields {
+    filter: Filter,
+}
+
+#[Object]
+impl UsageConnectionFields {
+    /// How many invocations match, over all pages (counted only when asked for).
+    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        Ok(service::count(ctx.app()?, &self.filter).await?)
+    }
+}
+
+/// A page of usage (Relay connection).
+pub type UsageConnection = Connection<String, UsageEntry, UsageConnectionFields>;
+
+/// Tokens and invocations of one tool.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct ToolUsage {
+    pub tokens: i64,
+    pub invocations: i64,
+    #[graphql(skip)]
+    pub tool_id: Uuid,
+}
+
+#[ComplexObject]
+impl ToolUsage {
+    async fn tool(&self, ctx: &Context<'_>) -> async_graphql::Result<Tool> {
+        load_tool(ctx, self.tool_id).await
+    }
+}
+
+/// Tokens and invocations of one day (UTC).
+#[derive(SimpleObject)]
+pub struct DayUsage {
+    pub day: NaiveDate,
+    pub tokens: i64,
+    pub invocations: i64,
+}
+
+/// Totals over a range, and what is left of the current period.
+#[derive(SimpleObject)]
+pub struct UsageSummary {
+    pub total_tokens: i64,
+    pub total_invocations: i64,
+    /// Per tool, most tokens first.
+    pub by_tool: Vec<ToolUsage>,
+    /// Per day, oldest first (days without usage are left out).
+    pub by_day: Vec<DayUsage>,
+    /// The current period's limit; null when unlimited or without a subscription.
+    pub token_limit: Option<i64>,
+    /// What is left this period; null when unlimited or without a subscription.
+    pub tokens_remaining: Option<i64>,
+    pub current_period_start: Option<DateTime<Utc>>,
+    pub current_period_end: Option<DateTime<Utc>>,
+}
+
+fn encode_cursor(event: &UsageEvent) -> String {
+    hex(format!("{}|{}", event.created_at.timestamp_micros(), event.id).as_bytes())
+}
+
+fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), AppError> {
+    let invalid = || AppError::bad_input("after", "That cursor is not one this API gave out.");
+    let text = String::from_utf8(from_hex(cursor).ok_or_else(invalid)?).map_err(|_| invalid())?;
+    let (micros, id) = text.split_once('|').ok_or_else(invalid)?;
+    let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| invalid())?)
+        .ok_or_else(invalid)?;
+    Ok((at, Uuid::parse_str(id).map_err(|_| invalid())?))
+}
+
+#[derive(Default)]
+pub struct UsageQuery;
+
+#[Object]
+impl UsageQuery {
+    /// The caller's invocations, newest first, in `[from, to)`, optionally for one tool. Pages hold
+    /// `first` entries (default 20, at most 100) after the cursor `after`.
+    #[graphql(guard = "LoggedIn")]
+    async fn usage(
+        &self,
+        ctx: &Context<'_>,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        tool_id: Option<ID>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<UsageConnection> {
+        let user = ctx.user()?;
+        let first = first.unwrap_or(20);
+        if !(0..=100).contains(&first) {
+            return Err(AppError::bad_input("first", "Ask for 0 to 100 entries at a time.").into());
+        }
+        let tool = match tool_id {
+            Some(id) => Some(
+                Uuid::parse_str(&id)
+                    .map_err(|_| AppError::bad_input("toolId", "That is not a tool id."))?,
+            ),
+            None => None,
+        };
+        let after = after.as_deref().map(decode_cursor).transpose()?;
+        let filter = Filter {
+            user: user.id.0,
+            from,
+            to,
+            tool,
+        };
+        let (rows, has_next) = service::page(ctx.app()?, &filter, after, i64::from(first)).await?;
+        let mut connection = Connection::with_additional_fields(
+            after.is_some(),
+            has_next,
+            UsageConnectionFields { filter },
+        );
+        connection.edges.extend(
+            rows.iter()
+                .map(|row| Edge::new(encode_cursor(row), UsageEntry::from(row))),
+        );
+        Ok(connection)
+    }
+
+    /// The caller's totals in `[from, to)` (all time when omitted) per tool and per day, exact and
+    /// computed from daily rollups, plus the current period's limit and what is left of it.
+    #[graphql(guard = "LoggedIn")]
+    async fn usage_summary(
+        &self,
+        ctx: &Context<'_>,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> async_graphql::Result<UsageSummary> {
+        let user = ctx.user()?;
+        let app = ctx.app()?;
+        let totals = service::daily_totals(app, user.id.0, from, to).await?;
+        let mut by_tool: BTreeMap<Uuid, (i64, i64)> = BTreeMap::new();
+        let mut by_day: BTreeMap<NaiveDate, (i64, i64)> = BTreeMap::new();
+        for total in &totals {
+            let tool = by_tool.entry(total.tool_id).or_default();
+            tool.0 += total.tokens;
+            tool.1 += total.invocations;
+            let day = by_day.entry(total.day).or_default();
+            day.0 += total.tokens;
+            day.1 += total.invocations;
+        }
+        let mut by_tool: Vec<ToolUsage> = by_tool
+            .into_iter()
+            .map(|(tool_id, (tokens, invocations))| ToolUsage {
+                tokens,
+                invocations,
+                tool_id,
+            })
+            .collect();
+        by_tool.sort_by(|a, b| b.tokens.cmp(&a.tokens).then(a.tool_id.cmp(&b.tool_id)));
+        let subscription = crate::billing::service::current(app, user.id).await?;
+        Ok(UsageSummary {
+            total_tokens: totals.iter().map(|t| t.tokens).sum(),
+            total_invocations: totals.iter().map(|t| t.invocations).sum(),
+            by_tool,
+            by_day: by_day
+                .into_iter()
+                .map(|(day, (tokens, invocations))| DayUsage {
+                    day,
+                    tokens,
+                    invocations,
+                })
+                .collect(),
+            token_limit: subscription.as_ref().and_then(|s| s.plan.token_limit),
+            tokens_remaining: subscription.as_ref().and_then(|s| s.tokens_remaining()),
+            current_period_start: subscription.as_ref().map(|s| s.row.current_period_start),
+            current_period_end: subscription.as_ref().map(|s| s.row.current_period_end),
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct UsageSubscription;
+
+#[Subscription]
+impl UsageSubscription {
+    /// The caller's invocations as they are metered, from every server instance.
+    #[graphql(guard = "LoggedIn")]
+    async fn usage_events(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<impl Stream<Item = UsageEntry>> {
+        let user = ctx.user()?.id.0;
+        let receiver = ctx.app()?.live.subscribe();
+        Ok(
+            tokio_stream_from(receiver).filter_map(move |event| async move {
+                (event.user_id == user).then(|| UsageEntry::from(event.as_ref()))
+            }),
+        )
+    }
+}
+
+/// A broadcast receiver as a stream; a subscriber that falls behind skips what it missed.
+fn tokio_stream_from(
+    receiver: tokio::sync::broadcast::Receiver<std::sync::Arc<UsageEvent>>,
+) -> impl Stream<Item = std::sync::Arc<UsageEvent>> {
+    async_graphql::futures_util::stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(event) => return Some((event, receiver)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(skipped)) => {
+                    tracing::warn!(skipped, "a live usage subscriber fell behind");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}

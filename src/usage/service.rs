@@ -1,0 +1,112 @@
+//! Reading the usage log: pages of the caller's history and exact summaries from the rollups.
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use uuid::Uuid;
+
+use super::model::{DailyTotal, UsageEvent};
+use super::repo::{self, Filter};
+use crate::app::AppState;
+use crate::error::{AppError, AppResult};
+
+/// Checks a `[from, to)` range.
+pub fn check_range(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> AppResult<()> {
+    if let (Some(from), Some(to)) = (from, to)
+        && from > to
+    {
+        return Err(AppError::bad_input(
+            "from",
+            "`from` must not be after `to`.",
+        ));
+    }
+    Ok(())
+}
+
+/// One page of the log (newest first) and whether more follow.
+pub async fn page(
+    app: &AppState,
+    filter: &Filter,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    first: i64,
+) -> AppResult<(Vec<UsageEvent>, bool)> {
+    check_range(filter.from, filter.to)?;
+    let mut conn = app.pool.get().await?;
+    let mut rows = repo::page(&mut conn, filter, after, first + 1).await?;
+    let has_next = rows.len() > usize::try_from(first).unwrap_or(usize::MAX);
+    rows.truncate(usize::try_from(first).unwrap_or(usize::MAX));
+    Ok((rows, has_next))
+}
+
+pub async fn count(app: &AppState, filter: &Filter) -> AppResult<i64> {
+    let mut conn = app.pool.get().await?;
+    Ok(repo::count(&mut conn, filter).await?)
+}
+
+fn day_start(day: NaiveDate) -> DateTime<Utc> {
+    day.and_time(NaiveTime::MIN).and_utc()
+}
+
+/// Per-tool, per-day totals for `[from, to)`, exact: whole days come from the rollups, the partial days
+/// at either edge from the raw log (at most two days of one user's rows).
+pub async fn daily_totals(
+    app: &AppState,
+    user: Uuid,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> AppResult<Vec<DailyTotal>> {
+    check_range(from, to)?;
+    let first_full = from.map(|f| {
+        let day = f.date_naive();
+        if f == day_start(day) {
+            day
+        } else {
+            day.succ_opt().unwrap_or(day)
+        }
+    });
+    let end_full = to.map(|t| t.date_naive());
+    let mut conn = app.pool.get().await?;
+    if let (Some(a), Some(b)) = (first_full, end_full)
+        && a >= b
+    {
+        return Ok(repo::raw_totals(&mut conn, user, from, to).await?);
+    }
+    let mut totals = repo::daily_totals(&mut conn, user, first_full, end_full).await?;
+    if let (Some(from), Some(first_full)) = (from, first_full)
+        && from < day_start(first_full)
+    {
+        let head_end = to.map_or(day_start(first_full), |t| t.min(day_start(first_full)));
+        totals.extend(repo::raw_totals(&mut conn, user, Some(from), Some(head_end)).await?);
+    }
+    if let (Some(to), Some(end_full)) = (to, end_full)
+        && to > day_start(end_full)
+    {
+        let tail_start = from.map_or(day_start(end_full), |f| f.max(day_start(end_full)));
+        totals.extend(repo::raw_totals(&mut conn, user, Some(tail_start), Some(to)).await?);
+    }
+    Ok(totals)
+}
+
+/// Deletes raw log rows older than the retention (rollups stay). Returns how many went.
+pub async fn apply_retention(app: &AppState, now: DateTime<Utc>) -> AppResult<usize> {
+    let days = app.config.usage_retention_days;
+    if days == 0 {
+        return Ok(0);
+    }
+    let before = now - chrono::Duration::days(i64::from(days));
+    let mut deleted = 0;
+    let mut conn = app.pool.get().await?;
+    loop {
+        let batch = repo::delete_older_than(&mut conn, before, 10_000).await?;
+        deleted += batch;
+        if batch < 10_000 {
+            break;
+        }
+    }
+    if deleted > 0 {
+        tracing::info!(
+            deleted,
+            retention_days = days,
+            "old usage rows deleted (daily rollups kept)"
+        );
+    }
+    Ok(deleted)
+}
