@@ -12,7 +12,8 @@ use crate::app::AppState;
 pub fn spawn(app: AppState, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(
         async move {
-            let mut ticks = tokio::time::interval(every);
+            // The first sweep waits one interval: start-up has enough to do, and the rules are lazy.
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;

@@ -22,3 +22,4 @@ mod schema;
 mod shutdown;
 mod tools;
 mod transport;
+mod usage;
