@@ -142,6 +142,21 @@ pub async fn create_admin(
     }
 }
 
+/// `joyfull-hub generate-usage`: synthetic data for performance measurements.
+pub async fn generate_usage(config: Config, plan: usage::generate::Plan) -> anyhow::Result<()> {
+    let database = Database::open_shared(&config).await?;
+    let result = usage::generate::generate(&database.pool, &config, plan).await;
+    database.close().await;
+    let took = result?;
+    println!(
+        "generated {} usage rows for {} users in {:.1} s",
+        plan.rows,
+        plan.users,
+        took.as_secs_f64()
+    );
+    Ok(())
+}
+
 /// `joyfull-hub migrate`: applies pending migrations and exits.
 pub async fn migrate(config: Config) -> anyhow::Result<()> {
     let database = Database::open_shared(&config).await?;

@@ -23,6 +23,18 @@ enum Command {
     Migrate,
     /// Print the GraphQL schema (SDL), as schema.graphql holds it.
     ExportSchema,
+    /// Fill the database with synthetic users, tools and usage rows (for performance measurements).
+    GenerateUsage {
+        #[arg(long, default_value_t = 1000)]
+        users: i32,
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: i64,
+        #[arg(long, default_value_t = 20)]
+        tools: i32,
+        /// Spread the rows over this many past days.
+        #[arg(long, default_value_t = 365)]
+        days: i32,
+    },
     /// Create an administrator account (never changes an existing one).
     CreateAdmin {
         #[arg(long)]
@@ -62,6 +74,20 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match command {
             Command::Migrate => joyfull_hub::migrate(config).await,
+            Command::GenerateUsage {
+                users,
+                rows,
+                tools,
+                days,
+            } => {
+                let plan = joyfull_hub::usage::generate::Plan {
+                    users,
+                    rows,
+                    tools,
+                    days,
+                };
+                joyfull_hub::generate_usage(config, plan).await
+            }
             Command::CreateAdmin {
                 email,
                 password,

@@ -339,3 +339,54 @@ async fn a_metered_invocation_reaches_the_callers_websocket_within_a_second() {
         "Beta"
     );
 }
+
+#[tokio::test]
+async fn the_generator_fills_the_log_and_its_rollups_agree_with_it() {
+    let app = TestApp::spawn().await;
+    let plan = joyfull_hub::usage::generate::Plan {
+        users: 5,
+        rows: 3000,
+        tools: 3,
+        days: 30,
+    };
+
+    joyfull_hub::usage::generate::generate(&app.state.pool, &app.state.config, plan)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        app.sql_number("SELECT count(*) AS n FROM usage_events")
+            .await,
+        3000
+    );
+    assert_eq!(
+        app.sql_number("SELECT count(*) AS n FROM users WHERE email LIKE 'gen-%'")
+            .await,
+        5
+    );
+    assert_eq!(
+        app.sql_number("SELECT sum(invocations)::bigint AS n FROM usage_daily")
+            .await,
+        3000,
+        "rollups cover every row"
+    );
+    assert_eq!(
+        app.sql_number("SELECT sum(tokens)::bigint AS n FROM usage_daily")
+            .await,
+        app.sql_number("SELECT sum(tokens_used)::bigint AS n FROM usage_events")
+            .await
+    );
+    let busiest = app
+        .sql_number(
+            "SELECT max(c) AS n FROM (SELECT count(*) AS c FROM usage_events GROUP BY user_id) s",
+        )
+        .await;
+    assert!(
+        busiest > 3000 / 5,
+        "usage is skewed towards a few users ({busiest})"
+    );
+    let login = app
+        .login("gen-1@example.com", joyfull_hub::usage::generate::PASSWORD)
+        .await;
+    assert!(login["data"]["login"]["accessToken"].is_string(), "{login}");
+}

@@ -1,0 +1,201 @@
+//! Usage queries at scale: `usageSummary` over a year and the first and hundredth page of `usage`,
+//! for the busiest user of a database holding `BENCH_ROWS` generated usage rows (default 10 million).
+//!
+//! Run: `cargo bench --bench usage`. The data lives in a private cluster under `BENCH_DATA_DIR`
+//! (default `target/bench-usage`) and is generated once (a few minutes for 10 million rows), then
+//! reused; with `DATABASE_URL` set, that database is used instead. Each figure is also given as a ratio
+//! to the baseline measured in the same run: `{ __typename }` over the same HTTP path.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use diesel::QueryableByName;
+use diesel_async::RunQueryDsl;
+use joyfull_hub::app::AppState;
+use joyfull_hub::config::Config;
+use joyfull_hub::db::Database;
+use joyfull_hub::secrets::{Keys, hex};
+use joyfull_hub::users::model::{Role, UserId};
+use serde_json::{Value, json};
+
+fn env_number(key: &str, default: i64) -> i64 {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted
+        .get(rank.saturating_sub(1).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or_default()
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct Busiest {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    user_id: uuid::Uuid,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct Cursor {
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    created_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: uuid::Uuid,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let rows = env_number("BENCH_ROWS", 10_000_000);
+    let users = env_number("BENCH_USERS", 1000) as i32;
+    let samples = env_number("BENCH_SAMPLES", 200) as usize;
+    let dir = std::env::var("BENCH_DATA_DIR").unwrap_or_else(|_| "target/bench-usage".into());
+    let mut config = Config::from_lookup(|key| std::env::var(key).ok())?;
+    config.data_dir = dir.into();
+    config.demo_seed = false;
+    let database = Database::open(&config).await?;
+
+    let mut conn = database.pool.get().await?;
+    let existing: Count = diesel::sql_query("SELECT count(*) AS n FROM usage_events")
+        .get_result(&mut conn)
+        .await?;
+    if existing.n < rows {
+        println!(
+            "generating {} usage rows for {users} users (once; reused by later runs)…",
+            rows - existing.n
+        );
+        let plan = joyfull_hub::usage::generate::Plan {
+            users,
+            rows: rows - existing.n,
+            tools: 20,
+            days: 365,
+        };
+        let took = joyfull_hub::usage::generate::generate(&database.pool, &config, plan).await?;
+        println!("generated in {:.0} s", took.as_secs_f64());
+    }
+    let total: Count = diesel::sql_query("SELECT count(*) AS n FROM usage_events")
+        .get_result(&mut conn)
+        .await?;
+    let busiest: Busiest = diesel::sql_query(
+        "SELECT user_id, count(*) AS n FROM usage_events GROUP BY user_id ORDER BY 2 DESC LIMIT 1",
+    )
+    .get_result(&mut conn)
+    .await?;
+    let page_99_end: Cursor = diesel::sql_query(
+        "SELECT created_at, id FROM usage_events WHERE user_id = $1 ORDER BY created_at DESC, id DESC OFFSET 1979 LIMIT 1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(busiest.user_id)
+    .get_result(&mut conn)
+    .await
+    .context("the busiest user needs at least 2,000 rows for a 100th page")?;
+    drop(conn);
+    let cursor = hex(format!(
+        "{}|{}",
+        page_99_end.created_at.timestamp_micros(),
+        page_99_end.id
+    )
+    .as_bytes());
+
+    let keys = Keys::generate();
+    let (token, _) = joyfull_hub::auth::tokens::issue_access_token(
+        &keys,
+        UserId(busiest.user_id),
+        Role::User,
+        0,
+        Utc::now(),
+        Duration::from_secs(3600),
+    )
+    .map_err(|e| anyhow::anyhow!(e.public_message()))?;
+    let state = AppState::new(config, database.pool.clone(), keys)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/graphql", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(joyfull_hub::serve_on(
+        listener,
+        joyfull_hub::http::router(state),
+        async move {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(5),
+    ));
+    let client = reqwest::Client::new();
+    let now = Utc::now();
+    let year_ago = now - chrono::Duration::days(365);
+
+    let cases: [(&str, Value); 4] = [
+        (
+            "baseline { __typename }",
+            json!({ "query": "{ __typename }" }),
+        ),
+        (
+            "usageSummary, one year",
+            json!({ "query": "query($f: DateTime, $t: DateTime) { usageSummary(from: $f, to: $t) { totalTokens totalInvocations byTool { tokens invocations } byDay { day tokens } tokenLimit tokensRemaining } }", "variables": { "f": year_ago, "t": now } }),
+        ),
+        (
+            "usage, first page (20)",
+            json!({ "query": "{ usage(first: 20) { pageInfo { hasNextPage endCursor } edges { node { id tokensUsed status latencyMs createdAt tool { name } } } } }" }),
+        ),
+        (
+            "usage, 100th page (20)",
+            json!({ "query": "query($a: String) { usage(first: 20, after: $a) { pageInfo { hasNextPage endCursor } edges { node { id tokensUsed status latencyMs createdAt tool { name } } } } }", "variables": { "a": cursor } }),
+        ),
+    ];
+
+    println!(
+        "usage benchmark: {} rows in the log, busiest user has {} rows; {samples} sequential requests per query",
+        total.n, busiest.n
+    );
+    let mut baseline = None;
+    for (name, body) in &cases {
+        for _ in 0..10 {
+            client
+                .post(&url)
+                .bearer_auth(&token)
+                .json(body)
+                .send()
+                .await?
+                .bytes()
+                .await?;
+        }
+        let mut latencies = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let started = Instant::now();
+            let answer: Value = client
+                .post(&url)
+                .bearer_auth(&token)
+                .json(body)
+                .send()
+                .await?
+                .json()
+                .await?;
+            latencies.push(started.elapsed());
+            anyhow::ensure!(answer.get("errors").is_none(), "{name} failed: {answer}");
+        }
+        latencies.sort();
+        let (p50, p99) = (percentile(&latencies, 50.0), percentile(&latencies, 99.0));
+        let base = *baseline.get_or_insert(p50);
+        println!(
+            "{name:<26} p50 {:>6.2} ms   p99 {:>6.2} ms   (p99 = {:.1} x baseline p50)",
+            p50.as_secs_f64() * 1000.0,
+            p99.as_secs_f64() * 1000.0,
+            p99.as_secs_f64() / base.as_secs_f64().max(1e-9)
+        );
+    }
+
+    let _ = stop.send(());
+    server.await??;
+    database.close().await;
+    Ok(())
+}
