@@ -50,6 +50,7 @@ async fn access_token(app: &AppState, token: &str) -> Result<AuthenticatedUser, 
     let mut conn = app.pool.get().await?;
     let user = users::find_by_id(&mut conn, UserId(id))
         .await?
+        .filter(|u| u.deleted_at.is_none())
         .ok_or_else(|| AppError::Unauthenticated("This account no longer exists.".into()))?;
     if user.status() == UserStatus::Suspended {
         return Err(AppError::Unauthenticated(

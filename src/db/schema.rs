@@ -1,6 +1,20 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    audit_log (id) {
+        id -> Uuid,
+        actor_id -> Nullable<Uuid>,
+        action -> Text,
+        target_type -> Text,
+        target_id -> Nullable<Text>,
+        before -> Nullable<Jsonb>,
+        after -> Nullable<Jsonb>,
+        request_id -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     api_keys (id) {
         id -> Uuid,
         user_id -> Uuid,
@@ -44,6 +58,18 @@ diesel::table! {
         key -> Text,
         failures -> Int4,
         window_started_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    platform_daily (day, tool_id, tier) {
+        day -> Date,
+        tool_id -> Uuid,
+        tier -> Text,
+        invocations -> Int8,
+        errors -> Int8,
+        tokens -> Int8,
+        latency_hist -> Array<Int8>,
     }
 }
 
@@ -178,15 +204,18 @@ diesel::table! {
         session_version -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
     }
 }
 
 diesel::joinable!(api_keys -> users (user_id));
+diesel::joinable!(audit_log -> users (actor_id));
 diesel::joinable!(invocation_idempotency -> tools (tool_id));
 diesel::joinable!(invocation_idempotency -> usage_events (usage_event_id));
 diesel::joinable!(invocation_idempotency -> users (user_id));
 diesel::joinable!(email_tokens -> users (user_id));
 diesel::joinable!(quota_reservations -> subscriptions (subscription_id));
+diesel::joinable!(platform_daily -> tools (tool_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(subscription_events -> subscriptions (subscription_id));
 diesel::joinable!(subscription_events -> users (user_id));
@@ -202,9 +231,11 @@ diesel::joinable!(usage_events -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
+    audit_log,
     email_tokens,
     invocation_idempotency,
     login_throttle,
+    platform_daily,
     plans,
     quota_reservations,
     refresh_tokens,

@@ -56,6 +56,8 @@ struct Call {
     key: Option<String>,
     request_id: String,
     started: Instant,
+    /// The caller's plan tier when the call came in (`NONE` without a subscription).
+    tier: String,
 }
 
 fn tier_of(tier: &str) -> PlanTier {
@@ -122,9 +124,16 @@ async fn run(
         key,
         request_id,
         started,
+        tier: "NONE".to_owned(),
     };
 
     let subscription = billing::current(app, caller.id).await?;
+    let call = Call {
+        tier: subscription
+            .as_ref()
+            .map_or_else(|| "NONE".to_owned(), |s| s.row.tier.clone()),
+        ..call
+    };
     let user_tier = subscription
         .as_ref()
         .map_or(PlanTier::Free, |s| tier_of(&s.row.tier));
@@ -294,7 +303,7 @@ async fn finish(
     let mut conn = app.pool.get().await?;
     conn.transaction::<_, AppError, _>(async |conn| {
         billing::settle_in(conn, reservation, tokens).await?;
-        usage::record(conn, &event).await?;
+        usage::record(conn, &event, &call.tier).await?;
         if let Some(key) = &call.key {
             match &outcome {
                 Ok(answer) => idempotency::complete(conn, call.user, key, event.id, answer).await?,
@@ -344,7 +353,7 @@ async fn deny(
     let recorded = async {
         let mut conn = app.pool.get().await?;
         conn.transaction::<_, AppError, _>(async |conn| {
-            usage::record(conn, &event).await?;
+            usage::record(conn, &event, &call.tier).await?;
             if let Some(key) = &call.key {
                 idempotency::abandon(conn, call.user, key).await?;
             }

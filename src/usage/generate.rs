@@ -92,6 +92,29 @@ pub async fn generate(
     )
     .execute(&mut conn)
     .await?;
+    // Platform rollups from the generated rows, with the latency histogram of `usage::repo`.
+    let bounds = crate::usage::repo::LATENCY_BOUNDS_MS;
+    let mut buckets: Vec<String> = Vec::with_capacity(bounds.len() + 1);
+    let mut lower = i32::MIN;
+    for bound in bounds {
+        buckets.push(format!(
+            "count(*) FILTER (WHERE e.latency_ms > {lower} AND e.latency_ms <= {bound})"
+        ));
+        lower = bound;
+    }
+    buckets.push(format!("count(*) FILTER (WHERE e.latency_ms > {lower})"));
+    diesel::sql_query(format!(
+        "INSERT INTO platform_daily (day, tool_id, tier, invocations, errors, tokens, latency_hist) \
+         SELECT (e.created_at AT TIME ZONE 'UTC')::date, e.tool_id, 'NONE', count(*), count(*) FILTER (WHERE e.status = 'ERROR'), \
+                sum(e.tokens_used), ARRAY[{}]::bigint[] \
+         FROM usage_events e JOIN users u ON u.id = e.user_id WHERE u.email LIKE 'gen-%@example.com' \
+         GROUP BY 1, 2 \
+         ON CONFLICT (day, tool_id, tier) DO UPDATE SET invocations = EXCLUDED.invocations, errors = EXCLUDED.errors, \
+           tokens = EXCLUDED.tokens, latency_hist = EXCLUDED.latency_hist",
+        buckets.join(", ")
+    ))
+    .execute(&mut conn)
+    .await?;
     diesel::sql_query("ANALYZE usage_events; ANALYZE usage_daily")
         .execute(&mut conn)
         .await

@@ -12,9 +12,28 @@ use crate::db::schema::usage_events;
 /// The channel live usage notifications travel on.
 pub const CHANNEL: &str = "hub_usage";
 
-/// Writes a usage row, adds it to the daily rollup, and queues its notification — all in the caller's
-/// transaction, so the log, the rollups and the live feed agree (a notification is delivered on commit).
-pub async fn record(conn: &mut AsyncPgConnection, event: &UsageEvent) -> QueryResult<()> {
+/// Upper bounds (ms) of the latency histogram buckets in `platform_daily`; a last bucket takes the rest.
+pub const LATENCY_BOUNDS_MS: [i32; 11] = [
+    50, 100, 200, 300, 500, 750, 1000, 2000, 5000, 10_000, 30_000,
+];
+
+/// The 1-based histogram bucket of a latency.
+pub fn latency_bucket(latency_ms: i32) -> i32 {
+    let index = LATENCY_BOUNDS_MS
+        .iter()
+        .position(|bound| latency_ms <= *bound)
+        .unwrap_or(LATENCY_BOUNDS_MS.len());
+    i32::try_from(index).unwrap_or(0) + 1
+}
+
+/// Writes a usage row, adds it to the user's and the platform's daily rollups, and queues its
+/// notification — all in the caller's transaction, so the log, the rollups and the live feed agree (a
+/// notification is delivered on commit). `tier` is the caller's plan tier at the time (`NONE` without).
+pub async fn record(
+    conn: &mut AsyncPgConnection,
+    event: &UsageEvent,
+    tier: &str,
+) -> QueryResult<()> {
     diesel::insert_into(usage_events::table)
         .values(event)
         .execute(conn)
@@ -34,6 +53,24 @@ pub async fn record(conn: &mut AsyncPgConnection, event: &UsageEvent) -> QueryRe
     .bind::<BigInt, _>(event.tokens_used)
     .bind::<BigInt, _>(i64::from(event.status != "SUCCESS"))
     .bind::<BigInt, _>(i64::from(event.latency_ms))
+    .execute(conn)
+    .await?;
+    diesel::sql_query(
+        "INSERT INTO platform_daily (day, tool_id, tier, invocations, errors, tokens, latency_hist) \
+         VALUES (($1 AT TIME ZONE 'UTC')::date, $2, $3, 1, $4, $5, \
+                 (SELECT array_agg(CASE WHEN i = $6 THEN 1 ELSE 0 END::bigint ORDER BY i) FROM generate_series(1, 12) AS i)) \
+         ON CONFLICT (day, tool_id, tier) DO UPDATE SET \
+           invocations = platform_daily.invocations + 1, \
+           errors = platform_daily.errors + EXCLUDED.errors, \
+           tokens = platform_daily.tokens + EXCLUDED.tokens, \
+           latency_hist[$6] = platform_daily.latency_hist[$6] + 1",
+    )
+    .bind::<Timestamptz, _>(event.created_at)
+    .bind::<SqlUuid, _>(event.tool_id)
+    .bind::<diesel::sql_types::Text, _>(tier)
+    .bind::<BigInt, _>(i64::from(event.status != "SUCCESS"))
+    .bind::<BigInt, _>(event.tokens_used)
+    .bind::<diesel::sql_types::Integer, _>(latency_bucket(event.latency_ms))
     .execute(conn)
     .await?;
     let payload = serde_json::to_string(event)
@@ -149,4 +186,18 @@ pub async fn delete_older_than(
     .bind::<BigInt, _>(batch)
     .execute(conn)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::latency_bucket;
+
+    #[test]
+    fn latencies_fall_in_their_histogram_bucket() {
+        assert_eq!(latency_bucket(0), 1);
+        assert_eq!(latency_bucket(50), 1);
+        assert_eq!(latency_bucket(51), 2);
+        assert_eq!(latency_bucket(30_000), 11);
+        assert_eq!(latency_bucket(30_001), 12);
+    }
 }

@@ -75,6 +75,8 @@ pub struct UserRow {
     pub session_version: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Set when an administrator deleted the account (its personal data is gone).
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 impl UserRow {
