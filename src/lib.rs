@@ -3,7 +3,9 @@
 //! `main.rs` parses the command line; everything it runs is wired here, so the tests build exactly the
 //! application that production serves.
 
+pub mod admin;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod billing;
 pub mod config;

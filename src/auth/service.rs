@@ -306,6 +306,7 @@ pub async fn reset_password(app: &AppState, token: &str, new_password: &str) -> 
             repo::retire_email_tokens(conn, token.user_id, MailPurpose::ResetPassword, now).await?;
             // Receiving the mail proves the address.
             users::mark_verified_if_current(conn, token.user_id, &token.email, now).await?;
+            audit_account_event(conn, token.user_id, "user.password_reset").await?;
             Ok(token.user_id)
         })
         .await?;
@@ -373,6 +374,7 @@ pub async fn change_password(
     conn.transaction::<_, AppError, _>(async |conn| {
         users::update_password(conn, user, &password_hash).await?;
         repo::revoke_all_for_user(conn, user.0, now).await?;
+        audit_account_event(conn, user.0, "user.password_changed").await?;
         Ok(())
     })
     .await?;
@@ -534,4 +536,27 @@ fn send_verification(app: &AppState, name: &str, to: &str, token: &str) {
         }
         .instrument(tracing::Span::current()),
     );
+}
+
+/// Records a security-relevant event of an account, done by its owner, in the audit trail.
+async fn audit_account_event(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    action: &str,
+) -> diesel::QueryResult<()> {
+    crate::audit::service::record_in(
+        conn,
+        &crate::audit::service::Actor {
+            user_id: Some(user),
+            request_id: None,
+        },
+        crate::audit::service::Event {
+            action,
+            target_type: "user",
+            target_id: Some(user.to_string()),
+            before: None,
+            after: None,
+        },
+    )
+    .await
 }

@@ -544,3 +544,44 @@ pub async fn events(app: &AppState, subscription: Uuid) -> AppResult<Vec<EventRo
     let mut conn = app.pool.get().await?;
     Ok(repo::events_for_subscription(&mut conn, subscription).await?)
 }
+
+/// Current subscriptions per tier and status, with the plan's price.
+#[derive(Debug, Clone, diesel::QueryableByName)]
+pub struct TierCount {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub tier: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub status: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub subscriptions: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub price_cents: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub currency: String,
+}
+
+pub async fn tier_counts(app: &AppState) -> AppResult<Vec<TierCount>> {
+    use diesel_async::RunQueryDsl;
+    let mut conn = app.pool.get().await?;
+    Ok(diesel::sql_query(
+        "SELECT s.tier, s.status, count(*) AS subscriptions, p.price_cents, p.currency \
+         FROM subscriptions s JOIN plans p ON p.tier = s.tier WHERE s.status <> 'EXPIRED' \
+         GROUP BY s.tier, s.status, p.price_cents, p.currency, p.rank ORDER BY p.rank, s.status",
+    )
+    .load(&mut conn)
+    .await?)
+}
+
+/// A user's subscription history (all their subscriptions), oldest first.
+pub async fn history_for_user(app: &AppState, user: Uuid) -> AppResult<Vec<EventRow>> {
+    use crate::db::schema::subscription_events;
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    let mut conn = app.pool.get().await?;
+    Ok(subscription_events::table
+        .filter(subscription_events::user_id.eq(user))
+        .order((subscription_events::occurred_at, subscription_events::id))
+        .select(EventRow::as_select())
+        .load(&mut conn)
+        .await?)
+}

@@ -19,6 +19,60 @@ use crate::tools::model::ToolRow;
 #[derive(Default)]
 pub struct LoaderStats {
     pub tool_batches: AtomicU64,
+    pub subscription_batches: AtomicU64,
+}
+
+/// The current subscriptions of users, by user id, with their plans. A subscription whose period has
+/// ended is rolled forward through the billing service (rare; the sweeper usually got there first).
+pub struct SubscriptionLoader {
+    app: AppState,
+}
+
+impl Loader<Uuid> for SubscriptionLoader {
+    type Value = crate::billing::service::SubscriptionView;
+    type Error = Arc<String>;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        use crate::db::schema::{plans, subscriptions};
+        self.app
+            .loader_stats
+            .subscription_batches
+            .fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("graphql_loader_batches_total", "loader" => "subscription").increment(1);
+        let failed = |e: AppError| Arc::new(e.public_message());
+        let mut conn = self.app.pool.get().await.map_err(|e| failed(e.into()))?;
+        let rows: Vec<(
+            crate::billing::model::SubscriptionRow,
+            crate::billing::model::PlanRow,
+        )> = subscriptions::table
+            .inner_join(plans::table)
+            .filter(subscriptions::user_id.eq_any(keys))
+            .filter(subscriptions::status.ne("EXPIRED"))
+            .select((
+                crate::billing::model::SubscriptionRow::as_select(),
+                crate::billing::model::PlanRow::as_select(),
+            ))
+            .load(&mut conn)
+            .await
+            .map_err(|e| failed(e.into()))?;
+        drop(conn);
+        let now = self.app.clock.now();
+        let mut views = HashMap::with_capacity(rows.len());
+        for (row, plan) in rows {
+            let user = row.user_id;
+            let view = if now >= row.current_period_end {
+                crate::billing::service::current(&self.app, crate::users::model::UserId(user))
+                    .await
+                    .map_err(failed)?
+            } else {
+                Some(crate::billing::service::SubscriptionView { row, plan })
+            };
+            if let Some(view) = view {
+                views.insert(user, view);
+            }
+        }
+        Ok(views)
+    }
 }
 
 /// Tools by id, deleted ones included (history refers to them).
@@ -55,12 +109,14 @@ impl Loader<Uuid> for ToolLoader {
 /// The loaders of one request.
 pub struct Loaders {
     pub tools: DataLoader<ToolLoader>,
+    pub subscriptions: DataLoader<SubscriptionLoader>,
 }
 
 impl Loaders {
     pub fn new(app: &AppState) -> Self {
         Self {
             tools: DataLoader::new(ToolLoader { app: app.clone() }, tokio::spawn),
+            subscriptions: DataLoader::new(SubscriptionLoader { app: app.clone() }, tokio::spawn),
         }
     }
 }

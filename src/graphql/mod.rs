@@ -10,6 +10,7 @@ pub mod loaders;
 
 use async_graphql::{MergedObject, MergedSubscription, SDLExportOptions, Schema, SchemaBuilder};
 
+use crate::admin::graphql::{AdminMutation, AdminRootQuery};
 use crate::auth::graphql::AuthMutation;
 use crate::billing::graphql::{BillingMutation, BillingQuery};
 use crate::config::GraphqlLimits;
@@ -30,6 +31,7 @@ pub struct QueryRoot(
     BillingQuery,
     ToolsQuery,
     UsageQuery,
+    AdminRootQuery,
 );
 
 /// Every mutation, merged from the domains.
@@ -42,6 +44,7 @@ pub struct MutationRoot(
     BillingMutation,
     ToolsMutation,
     GatewayMutation,
+    AdminMutation,
 );
 /// Every subscription, merged from the domains.
 #[derive(MergedSubscription, Default)]

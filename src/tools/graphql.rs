@@ -245,6 +245,50 @@ impl ToolsQuery {
     }
 }
 
+/// What the audit trail keeps of a tool: never header values.
+fn audit_view(row: &ToolRow) -> serde_json::Value {
+    serde_json::json!({
+        "name": row.name,
+        "slug": row.slug,
+        "endpoint": row.endpoint,
+        "method": row.method,
+        "headers": row.stored_headers().iter().map(|h| h.name.clone()).collect::<Vec<_>>(),
+        "timeoutMs": row.timeout_ms,
+        "tokensPath": row.tokens_path,
+        "estimatedTokens": row.estimated_tokens,
+        "minTier": row.min_tier,
+        "enabled": row.enabled,
+    })
+}
+
+async fn audit(
+    ctx: &Context<'_>,
+    action: &str,
+    id: Uuid,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) -> Result<(), AppError> {
+    let (before, after) = match (before, after) {
+        (Some(b), Some(a)) => {
+            let (b, a) = crate::audit::service::diff(&b, &a);
+            (Some(b), Some(a))
+        }
+        other => other,
+    };
+    crate::audit::service::record(
+        ctx.app()?,
+        &crate::admin::graphql::actor(ctx)?,
+        crate::audit::service::Event {
+            action,
+            target_type: "tool",
+            target_id: Some(id.to_string()),
+            before,
+            after,
+        },
+    )
+    .await
+}
+
 #[derive(Default)]
 pub struct ToolsMutation;
 
@@ -257,9 +301,9 @@ impl ToolsMutation {
         ctx: &Context<'_>,
         input: ToolInputObject,
     ) -> async_graphql::Result<Tool> {
-        Ok(service::create(ctx.app()?, input.into())
-            .await?
-            .try_into()?)
+        let row = service::create(ctx.app()?, input.into()).await?;
+        audit(ctx, "tool.create", row.id, None, Some(audit_view(&row))).await?;
+        Ok(row.try_into()?)
     }
 
     /// Changes a tool (administrators); the next invocation uses the change.
@@ -270,15 +314,31 @@ impl ToolsMutation {
         id: ID,
         input: ToolInputObject,
     ) -> async_graphql::Result<Tool> {
-        Ok(service::update(ctx.app()?, parse_id(&id)?, input.into())
+        let id = parse_id(&id)?;
+        let before = service::get(ctx.app()?, id, true)
             .await?
-            .try_into()?)
+            .ok_or_else(service::not_found)?;
+        let row = service::update(ctx.app()?, id, input.into()).await?;
+        audit(
+            ctx,
+            "tool.update",
+            id,
+            Some(audit_view(&before)),
+            Some(audit_view(&row)),
+        )
+        .await?;
+        Ok(row.try_into()?)
     }
 
     /// Removes a tool from the catalogue (administrators). Its usage history stays.
     #[graphql(guard = "AdminOnly")]
     async fn delete_tool(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
-        service::delete(ctx.app()?, parse_id(&id)?).await?;
+        let id = parse_id(&id)?;
+        let before = service::get(ctx.app()?, id, true)
+            .await?
+            .ok_or_else(service::not_found)?;
+        service::delete(ctx.app()?, id).await?;
+        audit(ctx, "tool.delete", id, Some(audit_view(&before)), None).await?;
         Ok(true)
     }
 }

@@ -188,6 +188,61 @@ pub async fn delete_older_than(
     .await
 }
 
+/// Platform totals per day, tool and tier in `[from_day, to_day)`.
+#[derive(QueryableByName, Debug, Clone)]
+pub struct PlatformDay {
+    #[diesel(sql_type = Date)]
+    pub day: NaiveDate,
+    #[diesel(sql_type = SqlUuid)]
+    pub tool_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub tier: String,
+    #[diesel(sql_type = BigInt)]
+    pub invocations: i64,
+    #[diesel(sql_type = BigInt)]
+    pub errors: i64,
+    #[diesel(sql_type = BigInt)]
+    pub tokens: i64,
+    #[diesel(sql_type = diesel::sql_types::Array<BigInt>)]
+    pub latency_hist: Vec<i64>,
+}
+
+pub async fn platform_days(
+    conn: &mut AsyncPgConnection,
+    from_day: Option<NaiveDate>,
+    to_day: Option<NaiveDate>,
+) -> QueryResult<Vec<PlatformDay>> {
+    diesel::sql_query(
+        "SELECT day, tool_id, tier, invocations, errors, tokens, latency_hist FROM platform_daily \
+         WHERE ($1::date IS NULL OR day >= $1) AND ($2::date IS NULL OR day < $2)",
+    )
+    .bind::<Nullable<Date>, _>(from_day)
+    .bind::<Nullable<Date>, _>(to_day)
+    .load(conn)
+    .await
+}
+
+/// Distinct users with any usage in `[from_day, to_day)`.
+pub async fn active_users(
+    conn: &mut AsyncPgConnection,
+    from_day: Option<NaiveDate>,
+    to_day: Option<NaiveDate>,
+) -> QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let count: Count = diesel::sql_query(
+        "SELECT count(DISTINCT user_id) AS n FROM usage_daily WHERE ($1::date IS NULL OR day >= $1) AND ($2::date IS NULL OR day < $2)",
+    )
+    .bind::<Nullable<Date>, _>(from_day)
+    .bind::<Nullable<Date>, _>(to_day)
+    .get_result(conn)
+    .await?;
+    Ok(count.n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::latency_bucket;

@@ -110,3 +110,15 @@ pub async fn apply_retention(app: &AppState, now: DateTime<Utc>) -> AppResult<us
     }
     Ok(deleted)
 }
+
+/// Platform rollups per day, tool and tier, and the number of active users, for whole days in range.
+pub async fn platform(
+    app: &AppState,
+    from_day: Option<NaiveDate>,
+    to_day: Option<NaiveDate>,
+) -> AppResult<(Vec<repo::PlatformDay>, i64)> {
+    let mut conn = app.pool.get().await?;
+    let days = repo::platform_days(&mut conn, from_day, to_day).await?;
+    let active = repo::active_users(&mut conn, from_day, to_day).await?;
+    Ok((days, active))
+}

@@ -41,8 +41,67 @@ impl From<UserRow> for User {
     }
 }
 
+/// A change of a subscription.
+#[derive(SimpleObject)]
+pub struct SubscriptionEvent {
+    /// CREATED, UPGRADED, DOWNGRADE_SCHEDULED, DOWNGRADE_CANCELLED, CANCELLED, RESUMED, RENEWED or EXPIRED.
+    pub kind: String,
+    pub from_tier: Option<String>,
+    pub to_tier: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+}
+
+fn own_or_admin(ctx: &Context<'_>, user: uuid::Uuid) -> async_graphql::Result<()> {
+    let caller = ctx.user()?;
+    if caller.id.0 != user && caller.role != Role::Admin {
+        return Err(
+            AppError::Forbidden("You can only see your own account's details.".into()).into(),
+        );
+    }
+    Ok(())
+}
+
 #[ComplexObject]
 impl User {
+    /// The user's latest invocations, newest first (at most 100). Visible to the user and to administrators.
+    async fn recent_usage(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+    ) -> async_graphql::Result<Vec<crate::usage::graphql::UsageEntry>> {
+        own_or_admin(ctx, self.row_id)?;
+        let first = i64::from(first.clamp(0, 100));
+        let filter = crate::usage::repo::Filter {
+            user: self.row_id,
+            from: None,
+            to: None,
+            tool: None,
+        };
+        let (rows, _) = crate::usage::service::page(ctx.app()?, &filter, None, first).await?;
+        Ok(rows
+            .iter()
+            .map(crate::usage::graphql::UsageEntry::from)
+            .collect())
+    }
+
+    /// Every change of the user's subscriptions, oldest first. Visible to the user and to administrators.
+    async fn subscription_history(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<SubscriptionEvent>> {
+        own_or_admin(ctx, self.row_id)?;
+        let events = crate::billing::service::history_for_user(ctx.app()?, self.row_id).await?;
+        Ok(events
+            .into_iter()
+            .map(|e| SubscriptionEvent {
+                kind: e.kind,
+                from_tier: e.from_tier,
+                to_tier: e.to_tier,
+                occurred_at: e.occurred_at,
+            })
+            .collect())
+    }
+
     /// The user's current subscription; null without one. Visible to the user and to administrators.
     async fn subscription(
         &self,
@@ -54,8 +113,12 @@ impl User {
                 AppError::Forbidden("You can only see your own subscription.".into()).into(),
             );
         }
-        let view =
-            crate::billing::service::current(ctx.app()?, super::model::UserId(self.row_id)).await?;
+        let loaders = ctx.data::<crate::graphql::loaders::Loaders>()?;
+        let view = loaders
+            .subscriptions
+            .load_one(self.row_id)
+            .await
+            .map_err(|e| async_graphql::Error::new(e.as_str()))?;
         Ok(view.map(PlanSubscription::try_from).transpose()?)
     }
 

@@ -117,3 +117,181 @@ pub async fn set_status(
         .execute(conn)
         .await
 }
+
+/// Filters of the administrators' user list.
+#[derive(Debug, Default, Clone)]
+pub struct ListFilter {
+    pub search: Option<String>,
+    pub role: Option<String>,
+    pub status: Option<String>,
+    pub tier: Option<String>,
+}
+
+/// How the administrators' user list is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListSort {
+    /// Newest first.
+    CreatedAt,
+    /// A to Z, ignoring case.
+    Name,
+    /// Most tokens used this period first.
+    TokensUsed,
+}
+
+/// The keyset position of a listed user.
+#[derive(diesel::QueryableByName, Debug, Clone)]
+pub struct Listed {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    pub created_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub name_key: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub tokens_key: i64,
+}
+
+const LIST_FROM: &str = "FROM users u LEFT JOIN subscriptions s ON s.user_id = u.id AND s.status <> 'EXPIRED' \
+     WHERE u.deleted_at IS NULL \
+       AND ($1::text IS NULL OR u.email ILIKE $1 OR u.name ILIKE $1) \
+       AND ($2::text IS NULL OR u.role = $2) AND ($3::text IS NULL OR u.status = $3) \
+       AND ($4::text IS NULL OR s.tier = $4)";
+
+fn like_pattern(search: Option<&String>) -> Option<String> {
+    search.map(|s| {
+        format!(
+            "%{}%",
+            s.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        )
+    })
+}
+
+/// One page of user ids with their sort keys, after `after` (a `Listed` from the previous page).
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    filter: &ListFilter,
+    sort: ListSort,
+    after: Option<&Listed>,
+    limit: i64,
+) -> QueryResult<Vec<Listed>> {
+    use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
+    let (keyset, order) = match sort {
+        ListSort::CreatedAt => (
+            "(u.created_at, u.id) < ($5, $6)",
+            "u.created_at DESC, u.id DESC",
+        ),
+        ListSort::Name => ("(lower(u.name), u.id) > ($7, $6)", "lower(u.name), u.id"),
+        ListSort::TokensUsed => (
+            "(COALESCE(s.tokens_used, 0), u.id) < ($8, $6)",
+            "COALESCE(s.tokens_used, 0) DESC, u.id DESC",
+        ),
+    };
+    let sql = format!(
+        "SELECT u.id, u.created_at, lower(u.name) AS name_key, COALESCE(s.tokens_used, 0)::bigint AS tokens_key {LIST_FROM} \
+         AND ($6::uuid IS NULL OR {keyset}) ORDER BY {order} LIMIT $9"
+    );
+    diesel::sql_query(sql)
+        .bind::<Nullable<Text>, _>(like_pattern(filter.search.as_ref()))
+        .bind::<Nullable<Text>, _>(filter.role.clone())
+        .bind::<Nullable<Text>, _>(filter.status.clone())
+        .bind::<Nullable<Text>, _>(filter.tier.clone())
+        .bind::<Nullable<Timestamptz>, _>(after.map(|a| a.created_at))
+        .bind::<Nullable<diesel::sql_types::Uuid>, _>(after.map(|a| a.id))
+        .bind::<Nullable<Text>, _>(after.map(|a| a.name_key.clone()))
+        .bind::<Nullable<BigInt>, _>(after.map(|a| a.tokens_key))
+        .bind::<BigInt, _>(limit)
+        .load(conn)
+        .await
+}
+
+pub async fn count_listed(conn: &mut AsyncPgConnection, filter: &ListFilter) -> QueryResult<i64> {
+    use diesel::sql_types::{Nullable, Text};
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let count: Count = diesel::sql_query(format!("SELECT count(*) AS n {LIST_FROM}"))
+        .bind::<Nullable<Text>, _>(like_pattern(filter.search.as_ref()))
+        .bind::<Nullable<Text>, _>(filter.role.clone())
+        .bind::<Nullable<Text>, _>(filter.status.clone())
+        .bind::<Nullable<Text>, _>(filter.tier.clone())
+        .get_result(conn)
+        .await?;
+    Ok(count.n)
+}
+
+pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<UserRow>> {
+    users::table
+        .filter(users::id.eq_any(ids))
+        .select(UserRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// Locks every active administrator (so two demotions cannot both pass the last-admin rule) and
+/// returns their ids.
+pub async fn lock_active_admins(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Uuid>> {
+    users::table
+        .filter(users::role.eq("ADMIN"))
+        .filter(users::status.eq("ACTIVE"))
+        .filter(users::deleted_at.is_null())
+        .select(users::id)
+        .for_update()
+        .load(conn)
+        .await
+}
+
+/// Changes of an administrator to an account; `None` leaves a column as it is.
+#[derive(AsChangeset, Default)]
+#[diesel(table_name = users)]
+pub struct AdminChanges {
+    pub name: Option<String>,
+    pub role: Option<String>,
+    pub status: Option<String>,
+}
+
+pub async fn apply_admin_changes(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    changes: &AdminChanges,
+) -> QueryResult<UserRow> {
+    diesel::update(users::table.find(id).filter(users::deleted_at.is_null()))
+        .set(changes)
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Removes a person from an account: personal data replaced, credentials and sessions gone, the current
+/// subscription ended. The row (and its id) stays, so usage keeps counting in platform statistics.
+pub async fn anonymize(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    use diesel::sql_types::{Timestamptz, Uuid as SqlUuid};
+    diesel::sql_query(
+        "UPDATE users SET email = 'deleted-' || id || '@deleted.invalid', name = 'Deleted user', password_hash = '!', \
+         status = 'SUSPENDED', email_verified_at = NULL, deleted_at = $2, session_version = session_version + 1 WHERE id = $1",
+    )
+    .bind::<SqlUuid, _>(id)
+    .bind::<Timestamptz, _>(now)
+    .execute(conn)
+    .await?;
+    for statement in [
+        "DELETE FROM api_keys WHERE user_id = $1",
+        "DELETE FROM refresh_tokens WHERE user_id = $1",
+        "DELETE FROM email_tokens WHERE user_id = $1",
+        "DELETE FROM invocation_idempotency WHERE user_id = $1",
+        "UPDATE subscriptions SET status = 'EXPIRED', cancel_at_period_end = true WHERE user_id = $1 AND status <> 'EXPIRED'",
+    ] {
+        diesel::sql_query(statement)
+            .bind::<SqlUuid, _>(id)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}

@@ -93,3 +93,210 @@ pub async fn create_admin(
         Err(e) => Err(e.into()),
     }
 }
+
+/// An administrator's view of one page of users.
+pub struct UserPage {
+    pub users: Vec<(UserRow, super::repo::Listed)>,
+    pub has_next: bool,
+    pub total: i64,
+}
+
+/// Lists users for administrators: filtered, sorted, keyset-paged.
+pub async fn admin_list(
+    app: &AppState,
+    filter: &super::repo::ListFilter,
+    sort: super::repo::ListSort,
+    after: Option<&super::repo::Listed>,
+    first: i64,
+) -> AppResult<UserPage> {
+    let mut conn = app.pool.get().await?;
+    let mut listed = repo::list(&mut conn, filter, sort, after, first + 1).await?;
+    let limit = usize::try_from(first).unwrap_or(usize::MAX);
+    let has_next = listed.len() > limit;
+    listed.truncate(limit);
+    let ids: Vec<Uuid> = listed.iter().map(|l| l.id).collect();
+    let mut rows: std::collections::HashMap<Uuid, UserRow> = repo::find_many(&mut conn, &ids)
+        .await?
+        .into_iter()
+        .map(|r| (r.id, r))
+        .collect();
+    let users = listed
+        .into_iter()
+        .filter_map(|l| rows.remove(&l.id).map(|row| (row, l)))
+        .collect();
+    let total = repo::count_listed(&mut conn, filter).await?;
+    Ok(UserPage {
+        users,
+        has_next,
+        total,
+    })
+}
+
+fn audit_view(row: &UserRow) -> serde_json::Value {
+    serde_json::json!({ "name": row.name, "role": row.role, "status": row.status })
+}
+
+/// Creates an account for someone (administrators); the address counts as verified.
+#[tracing::instrument(skip_all)]
+pub async fn admin_create(
+    app: &AppState,
+    actor: &crate::audit::service::Actor,
+    name: &str,
+    email: &str,
+    password: &str,
+    role: Role,
+) -> AppResult<UserRow> {
+    let name = parse_name(name)?;
+    let email = Email::parse(email, "email")?;
+    check_password_strength(password, "password")?;
+    let password_hash = app.hasher.hash(password).await?;
+    let mut conn = app.pool.get().await?;
+    let row = diesel_async::AsyncConnection::transaction::<_, AppError, _>(&mut *conn, async |conn| {
+        let row = repo::insert(
+            conn,
+            NewUser {
+                id: Uuid::now_v7(),
+                email: email.as_str(),
+                name: &name,
+                password_hash: &password_hash,
+                role: role.as_db(),
+                email_verified_at: Some(Utc::now()),
+            },
+        )
+        .await?;
+        crate::audit::service::record_in(
+            conn,
+            actor,
+            crate::audit::service::Event {
+                action: "user.create",
+                target_type: "user",
+                target_id: Some(row.id.to_string()),
+                before: None,
+                after: Some(serde_json::json!({ "email": email.masked(), "name": row.name, "role": row.role })),
+            },
+        )
+        .await?;
+        Ok(row)
+    })
+    .await?;
+    Ok(row)
+}
+
+fn last_admin() -> AppError {
+    AppError::Conflict("This is the last active administrator: promote someone else first.".into())
+}
+
+/// Renames, changes the role of, suspends or reactivates an account (administrators). A suspended
+/// account's tokens and keys stop working on its next request. No change may leave the platform
+/// without an active administrator.
+#[tracing::instrument(skip_all, fields(target = %target.0))]
+pub async fn admin_update(
+    app: &AppState,
+    actor: &crate::audit::service::Actor,
+    target: UserId,
+    name: Option<&str>,
+    role: Option<Role>,
+    status: Option<super::model::UserStatus>,
+) -> AppResult<UserRow> {
+    let name = name.map(parse_name).transpose()?;
+    let mut conn = app.pool.get().await?;
+    let row =
+        diesel_async::AsyncConnection::transaction::<_, AppError, _>(&mut *conn, async |conn| {
+            let admins = repo::lock_active_admins(conn).await?;
+            let before = repo::find_by_id(conn, target)
+                .await?
+                .filter(|u| u.deleted_at.is_none())
+                .ok_or_else(|| AppError::NotFound("No such user.".into()))?;
+            let loses_admin = role.is_some_and(|r| r != Role::Admin)
+                || status.is_some_and(|s| s == super::model::UserStatus::Suspended);
+            if loses_admin && admins.contains(&before.id) && admins.len() <= 1 {
+                return Err(last_admin());
+            }
+            let changes = repo::AdminChanges {
+                name,
+                role: role.map(|r| r.as_db().to_owned()),
+                status: status.map(|s| s.as_db().to_owned()),
+            };
+            let after = repo::apply_admin_changes(conn, before.id, &changes).await?;
+            let (old, new) = crate::audit::service::diff(&audit_view(&before), &audit_view(&after));
+            crate::audit::service::record_in(
+                conn,
+                actor,
+                crate::audit::service::Event {
+                    action: "user.update",
+                    target_type: "user",
+                    target_id: Some(after.id.to_string()),
+                    before: Some(old),
+                    after: Some(new),
+                },
+            )
+            .await?;
+            Ok(after)
+        })
+        .await?;
+    Ok(row)
+}
+
+/// Deletes an account (administrators): personal data and credentials go, usage stays for statistics.
+#[tracing::instrument(skip_all, fields(target = %target.0))]
+pub async fn admin_delete(
+    app: &AppState,
+    actor: &crate::audit::service::Actor,
+    target: UserId,
+) -> AppResult<()> {
+    let mut conn = app.pool.get().await?;
+    diesel_async::AsyncConnection::transaction::<_, AppError, _>(&mut *conn, async |conn| {
+        let admins = repo::lock_active_admins(conn).await?;
+        let before = repo::find_by_id(conn, target)
+            .await?
+            .filter(|u| u.deleted_at.is_none())
+            .ok_or_else(|| AppError::NotFound("No such user.".into()))?;
+        if admins.contains(&before.id) && admins.len() <= 1 {
+            return Err(last_admin());
+        }
+        repo::anonymize(conn, before.id, Utc::now()).await?;
+        let masked = Email::parse(&before.email, "email").map_or_else(|_| "***".to_owned(), |e| e.masked());
+        crate::audit::service::record_in(
+            conn,
+            actor,
+            crate::audit::service::Event {
+                action: "user.delete",
+                target_type: "user",
+                target_id: Some(before.id.to_string()),
+                before: Some(serde_json::json!({ "email": masked, "role": before.role, "status": before.status })),
+                after: None,
+            },
+        )
+        .await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Accounts in all, and created in `[from, to)` (deleted accounts left out).
+pub async fn counts(
+    app: &AppState,
+    from: Option<chrono::DateTime<Utc>>,
+    to: Option<chrono::DateTime<Utc>>,
+) -> AppResult<(i64, i64)> {
+    use crate::db::schema::users;
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    let mut conn = app.pool.get().await?;
+    let total: i64 = users::table
+        .filter(users::deleted_at.is_null())
+        .count()
+        .get_result(&mut conn)
+        .await?;
+    let mut new = users::table
+        .filter(users::deleted_at.is_null())
+        .into_boxed();
+    if let Some(from) = from {
+        new = new.filter(users::created_at.ge(from));
+    }
+    if let Some(to) = to {
+        new = new.filter(users::created_at.lt(to));
+    }
+    let new: i64 = new.count().get_result(&mut conn).await?;
+    Ok((total, new))
+}

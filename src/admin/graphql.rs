@@ -1,0 +1,314 @@
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, Enum, ID, InputObject, Object};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::stats::{self, PlatformStats};
+use crate::audit::graphql::AuditEntry;
+use crate::audit::service::Actor;
+use crate::billing::model::PlanTier;
+use crate::error::AppError;
+use crate::graphql::context::ContextExt;
+use crate::graphql::guards::AdminOnly;
+use crate::secrets::{from_hex, hex};
+use crate::tools::graphql::ConnectionTotal;
+use crate::users::graphql::User;
+use crate::users::model::{Role, UserId, UserStatus};
+use crate::users::repo::{ListFilter, ListSort, Listed};
+use crate::users::service;
+
+/// The acting administrator, for the audit trail.
+pub fn actor(ctx: &Context<'_>) -> Result<Actor, AppError> {
+    Ok(Actor {
+        user_id: Some(ctx.user()?.id.0),
+        request_id: Some(ctx.request()?.request_id.clone()),
+    })
+}
+
+/// How `admin.users` is ordered.
+#[derive(Enum, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UserSort {
+    /// Newest first.
+    #[default]
+    CreatedAt,
+    /// A to Z, ignoring case.
+    Name,
+    /// Most tokens used this period first.
+    TokensUsed,
+}
+
+impl From<UserSort> for ListSort {
+    fn from(sort: UserSort) -> Self {
+        match sort {
+            UserSort::CreatedAt => Self::CreatedAt,
+            UserSort::Name => Self::Name,
+            UserSort::TokensUsed => Self::TokensUsed,
+        }
+    }
+}
+
+fn encode_listed(listed: &Listed) -> String {
+    hex(format!(
+        "{}|{}|{}|{}",
+        listed.id,
+        listed.created_at.timestamp_micros(),
+        listed.tokens_key,
+        listed.name_key
+    )
+    .as_bytes())
+}
+
+fn decode_listed(cursor: &str) -> Result<Listed, AppError> {
+    let invalid = || AppError::bad_input("after", "That cursor is not one this API gave out.");
+    let text = String::from_utf8(from_hex(cursor).ok_or_else(invalid)?).map_err(|_| invalid())?;
+    let mut parts = text.splitn(4, '|');
+    let id = Uuid::parse_str(parts.next().ok_or_else(invalid)?).map_err(|_| invalid())?;
+    let micros: i64 = parts
+        .next()
+        .ok_or_else(invalid)?
+        .parse()
+        .map_err(|_| invalid())?;
+    let tokens_key: i64 = parts
+        .next()
+        .ok_or_else(invalid)?
+        .parse()
+        .map_err(|_| invalid())?;
+    let name_key = parts.next().ok_or_else(invalid)?.to_owned();
+    Ok(Listed {
+        id,
+        created_at: DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?,
+        name_key,
+        tokens_key,
+    })
+}
+
+fn audit_cursor(at: DateTime<Utc>, id: Uuid) -> String {
+    hex(format!("{}|{id}", at.timestamp_micros()).as_bytes())
+}
+
+fn decode_audit_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), AppError> {
+    let invalid = || AppError::bad_input("after", "That cursor is not one this API gave out.");
+    let text = String::from_utf8(from_hex(cursor).ok_or_else(invalid)?).map_err(|_| invalid())?;
+    let (micros, id) = text.split_once('|').ok_or_else(invalid)?;
+    let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| invalid())?)
+        .ok_or_else(invalid)?;
+    Ok((at, Uuid::parse_str(id).map_err(|_| invalid())?))
+}
+
+fn page_size(first: Option<i32>) -> Result<i64, AppError> {
+    let first = first.unwrap_or(20);
+    if (0..=100).contains(&first) {
+        Ok(i64::from(first))
+    } else {
+        Err(AppError::bad_input(
+            "first",
+            "Ask for 0 to 100 items at a time.",
+        ))
+    }
+}
+
+/// The admin console's root field.
+#[derive(Default)]
+pub struct AdminRootQuery;
+
+#[Object]
+impl AdminRootQuery {
+    /// Everything administrators see (administrators only).
+    #[graphql(guard = "AdminOnly")]
+    async fn admin(&self) -> AdminQuery {
+        AdminQuery
+    }
+}
+
+/// What administrators see.
+pub struct AdminQuery;
+
+#[Object]
+impl AdminQuery {
+    /// Accounts, filtered and sorted, with their subscription and usage this period (one batch per page).
+    #[graphql(guard = "AdminOnly")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each argument is a filter of the contract"
+    )]
+    async fn users(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        search: Option<String>,
+        role: Option<Role>,
+        status: Option<UserStatus>,
+        tier: Option<PlanTier>,
+        sort: Option<UserSort>,
+    ) -> async_graphql::Result<Connection<String, User, ConnectionTotal>> {
+        let first = page_size(first)?;
+        let after = after.as_deref().map(decode_listed).transpose()?;
+        let filter = ListFilter {
+            search: search
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty()),
+            role: role.map(|r| r.as_db().to_owned()),
+            status: status.map(|s| s.as_db().to_owned()),
+            tier: tier.map(|t| t.as_db().to_owned()),
+        };
+        let page = service::admin_list(
+            ctx.app()?,
+            &filter,
+            sort.unwrap_or_default().into(),
+            after.as_ref(),
+            first,
+        )
+        .await?;
+        let mut connection = Connection::with_additional_fields(
+            after.is_some(),
+            page.has_next,
+            ConnectionTotal {
+                total_count: page.total,
+            },
+        );
+        for (row, listed) in page.users {
+            connection
+                .edges
+                .push(Edge::new(encode_listed(&listed), User::from(row)));
+        }
+        Ok(connection)
+    }
+
+    /// One account, with its API keys (never secrets), recent usage and subscription history.
+    #[graphql(guard = "AdminOnly")]
+    async fn user(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<User>> {
+        let Ok(id) = Uuid::parse_str(&id) else {
+            return Ok(None);
+        };
+        match service::get(ctx.app()?, UserId(id)).await {
+            Ok(row) if row.deleted_at.is_none() => Ok(Some(row.into())),
+            Ok(_) | Err(AppError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Platform statistics for whole days in `[from, to)` (a range ending mid-day includes that day).
+    #[graphql(guard = "AdminOnly")]
+    async fn stats(
+        &self,
+        ctx: &Context<'_>,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> async_graphql::Result<PlatformStats> {
+        Ok(stats::compute(ctx.app()?, from, to).await?)
+    }
+
+    /// The audit trail, newest first, optionally by action, actor or target.
+    #[graphql(guard = "AdminOnly")]
+    async fn audit_log(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        action: Option<String>,
+        actor_id: Option<ID>,
+        target_id: Option<String>,
+    ) -> async_graphql::Result<Connection<String, AuditEntry>> {
+        let first = page_size(first)?;
+        let after = after.as_deref().map(decode_audit_cursor).transpose()?;
+        let actor = match actor_id {
+            Some(id) => Some(
+                Uuid::parse_str(&id)
+                    .map_err(|_| AppError::bad_input("actorId", "That is not a user id."))?,
+            ),
+            None => None,
+        };
+        let filter = crate::audit::repo::Filter {
+            action,
+            actor,
+            target_id,
+        };
+        let (rows, has_next) =
+            crate::audit::service::page(ctx.app()?, &filter, after, first).await?;
+        let mut connection = Connection::new(after.is_some(), has_next);
+        for row in rows {
+            connection.edges.push(Edge::new(
+                audit_cursor(row.created_at, row.id),
+                AuditEntry::from(row),
+            ));
+        }
+        Ok(connection)
+    }
+}
+
+/// A new account made by an administrator.
+#[derive(InputObject)]
+pub struct CreateUserInput {
+    pub name: String,
+    pub email: String,
+    #[graphql(secret)]
+    pub password: String,
+    #[graphql(default_with = "Role::User")]
+    pub role: Role,
+}
+
+/// Changes to an account; omitted fields stay as they are.
+#[derive(InputObject)]
+pub struct UpdateUserInput {
+    pub name: Option<String>,
+    pub role: Option<Role>,
+    /// `SUSPENDED` stops the account's tokens and API keys on their next request.
+    pub status: Option<UserStatus>,
+}
+
+#[derive(Default)]
+pub struct AdminMutation;
+
+#[Object]
+impl AdminMutation {
+    /// Creates an account (administrators). Its address counts as verified.
+    #[graphql(guard = "AdminOnly")]
+    async fn create_user(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateUserInput,
+    ) -> async_graphql::Result<User> {
+        let row = service::admin_create(
+            ctx.app()?,
+            &actor(ctx)?,
+            &input.name,
+            &input.email,
+            &input.password,
+            input.role,
+        )
+        .await?;
+        Ok(row.into())
+    }
+
+    /// Renames an account, changes its role, suspends or reactivates it (administrators). The last
+    /// active administrator cannot be demoted or suspended.
+    #[graphql(guard = "AdminOnly")]
+    async fn update_user(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateUserInput,
+    ) -> async_graphql::Result<User> {
+        let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound("No such user.".into()))?;
+        let row = service::admin_update(
+            ctx.app()?,
+            &actor(ctx)?,
+            UserId(id),
+            input.name.as_deref(),
+            input.role,
+            input.status,
+        )
+        .await?;
+        Ok(row.into())
+    }
+
+    /// Deletes an account (administrators): its personal data and credentials go; its usage stays in the
+    /// platform statistics without the person. The last active administrator cannot be deleted.
+    #[graphql(guard = "AdminOnly")]
+    async fn delete_user(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
+        let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound("No such user.".into()))?;
+        service::admin_delete(ctx.app()?, &actor(ctx)?, UserId(id)).await?;
+        Ok(true)
+    }
+}

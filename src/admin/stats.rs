@@ -1,0 +1,259 @@
+//! Platform statistics from the rollups (never the raw log), so they stay fast at any log size.
+
+use std::collections::BTreeMap;
+
+use async_graphql::{ComplexObject, Context, SimpleObject};
+use chrono::{DateTime, NaiveDate, Utc};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::error::AppResult;
+use crate::graphql::loaders::Loaders;
+use crate::tools::graphql::Tool;
+use crate::usage::repo::LATENCY_BOUNDS_MS;
+
+/// Accounts.
+#[derive(SimpleObject)]
+pub struct UserStats {
+    pub total: i64,
+    /// Created in the range.
+    pub new: i64,
+    /// With at least one invocation in the range.
+    pub active: i64,
+}
+
+/// One tool's figures.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct ToolStats {
+    pub invocations: i64,
+    pub tokens: i64,
+    pub errors: i64,
+    /// Errors / invocations, 0 to 1.
+    pub error_rate: f64,
+    /// The 95th percentile latency, as the upper bound of its histogram bucket (ms); null when above 30 s.
+    pub p95_latency_ms: Option<i32>,
+    #[graphql(skip)]
+    pub tool_id: Uuid,
+}
+
+#[ComplexObject]
+impl ToolStats {
+    async fn tool(&self, ctx: &Context<'_>) -> async_graphql::Result<Tool> {
+        let row = ctx
+            .data::<Loaders>()?
+            .tools
+            .load_one(self.tool_id)
+            .await
+            .map_err(|e| async_graphql::Error::new(e.as_str()))?
+            .ok_or_else(|| async_graphql::Error::new("missing tool"))?;
+        Ok(Tool::try_from(row)?)
+    }
+}
+
+/// One day's figures (UTC).
+#[derive(SimpleObject)]
+pub struct DayStats {
+    pub day: NaiveDate,
+    pub invocations: i64,
+    pub tokens: i64,
+}
+
+/// One plan tier's usage (`NONE`: calls refused for lack of a subscription).
+#[derive(SimpleObject)]
+pub struct TierUsage {
+    pub tier: String,
+    pub invocations: i64,
+    pub tokens: i64,
+}
+
+/// Current subscriptions of one tier.
+#[derive(SimpleObject)]
+pub struct TierSubscriptions {
+    pub tier: String,
+    pub active: i64,
+    /// Cancelled, running until the period end.
+    pub cancelled: i64,
+}
+
+/// An amount of money.
+#[derive(SimpleObject)]
+pub struct Money {
+    pub currency: String,
+    pub amount_cents: i64,
+}
+
+/// Platform statistics for a range of whole days (UTC).
+#[derive(SimpleObject)]
+pub struct PlatformStats {
+    pub users: UserStats,
+    pub invocations: i64,
+    pub tokens: i64,
+    pub error_rate: f64,
+    /// Per tool, most invocations first.
+    pub by_tool: Vec<ToolStats>,
+    pub by_day: Vec<DayStats>,
+    pub by_tier: Vec<TierUsage>,
+    pub subscriptions: Vec<TierSubscriptions>,
+    /// Monthly recurring revenue of active subscriptions, from plan prices, per currency.
+    pub monthly_recurring_revenue: Vec<Money>,
+}
+
+fn rate(errors: i64, invocations: i64) -> f64 {
+    if invocations == 0 {
+        0.0
+    } else {
+        errors as f64 / invocations as f64
+    }
+}
+
+/// The upper bound of the bucket holding the 95th percentile.
+pub fn p95(histogram: &[i64]) -> Option<i32> {
+    let total: i64 = histogram.iter().sum();
+    if total == 0 {
+        return Some(0);
+    }
+    let target = (total * 95 + 99) / 100;
+    let mut seen = 0;
+    for (index, count) in histogram.iter().enumerate() {
+        seen += count;
+        if seen >= target {
+            return LATENCY_BOUNDS_MS.get(index).copied();
+        }
+    }
+    None
+}
+
+pub async fn compute(
+    app: &AppState,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> AppResult<PlatformStats> {
+    crate::usage::service::check_range(from, to)?;
+    let from_day = from.map(|f| f.date_naive());
+    // A range ending mid-day includes that day.
+    let to_day = to.map(|t| {
+        let day = t.date_naive();
+        if t == day.and_hms_opt(0, 0, 0).map_or(t, |d| d.and_utc()) {
+            day
+        } else {
+            day.succ_opt().unwrap_or(day)
+        }
+    });
+    let (days, active) = crate::usage::service::platform(app, from_day, to_day).await?;
+    let (total_users, new_users) = crate::users::service::counts(app, from, to).await?;
+    let tiers = crate::billing::service::tier_counts(app).await?;
+
+    let mut by_tool: BTreeMap<Uuid, (i64, i64, i64, Vec<i64>)> = BTreeMap::new();
+    let mut by_day: BTreeMap<NaiveDate, (i64, i64)> = BTreeMap::new();
+    let mut by_tier: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for day in &days {
+        let tool = by_tool
+            .entry(day.tool_id)
+            .or_insert_with(|| (0, 0, 0, vec![0; 12]));
+        tool.0 += day.invocations;
+        tool.1 += day.tokens;
+        tool.2 += day.errors;
+        for (sum, count) in tool.3.iter_mut().zip(&day.latency_hist) {
+            *sum += count;
+        }
+        let d = by_day.entry(day.day).or_default();
+        d.0 += day.invocations;
+        d.1 += day.tokens;
+        let t = by_tier.entry(day.tier.clone()).or_default();
+        t.0 += day.invocations;
+        t.1 += day.tokens;
+    }
+    let invocations: i64 = days.iter().map(|d| d.invocations).sum();
+    let errors: i64 = days.iter().map(|d| d.errors).sum();
+    let mut by_tool: Vec<ToolStats> = by_tool
+        .into_iter()
+        .map(
+            |(tool_id, (invocations, tokens, errors, histogram))| ToolStats {
+                invocations,
+                tokens,
+                errors,
+                error_rate: rate(errors, invocations),
+                p95_latency_ms: p95(&histogram),
+                tool_id,
+            },
+        )
+        .collect();
+    by_tool.sort_by(|a, b| {
+        b.invocations
+            .cmp(&a.invocations)
+            .then(a.tool_id.cmp(&b.tool_id))
+    });
+
+    let mut subscriptions: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let mut revenue: BTreeMap<String, i64> = BTreeMap::new();
+    for count in &tiers {
+        let entry = subscriptions.entry(count.tier.clone()).or_default();
+        if count.status == "CANCELLED" {
+            entry.1 += count.subscriptions;
+        } else {
+            entry.0 += count.subscriptions;
+            *revenue.entry(count.currency.clone()).or_default() +=
+                count.subscriptions * count.price_cents;
+        }
+    }
+    Ok(PlatformStats {
+        users: UserStats {
+            total: total_users,
+            new: new_users,
+            active,
+        },
+        invocations,
+        tokens: days.iter().map(|d| d.tokens).sum(),
+        error_rate: rate(errors, invocations),
+        by_tool,
+        by_day: by_day
+            .into_iter()
+            .map(|(day, (invocations, tokens))| DayStats {
+                day,
+                invocations,
+                tokens,
+            })
+            .collect(),
+        by_tier: by_tier
+            .into_iter()
+            .map(|(tier, (invocations, tokens))| TierUsage {
+                tier,
+                invocations,
+                tokens,
+            })
+            .collect(),
+        subscriptions: subscriptions
+            .into_iter()
+            .map(|(tier, (active, cancelled))| TierSubscriptions {
+                tier,
+                active,
+                cancelled,
+            })
+            .collect(),
+        monthly_recurring_revenue: revenue
+            .into_iter()
+            .map(|(currency, amount_cents)| Money {
+                currency,
+                amount_cents,
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::p95;
+
+    #[test]
+    fn the_95th_percentile_is_the_bound_of_its_bucket() {
+        let mut histogram = vec![0; 12];
+        histogram[0] = 90;
+        histogram[3] = 10;
+        assert_eq!(p95(&histogram), Some(300));
+        assert_eq!(p95(&[0; 12]), Some(0));
+        let mut slow = vec![0; 12];
+        slow[11] = 1;
+        assert_eq!(p95(&slow), None);
+    }
+}

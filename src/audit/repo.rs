@@ -1,0 +1,70 @@
+//! Queries on `audit_log`.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::db::schema::audit_log;
+
+/// A row of `audit_log`.
+#[derive(Queryable, Selectable, Insertable, Debug, Clone)]
+#[diesel(table_name = crate::db::schema::audit_log, check_for_backend(diesel::pg::Pg))]
+pub struct AuditRow {
+    pub id: Uuid,
+    pub actor_id: Option<Uuid>,
+    pub action: String,
+    pub target_type: String,
+    pub target_id: Option<String>,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    pub request_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn insert(conn: &mut AsyncPgConnection, row: &AuditRow) -> QueryResult<usize> {
+    diesel::insert_into(audit_log::table)
+        .values(row)
+        .execute(conn)
+        .await
+}
+
+/// A filter on the trail.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub action: Option<String>,
+    pub actor: Option<Uuid>,
+    pub target_id: Option<String>,
+}
+
+/// One page, newest first, after the `(created_at, id)` cursor.
+pub async fn page(
+    conn: &mut AsyncPgConnection,
+    filter: &Filter,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> QueryResult<Vec<AuditRow>> {
+    let mut query = audit_log::table.into_boxed();
+    if let Some(action) = &filter.action {
+        query = query.filter(audit_log::action.eq(action.clone()));
+    }
+    if let Some(actor) = filter.actor {
+        query = query.filter(audit_log::actor_id.eq(actor));
+    }
+    if let Some(target) = &filter.target_id {
+        query = query.filter(audit_log::target_id.eq(target.clone()));
+    }
+    if let Some((at, id)) = after {
+        query = query.filter(
+            audit_log::created_at
+                .lt(at)
+                .or(audit_log::created_at.eq(at).and(audit_log::id.lt(id))),
+        );
+    }
+    query
+        .order((audit_log::created_at.desc(), audit_log::id.desc()))
+        .limit(limit)
+        .select(AuditRow::as_select())
+        .load(conn)
+        .await
+}

@@ -1,0 +1,108 @@
+//! Writing and reading the trail.
+
+use chrono::Utc;
+use diesel_async::AsyncPgConnection;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::repo::{self, AuditRow, Filter};
+use crate::app::AppState;
+use crate::error::AppResult;
+
+/// Who did it, in which request.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// `None` for the system itself.
+    pub user_id: Option<Uuid>,
+    pub request_id: Option<String>,
+}
+
+/// What happened to what.
+pub struct Event<'a> {
+    pub action: &'a str,
+    pub target_type: &'a str,
+    pub target_id: Option<String>,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+/// Keeps only the keys whose values differ, so an entry shows what changed.
+pub fn diff(before: &Value, after: &Value) -> (Value, Value) {
+    let (Some(before), Some(after)) = (before.as_object(), after.as_object()) else {
+        return (before.clone(), after.clone());
+    };
+    let mut old = Map::new();
+    let mut new = Map::new();
+    for (key, value) in after {
+        if before.get(key) != Some(value) {
+            old.insert(key.clone(), before.get(key).cloned().unwrap_or(Value::Null));
+            new.insert(key.clone(), value.clone());
+        }
+    }
+    (Value::Object(old), Value::Object(new))
+}
+
+/// Appends an entry inside the caller's transaction.
+pub async fn record_in(
+    conn: &mut AsyncPgConnection,
+    actor: &Actor,
+    event: Event<'_>,
+) -> diesel::QueryResult<()> {
+    repo::insert(
+        conn,
+        &AuditRow {
+            id: Uuid::now_v7(),
+            actor_id: actor.user_id,
+            action: event.action.to_owned(),
+            target_type: event.target_type.to_owned(),
+            target_id: event.target_id,
+            before: event.before,
+            after: event.after,
+            request_id: actor.request_id.clone(),
+            created_at: Utc::now(),
+        },
+    )
+    .await?;
+    tracing::info!(
+        action = event.action,
+        target = event.target_type,
+        "audit entry recorded"
+    );
+    Ok(())
+}
+
+/// Appends an entry on its own.
+pub async fn record(app: &AppState, actor: &Actor, event: Event<'_>) -> AppResult<()> {
+    let mut conn = app.pool.get().await?;
+    Ok(record_in(&mut conn, actor, event).await?)
+}
+
+pub async fn page(
+    app: &AppState,
+    filter: &Filter,
+    after: Option<(chrono::DateTime<Utc>, Uuid)>,
+    first: i64,
+) -> AppResult<(Vec<AuditRow>, bool)> {
+    let mut conn = app.pool.get().await?;
+    let mut rows = repo::page(&mut conn, filter, after, first + 1).await?;
+    let limit = usize::try_from(first).unwrap_or(usize::MAX);
+    let has_next = rows.len() > limit;
+    rows.truncate(limit);
+    Ok((rows, has_next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_diff_shows_only_what_changed() {
+        let (before, after) = diff(
+            &json!({ "role": "USER", "name": "Ada", "status": "ACTIVE" }),
+            &json!({ "role": "ADMIN", "name": "Ada", "status": "ACTIVE" }),
+        );
+        assert_eq!(before, json!({ "role": "USER" }));
+        assert_eq!(after, json!({ "role": "ADMIN" }));
+    }
+}
