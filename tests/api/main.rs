@@ -8,6 +8,7 @@
 )]
 
 mod accounts;
+mod admin;
 mod admin_bootstrap;
 mod api_keys;
 mod billing;
