@@ -3,7 +3,9 @@
 //! and quota checks, the reservation, metering in PostgreSQL).
 //!
 //! Run: `cargo bench --bench gateway` (uses `DATABASE_URL` when set, else a private cluster in a temp
-//! dir). Knobs: `BENCH_CONCURRENCY` (default 50), `BENCH_REQUESTS` per caller (default 20).
+//! dir). Knobs: `BENCH_CONCURRENCY` (default 50), `BENCH_REQUESTS` per caller (default 20), and
+//! `BENCH_USERS` (default: one per caller). With `BENCH_USERS=1` every caller spends the same quota, so
+//! their reservations queue on that subscription's row lock: the worst case, measured on purpose.
 #![expect(
     clippy::indexing_slicing,
     reason = "indexing a serde_json::Value by key yields Null when absent; it never panics"
@@ -140,27 +142,34 @@ async fn main() -> anyhow::Result<()> {
         async move { anyhow::Ok(request.send().await?.json::<Value>().await?) }
     };
 
-    let email = format!("bench-{}@example.com", uuid::Uuid::new_v4());
-    let registered = gql(
-        None,
-        "mutation($i: RegisterInput!) { register(input: $i) { accessToken user { id } } }",
-        json!({ "i": { "name": "Bench", "email": email, "password": "Bench-Passw0rd!" } }),
-    )
-    .await?;
-    let token = registered["data"]["register"]["accessToken"]
-        .as_str()
-        .context("register")?
-        .to_owned();
-    let user_id = registered["data"]["register"]["user"]["id"]
-        .as_str()
-        .context("user id")?
-        .to_owned();
-    gql(
-        Some(&token),
-        "mutation { subscribe(tier: ENTERPRISE) { status } }",
-        json!({}),
-    )
-    .await?;
+    let user_count = env_number("BENCH_USERS", callers).max(1);
+    let mut tokens = Vec::with_capacity(user_count);
+    let mut user_id = String::new();
+    for _ in 0..user_count {
+        let email = format!("bench-{}@example.com", uuid::Uuid::new_v4());
+        let registered = gql(
+            None,
+            "mutation($i: RegisterInput!) { register(input: $i) { accessToken user { id } } }",
+            json!({ "i": { "name": "Bench", "email": email, "password": "Bench-Passw0rd!" } }),
+        )
+        .await?;
+        let token = registered["data"]["register"]["accessToken"]
+            .as_str()
+            .context("register")?
+            .to_owned();
+        user_id = registered["data"]["register"]["user"]["id"]
+            .as_str()
+            .context("user id")?
+            .to_owned();
+        gql(
+            Some(&token),
+            "mutation { subscribe(tier: ENTERPRISE) { status } }",
+            json!({}),
+        )
+        .await?;
+        tokens.push(token);
+    }
+    let token = tokens.last().cloned().context("no user")?;
     let mut conn = database.pool.get().await?;
     diesel_async::RunQueryDsl::execute(
         diesel::sql_query(format!(
@@ -195,10 +204,14 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     };
+    let next_user = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let through_hub = {
         let client = client.clone();
         let hub = hub.clone();
+        let tokens = std::sync::Arc::new(tokens);
         move || {
+            let turn = next_user.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let token = tokens.get(turn % tokens.len()).cloned().unwrap_or_default();
             let request = client.post(&hub).bearer_auth(&token).json(&json!({
                 "query": "mutation($t: ID!, $i: JSON!) { invokeTool(toolId: $t, input: $i) { tokensUsed } }",
                 "variables": { "t": tool, "i": { "messages": [{ "role": "user", "content": "hi" }] } }
@@ -215,7 +228,7 @@ async fn main() -> anyhow::Result<()> {
     };
 
     println!(
-        "gateway benchmark: {callers} concurrent callers x {requests} calls, pool {pool_size}, {} cores",
+        "gateway benchmark: {callers} concurrent callers x {requests} calls, {user_count} users, pool {pool_size}, {} cores",
         std::thread::available_parallelism().map_or(0, usize::from)
     );
     load(callers, 4, direct.clone()).await?; // warm-up
