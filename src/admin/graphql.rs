@@ -303,6 +303,22 @@ impl AdminMutation {
         Ok(row.into())
     }
 
+    /// Revokes any user's API key (administrators); requests using it are refused from now on.
+    #[graphql(guard = "AdminOnly")]
+    async fn revoke_user_api_key(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<crate::keys::graphql::ApiKey> {
+        let id = Uuid::parse_str(&id)
+            .map_err(|_| AppError::NotFound("There is no API key with that id.".into()))?;
+        Ok(
+            crate::keys::service::admin_revoke(ctx.app()?, &actor(ctx)?, id)
+                .await?
+                .into(),
+        )
+    }
+
     /// Deletes an account (administrators): its personal data and credentials go; its usage stays in the
     /// platform statistics without the person. The last active administrator cannot be deleted.
     #[graphql(guard = "AdminOnly")]

@@ -98,3 +98,25 @@ pub async fn touch(
         .execute(conn)
         .await
 }
+
+/// Revokes any user's key (administrators); `None` when there is no such key.
+pub async fn revoke_any(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<Option<ApiKeyRow>> {
+    diesel::update(
+        api_keys::table
+            .find(id)
+            .filter(api_keys::revoked_at.is_null()),
+    )
+    .set(api_keys::revoked_at.eq(Some(now)))
+    .execute(conn)
+    .await?;
+    api_keys::table
+        .find(id)
+        .select(ApiKeyRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}

@@ -84,6 +84,36 @@ pub async fn revoke(app: &AppState, user: UserId, id: Uuid) -> AppResult<ApiKeyR
     Ok(row)
 }
 
+/// Revokes any user's key (administrators), recording it in the audit trail in the same transaction.
+#[tracing::instrument(skip_all, fields(key_id = %id))]
+pub async fn admin_revoke(
+    app: &AppState,
+    actor: &crate::audit::service::Actor,
+    id: Uuid,
+) -> AppResult<ApiKeyRow> {
+    let mut conn = app.pool.get().await?;
+    diesel_async::AsyncConnection::transaction::<_, AppError, _>(&mut *conn, async |conn| {
+        let row = repo::revoke_any(conn, id, Utc::now())
+            .await?
+            .ok_or_else(|| AppError::NotFound("There is no API key with that id.".into()))?;
+        crate::audit::service::record_in(
+            conn,
+            actor,
+            crate::audit::service::Event {
+                action: "api_key.revoke",
+                target_type: "api_key",
+                target_id: Some(row.id.to_string()),
+                before: None,
+                after: Some(serde_json::json!({ "owner": row.user_id, "prefix": row.prefix, "name": row.name })),
+            },
+        )
+        .await?;
+        tracing::info!(prefix = %row.prefix, "API key revoked by an administrator");
+        Ok(row)
+    })
+    .await
+}
+
 /// The caller a key stands for. Unknown, revoked and expired keys, and keys of suspended accounts,
 /// are refused at once: the key is looked up on every request, never cached.
 pub async fn authenticate(app: &AppState, key: &str) -> AppResult<AuthenticatedUser> {

@@ -81,6 +81,19 @@ pub async fn generate(
         done += batch;
         tracing::info!(done, total = plan.rows, "usage rows generated");
     }
+    drop(conn);
+    rebuild_rollups(pool).await?;
+    let mut conn = pool.get().await.context("no database connection")?;
+    diesel::sql_query("ANALYZE usage_events; ANALYZE usage_daily")
+        .execute(&mut conn)
+        .await
+        .ok();
+    Ok(started.elapsed())
+}
+
+/// Rebuilds the user and platform rollups of generated users from their rows.
+pub async fn rebuild_rollups(pool: &DbPool) -> anyhow::Result<()> {
+    let mut conn = pool.get().await.context("no database connection")?;
     diesel::sql_query(
         "INSERT INTO usage_daily (user_id, tool_id, day, invocations, tokens, errors, latency_ms_sum) \
          SELECT e.user_id, e.tool_id, (e.created_at AT TIME ZONE 'UTC')::date, count(*), sum(e.tokens_used), \
@@ -115,9 +128,5 @@ pub async fn generate(
     ))
     .execute(&mut conn)
     .await?;
-    diesel::sql_query("ANALYZE usage_events; ANALYZE usage_daily")
-        .execute(&mut conn)
-        .await
-        .ok();
-    Ok(started.elapsed())
+    Ok(())
 }

@@ -510,6 +510,36 @@ async fn every_admin_mutation_and_account_security_event_is_in_the_audit_trail()
     )
     .await;
     app.graphql_as(&root.access_token, "mutation { createUser(input: {name: \"Made\", email: \"made@example.com\", password: \"Corr3ct-Horse!\"}) { id } }", json!({})).await;
+    let created = app
+        .graphql_as(
+            &user.access_token,
+            "mutation { createApiKey(input: {name: \"script\"}) { key apiKey { id } } }",
+            json!({}),
+        )
+        .await;
+    let key = created["data"]["createApiKey"]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key_id = created["data"]["createApiKey"]["apiKey"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let revoked = app
+        .graphql_as(
+            &root.access_token,
+            "mutation($id: ID!) { revokeUserApiKey(id: $id) { active } }",
+            json!({ "id": key_id }),
+        )
+        .await;
+    assert_eq!(
+        revoked["data"]["revokeUserApiKey"]["active"], false,
+        "{revoked}"
+    );
+    assert_eq!(
+        error_code(&app.graphql_as(&key, "{ me { id } }", json!({})).await),
+        "UNAUTHENTICATED"
+    );
     app.graphql_as(&user.access_token, "mutation($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) }", json!({ "c": PASSWORD, "n": "N3w-Passw0rd!" })).await;
 
     let log = app
@@ -529,6 +559,7 @@ async fn every_admin_mutation_and_account_security_event_is_in_the_audit_trail()
         "tool.delete",
         "plan.update",
         "user.create",
+        "api_key.revoke",
         "user.password_changed",
     ] {
         assert!(
