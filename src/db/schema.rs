@@ -193,6 +193,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    user_activity (day, user_id) {
+        day -> Date,
+        user_id -> Uuid,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Uuid,
         email -> Text,
@@ -223,6 +230,7 @@ diesel::joinable!(subscriptions -> plans (tier));
 diesel::joinable!(subscriptions -> users (user_id));
 diesel::joinable!(tools -> plans (min_tier));
 diesel::joinable!(usage_daily -> tools (tool_id));
+diesel::joinable!(user_activity -> users (user_id));
 diesel::joinable!(usage_daily -> users (user_id));
 diesel::joinable!(usage_events -> api_keys (api_key_id));
 diesel::joinable!(usage_events -> subscriptions (subscription_id));
@@ -244,5 +252,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     tools,
     usage_daily,
     usage_events,
+    user_activity,
     users,
 );

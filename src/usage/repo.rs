@@ -39,7 +39,8 @@ pub async fn record(
         .execute(conn)
         .await?;
     diesel::sql_query(
-        "INSERT INTO usage_daily (user_id, tool_id, day, invocations, tokens, errors, latency_ms_sum) \
+        "WITH active AS (INSERT INTO user_activity (day, user_id) VALUES (($3 AT TIME ZONE 'UTC')::date, $1) ON CONFLICT DO NOTHING) \
+         INSERT INTO usage_daily (user_id, tool_id, day, invocations, tokens, errors, latency_ms_sum) \
          VALUES ($1, $2, ($3 AT TIME ZONE 'UTC')::date, 1, $4, $5, $6) \
          ON CONFLICT (user_id, day, tool_id) DO UPDATE SET \
            invocations = usage_daily.invocations + 1, \
@@ -234,7 +235,7 @@ pub async fn active_users(
         n: i64,
     }
     let count: Count = diesel::sql_query(
-        "SELECT count(DISTINCT user_id) AS n FROM usage_daily WHERE ($1::date IS NULL OR day >= $1) AND ($2::date IS NULL OR day < $2)",
+        "SELECT count(DISTINCT user_id) AS n FROM user_activity WHERE ($1::date IS NULL OR day >= $1) AND ($2::date IS NULL OR day < $2)",
     )
     .bind::<Nullable<Date>, _>(from_day)
     .bind::<Nullable<Date>, _>(to_day)
