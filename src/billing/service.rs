@@ -423,6 +423,9 @@ pub async fn reserve(
     let expires_at = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
     let mut conn = app.pool.get().await?;
     conn.transaction::<_, AppError, _>(async |conn| {
+        // A reservation is a lease: losing one in a database crash only returns its tokens early, so
+        // this commit need not wait for the disk. Settlement (the usage record) always does.
+        diesel_async::RunQueryDsl::execute(diesel::sql_query("SET LOCAL synchronous_commit = off"), conn).await?;
         let row = match repo::lock_current_for_user(conn, user.0).await? {
             Some(row) => roll_forward(conn, row, now).await?,
             None => return Err(no_subscription()),

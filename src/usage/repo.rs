@@ -235,7 +235,8 @@ pub async fn active_users(
         n: i64,
     }
     let count: Count = diesel::sql_query(
-        "SELECT count(DISTINCT user_id) AS n FROM user_activity WHERE ($1::date IS NULL OR day >= $1) AND ($2::date IS NULL OR day < $2)",
+        "SELECT count(*) AS n FROM users u WHERE EXISTS (SELECT 1 FROM user_activity a WHERE a.user_id = u.id \
+           AND ($1::date IS NULL OR a.day >= $1) AND ($2::date IS NULL OR a.day < $2))",
     )
     .bind::<Nullable<Date>, _>(from_day)
     .bind::<Nullable<Date>, _>(to_day)
