@@ -337,7 +337,10 @@ async fn a_slow_upstream_times_out_and_releases_the_reservation() {
         .await;
 
     assert_eq!(error_code(&body), "UPSTREAM_TIMEOUT");
-    assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
+    assert!(
+        elapsed < Duration::from_millis(1900),
+        "cut at the 300 ms timeout, not the 2 s answer: {elapsed:?}"
+    );
     assert_eq!(error_code(&rejected), "BAD_USER_INPUT");
     assert_eq!(error_code(&failed), "UPSTREAM_UNAVAILABLE");
     assert_eq!(

