@@ -96,7 +96,11 @@ impl Drop for Background {
 pub fn start_background(state: &AppState, database_url: &str) -> Background {
     Background(vec![
         sweeper::spawn(state.clone(), std::time::Duration::from_secs(60)),
-        usage::live::spawn_listener(state.live.clone(), database_url.to_owned()),
+        usage::live::spawn_listener(
+            state.live.clone(),
+            database_url.to_owned(),
+            usage::live::Liveness::default(),
+        ),
     ])
 }
 

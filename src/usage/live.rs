@@ -1,6 +1,9 @@
 //! Live usage across server processes: every usage row sends a PostgreSQL notification when its
 //! transaction commits (see `repo::record`); each instance listens on one dedicated connection and fans
 //! the events out to its WebSocket subscribers through a broadcast channel.
+//!
+//! A listening connection can die without its notification stream ending, so the listener pings itself
+//! through the database every `PING_EVERY` and reconnects when its own ping does not come back.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +15,24 @@ use tracing::Instrument;
 
 use super::model::UsageEvent;
 use super::repo::CHANNEL;
+
+const PING_CHANNEL: &str = "hub_usage_ping";
+
+/// How often the listener checks its connection, and how long its ping may take to come back.
+#[derive(Debug, Clone, Copy)]
+pub struct Liveness {
+    pub ping_every: Duration,
+    pub ping_deadline: Duration,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Self {
+            ping_every: Duration::from_secs(30),
+            ping_deadline: Duration::from_secs(10),
+        }
+    }
+}
 
 /// The in-process side of the live feed.
 pub struct LiveUsage {
@@ -41,11 +62,15 @@ impl LiveUsage {
 }
 
 /// Listens for usage notifications until the task is dropped, reconnecting after failures.
-pub fn spawn_listener(live: Arc<LiveUsage>, url: String) -> tokio::task::JoinHandle<()> {
+pub fn spawn_listener(
+    live: Arc<LiveUsage>,
+    url: String,
+    liveness: Liveness,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(
         async move {
             loop {
-                match listen(&live, &url).await {
+                match listen(&live, &url, liveness).await {
                     Ok(()) => tracing::warn!("the usage notification stream ended; reconnecting"),
                     Err(e) => tracing::warn!(error = %e, "usage notifications unavailable; retrying in 1 s"),
                 }
@@ -57,20 +82,58 @@ pub fn spawn_listener(live: Arc<LiveUsage>, url: String) -> tokio::task::JoinHan
     )
 }
 
-async fn listen(live: &LiveUsage, url: &str) -> anyhow::Result<()> {
+async fn listen(live: &LiveUsage, url: &str, liveness: Liveness) -> anyhow::Result<()> {
     let mut conn = AsyncPgConnection::establish(url).await?;
     diesel::sql_query(format!("LISTEN {CHANNEL}"))
         .execute(&mut conn)
         .await?;
+    diesel::sql_query(format!("LISTEN {PING_CHANNEL}"))
+        .execute(&mut conn)
+        .await?;
     live.listening.send_replace(true);
+    let token = uuid::Uuid::new_v4().to_string();
     let mut notifications = std::pin::pin!(conn.notifications_stream());
-    while let Some(notification) = notifications.next().await {
-        let notification = notification?;
-        match serde_json::from_str::<UsageEvent>(&notification.payload) {
-            // No subscriber is fine: the event is in the log anyway.
-            Ok(event) => drop(live.sender.send(Arc::new(event))),
-            Err(e) => tracing::warn!(error = %e, "ignoring a malformed usage notification"),
+    let mut ping_due = tokio::time::interval_at(
+        tokio::time::Instant::now() + liveness.ping_every,
+        liveness.ping_every,
+    );
+    let mut awaiting_pong: Option<tokio::time::Instant> = None;
+    loop {
+        let pong_deadline = async {
+            match awaiting_pong {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            notification = notifications.next() => {
+                let Some(notification) = notification else { return Ok(()) };
+                let notification = notification?;
+                if notification.channel == PING_CHANNEL {
+                    if notification.payload == token {
+                        awaiting_pong = None;
+                    }
+                    continue;
+                }
+                match serde_json::from_str::<UsageEvent>(&notification.payload) {
+                    // No subscriber is fine: the event is in the log anyway.
+                    Ok(event) => drop(live.sender.send(Arc::new(event))),
+                    Err(e) => tracing::warn!(error = %e, "ignoring a malformed usage notification"),
+                }
+            }
+            _ = ping_due.tick() => {
+                // Sent on a connection of its own: it must travel through the server to come back.
+                let mut pinger = AsyncPgConnection::establish(url).await?;
+                diesel::sql_query("SELECT pg_notify($1, $2)")
+                    .bind::<diesel::sql_types::Text, _>(PING_CHANNEL)
+                    .bind::<diesel::sql_types::Text, _>(&token)
+                    .execute(&mut pinger)
+                    .await?;
+                awaiting_pong.get_or_insert(tokio::time::Instant::now() + liveness.ping_deadline);
+            }
+            () = pong_deadline => {
+                anyhow::bail!("the listening connection stopped receiving notifications");
+            }
         }
     }
-    Ok(())
 }

@@ -391,3 +391,42 @@ async fn the_generator_fills_the_log_and_its_rollups_agree_with_it() {
         .await;
     assert!(login["data"]["login"]["accessToken"].is_string(), "{login}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_feed_reconnects_when_its_database_connection_dies() {
+    use joyfull_hub::usage::live::{LiveUsage, Liveness, spawn_listener};
+
+    let s = setup().await;
+    let live = std::sync::Arc::new(LiveUsage::default());
+    let liveness = Liveness {
+        ping_every: Duration::from_millis(200),
+        ping_deadline: Duration::from_millis(500),
+    };
+    let listener = spawn_listener(live.clone(), s.app.db.url.clone(), liveness);
+    live.wait_listening().await;
+
+    // Kill every listening connection of this database, as a failover or a network cut would.
+    s.app
+        .sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()")
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut events = live.subscribe();
+    let received = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the listener never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let invocation = s.invoke(0).await;
+        if let Ok(Ok(event)) = tokio::time::timeout(Duration::from_millis(500), events.recv()).await
+        {
+            break (event, invocation);
+        }
+    };
+
+    assert_eq!(
+        received.0.id.to_string(),
+        received.1["id"].as_str().unwrap()
+    );
+    listener.abort();
+}
