@@ -38,15 +38,16 @@ pub async fn update_plan(
         .await
 }
 
-/// The user's current (not expired) subscription.
-pub async fn current_for_user(
+/// The user's current subscription with its plan, in one query.
+pub async fn current_with_plan(
     conn: &mut AsyncPgConnection,
     user: Uuid,
-) -> QueryResult<Option<SubscriptionRow>> {
+) -> QueryResult<Option<(SubscriptionRow, PlanRow)>> {
     subscriptions::table
+        .inner_join(plans::table)
         .filter(subscriptions::user_id.eq(user))
         .filter(subscriptions::status.ne("EXPIRED"))
-        .select(SubscriptionRow::as_select())
+        .select((SubscriptionRow::as_select(), PlanRow::as_select()))
         .first(conn)
         .await
         .optional()

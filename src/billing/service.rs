@@ -94,18 +94,19 @@ pub async fn update_plan(
 pub async fn current(app: &AppState, user: UserId) -> AppResult<Option<SubscriptionView>> {
     let now = app.clock.now();
     let mut conn = app.pool.get().await?;
-    let Some(row) = repo::current_for_user(&mut conn, user.0).await? else {
+    let Some((row, plan)) = repo::current_with_plan(&mut conn, user.0).await? else {
         return Ok(None);
     };
-    let row = if now >= row.current_period_end {
-        conn.transaction::<_, AppError, _>(async |conn| {
+    if now < row.current_period_end {
+        return Ok(Some(SubscriptionView { row, plan }));
+    }
+    // The period ended: roll it forward (the plan may change with a scheduled downgrade).
+    let row = conn
+        .transaction::<_, AppError, _>(async |conn| {
             let row = repo::lock_by_id(conn, row.id).await?;
             Ok(roll_forward(conn, row, now).await?)
         })
-        .await?
-    } else {
-        row
-    };
+        .await?;
     if row.status() == SubscriptionStatus::Expired {
         return Ok(None);
     }

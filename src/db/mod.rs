@@ -9,8 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 use diesel::connection::SimpleConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
@@ -30,7 +32,11 @@ pub const OWNED_DATABASE: &str = "joyfull_hub";
 /// Builds a pool that waits at most `acquire_timeout` for a connection, so an exhausted pool answers a
 /// retryable error instead of hanging the request.
 pub fn build_pool(url: &str, size: usize, acquire_timeout: Duration) -> anyhow::Result<DbPool> {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    // No test query on every checkout (it cost a round trip per use of the pool): a connection the
+    // server closed fails its first statement with a retryable error and is then discarded.
+    let mut config = ManagerConfig::default();
+    config.recycling_method = RecyclingMethod::Fast;
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     Pool::builder(manager)
         .max_size(size)
         .wait_timeout(Some(acquire_timeout))
