@@ -141,6 +141,8 @@ pub struct AuthSettings {
     pub argon2_parallelism: u32,
     /// How many password hashes may run at once (default: the number of cores).
     pub max_concurrent_hashes: usize,
+    /// New accounts per client address per hour (the second half of them slowed).
+    pub registrations_per_hour: u32,
 }
 
 /// Where mail goes.
@@ -291,6 +293,7 @@ impl Config {
             argon2_iterations: number("HUB_ARGON2_ITERATIONS", 2, 1, 20) as u32,
             argon2_parallelism: number("HUB_ARGON2_PARALLELISM", 1, 1, 16) as u32,
             max_concurrent_hashes: number("HUB_MAX_CONCURRENT_HASHES", cores, 1, 256) as usize,
+            registrations_per_hour: number("HUB_REGISTRATIONS_PER_HOUR", 20, 1, 1_000_000) as u32,
         };
 
         let mut flag = |key: &str, default: bool| -> bool {

@@ -57,8 +57,15 @@ impl AuthMutation {
         ctx: &Context<'_>,
         input: RegisterInput,
     ) -> async_graphql::Result<AuthPayload> {
-        let session =
-            service::register(ctx.app()?, &input.name, &input.email, &input.password).await?;
+        let client_ip = ctx.request()?.client_ip;
+        let session = service::register(
+            ctx.app()?,
+            &input.name,
+            &input.email,
+            &input.password,
+            client_ip,
+        )
+        .await?;
         Ok(session.into())
     }
 

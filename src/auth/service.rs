@@ -48,10 +48,35 @@ pub async fn register(
     name: &str,
     email: &str,
     password: &str,
+    client_ip: Option<std::net::IpAddr>,
 ) -> AppResult<Session> {
     let name = parse_name(name)?;
     let email = Email::parse(email, "email")?;
     check_password_strength(password, "password")?;
+    if let Some(ip) = client_ip {
+        let policy = throttle::registrations(app.config.auth.registrations_per_hour);
+        let keys = [(throttle::registration_key(&ip.to_string()), policy)];
+        let mut conn = app.pool.get().await?;
+        let now = Utc::now();
+        match throttle::check(&mut conn, &keys, now).await? {
+            Verdict::Refuse { retry_after } => {
+                tracing::warn!(
+                    retry_after,
+                    "registration refused: too many from this address"
+                );
+                return Err(AppError::RateLimited {
+                    message: format!(
+                        "Too many new accounts from this address. Try again in {retry_after} seconds."
+                    ),
+                    retry_after,
+                });
+            }
+            Verdict::Slow(delay) => tokio::time::sleep(delay).await,
+            Verdict::Allow => {}
+        }
+        // Every attempt counts, successful or not.
+        throttle::record_failure(&mut conn, &keys, now).await?;
+    }
     let password_hash = app.hasher.hash(password).await?;
     let now = Utc::now();
     let mut conn = app.pool.get().await?;

@@ -36,6 +36,23 @@ pub const ADDRESS: Policy = Policy {
     delay: Duration::from_secs(1),
 };
 
+/// Registrations per client address and hour (`HUB_REGISTRATIONS_PER_HOUR`, default 20): enough for a
+/// family or an office behind one address, not for a script creating accounts (each costs a password
+/// hash and a mail). The second half of them is slowed.
+pub fn registrations(per_hour: u32) -> Policy {
+    let limit = i32::try_from(per_hour).unwrap_or(i32::MAX);
+    Policy {
+        slow_after: limit / 2,
+        refuse_after: limit,
+        window: Duration::from_secs(60 * 60),
+        delay: Duration::from_secs(1),
+    }
+}
+
+pub fn registration_key(address: &str) -> String {
+    format!("register:{address}")
+}
+
 /// What to do with a login attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {

@@ -340,3 +340,31 @@ async fn profile_changes_need_a_logged_in_caller() {
 
     assert_eq!(error_code(&body), "UNAUTHENTICATED");
 }
+
+#[tokio::test]
+async fn one_address_cannot_create_accounts_without_limit() {
+    let app = TestApp::spawn().await;
+    let register = |n: usize| {
+        app.graphql_with(
+            "mutation($input: RegisterInput!) { register(input: $input) { accessToken } }",
+            json!({ "input": { "name": "Bot", "email": format!("bot{n}@example.com"), "password": PASSWORD } }),
+        )
+    };
+    // Twenty accounts from one address in an hour are fine (the last ten a little slower)…
+    app.sql("INSERT INTO login_throttle (key, failures, window_started_at) VALUES ('register:127.0.0.1', 19, now())")
+        .await;
+    let twentieth = register(20).await;
+    let refused = register(21).await;
+
+    assert!(
+        twentieth["data"]["register"]["accessToken"].is_string(),
+        "{twentieth}"
+    );
+    assert_eq!(error_code(&refused), "RATE_LIMITED");
+    assert!(
+        refused["errors"][0]["extensions"]["retryAfter"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+}
