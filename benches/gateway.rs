@@ -11,30 +11,18 @@
     reason = "indexing a serde_json::Value by key yields Null when absent; it never panics"
 )]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::routing::post;
+use common::{env_number, percentile};
 use joyfull_hub::app::AppState;
 use joyfull_hub::config::Config;
 use joyfull_hub::db::Database;
 use joyfull_hub::secrets::Keys;
 use serde_json::{Value, json};
-
-fn env_number(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted
-        .get(rank.saturating_sub(1).min(sorted.len().saturating_sub(1)))
-        .copied()
-        .unwrap_or_default()
-}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0

@@ -11,9 +11,12 @@
     reason = "indexing a serde_json::Value by key yields Null when absent; it never panics"
 )]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use common::{env_number, percentile};
 use joyfull_hub::app::AppState;
 use joyfull_hub::config::Config;
 use joyfull_hub::db::Database;
@@ -21,21 +24,6 @@ use joyfull_hub::secrets::Keys;
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "Bench-Passw0rd!";
-
-fn env_number(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted
-        .get(rank.saturating_sub(1).min(sorted.len().saturating_sub(1)))
-        .copied()
-        .unwrap_or_default()
-}
 
 async fn login(client: &reqwest::Client, url: &str) -> anyhow::Result<Duration> {
     let started = Instant::now();

@@ -6,10 +6,13 @@
 //! reused; with `DATABASE_URL` set, that database is used instead. Each figure is also given as a ratio
 //! to the baseline measured in the same run: `{ __typename }` over the same HTTP path.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use common::{env_number, percentile};
 use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 use joyfull_hub::app::AppState;
@@ -18,21 +21,6 @@ use joyfull_hub::db::Database;
 use joyfull_hub::secrets::{Keys, hex};
 use joyfull_hub::users::model::{Role, UserId};
 use serde_json::{Value, json};
-
-fn env_number(key: &str, default: i64) -> i64 {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted
-        .get(rank.saturating_sub(1).min(sorted.len().saturating_sub(1)))
-        .copied()
-        .unwrap_or_default()
-}
 
 #[derive(QueryableByName)]
 struct Count {
@@ -58,9 +46,9 @@ struct Cursor {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let rows = env_number("BENCH_ROWS", 10_000_000);
-    let users = env_number("BENCH_USERS", 1000) as i32;
-    let samples = env_number("BENCH_SAMPLES", 200) as usize;
+    let rows: i64 = env_number("BENCH_ROWS", 10_000_000);
+    let users: i32 = env_number("BENCH_USERS", 1000);
+    let samples: usize = env_number("BENCH_SAMPLES", 200);
     let dir = std::env::var("BENCH_DATA_DIR").unwrap_or_else(|_| "target/bench-usage".into());
     let mut config = Config::from_lookup(|key| std::env::var(key).ok())?;
     config.data_dir = dir.into();

@@ -9,8 +9,8 @@ use crate::audit::service::Actor;
 use crate::billing::model::PlanTier;
 use crate::error::AppError;
 use crate::graphql::context::ContextExt;
+use crate::graphql::cursor;
 use crate::graphql::guards::AdminOnly;
-use crate::secrets::{from_hex, hex};
 use crate::tools::graphql::ConnectionTotal;
 use crate::users::graphql::User;
 use crate::users::model::{Role, UserId, UserStatus};
@@ -48,19 +48,18 @@ impl From<UserSort> for ListSort {
 }
 
 fn encode_listed(listed: &Listed) -> String {
-    hex(format!(
+    cursor::encode_text(&format!(
         "{}|{}|{}|{}",
         listed.id,
         listed.created_at.timestamp_micros(),
         listed.tokens_key,
         listed.name_key
-    )
-    .as_bytes())
+    ))
 }
 
 fn decode_listed(cursor: &str) -> Result<Listed, AppError> {
     let invalid = || AppError::bad_input("after", "That cursor is not one this API gave out.");
-    let text = String::from_utf8(from_hex(cursor).ok_or_else(invalid)?).map_err(|_| invalid())?;
+    let text = cursor::decode_text(cursor)?;
     let mut parts = text.splitn(4, '|');
     let id = Uuid::parse_str(parts.next().ok_or_else(invalid)?).map_err(|_| invalid())?;
     let micros: i64 = parts
@@ -80,19 +79,6 @@ fn decode_listed(cursor: &str) -> Result<Listed, AppError> {
         name_key,
         tokens_key,
     })
-}
-
-fn audit_cursor(at: DateTime<Utc>, id: Uuid) -> String {
-    hex(format!("{}|{id}", at.timestamp_micros()).as_bytes())
-}
-
-fn decode_audit_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), AppError> {
-    let invalid = || AppError::bad_input("after", "That cursor is not one this API gave out.");
-    let text = String::from_utf8(from_hex(cursor).ok_or_else(invalid)?).map_err(|_| invalid())?;
-    let (micros, id) = text.split_once('|').ok_or_else(invalid)?;
-    let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| invalid())?)
-        .ok_or_else(invalid)?;
-    Ok((at, Uuid::parse_str(id).map_err(|_| invalid())?))
 }
 
 fn page_size(first: Option<i32>) -> Result<i64, AppError> {
@@ -211,7 +197,7 @@ impl AdminQuery {
         target_id: Option<String>,
     ) -> async_graphql::Result<Connection<String, AuditEntry>> {
         let first = page_size(first)?;
-        let after = after.as_deref().map(decode_audit_cursor).transpose()?;
+        let after = after.as_deref().map(cursor::decode_time_id).transpose()?;
         let actor = match actor_id {
             Some(id) => Some(
                 Uuid::parse_str(&id)
@@ -229,7 +215,7 @@ impl AdminQuery {
         let mut connection = Connection::new(after.is_some(), has_next);
         for row in rows {
             connection.edges.push(Edge::new(
-                audit_cursor(row.created_at, row.id),
+                cursor::encode_time_id(row.created_at, row.id),
                 AuditEntry::from(row),
             ));
         }

@@ -4,6 +4,7 @@
 //! `graphql.rs`, and one line in [`QueryRoot`] below.
 
 pub mod context;
+pub mod cursor;
 pub mod guards;
 pub mod limits;
 pub mod loaders;

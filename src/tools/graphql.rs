@@ -9,8 +9,8 @@ use super::service::{self, HeaderInput, ToolInput};
 use crate::billing::model::PlanTier;
 use crate::error::AppError;
 use crate::graphql::context::{Caller, ContextExt};
+use crate::graphql::cursor;
 use crate::graphql::guards::AdminOnly;
-use crate::secrets::{from_hex, hex};
 use crate::users::model::Role;
 
 /// An AI tool of the catalogue.
@@ -173,12 +173,12 @@ pub fn parse_id(id: &ID) -> Result<Uuid, AppError> {
 }
 
 fn encode_cursor(row: &ToolRow) -> String {
-    hex(format!("{}\u{1f}{}", row.name, row.id).as_bytes())
+    cursor::encode_text(&format!("{}\u{1f}{}", row.name, row.id))
 }
 
 fn decode_cursor(cursor: &str) -> Result<(String, Uuid), AppError> {
     let invalid = || AppError::bad_input("after", "That cursor is not one this API gave out.");
-    let text = String::from_utf8(from_hex(cursor).ok_or_else(invalid)?).map_err(|_| invalid())?;
+    let text = cursor::decode_text(cursor)?;
     let (name, id) = text.split_once('\u{1f}').ok_or_else(invalid)?;
     Ok((name.to_owned(), Uuid::parse_str(id).map_err(|_| invalid())?))
 }

@@ -11,9 +11,9 @@ use super::repo::Filter;
 use super::service;
 use crate::error::AppError;
 use crate::graphql::context::ContextExt;
+use crate::graphql::cursor;
 use crate::graphql::guards::LoggedIn;
 use crate::graphql::loaders::Loaders;
-use crate::secrets::{from_hex, hex};
 use crate::tools::graphql::Tool;
 
 /// One metered invocation.
@@ -127,19 +127,6 @@ pub struct UsageSummary {
     pub current_period_end: Option<DateTime<Utc>>,
 }
 
-fn encode_cursor(event: &UsageEvent) -> String {
-    hex(format!("{}|{}", event.created_at.timestamp_micros(), event.id).as_bytes())
-}
-
-fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), AppError> {
-    let invalid = || AppError::bad_input("after", "That cursor is not one this API gave out.");
-    let text = String::from_utf8(from_hex(cursor).ok_or_else(invalid)?).map_err(|_| invalid())?;
-    let (micros, id) = text.split_once('|').ok_or_else(invalid)?;
-    let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| invalid())?)
-        .ok_or_else(invalid)?;
-    Ok((at, Uuid::parse_str(id).map_err(|_| invalid())?))
-}
-
 #[derive(Default)]
 pub struct UsageQuery;
 
@@ -169,7 +156,7 @@ impl UsageQuery {
             ),
             None => None,
         };
-        let after = after.as_deref().map(decode_cursor).transpose()?;
+        let after = after.as_deref().map(cursor::decode_time_id).transpose()?;
         let filter = Filter {
             user: user.id.0,
             from,
@@ -182,10 +169,12 @@ impl UsageQuery {
             has_next,
             UsageConnectionFields { filter },
         );
-        connection.edges.extend(
-            rows.iter()
-                .map(|row| Edge::new(encode_cursor(row), UsageEntry::from(row))),
-        );
+        connection.edges.extend(rows.iter().map(|row| {
+            Edge::new(
+                cursor::encode_time_id(row.created_at, row.id),
+                UsageEntry::from(row),
+            )
+        }));
         Ok(connection)
     }
 
