@@ -151,34 +151,26 @@ pub async fn admin_create(
     check_password_strength(password, "password")?;
     let password_hash = app.hasher.hash(password).await?;
     let mut conn = app.pool.get().await?;
-    let row = diesel_async::AsyncConnection::transaction::<_, AppError, _>(&mut *conn, async |conn| {
-        let row = repo::insert(
-            conn,
-            NewUser {
-                id: Uuid::now_v7(),
-                email: email.as_str(),
-                name: &name,
-                password_hash: &password_hash,
-                role: role.as_db(),
-                email_verified_at: Some(Utc::now()),
-            },
-        )
+    let row =
+        diesel_async::AsyncConnection::transaction::<_, AppError, _>(&mut *conn, async |conn| {
+            let row = repo::insert(
+                conn,
+                NewUser {
+                    id: Uuid::now_v7(),
+                    email: email.as_str(),
+                    name: &name,
+                    password_hash: &password_hash,
+                    role: role.as_db(),
+                    email_verified_at: Some(Utc::now()),
+                },
+            )
+            .await?;
+            let created =
+                serde_json::json!({ "email": email.masked(), "name": row.name, "role": row.role });
+            audit_user(conn, actor, "user.create", row.id, None, Some(created)).await?;
+            Ok(row)
+        })
         .await?;
-        crate::audit::service::record_in(
-            conn,
-            actor,
-            crate::audit::service::Event {
-                action: "user.create",
-                target_type: "user",
-                target_id: Some(row.id.to_string()),
-                before: None,
-                after: Some(serde_json::json!({ "email": email.masked(), "name": row.name, "role": row.role })),
-            },
-        )
-        .await?;
-        Ok(row)
-    })
-    .await?;
     Ok(row)
 }
 
@@ -219,18 +211,7 @@ pub async fn admin_update(
             };
             let after = repo::apply_admin_changes(conn, before.id, &changes).await?;
             let (old, new) = crate::audit::service::diff(&audit_view(&before), &audit_view(&after));
-            crate::audit::service::record_in(
-                conn,
-                actor,
-                crate::audit::service::Event {
-                    action: "user.update",
-                    target_type: "user",
-                    target_id: Some(after.id.to_string()),
-                    before: Some(old),
-                    after: Some(new),
-                },
-            )
-            .await?;
+            audit_user(conn, actor, "user.update", after.id, Some(old), Some(new)).await?;
             Ok(after)
         })
         .await?;
@@ -255,19 +236,11 @@ pub async fn admin_delete(
             return Err(last_admin());
         }
         repo::anonymize(conn, before.id, Utc::now()).await?;
-        let masked = Email::parse(&before.email, "email").map_or_else(|_| "***".to_owned(), |e| e.masked());
-        crate::audit::service::record_in(
-            conn,
-            actor,
-            crate::audit::service::Event {
-                action: "user.delete",
-                target_type: "user",
-                target_id: Some(before.id.to_string()),
-                before: Some(serde_json::json!({ "email": masked, "role": before.role, "status": before.status })),
-                after: None,
-            },
-        )
-        .await?;
+        let masked =
+            Email::parse(&before.email, "email").map_or_else(|_| "***".to_owned(), |e| e.masked());
+        let removed =
+            serde_json::json!({ "email": masked, "role": before.role, "status": before.status });
+        audit_user(conn, actor, "user.delete", before.id, Some(removed), None).await?;
         Ok(())
     })
     .await
@@ -299,4 +272,27 @@ pub async fn counts(
     }
     let new: i64 = new.count().get_result(&mut conn).await?;
     Ok((total, new))
+}
+
+/// Appends an administrator's action on an account to the audit trail, in the caller's transaction.
+async fn audit_user(
+    conn: &mut diesel_async::AsyncPgConnection,
+    actor: &crate::audit::service::Actor,
+    action: &str,
+    target: Uuid,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) -> diesel::QueryResult<()> {
+    crate::audit::service::record_in(
+        conn,
+        actor,
+        crate::audit::service::Event {
+            action,
+            target_type: "user",
+            target_id: Some(target.to_string()),
+            before,
+            after,
+        },
+    )
+    .await
 }
