@@ -11,6 +11,7 @@ use crate::billing::payment::{ManualProvider, PaymentProvider};
 use crate::config::Config;
 use crate::db::DbPool;
 use crate::gateway::breaker::Breakers;
+use crate::gateway::meter::Meter;
 use crate::graphql::loaders::LoaderStats;
 use crate::mail::Mailer;
 use crate::secrets::Keys;
@@ -36,12 +37,15 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// A circuit breaker per tool.
     pub breakers: Arc<Breakers>,
+    /// Writes invocations' metering in group-committed batches.
+    pub meter: Meter,
     /// Live usage events for WebSocket subscribers.
     pub live: Arc<LiveUsage>,
     pub loader_stats: Arc<LoaderStats>,
 }
 
 impl AppState {
+    /// Must run inside a Tokio runtime (it starts the metering writers).
     pub fn new(config: Config, pool: DbPool, keys: Keys) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("joyfull-hub/", env!("CARGO_PKG_VERSION")))
@@ -53,6 +57,7 @@ impl AppState {
             live: Arc::new(LiveUsage::default()),
             loader_stats: Arc::new(LoaderStats::default()),
             http,
+            meter: Meter::start(pool.clone()),
             breakers: Arc::new(Breakers::new(
                 config.gateway.breaker_threshold,
                 config.gateway.breaker_cooldown,

@@ -4,6 +4,7 @@
 pub mod breaker;
 pub mod demo;
 pub mod graphql;
+pub mod meter;
 pub mod repo;
 pub mod service;
 pub mod upstream;

@@ -7,7 +7,8 @@
 //! 4. The tool's estimate is reserved from the quota (`QUOTA_EXCEEDED`).
 //! 5. The upstream is called through the tool's circuit breaker, with bounded retries.
 //! 6. One transaction settles (or releases) the reservation, writes the usage row and stores the
-//!    idempotent result, before the answer is sent.
+//!    idempotent result, before the answer is sent. Concurrent invocations share that transaction
+//!    (group commit, see `meter`).
 //!
 //! Every invocation past step 1, allowed or not, leaves a usage row. The work runs in a task of its own,
 //! so a client that disconnects mid-call cannot stop the metering.
@@ -15,12 +16,12 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use diesel_async::AsyncConnection;
 use reqwest::Method;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use super::breaker::Permit;
+use super::meter::{KeyOutcome, Settlement};
 use super::repo::{self as idempotency, Claim};
 use super::upstream::{self, CallError, UpstreamRequest};
 use crate::app::AppState;
@@ -31,7 +32,6 @@ use crate::graphql::context::{AuthenticatedUser, Credential};
 use crate::tools::model::ToolRow;
 use crate::tools::service as tools;
 use crate::usage::model::{InvocationStatus, UsageEvent};
-use crate::usage::repo as usage;
 
 /// The metered result of an invocation.
 #[derive(Debug, Clone)]
@@ -300,19 +300,20 @@ async fn finish(
         latency_ms: latency_ms(call.started),
         created_at: app.clock.now(),
     };
-    let mut conn = app.pool.get().await?;
-    conn.transaction::<_, AppError, _>(async |conn| {
-        billing::settle_in(conn, reservation, tokens).await?;
-        usage::record(conn, &event, &call.tier).await?;
-        if let Some(key) = &call.key {
-            match &outcome {
-                Ok(answer) => idempotency::complete(conn, call.user, key, event.id, answer).await?,
-                Err(_) => idempotency::abandon(conn, call.user, key).await?,
-            };
-        }
-        Ok(())
-    })
-    .await?;
+    app.meter
+        .write(Settlement {
+            event: event.clone(),
+            tier: call.tier.clone(),
+            reservation: Some(reservation),
+            key: call.key.clone().map(|key| {
+                let outcome = match &outcome {
+                    Ok(answer) => KeyOutcome::Complete(answer.clone()),
+                    Err(_) => KeyOutcome::Abandon,
+                };
+                (key, outcome)
+            }),
+        })
+        .await?;
     metrics::counter!("gateway_invocations_total", "status" => event.status.clone()).increment(1);
     metrics::histogram!("gateway_invocation_duration_seconds")
         .record(call.started.elapsed().as_secs_f64());
@@ -350,18 +351,15 @@ async fn deny(
         latency_ms: latency_ms(call.started),
         created_at: app.clock.now(),
     };
-    let recorded = async {
-        let mut conn = app.pool.get().await?;
-        conn.transaction::<_, AppError, _>(async |conn| {
-            usage::record(conn, &event, &call.tier).await?;
-            if let Some(key) = &call.key {
-                idempotency::abandon(conn, call.user, key).await?;
-            }
-            Ok(())
+    let recorded = app
+        .meter
+        .write(Settlement {
+            event,
+            tier: call.tier.clone(),
+            reservation: None,
+            key: call.key.clone().map(|key| (key, KeyOutcome::Abandon)),
         })
-        .await
-    }
-    .await;
+        .await;
     if let Err(e) = recorded {
         return e;
     }

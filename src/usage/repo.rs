@@ -1,8 +1,10 @@
 //! Queries on `usage_events` and `usage_daily`.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Date, Nullable, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Date, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -26,61 +28,149 @@ pub fn latency_bucket(latency_ms: i32) -> i32 {
     i32::try_from(index).unwrap_or(0) + 1
 }
 
-/// Writes a usage row, adds it to the user's and the platform's daily rollups, and queues its
-/// notification — all in the caller's transaction, so the log, the rollups and the live feed agree (a
-/// notification is delivered on commit). `tier` is the caller's plan tier at the time (`NONE` without).
-pub async fn record(
+/// Sums of usage rows sharing a rollup key.
+#[derive(Debug, Default)]
+struct Totals {
+    invocations: i64,
+    tokens: i64,
+    errors: i64,
+    latency_ms_sum: i64,
+    /// Counts per `latency_bucket` (1-based bucket `b` at index `b - 1`).
+    histogram: [i64; LATENCY_BOUNDS_MS.len() + 1],
+}
+
+impl Totals {
+    fn add(&mut self, event: &UsageEvent) {
+        self.invocations += 1;
+        self.tokens += event.tokens_used;
+        self.errors += i64::from(event.status != "SUCCESS");
+        self.latency_ms_sum += i64::from(event.latency_ms);
+        let bucket = usize::try_from(latency_bucket(event.latency_ms) - 1).unwrap_or(0);
+        if let Some(count) = self.histogram.get_mut(bucket) {
+            *count += 1;
+        }
+    }
+}
+
+/// Writes usage rows, adds them to the users' and the platform's daily rollups, and queues their
+/// notifications — all in the caller's transaction, so the log, the rollups and the live feed agree (a
+/// notification is delivered on commit). Each row comes with the caller's plan tier at the time (`NONE`
+/// without). The rollups are summed per key first and upserted in key order, so concurrent batches
+/// lock rows in the same order and cannot deadlock on each other.
+pub async fn record_batch(
     conn: &mut AsyncPgConnection,
-    event: &UsageEvent,
-    tier: &str,
+    events: &[(&UsageEvent, &str)],
 ) -> QueryResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<&UsageEvent> = events.iter().map(|(event, _)| *event).collect();
     diesel::insert_into(usage_events::table)
-        .values(event)
+        .values(rows)
         .execute(conn)
         .await?;
+
+    let mut daily: BTreeMap<(Uuid, NaiveDate, Uuid), Totals> = BTreeMap::new();
+    let mut platform: BTreeMap<(NaiveDate, Uuid, &str), Totals> = BTreeMap::new();
+    for (event, tier) in events {
+        let day = event.created_at.date_naive();
+        daily
+            .entry((event.user_id, day, event.tool_id))
+            .or_default()
+            .add(event);
+        platform
+            .entry((day, event.tool_id, tier))
+            .or_default()
+            .add(event);
+    }
+
+    let (mut users, mut tools, mut days) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut invocations, mut tokens, mut errors, mut latency) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for ((user, day, tool), totals) in &daily {
+        users.push(*user);
+        days.push(*day);
+        tools.push(*tool);
+        invocations.push(totals.invocations);
+        tokens.push(totals.tokens);
+        errors.push(totals.errors);
+        latency.push(totals.latency_ms_sum);
+    }
     diesel::sql_query(
-        "WITH active AS (INSERT INTO user_activity (day, user_id) VALUES (($3 AT TIME ZONE 'UTC')::date, $1) ON CONFLICT DO NOTHING) \
+        "WITH active AS (INSERT INTO user_activity (day, user_id) \
+                         SELECT DISTINCT d, u FROM unnest($1::uuid[], $3::date[]) AS a(u, d) ORDER BY d, u \
+                         ON CONFLICT DO NOTHING) \
          INSERT INTO usage_daily (user_id, tool_id, day, invocations, tokens, errors, latency_ms_sum) \
-         VALUES ($1, $2, ($3 AT TIME ZONE 'UTC')::date, 1, $4, $5, $6) \
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::date[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[]) \
          ON CONFLICT (user_id, day, tool_id) DO UPDATE SET \
-           invocations = usage_daily.invocations + 1, \
+           invocations = usage_daily.invocations + EXCLUDED.invocations, \
            tokens = usage_daily.tokens + EXCLUDED.tokens, \
            errors = usage_daily.errors + EXCLUDED.errors, \
            latency_ms_sum = usage_daily.latency_ms_sum + EXCLUDED.latency_ms_sum",
     )
-    .bind::<SqlUuid, _>(event.user_id)
-    .bind::<SqlUuid, _>(event.tool_id)
-    .bind::<Timestamptz, _>(event.created_at)
-    .bind::<BigInt, _>(event.tokens_used)
-    .bind::<BigInt, _>(i64::from(event.status != "SUCCESS"))
-    .bind::<BigInt, _>(i64::from(event.latency_ms))
+    .bind::<Array<SqlUuid>, _>(users)
+    .bind::<Array<SqlUuid>, _>(tools)
+    .bind::<Array<Date>, _>(days)
+    .bind::<Array<BigInt>, _>(invocations)
+    .bind::<Array<BigInt>, _>(tokens)
+    .bind::<Array<BigInt>, _>(errors)
+    .bind::<Array<BigInt>, _>(latency)
     .execute(conn)
     .await?;
+
+    let (mut days, mut tools, mut tiers, mut invocations, mut errors, mut tokens, mut hists) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    for ((day, tool, tier), totals) in &platform {
+        days.push(*day);
+        tools.push(*tool);
+        tiers.push((*tier).to_owned());
+        invocations.push(totals.invocations);
+        errors.push(totals.errors);
+        tokens.push(totals.tokens);
+        let cells: Vec<String> = totals.histogram.iter().map(ToString::to_string).collect();
+        hists.push(format!("{{{}}}", cells.join(",")));
+    }
     diesel::sql_query(
         "INSERT INTO platform_daily (day, tool_id, tier, invocations, errors, tokens, latency_hist) \
-         VALUES (($1 AT TIME ZONE 'UTC')::date, $2, $3, 1, $4, $5, \
-                 (SELECT array_agg(CASE WHEN i = $6 THEN 1 ELSE 0 END::bigint ORDER BY i) FROM generate_series(1, 12) AS i)) \
+         SELECT d, t, r, n, e, k, h::bigint[] \
+         FROM unnest($1::date[], $2::uuid[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[]) \
+              AS v(d, t, r, n, e, k, h) \
          ON CONFLICT (day, tool_id, tier) DO UPDATE SET \
-           invocations = platform_daily.invocations + 1, \
+           invocations = platform_daily.invocations + EXCLUDED.invocations, \
            errors = platform_daily.errors + EXCLUDED.errors, \
            tokens = platform_daily.tokens + EXCLUDED.tokens, \
-           latency_hist[$6] = platform_daily.latency_hist[$6] + 1",
+           latency_hist = ARRAY(SELECT a + b FROM unnest(platform_daily.latency_hist, EXCLUDED.latency_hist) \
+                                WITH ORDINALITY AS s(a, b, i) ORDER BY i)",
     )
-    .bind::<Timestamptz, _>(event.created_at)
-    .bind::<SqlUuid, _>(event.tool_id)
-    .bind::<diesel::sql_types::Text, _>(tier)
-    .bind::<BigInt, _>(i64::from(event.status != "SUCCESS"))
-    .bind::<BigInt, _>(event.tokens_used)
-    .bind::<diesel::sql_types::Integer, _>(latency_bucket(event.latency_ms))
+    .bind::<Array<Date>, _>(days)
+    .bind::<Array<SqlUuid>, _>(tools)
+    .bind::<Array<Text>, _>(tiers)
+    .bind::<Array<BigInt>, _>(invocations)
+    .bind::<Array<BigInt>, _>(errors)
+    .bind::<Array<BigInt>, _>(tokens)
+    .bind::<Array<Text>, _>(hists)
     .execute(conn)
     .await?;
-    let payload = serde_json::to_string(event)
+
+    let payloads = events
+        .iter()
+        .map(|(event, _)| serde_json::to_string(event))
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
-    diesel::sql_query("SELECT pg_notify($1, $2)")
-        .bind::<diesel::sql_types::Text, _>(CHANNEL)
-        .bind::<diesel::sql_types::Text, _>(payload)
-        .execute(conn)
-        .await?;
+    diesel::sql_query(
+        "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS n(p, i) ORDER BY i",
+    )
+    .bind::<Text, _>(CHANNEL)
+    .bind::<Array<Text>, _>(payloads)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

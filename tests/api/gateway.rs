@@ -473,6 +473,28 @@ async fn fifty_parallel_invocations_never_pass_a_small_limit_and_all_are_logged(
         0
     );
     assert_eq!(s.upstream.calls(), 10);
+    // Concurrent calls are metered in shared transactions; the rollups still add up to the log.
+    for (query, expected) in [
+        ("SELECT sum(invocations)::bigint AS n FROM usage_daily", 50),
+        ("SELECT sum(tokens)::bigint AS n FROM usage_daily", 100),
+        ("SELECT sum(errors)::bigint AS n FROM usage_daily", 40),
+        (
+            "SELECT sum(latency_ms_sum)::bigint - (SELECT sum(latency_ms) FROM usage_events) AS n FROM usage_daily",
+            0,
+        ),
+        (
+            "SELECT sum(invocations)::bigint AS n FROM platform_daily",
+            50,
+        ),
+        ("SELECT sum(errors)::bigint AS n FROM platform_daily", 40),
+        (
+            "SELECT sum(h)::bigint AS n FROM platform_daily, unnest(latency_hist) AS h",
+            50,
+        ),
+        ("SELECT count(*) AS n FROM user_activity", 1),
+    ] {
+        assert_eq!(app.sql_number(query).await, expected, "{query}");
+    }
 }
 
 #[tokio::test]
