@@ -180,6 +180,53 @@ pub async fn settle_counters(
     .await
 }
 
+#[derive(QueryableByName)]
+struct Granted {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    subscription_id: Uuid,
+}
+
+/// Reserves `tokens` from the user's current subscription in one statement (one round trip), when its
+/// period is running and the tokens fit; expired reservations of the subscription are returned on the
+/// way. `None` when anything is unusual (no subscription, an ended period, not enough tokens): the
+/// caller then takes the slow path, which rolls periods forward and explains refusals. The commit does
+/// not wait for the disk (a reservation is a lease; see `service::reserve`).
+pub async fn reserve_in_one_statement(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    reservation: Uuid,
+    tokens: i64,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> QueryResult<Option<Uuid>> {
+    let granted: Option<Granted> = diesel::sql_query(
+        "WITH lease AS (SELECT set_config('synchronous_commit', 'off', true)), \
+         sub AS (SELECT s.id, p.token_limit FROM subscriptions s JOIN plans p ON p.tier = s.tier \
+                 WHERE s.user_id = $1 AND s.status <> 'EXPIRED' AND s.current_period_end > $4 \
+                 FOR UPDATE OF s), \
+         expired AS (DELETE FROM quota_reservations r USING sub \
+                     WHERE r.subscription_id = sub.id AND r.expires_at <= $4 RETURNING r.tokens), \
+         freed AS (SELECT coalesce(sum(tokens), 0)::bigint AS tokens FROM expired), \
+         counted AS (UPDATE subscriptions s \
+                     SET tokens_reserved = GREATEST(s.tokens_reserved - freed.tokens, 0) + $3 \
+                     FROM sub, freed WHERE s.id = sub.id AND (sub.token_limit IS NULL \
+                       OR s.tokens_used + GREATEST(s.tokens_reserved - freed.tokens, 0) + $3 <= sub.token_limit) \
+                     RETURNING s.id), \
+         held AS (INSERT INTO quota_reservations (id, subscription_id, tokens, expires_at) \
+                  SELECT $2, id, $3, $5 FROM counted RETURNING subscription_id) \
+         SELECT held.subscription_id FROM held, lease",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(user)
+    .bind::<diesel::sql_types::Uuid, _>(reservation)
+    .bind::<diesel::sql_types::BigInt, _>(tokens)
+    .bind::<diesel::sql_types::Timestamptz, _>(now)
+    .bind::<diesel::sql_types::Timestamptz, _>(expires_at)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(granted.map(|g| g.subscription_id))
+}
+
 /// Locks the given subscriptions in id order.
 pub async fn lock_subscriptions(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<usize> {
     diesel::sql_query("SELECT id FROM subscriptions WHERE id = ANY($1) ORDER BY id FOR UPDATE")

@@ -423,6 +423,18 @@ pub async fn reserve(
     let now = app.clock.now();
     let expires_at = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
     let mut conn = app.pool.get().await?;
+    let id = Uuid::now_v7();
+    // The common case (a running period with room) takes one statement. When it declines — an expired
+    // lease in the way is fine, a refusal or an ended period is not — the transaction below decides.
+    if let Some(subscription_id) =
+        repo::reserve_in_one_statement(&mut conn, user.0, id, estimate, now, expires_at).await?
+    {
+        return Ok(Reservation {
+            id,
+            subscription_id,
+            tokens: estimate,
+        });
+    }
     conn.transaction::<_, AppError, _>(async |conn| {
         // A reservation is a lease: losing one in a database crash only returns its tokens early, so
         // this commit need not wait for the disk. Settlement (the usage record) always does.
@@ -456,7 +468,7 @@ pub async fn reserve(
         }
         repo::add_reserved(conn, row.id, estimate).await?;
         let reservation = Reservation {
-            id: Uuid::now_v7(),
+            id,
             subscription_id: row.id,
             tokens: estimate,
         };
