@@ -141,6 +141,9 @@ pub struct AuthSettings {
     pub argon2_parallelism: u32,
     /// How many password hashes may run at once (default: the number of cores).
     pub max_concurrent_hashes: usize,
+    /// The longest a password hash may expect to wait for its turn; beyond it the request is refused at
+    /// once with `RATE_LIMITED` (load shedding) instead of queueing.
+    pub max_hash_wait: Duration,
     /// New accounts per client address per hour (the second half of them slowed).
     pub registrations_per_hour: u32,
 }
@@ -294,6 +297,7 @@ impl Config {
             argon2_parallelism: number("HUB_ARGON2_PARALLELISM", 1, 1, 16) as u32,
             max_concurrent_hashes: number("HUB_MAX_CONCURRENT_HASHES", cores, 1, 256) as usize,
             registrations_per_hour: number("HUB_REGISTRATIONS_PER_HOUR", 20, 1, 1_000_000) as u32,
+            max_hash_wait: Duration::from_millis(number("HUB_MAX_HASH_WAIT_MS", 250, 1, 60_000)),
         };
 
         let mut flag = |key: &str, default: bool| -> bool {

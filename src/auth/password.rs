@@ -1,8 +1,13 @@
 //! Password hashing with Argon2id, on the blocking pool, with a bound on how many hashes run at once:
 //! a login storm queues for a permit instead of taking every thread the rest of the server needs.
+//! The queue is bounded by time: from the hashes ahead and the recent average hash time, a new request
+//! knows its expected wait, and when that exceeds `HUB_MAX_HASH_WAIT_MS` it is refused at once with
+//! `RATE_LIMITED` and a `retryAfter`, so accepted requests stay fast under any load (load shedding).
 //! Unknown accounts are checked against a dummy hash, so they cost the same time as a wrong password.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
@@ -16,7 +21,22 @@ use crate::error::AppError;
 pub struct PasswordHasher {
     params: Params,
     permits: Arc<Semaphore>,
+    concurrency: usize,
+    /// Hashes waiting or running.
+    pending: Arc<AtomicUsize>,
+    /// Moving average of one hash's time, in microseconds.
+    average_micros: Arc<AtomicU64>,
+    max_wait: Duration,
     dummy_hash: Arc<str>,
+}
+
+/// Counts a hash as pending until dropped (also when its request is cancelled).
+struct Pending(Arc<AtomicUsize>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl PasswordHasher {
@@ -29,14 +49,21 @@ impl PasswordHasher {
         )
         .map_err(|e| anyhow::anyhow!("invalid Argon2 parameters: {e}"))?;
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+        let started = Instant::now();
         let dummy_hash = argon2
             .hash_password(uuid::Uuid::new_v4().to_string().as_bytes())
             .map_err(|e| anyhow::anyhow!("cannot compute the dummy hash: {e}"))
             .context("password hashing does not work")?
             .to_string();
+        let first_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let concurrency = settings.max_concurrent_hashes.max(1);
         Ok(Self {
             params,
-            permits: Arc::new(Semaphore::new(settings.max_concurrent_hashes.max(1))),
+            permits: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
+            pending: Arc::new(AtomicUsize::new(0)),
+            average_micros: Arc::new(AtomicU64::new(first_micros.max(1))),
+            max_wait: settings.max_hash_wait,
             dummy_hash: dummy_hash.into(),
         })
     }
@@ -75,20 +102,51 @@ impl PasswordHasher {
         Ok(known && matches)
     }
 
+    /// How long a hash that arrives now can expect to wait before it starts.
+    fn expected_wait(&self, ahead: usize) -> Duration {
+        let queued = ahead.saturating_sub(self.concurrency.saturating_sub(1));
+        let rounds = u64::try_from(queued.div_ceil(self.concurrency)).unwrap_or(u64::MAX);
+        Duration::from_micros(
+            self.average_micros
+                .load(Ordering::Relaxed)
+                .saturating_mul(rounds),
+        )
+    }
+
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, AppError> {
+        let ahead = self.pending.fetch_add(1, Ordering::Relaxed);
+        let _pending = Pending(Arc::clone(&self.pending));
+        let wait = self.expected_wait(ahead);
+        if wait > self.max_wait {
+            metrics::counter!("password_hashes_shed_total").increment(1);
+            return Err(AppError::RateLimited {
+                message: "The server is busy checking passwords; try again in a moment.".into(),
+                retry_after: wait.as_secs().max(1),
+            });
+        }
         let _permit = self
             .permits
             .acquire()
             .await
             .map_err(|e| AppError::internal(anyhow::anyhow!("hash permits closed: {e}")))?;
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(work))
-            .instrument(tracing::Span::current())
-            .await
-            .map_err(|e| AppError::internal(anyhow::anyhow!("the hashing task failed: {e}")))
+        let average = Arc::clone(&self.average_micros);
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let result = span.in_scope(work);
+            let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            // An exponential moving average (1/8 weight), so a burst of slow hashes moves it quickly.
+            let _ = average.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some((old.saturating_mul(7).saturating_add(took) / 8).max(1))
+            });
+            result
+        })
+        .instrument(tracing::Span::current())
+        .await
+        .map_err(|e| AppError::internal(anyhow::anyhow!("the hashing task failed: {e}")))
     }
 }
 
@@ -112,6 +170,52 @@ mod tests {
         );
         assert!(hasher.verify("Corr3ct-Horse", Some(&hash)).await.unwrap());
         assert!(!hasher.verify("wrong", Some(&hash)).await.unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn beyond_the_wait_budget_hashes_are_refused_at_once_and_the_rest_succeed() {
+        let mut settings = Config::from_lookup(|_| None).unwrap().auth;
+        settings.max_concurrent_hashes = 1;
+        settings.max_hash_wait = Duration::from_millis(1);
+        let hasher = Arc::new(PasswordHasher::new(&settings).unwrap());
+        let hash = hasher.hash("Corr3ct-Horse").await.unwrap();
+
+        let started = Instant::now();
+        let attempts: Vec<_> = (0..6)
+            .map(|_| {
+                let hasher = Arc::clone(&hasher);
+                let hash = hash.clone();
+                tokio::spawn(async move {
+                    let begun = Instant::now();
+                    (
+                        hasher.verify("Corr3ct-Horse", Some(&hash)).await,
+                        begun.elapsed(),
+                    )
+                })
+            })
+            .collect();
+        let mut accepted = 0;
+        let mut refused = Vec::new();
+        for attempt in attempts {
+            match attempt.await.unwrap() {
+                (Ok(true), _) => accepted += 1,
+                (Err(AppError::RateLimited { retry_after, .. }), took) => {
+                    assert!(retry_after >= 1);
+                    refused.push(took);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(accepted >= 1, "the first hash runs");
+        assert!(!refused.is_empty(), "hashes beyond the budget are shed");
+        assert!(
+            refused.iter().all(|took| *took < Duration::from_millis(5)),
+            "refusals are immediate: {refused:?} (all took {:?})",
+            started.elapsed()
+        );
+        assert_eq!(hasher.pending.load(Ordering::Relaxed), 0);
+        // Once the queue drains, hashes are accepted again.
+        assert!(hasher.verify("Corr3ct-Horse", Some(&hash)).await.unwrap());
     }
 
     #[tokio::test]

@@ -368,3 +368,48 @@ async fn one_address_cannot_create_accounts_without_limit() {
             > 0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_login_storm_beyond_capacity_is_refused_at_once_not_queued() {
+    let app = std::sync::Arc::new(
+        TestApp::spawn_with(|config| {
+            config.auth.max_concurrent_hashes = 1;
+            config.auth.max_hash_wait = std::time::Duration::from_millis(30);
+        })
+        .await,
+    );
+    app.register("Ada", "ada@example.com").await;
+
+    let attempts: Vec<_> = (0..20)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let body = app.login("ada@example.com", PASSWORD).await;
+                (body, started.elapsed())
+            })
+        })
+        .collect();
+    let (mut accepted, mut refused) = (0, 0);
+    for attempt in attempts {
+        let (body, took) = attempt.await.unwrap();
+        if body["data"]["login"]["accessToken"].is_string() {
+            accepted += 1;
+        } else {
+            assert_eq!(error_code(&body), "RATE_LIMITED", "{body}");
+            assert!(
+                body["errors"][0]["extensions"]["retryAfter"].as_u64() >= Some(1),
+                "{body}"
+            );
+            assert!(
+                took < std::time::Duration::from_millis(500),
+                "refused after {took:?}"
+            );
+            refused += 1;
+        }
+    }
+    assert!(accepted >= 1, "the storm's first logins are served");
+    assert!(refused >= 1, "logins beyond the wait budget are shed");
+    // Shed logins are not failed attempts: the account is not throttled afterwards.
+    assert!(app.login("ada@example.com", PASSWORD).await["data"]["login"].is_object());
+}
