@@ -1,0 +1,368 @@
+//! The load generator: a fixed number of HTTP/1.1 keep-alive connections, each owned by one task, for
+//! a fixed time, with every latency recorded in an HDR histogram (microseconds, 3 significant digits).
+//!
+//! - Closed loop: each connection sends its next request as soon as the previous answer arrived, so
+//!   the offered load adapts to the server (it measures the most the server can do at that
+//!   concurrency; latency then grows with the number of connections, as Little's law says).
+//! - Open loop: requests are sent on a fixed schedule (`rate` per second over all connections) whether
+//!   or not earlier answers came back, and each latency counts from the scheduled send time, so a
+//!   stalled server cannot hide its queue (no coordinated omission).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::sync::{Barrier, OnceCell};
+use tokio::time::Instant;
+
+/// How an answer is judged.
+#[derive(Debug, Clone, Copy)]
+pub enum Expect {
+    /// Any 2xx status.
+    Success,
+    /// Status 200 and a GraphQL body without `errors`.
+    GraphqlData,
+    /// A GraphQL body with data is accepted; `RATE_LIMITED` is a refusal; anything else an error.
+    GraphqlOrShed,
+}
+
+/// One request, ready to send.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub method: Method,
+    pub path: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Bytes,
+}
+
+impl Prepared {
+    pub fn get(path: &str) -> Self {
+        Self {
+            method: Method::GET,
+            path: path.to_owned(),
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    pub fn post_json(path: &str, body: &serde_json::Value) -> Self {
+        Self {
+            method: Method::POST,
+            path: path.to_owned(),
+            headers: vec![("content-type", "application/json".to_owned())],
+            body: Bytes::from(body.to_string()),
+        }
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+/// Closed or open loop (see the module documentation).
+#[derive(Debug, Clone, Copy)]
+pub enum Mode {
+    Closed,
+    Open { rate: f64 },
+}
+
+/// What to run: connection `i` sends `requests[i % len]`.
+pub struct Load {
+    pub address: SocketAddr,
+    pub requests: Vec<Prepared>,
+    pub connections: usize,
+    pub mode: Mode,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub expect: Expect,
+}
+
+/// What a run measured (after the warm-up).
+pub struct Outcome {
+    pub accepted: Histogram<u64>,
+    pub refused: Histogram<u64>,
+    pub errors: u64,
+    pub server_errors: u64,
+    pub first_error: Option<String>,
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    pub fn rps(&self) -> f64 {
+        (self.accepted.len() + self.refused.len() + self.errors) as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+fn histogram() -> anyhow::Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, 120_000_000, 3).context("histogram bounds")
+}
+
+struct Connection {
+    sender: SendRequest<Full<Bytes>>,
+}
+
+impl Connection {
+    async fn open(address: SocketAddr) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(address)
+            .await
+            .with_context(|| format!("cannot connect to {address}"))?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Self { sender })
+    }
+
+    async fn send(
+        &mut self,
+        address: SocketAddr,
+        prepared: &Prepared,
+    ) -> anyhow::Result<(u16, Bytes)> {
+        let mut builder = Request::builder()
+            .method(prepared.method.clone())
+            .uri(prepared.path.as_str())
+            .header("host", address.to_string());
+        for (name, value) in &prepared.headers {
+            builder = builder.header(*name, value.as_str());
+        }
+        let request = builder.body(Full::new(prepared.body.clone()))?;
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+}
+
+/// Sends one request on a fresh connection (for setup, not measured).
+pub async fn request(address: SocketAddr, prepared: &Prepared) -> anyhow::Result<(u16, Bytes)> {
+    Connection::open(address)
+        .await?
+        .send(address, prepared)
+        .await
+}
+
+enum Verdict {
+    Accepted,
+    Refused,
+    Error(String),
+}
+
+fn judge(expect: Expect, status: u16, body: &[u8]) -> Verdict {
+    let text = || {
+        String::from_utf8_lossy(body)
+            .chars()
+            .take(300)
+            .collect::<String>()
+    };
+    let contains = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+    match expect {
+        Expect::Success if (200..300).contains(&status) => Verdict::Accepted,
+        Expect::GraphqlData if status == 200 && !contains(b"\"errors\"") => Verdict::Accepted,
+        Expect::GraphqlOrShed if status == 200 && !contains(b"\"errors\"") => Verdict::Accepted,
+        Expect::GraphqlOrShed if contains(b"\"RATE_LIMITED\"") => Verdict::Refused,
+        _ => Verdict::Error(format!("HTTP {status}: {}", text())),
+    }
+}
+
+struct Worker {
+    accepted: Histogram<u64>,
+    refused: Histogram<u64>,
+    errors: u64,
+    server_errors: u64,
+    first_error: Option<String>,
+}
+
+async fn worker(
+    index: usize,
+    load: Arc<Load>,
+    start: Arc<OnceCell<Instant>>,
+    barrier: Arc<Barrier>,
+) -> anyhow::Result<Worker> {
+    let prepared = load
+        .requests
+        .get(index % load.requests.len().max(1))
+        .context("no request to send")?
+        .clone();
+    // Every connection opens first; the clock starts when all are open.
+    let mut connection = Connection::open(load.address).await;
+    barrier.wait().await;
+    let start = *start.get_or_init(|| async { Instant::now() }).await;
+    let measure_from = start + load.warmup;
+    let end = measure_from + load.duration;
+    let mut result = Worker {
+        accepted: histogram()?,
+        refused: histogram()?,
+        errors: 0,
+        server_errors: 0,
+        first_error: None,
+    };
+    let interval = match load.mode {
+        Mode::Closed => None,
+        Mode::Open { rate } => Some(Duration::from_secs_f64(load.connections as f64 / rate)),
+    };
+    // Spread the connections' schedules evenly over one interval.
+    let mut next =
+        interval.map(|every| start + every.mul_f64(index as f64 / load.connections.max(1) as f64));
+    loop {
+        let scheduled = match (next, interval) {
+            (Some(at), Some(every)) => {
+                tokio::time::sleep_until(at).await;
+                next = Some(at + every);
+                at
+            }
+            _ => Instant::now(),
+        };
+        if scheduled >= end {
+            break;
+        }
+        let outcome = match &mut connection {
+            Ok(open) => open.send(load.address, &prepared).await,
+            Err(e) => Err(anyhow::anyhow!("{e:#}")),
+        };
+        let took = u64::try_from(scheduled.elapsed().as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let measured = scheduled >= measure_from;
+        let verdict = match outcome {
+            Ok((status, body)) => {
+                if measured && status >= 500 {
+                    result.server_errors += 1;
+                }
+                judge(load.expect, status, &body)
+            }
+            Err(e) => {
+                // A broken connection is an error; open a new one for the next request.
+                connection = Connection::open(load.address).await;
+                Verdict::Error(format!("{e:#}"))
+            }
+        };
+        if !measured {
+            continue;
+        }
+        match verdict {
+            Verdict::Accepted => result.accepted.saturating_record(took),
+            Verdict::Refused => result.refused.saturating_record(took),
+            Verdict::Error(detail) => {
+                result.errors += 1;
+                result.first_error.get_or_insert(detail);
+            }
+        }
+    }
+    Ok(result)
+}
+
+/// Runs a load to the end.
+pub async fn run(load: Load) -> anyhow::Result<Outcome> {
+    let load = Arc::new(load);
+    let barrier = Arc::new(Barrier::new(load.connections));
+    let start = Arc::new(OnceCell::new());
+    let tasks: Vec<_> = (0..load.connections)
+        .map(|index| tokio::spawn(worker(index, load.clone(), start.clone(), barrier.clone())))
+        .collect();
+    let mut outcome = Outcome {
+        accepted: histogram()?,
+        refused: histogram()?,
+        errors: 0,
+        server_errors: 0,
+        first_error: None,
+        elapsed: load.duration,
+    };
+    for task in tasks {
+        let part = task.await??;
+        outcome.accepted.add(&part.accepted)?;
+        outcome.refused.add(&part.refused)?;
+        outcome.errors += part.errors;
+        outcome.server_errors += part.server_errors;
+        if outcome.first_error.is_none() {
+            outcome.first_error = part.first_error;
+        }
+    }
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    #[test]
+    fn answers_are_judged_by_status_and_graphql_errors() {
+        let ok = br#"{"data":{"me":{"id":"1"}}}"#;
+        let shed = br#"{"data":null,"errors":[{"extensions":{"code":"RATE_LIMITED"}}]}"#;
+        let failed = br#"{"data":null,"errors":[{"extensions":{"code":"INTERNAL"}}]}"#;
+        assert!(matches!(judge(Expect::Success, 204, b""), Verdict::Accepted));
+        assert!(matches!(judge(Expect::Success, 503, b""), Verdict::Error(_)));
+        assert!(matches!(judge(Expect::GraphqlData, 200, ok), Verdict::Accepted));
+        assert!(matches!(judge(Expect::GraphqlData, 200, failed), Verdict::Error(_)));
+        assert!(matches!(judge(Expect::GraphqlData, 200, shed), Verdict::Error(_)));
+        assert!(matches!(judge(Expect::GraphqlOrShed, 200, shed), Verdict::Refused));
+        assert!(matches!(judge(Expect::GraphqlOrShed, 200, failed), Verdict::Error(_)));
+        assert!(matches!(judge(Expect::GraphqlOrShed, 500, b""), Verdict::Error(_)));
+    }
+
+    async fn responder() -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let router = axum::Router::new()
+            .route("/ok", axum::routing::get(|| async { "ok" }))
+            .route(
+                "/fail",
+                axum::routing::get(|| async { (axum::http::StatusCode::BAD_GATEWAY, "no") }),
+            );
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        address
+    }
+
+    fn load(address: SocketAddr, path: &str, connections: usize, mode: Mode) -> Load {
+        Load {
+            address,
+            requests: vec![Prepared::get(path)],
+            connections,
+            mode,
+            warmup: Duration::from_millis(100),
+            duration: Duration::from_millis(500),
+            expect: Expect::Success,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_closed_loop_records_every_answer_after_the_warm_up() {
+        let address = responder().await;
+        let outcome = run(load(address, "/ok", 4, Mode::Closed)).await.unwrap();
+        assert!(outcome.accepted.len() > 100, "{}", outcome.accepted.len());
+        assert_eq!(outcome.errors, 0);
+        assert!(outcome.accepted.value_at_quantile(0.5) >= 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_open_loop_keeps_its_rate_and_failures_count_as_errors() {
+        let address = responder().await;
+        let ok = run(load(address, "/ok", 10, Mode::Open { rate: 200.0 }))
+            .await
+            .unwrap();
+        // 200 per second for half a second, give or take a request per connection.
+        let sent = ok.accepted.len();
+        assert!((90..=110).contains(&sent), "{sent}");
+        assert!((ok.rps() - 200.0).abs() < 20.0, "{}", ok.rps());
+
+        let failing = run(load(address, "/fail", 2, Mode::Open { rate: 100.0 }))
+            .await
+            .unwrap();
+        assert!(failing.accepted.is_empty());
+        assert!(failing.errors >= 45, "{}", failing.errors);
+        assert_eq!(failing.server_errors, failing.errors);
+        assert!(failing.first_error.unwrap().starts_with("HTTP 502"));
+    }
+}

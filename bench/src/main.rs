@@ -1,0 +1,76 @@
+//! `bench`: the Joyfull Hub benchmark suite in one command.
+//!
+//! It builds the release server, starts it (in production mode) on its own PostgreSQL under
+//! `--dir`, starts a local upstream in a second process, seeds users, API keys and a tool through the
+//! public GraphQL API, then loads the server from this process over loopback and prints one table:
+//! requests per second, p50, p99, p99.9, errors and the server's peak RSS per scenario. See
+//! `load.rs` for the load generator (closed and open loop, HDR histograms).
+//!
+//! Run from the repository root: `cargo run --release -p joyfull-bench -- [options]`.
+
+mod load;
+mod scenarios;
+mod server;
+mod upstream;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Benchmarks the Joyfull Hub server, one table per run"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Scenarios to run, comma-separated: e (ceiling), a (dashboard read), b (invokeTool vs the
+    /// upstream), c (usage at scale), d (login).
+    #[arg(long, default_value = "e,a,b,c,d")]
+    scenarios: String,
+    /// Measured seconds per scenario (after the warm-up).
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Warm-up seconds per scenario (not measured).
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Usage rows in the database for scenario c (generated once, reused by later runs).
+    #[arg(long, default_value_t = 10_000_000)]
+    usage_rows: i64,
+    /// Where the server's data (its PostgreSQL cluster), logs and results live.
+    #[arg(long, default_value = "target/bench")]
+    dir: PathBuf,
+    /// Use the server binary next to this one as it is, without `cargo build --release` first.
+    #[arg(long)]
+    no_build: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the local upstream (started by the suite itself).
+    #[command(hide = true)]
+    Upstream,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::Upstream) = cli.command {
+        return upstream::serve().await;
+    }
+    let options = scenarios::Options {
+        scenarios: cli
+            .scenarios
+            .split(',')
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        duration: std::time::Duration::from_secs(cli.duration.max(1)),
+        warmup: std::time::Duration::from_secs(cli.warmup),
+        usage_rows: cli.usage_rows,
+        dir: cli.dir,
+        build: !cli.no_build,
+    };
+    scenarios::run_all(options).await
+}

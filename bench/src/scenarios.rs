@@ -1,0 +1,573 @@
+//! The scenarios, their seed data and the table.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+use crate::load::{self, Expect, Load, Mode, Outcome, Prepared};
+use crate::server::{self, ADMIN_EMAIL, ADMIN_PASSWORD, RssSampler, Server};
+
+pub struct Options {
+    pub scenarios: Vec<String>,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub usage_rows: i64,
+    pub dir: PathBuf,
+    pub build: bool,
+}
+
+const PASSWORD: &str = "Bench-User-Passw0rd!";
+/// Users seeded for the load (the login scenario uses one per connection, up to 200).
+const USERS: usize = 200;
+/// The generated usage rows' busiest user, and the password the generator gives every user.
+const BUSIEST_USER: &str = "gen-1@example.com";
+const GENERATED_PASSWORD: &str = "Generated-Passw0rd!";
+
+const DASHBOARD: &str = "query Dashboard { me { id email name role } tools(first: 20) { totalCount nodes { id name slug description category minTier } } }";
+const INVOKE: &str = "mutation Invoke($tool: ID!, $input: JSON!) { invokeTool(toolId: $tool, input: $input) { id status tokensUsed output } }";
+const SUMMARY: &str = "query Summary($from: DateTime!, $to: DateTime!) { usageSummary(from: $from, to: $to) { totalTokens totalInvocations byTool { tool { name } invocations tokens } byDay { day invocations tokens } } }";
+const USAGE: &str = "query Usage($after: String) { usage(first: 20, after: $after) { pageInfo { hasNextPage endCursor } edges { cursor node { id tokensUsed status latencyMs createdAt tool { name } } } } }";
+const LOGIN: &str = "mutation Login($input: LoginInput!) { login(input: $input) { accessToken } }";
+
+/// One row of the table.
+struct Row {
+    scenario: String,
+    connections: usize,
+    mode: String,
+    outcome: Outcome,
+    rss_mib: f64,
+}
+
+fn ms(micros: u64) -> f64 {
+    micros as f64 / 1000.0
+}
+
+impl Row {
+    fn p(&self, quantile: f64) -> f64 {
+        ms(self.outcome.accepted.value_at_quantile(quantile))
+    }
+}
+
+struct Bench<'a> {
+    options: &'a Options,
+    server: &'a Server,
+    rows: Vec<Row>,
+}
+
+impl Bench<'_> {
+    async fn measure(
+        &mut self,
+        scenario: &str,
+        address: SocketAddr,
+        requests: Vec<Prepared>,
+        connections: usize,
+        mode: Mode,
+        expect: Expect,
+    ) -> anyhow::Result<()> {
+        eprintln!("  {scenario}: {connections} connections, {mode:?}…");
+        let sampler = RssSampler::start(self.server.pid());
+        let outcome = load::run(Load {
+            address,
+            requests,
+            connections,
+            mode,
+            warmup: self.options.warmup,
+            duration: self.options.duration,
+            expect,
+        })
+        .await?;
+        let rss_mib = sampler.finish();
+        if let Some(error) = &outcome.first_error {
+            eprintln!("    first error: {error}");
+        }
+        self.rows.push(Row {
+            scenario: scenario.to_owned(),
+            connections,
+            mode: match mode {
+                Mode::Closed => "closed".into(),
+                Mode::Open { rate } => format!("open {rate:.0}/s"),
+            },
+            outcome,
+            rss_mib,
+        });
+        Ok(())
+    }
+
+    fn last_rps(&self) -> f64 {
+        self.rows.last().map_or(0.0, |row| row.outcome.rps())
+    }
+}
+
+fn data<'a>(body: &'a Value, field: &str) -> anyhow::Result<&'a Value> {
+    body.get("data")
+        .and_then(|d| d.get(field))
+        .filter(|v| !v.is_null())
+        .with_context(|| format!("{field} failed: {body}"))
+}
+
+fn code(body: &Value) -> Option<&str> {
+    body.get("errors")?
+        .get(0)?
+        .get("extensions")?
+        .get("code")?
+        .as_str()
+}
+
+/// Logs in (retrying when the server sheds the request); the access token.
+async fn login(server: &Server, email: &str, password: &str) -> anyhow::Result<String> {
+    for _ in 0..50 {
+        let body = server
+            .graphql(
+                None,
+                LOGIN,
+                json!({ "input": { "email": email, "password": password } }),
+            )
+            .await?;
+        if code(&body) == Some("RATE_LIMITED") {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        return Ok(data(&body, "login")?
+            .get("accessToken")
+            .and_then(Value::as_str)
+            .context("no access token")?
+            .to_owned());
+    }
+    bail!("{email} could not log in")
+}
+
+/// The seeded user's access token: registered on the first run, logged in later.
+async fn user_token(server: &Server, email: &str) -> anyhow::Result<String> {
+    let body = server
+        .graphql(
+            None,
+            "mutation R($input: RegisterInput!) { register(input: $input) { accessToken } }",
+            json!({ "input": { "email": email, "name": "Bench user", "password": PASSWORD } }),
+        )
+        .await?;
+    match data(&body, "register") {
+        Ok(payload) => Ok(payload
+            .get("accessToken")
+            .and_then(Value::as_str)
+            .context("no access token")?
+            .to_owned()),
+        Err(_) if code(&body) == Some("CONFLICT") => login(server, email, PASSWORD).await,
+        Err(e) => Err(e),
+    }
+}
+
+struct Seed {
+    tokens: Vec<String>,
+    api_keys: Vec<String>,
+    tool: String,
+}
+
+async fn seed(server: &Server, upstream: SocketAddr) -> anyhow::Result<Seed> {
+    eprintln!("seeding users, API keys and the tool…");
+    let admin = login(server, ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+    let input = json!({
+        "name": "Bench echo", "slug": "bench-echo", "description": "Echoes its prompt (benchmark upstream)",
+        "category": "benchmark", "endpoint": format!("http://{upstream}/v1/chat/completions"),
+        "method": "POST", "timeoutMs": 10000, "estimatedTokens": 50, "minTier": "FREE", "enabled": true
+    });
+    let found = server
+        .graphql(
+            Some(&admin),
+            "{ tools(first: 5, search: \"Bench echo\") { nodes { id slug } } }",
+            json!({}),
+        )
+        .await?;
+    let existing = data(&found, "tools")?
+        .get("nodes")
+        .and_then(Value::as_array)
+        .and_then(|nodes| {
+            nodes
+                .iter()
+                .find(|n| n.get("slug").and_then(Value::as_str) == Some("bench-echo"))
+        })
+        .and_then(|n| n.get("id"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let tool = match existing {
+        Some(id) => {
+            let body = server
+                .graphql(
+                    Some(&admin),
+                    "mutation U($id: ID!, $input: ToolInputObject!) { updateTool(id: $id, input: $input) { id } }",
+                    json!({ "id": id, "input": input }),
+                )
+                .await?;
+            data(&body, "updateTool")?;
+            id
+        }
+        None => {
+            let body = server
+                .graphql(
+                    Some(&admin),
+                    "mutation C($input: ToolInputObject!) { createTool(input: $input) { id } }",
+                    json!({ "input": input }),
+                )
+                .await?;
+            data(&body, "createTool")?
+                .get("id")
+                .and_then(Value::as_str)
+                .context("no tool id")?
+                .to_owned()
+        }
+    };
+
+    let mut tokens = Vec::with_capacity(USERS);
+    for i in 0..USERS {
+        tokens.push(user_token(server, &format!("bench-{i}@example.com")).await?);
+    }
+    let mut api_keys = Vec::new();
+    for token in tokens.iter().take(64) {
+        let body = server
+            .graphql(
+                Some(token),
+                "mutation { subscribe(tier: ENTERPRISE) { tier } }",
+                json!({}),
+            )
+            .await?;
+        data(&body, "subscribe")?;
+        let body = server
+            .graphql(
+                Some(token),
+                "mutation { createApiKey(input: { name: \"bench\" }) { key } }",
+                json!({}),
+            )
+            .await?;
+        api_keys.push(
+            data(&body, "createApiKey")?
+                .get("key")
+                .and_then(Value::as_str)
+                .context("no key")?
+                .to_owned(),
+        );
+    }
+    Ok(Seed {
+        tokens,
+        api_keys,
+        tool,
+    })
+}
+
+fn graphql(body: &Value, token: &str) -> Prepared {
+    Prepared::post_json("/graphql", body).header("authorization", format!("Bearer {token}"))
+}
+
+pub async fn run_all(options: Options) -> anyhow::Result<()> {
+    let wants = |s: &str| options.scenarios.iter().any(|x| x == s);
+    if options.build {
+        server::build_server().await?;
+    }
+    let environment = server::Environment::new(&options.dir)?;
+    if wants("c") {
+        environment.ensure_usage_rows(options.usage_rows).await?;
+    }
+    let upstream = server::start_upstream().await?;
+    eprintln!(
+        "starting the server (its PostgreSQL under {})…",
+        options.dir.display()
+    );
+    let server = environment.start_server().await?;
+    let result = run_scenarios(&options, &server, upstream.address).await;
+    server.stop().await?;
+    let rows = result?;
+    let table = render(&rows, &options);
+    println!("{table}");
+    std::fs::write(options.dir.join("results.md"), &table)?;
+    Ok(())
+}
+
+async fn run_scenarios(
+    options: &Options,
+    server: &Server,
+    upstream: SocketAddr,
+) -> anyhow::Result<Vec<Row>> {
+    let wants = |s: &str| options.scenarios.iter().any(|x| x == s);
+    let seed = seed(server, upstream).await?;
+    let mut bench = Bench {
+        options,
+        server,
+        rows: Vec::new(),
+    };
+    let hub = server.address;
+
+    if wants("e") {
+        eprintln!("e. ceiling: a trivial HTTP responder");
+        bench
+            .measure(
+                "e. trivial responder (GET /ping)",
+                upstream,
+                vec![Prepared::get("/ping")],
+                64,
+                Mode::Closed,
+                Expect::Success,
+            )
+            .await?;
+    }
+    if wants("a") {
+        eprintln!("a. dashboard read: me + first 20 tools, with a JWT");
+        let body = json!({ "query": DASHBOARD });
+        let requests: Vec<Prepared> = seed
+            .tokens
+            .iter()
+            .take(64)
+            .map(|t| graphql(&body, t))
+            .collect();
+        bench
+            .measure(
+                "a. me + 20 tools",
+                hub,
+                requests.clone(),
+                64,
+                Mode::Closed,
+                Expect::GraphqlData,
+            )
+            .await?;
+        let capacity = bench.last_rps();
+        bench
+            .measure(
+                "a. me + 20 tools",
+                hub,
+                requests.clone(),
+                1000,
+                Mode::Closed,
+                Expect::GraphqlData,
+            )
+            .await?;
+        // The same offered load from 64 and from 1000 connections: half of what 64 closed-loop
+        // connections reached.
+        let rate = (capacity / 2.0).max(1.0);
+        for connections in [64, 1000] {
+            bench
+                .measure(
+                    "a. me + 20 tools",
+                    hub,
+                    requests.clone(),
+                    connections,
+                    Mode::Open { rate },
+                    Expect::GraphqlData,
+                )
+                .await?;
+        }
+    }
+    if wants("b") {
+        eprintln!("b. invokeTool with an API key vs the upstream directly");
+        let input = json!({ "prompt": "summarise the benchmark in five words" });
+        let direct = Prepared::post_json("/v1/chat/completions", &input);
+        let body = json!({ "query": INVOKE, "variables": { "tool": seed.tool, "input": input } });
+        let invokes: Vec<Prepared> = seed
+            .api_keys
+            .iter()
+            .map(|key| Prepared::post_json("/graphql", &body).header("x-api-key", key.clone()))
+            .collect();
+        for connections in [1, 50] {
+            bench
+                .measure(
+                    "b. upstream directly",
+                    upstream,
+                    vec![direct.clone()],
+                    connections,
+                    Mode::Closed,
+                    Expect::Success,
+                )
+                .await?;
+            bench
+                .measure(
+                    "b. invokeTool via the hub",
+                    hub,
+                    invokes.clone(),
+                    connections,
+                    Mode::Closed,
+                    Expect::GraphqlData,
+                )
+                .await?;
+        }
+    }
+    if wants("c") {
+        eprintln!(
+            "c. usage at scale ({} rows), as the busiest user",
+            options.usage_rows
+        );
+        let token = login(server, BUSIEST_USER, GENERATED_PASSWORD).await?;
+        let to = "2100-01-01T00:00:00Z";
+        let summary =
+            json!({ "query": SUMMARY, "variables": { "from": one_year_ago()?, "to": to } });
+        bench
+            .measure(
+                "c. usageSummary, one year",
+                hub,
+                vec![graphql(&summary, &token)],
+                4,
+                Mode::Closed,
+                Expect::GraphqlData,
+            )
+            .await?;
+        let first = json!({ "query": USAGE, "variables": { "after": Value::Null } });
+        bench
+            .measure(
+                "c. usage page 1",
+                hub,
+                vec![graphql(&first, &token)],
+                4,
+                Mode::Closed,
+                Expect::GraphqlData,
+            )
+            .await?;
+        let mut after = Value::Null;
+        for _ in 0..99 {
+            let page = server
+                .graphql(Some(&token), USAGE, json!({ "after": after }))
+                .await?;
+            after = data(&page, "usage")?
+                .get("pageInfo")
+                .and_then(|p| p.get("endCursor"))
+                .cloned()
+                .context("no cursor")?;
+        }
+        let hundredth = json!({ "query": USAGE, "variables": { "after": after } });
+        bench
+            .measure(
+                "c. usage page 100",
+                hub,
+                vec![graphql(&hundredth, &token)],
+                4,
+                Mode::Closed,
+                Expect::GraphqlData,
+            )
+            .await?;
+    }
+    if wants("d") {
+        eprintln!("d. login storms");
+        let logins: Vec<Prepared> = (0..USERS)
+            .map(|i| {
+                let body = json!({ "query": LOGIN, "variables": { "input": {
+                    "email": format!("bench-{i}@example.com"), "password": PASSWORD } } });
+                Prepared::post_json("/graphql", &body)
+            })
+            .collect();
+        for connections in [20, 200] {
+            bench
+                .measure(
+                    "d. login",
+                    hub,
+                    logins.clone(),
+                    connections,
+                    Mode::Closed,
+                    Expect::GraphqlOrShed,
+                )
+                .await?;
+            // Let the hashing queue drain between storms.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+    Ok(bench.rows)
+}
+
+fn one_year_ago() -> anyhow::Result<String> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let seconds = now.as_secs().saturating_sub(365 * 86_400);
+    // Days since the epoch to a civil date (Howard Hinnant's algorithm), so no date crate is needed.
+    let days = i64::try_from(seconds / 86_400)?;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    Ok(format!("{year:04}-{month:02}-{day:02}T00:00:00Z"))
+}
+
+fn find<'a>(rows: &'a [Row], scenario: &str, connections: usize, mode: &str) -> Option<&'a Row> {
+    rows.iter().find(|r| {
+        r.scenario == scenario && r.connections == connections && r.mode.starts_with(mode)
+    })
+}
+
+fn render(rows: &[Row], options: &Options) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Measured {} s per scenario after {} s of warm-up; latencies in ms; RSS = the hub process's peak resident memory during the scenario.\n",
+        options.duration.as_secs(),
+        options.warmup.as_secs()
+    );
+    let _ = writeln!(
+        out,
+        "| scenario | conns | loop | req/s | p50 | p99 | p99.9 | errors (5xx) | refused (p99) | hub RSS MiB |"
+    );
+    let _ = writeln!(out, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    for row in rows {
+        let refused = if row.outcome.refused.is_empty() {
+            "0".to_owned()
+        } else {
+            format!(
+                "{} ({:.1})",
+                row.outcome.refused.len(),
+                ms(row.outcome.refused.value_at_quantile(0.99))
+            )
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} ({}) | {} | {:.0} |",
+            row.scenario,
+            row.connections,
+            row.mode,
+            row.outcome.rps(),
+            row.p(0.5),
+            row.p(0.99),
+            row.p(0.999),
+            row.outcome.errors,
+            row.outcome.server_errors,
+            refused,
+            row.rss_mib
+        );
+    }
+    let _ = writeln!(out);
+    let ceiling = find(rows, "e. trivial responder (GET /ping)", 64, "closed");
+    if let (Some(ceiling), Some(dashboard)) =
+        (ceiling, find(rows, "a. me + 20 tools", 64, "closed"))
+    {
+        let _ = writeln!(
+            out,
+            "- a. dashboard read at 64 connections: {:.1}% of the trivial responder's throughput.",
+            100.0 * dashboard.outcome.rps() / ceiling.outcome.rps()
+        );
+    }
+    for mode in ["closed", "open"] {
+        if let (Some(small), Some(large)) = (
+            find(rows, "a. me + 20 tools", 64, mode),
+            find(rows, "a. me + 20 tools", 1000, mode),
+        ) {
+            let _ = writeln!(
+                out,
+                "- a. {mode} loop: p99 at 1000 connections is {:.2}x the p99 at 64 (target: at most 2x).",
+                large.p(0.99) / small.p(0.99)
+            );
+        }
+    }
+    for connections in [1, 50] {
+        if let (Some(direct), Some(hub)) = (
+            find(rows, "b. upstream directly", connections, "closed"),
+            find(rows, "b. invokeTool via the hub", connections, "closed"),
+        ) {
+            let _ = writeln!(
+                out,
+                "- b. {connections} connection(s): the hub adds {:.2} ms at p50 and {:.2} ms at p99; throughput {:.1}% of the upstream's.",
+                hub.p(0.5) - direct.p(0.5),
+                hub.p(0.99) - direct.p(0.99),
+                100.0 * hub.outcome.rps() / direct.outcome.rps()
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,292 @@
+//! The processes under test: the release server on its own PostgreSQL, and the local upstream.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::load::{self, Prepared};
+
+pub const ADMIN_EMAIL: &str = "bench-admin@example.com";
+pub const ADMIN_PASSWORD: &str = "Bench-Admin-Passw0rd!";
+
+/// The directory of this executable (`target/release`), where the server binary is built too.
+fn binary_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    exe.parent()
+        .map(Path::to_path_buf)
+        .context("this executable has no directory")
+}
+
+/// `cargo build --release --bin joyfull-hub`, so the server measured is the current source.
+pub async fn build_server() -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("building the release server…");
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--package",
+            "joyfull-hub",
+            "--bin",
+            "joyfull-hub",
+        ])
+        .status()
+        .await
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("building the server failed");
+    }
+    Ok(())
+}
+
+fn random_hex(bytes: usize) -> anyhow::Result<String> {
+    let mut buffer = vec![0u8; bytes];
+    let mut file = std::fs::File::open("/dev/urandom").context("cannot read /dev/urandom")?;
+    std::io::Read::read_exact(&mut file, &mut buffer)?;
+    Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The server's environment: production mode, fresh secrets, its data under `dir`.
+pub struct Environment {
+    vars: Vec<(&'static str, String)>,
+    dir: PathBuf,
+}
+
+impl Environment {
+    pub fn new(dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let dir = dir.canonicalize()?;
+        Ok(Self {
+            vars: vec![
+                ("HUB_ENV", "production".into()),
+                ("HUB_DATA_DIR", dir.join("data").display().to_string()),
+                ("HUB_JWT_SECRET", random_hex(32)?),
+                ("HUB_ENCRYPTION_KEY", random_hex(32)?),
+                ("HUB_ADMIN_EMAIL", ADMIN_EMAIL.into()),
+                ("HUB_ADMIN_PASSWORD", ADMIN_PASSWORD.into()),
+                // The suite registers its users from one address and keeps its tokens for a while.
+                ("HUB_REGISTRATIONS_PER_HOUR", "1000000".into()),
+                ("HUB_ACCESS_TOKEN_TTL_SECS", "7200".into()),
+                ("RUST_LOG", "info".into()),
+            ],
+            dir,
+        })
+    }
+
+    fn command(&self, args: &[&str]) -> anyhow::Result<Command> {
+        let mut command = Command::new(binary_dir()?.join("joyfull-hub"));
+        command.args(args).env_remove("DATABASE_URL");
+        for (key, value) in &self.vars {
+            command.env(key, value);
+        }
+        Ok(command)
+    }
+
+    fn log_file(&self, name: &str) -> anyhow::Result<std::fs::File> {
+        Ok(std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(name))?)
+    }
+
+    /// Makes sure the database holds `rows` usage rows (generated once, remembered in a marker file).
+    pub async fn ensure_usage_rows(&self, rows: i64) -> anyhow::Result<()> {
+        let marker = self.dir.join("usage-rows");
+        let have: i64 = std::fs::read_to_string(&marker)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        if have >= rows {
+            return Ok(());
+        }
+        let missing = rows - have;
+        eprintln!(
+            "generating {missing} usage rows (once; later runs reuse them, see {})…",
+            marker.display()
+        );
+        let started = Instant::now();
+        let log = self.log_file("generate.log")?;
+        let status = self
+            .command(&[
+                "generate-usage",
+                "--rows",
+                &missing.to_string(),
+                "--users",
+                "1000",
+                "--tools",
+                "20",
+                "--days",
+                "365",
+            ])?
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .status()
+            .await?;
+        if !status.success() {
+            bail!(
+                "generate-usage failed; see {}",
+                self.dir.join("generate.log").display()
+            );
+        }
+        std::fs::write(&marker, rows.to_string())?;
+        eprintln!("generated in {:.0} s", started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Starts the server on a free loopback port and waits until it is ready.
+    pub async fn start_server(&self) -> anyhow::Result<Server> {
+        let address = free_address()?;
+        let log = self.log_file("server.log")?;
+        let mut command = self.command(&["serve"])?;
+        command
+            .env("HUB_LISTEN", address.to_string())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true);
+        let child = command.spawn().context("cannot start the server")?;
+        let server = Server { child, address };
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            if let Ok((200, _)) = load::request(address, &Prepared::get("/ready")).await {
+                return Ok(server);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the server did not become ready; see {}",
+                    self.dir.join("server.log").display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn free_address() -> anyhow::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?)
+}
+
+/// The running server.
+pub struct Server {
+    child: Child,
+    pub address: SocketAddr,
+}
+
+impl Server {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Stops the server gracefully (SIGTERM), so it stops its PostgreSQL too.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await;
+        }
+        match tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await {
+            Ok(status) => {
+                status?;
+            }
+            Err(_) => self.child.kill().await?,
+        }
+        Ok(())
+    }
+
+    /// A GraphQL request, as the user of `token` (a JWT or an API key) when given.
+    pub async fn graphql(
+        &self,
+        token: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> anyhow::Result<Value> {
+        let mut prepared = Prepared::post_json(
+            "/graphql",
+            &json!({ "query": query, "variables": variables }),
+        );
+        if let Some(token) = token {
+            prepared = prepared.header("authorization", format!("Bearer {token}"));
+        }
+        let (_, body) = load::request(self.address, &prepared).await?;
+        Ok(serde_json::from_slice(&body)?)
+    }
+}
+
+/// The local upstream process.
+pub struct Upstream {
+    _child: Child,
+    pub address: SocketAddr,
+}
+
+pub async fn start_upstream() -> anyhow::Result<Upstream> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("upstream")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start the upstream")?;
+    let stdout = child.stdout.take().context("no upstream output")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .context("the upstream did not start")??
+        .context("the upstream exited")?;
+    let address = line
+        .strip_prefix("listening ")
+        .context("unexpected upstream output")?
+        .parse()?;
+    Ok(Upstream {
+        _child: child,
+        address,
+    })
+}
+
+/// Samples a process's resident set size while running; `peak_mib` reads the highest so far.
+pub struct RssSampler {
+    peak_kib: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+impl RssSampler {
+    pub fn start(pid: Option<u32>) -> Self {
+        let peak_kib = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        if let Some(pid) = pid {
+            let (peak, stop) = (peak_kib.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(kib) = rss_kib(pid) {
+                        peak.fetch_max(kib, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            });
+        }
+        Self { peak_kib, stop }
+    }
+
+    pub fn finish(self) -> f64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.peak_kib.load(Ordering::Relaxed) as f64 / 1024.0
+    }
+}
