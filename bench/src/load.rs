@@ -293,8 +293,6 @@ pub async fn run(load: Load) -> anyhow::Result<Outcome> {
 
 #[cfg(test)]
 mod tests {
-    #![expect(clippy::unwrap_used, reason = "tests")]
-
     use super::*;
 
     #[test]
@@ -302,14 +300,38 @@ mod tests {
         let ok = br#"{"data":{"me":{"id":"1"}}}"#;
         let shed = br#"{"data":null,"errors":[{"extensions":{"code":"RATE_LIMITED"}}]}"#;
         let failed = br#"{"data":null,"errors":[{"extensions":{"code":"INTERNAL"}}]}"#;
-        assert!(matches!(judge(Expect::Success, 204, b""), Verdict::Accepted));
-        assert!(matches!(judge(Expect::Success, 503, b""), Verdict::Error(_)));
-        assert!(matches!(judge(Expect::GraphqlData, 200, ok), Verdict::Accepted));
-        assert!(matches!(judge(Expect::GraphqlData, 200, failed), Verdict::Error(_)));
-        assert!(matches!(judge(Expect::GraphqlData, 200, shed), Verdict::Error(_)));
-        assert!(matches!(judge(Expect::GraphqlOrShed, 200, shed), Verdict::Refused));
-        assert!(matches!(judge(Expect::GraphqlOrShed, 200, failed), Verdict::Error(_)));
-        assert!(matches!(judge(Expect::GraphqlOrShed, 500, b""), Verdict::Error(_)));
+        assert!(matches!(
+            judge(Expect::Success, 204, b""),
+            Verdict::Accepted
+        ));
+        assert!(matches!(
+            judge(Expect::Success, 503, b""),
+            Verdict::Error(_)
+        ));
+        assert!(matches!(
+            judge(Expect::GraphqlData, 200, ok),
+            Verdict::Accepted
+        ));
+        assert!(matches!(
+            judge(Expect::GraphqlData, 200, failed),
+            Verdict::Error(_)
+        ));
+        assert!(matches!(
+            judge(Expect::GraphqlData, 200, shed),
+            Verdict::Error(_)
+        ));
+        assert!(matches!(
+            judge(Expect::GraphqlOrShed, 200, shed),
+            Verdict::Refused
+        ));
+        assert!(matches!(
+            judge(Expect::GraphqlOrShed, 200, failed),
+            Verdict::Error(_)
+        ));
+        assert!(matches!(
+            judge(Expect::GraphqlOrShed, 500, b""),
+            Verdict::Error(_)
+        ));
     }
 
     async fn responder() -> SocketAddr {

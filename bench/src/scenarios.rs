@@ -31,6 +31,7 @@ const DASHBOARD: &str = "query Dashboard { me { id email name role } tools(first
 const INVOKE: &str = "mutation Invoke($tool: ID!, $input: JSON!) { invokeTool(toolId: $tool, input: $input) { id status tokensUsed output } }";
 const SUMMARY: &str = "query Summary($from: DateTime!, $to: DateTime!) { usageSummary(from: $from, to: $to) { totalTokens totalInvocations byTool { tool { name } invocations tokens } byDay { day invocations tokens } } }";
 const USAGE: &str = "query Usage($after: String) { usage(first: 20, after: $after) { pageInfo { hasNextPage endCursor } edges { cursor node { id tokensUsed status latencyMs createdAt tool { name } } } } }";
+const STATS: &str = "query Stats($from: DateTime, $to: DateTime) { admin { stats(from: $from, to: $to) { users { total new active } invocations tokens errorRate byTool { invocations errorRate p95LatencyMs } byDay { day invocations } byTier { tier tokens } subscriptions { tier active } monthlyRecurringRevenue { amountCents } } } }";
 const LOGIN: &str = "mutation Login($input: LoginInput!) { login(input: $input) { accessToken } }";
 
 /// One row of the table.
@@ -437,6 +438,18 @@ async fn run_scenarios(
                 "c. usage page 100",
                 hub,
                 vec![graphql(&hundredth, &token)],
+                4,
+                Mode::Closed,
+                Expect::GraphqlData,
+            )
+            .await?;
+        let admin = login(server, ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+        let stats = json!({ "query": STATS, "variables": { "from": one_year_ago()?, "to": to } });
+        bench
+            .measure(
+                "c. admin.stats, one year",
+                hub,
+                vec![graphql(&stats, &admin)],
                 4,
                 Mode::Closed,
                 Expect::GraphqlData,
