@@ -397,30 +397,9 @@ async fn run_scenarios(
             options.usage_rows
         );
         let token = login(server, BUSIEST_USER, GENERATED_PASSWORD).await?;
-        let to = "2100-01-01T00:00:00Z";
-        let summary =
-            json!({ "query": SUMMARY, "variables": { "from": one_year_ago()?, "to": to } });
-        bench
-            .measure(
-                "c. usageSummary, one year",
-                hub,
-                vec![graphql(&summary, &token)],
-                4,
-                Mode::Closed,
-                Expect::GraphqlData,
-            )
-            .await?;
-        let first = json!({ "query": USAGE, "variables": { "after": Value::Null } });
-        bench
-            .measure(
-                "c. usage page 1",
-                hub,
-                vec![graphql(&first, &token)],
-                4,
-                Mode::Closed,
-                Expect::GraphqlData,
-            )
-            .await?;
+        let admin = login(server, ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+        let (from, to) = (one_year_ago()?, "2100-01-01T00:00:00Z");
+        // The cursor of the 100th page, walked to page by page as a client would.
         let mut after = Value::Null;
         for _ in 0..99 {
             let page = server
@@ -432,29 +411,45 @@ async fn run_scenarios(
                 .cloned()
                 .context("no cursor")?;
         }
-        let hundredth = json!({ "query": USAGE, "variables": { "after": after } });
-        bench
-            .measure(
+        let cases = [
+            (
+                "c. usageSummary, one year",
+                SUMMARY,
+                json!({ "from": from, "to": to }),
+                &token,
+            ),
+            (
+                "c. usage page 1",
+                USAGE,
+                json!({ "after": Value::Null }),
+                &token,
+            ),
+            (
                 "c. usage page 100",
-                hub,
-                vec![graphql(&hundredth, &token)],
-                4,
-                Mode::Closed,
-                Expect::GraphqlData,
-            )
-            .await?;
-        let admin = login(server, ADMIN_EMAIL, ADMIN_PASSWORD).await?;
-        let stats = json!({ "query": STATS, "variables": { "from": one_year_ago()?, "to": to } });
-        bench
-            .measure(
+                USAGE,
+                json!({ "after": after }),
+                &token,
+            ),
+            (
                 "c. admin.stats, one year",
-                hub,
-                vec![graphql(&stats, &admin)],
-                4,
-                Mode::Closed,
-                Expect::GraphqlData,
-            )
-            .await?;
+                STATS,
+                json!({ "from": from, "to": to }),
+                &admin,
+            ),
+        ];
+        for (name, query, variables, token) in cases {
+            let body = json!({ "query": query, "variables": variables });
+            bench
+                .measure(
+                    name,
+                    hub,
+                    vec![graphql(&body, token)],
+                    4,
+                    Mode::Closed,
+                    Expect::GraphqlData,
+                )
+                .await?;
+        }
     }
     if wants("d") {
         eprintln!("d. login storms");
