@@ -97,6 +97,12 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Accepted answers per second.
+    pub fn accepted_rps(&self) -> f64 {
+        self.accepted.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// All answers per second (accepted, refused and failed).
     pub fn rps(&self) -> f64 {
         (self.accepted.len() + self.refused.len() + self.errors) as f64 / self.elapsed.as_secs_f64()
     }

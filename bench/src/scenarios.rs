@@ -230,7 +230,7 @@ async fn seed(server: &Server, upstream: SocketAddr) -> anyhow::Result<Seed> {
         let body = server
             .graphql(
                 Some(token),
-                "mutation { subscribe(tier: ENTERPRISE) { tier } }",
+                "mutation { subscribe(tier: ENTERPRISE) { currentPeriodEnd } }",
                 json!({}),
             )
             .await?;
@@ -505,15 +505,15 @@ fn render(rows: &[Row], options: &Options) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Measured {} s per scenario after {} s of warm-up; latencies in ms; RSS = the hub process's peak resident memory during the scenario.\n",
+        "Measured {} s per scenario after {} s of warm-up. req/s counts every answer, ok/s the accepted ones; p50/p99/p99.9 are the accepted answers' latencies in ms (refusals have their own p99); errors are failed answers (of them 5xx); hub RSS is the server process's peak resident memory during the scenario (its PostgreSQL not included).\n",
         options.duration.as_secs(),
         options.warmup.as_secs()
     );
     let _ = writeln!(
         out,
-        "| scenario | conns | loop | req/s | p50 | p99 | p99.9 | errors (5xx) | refused (p99) | hub RSS MiB |"
+        "| scenario | conns | loop | req/s | ok/s | p50 | p99 | p99.9 | errors (5xx) | refused (p99) | hub RSS MiB |"
     );
-    let _ = writeln!(out, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         let refused = if row.outcome.refused.is_empty() {
             "0".to_owned()
@@ -526,11 +526,12 @@ fn render(rows: &[Row], options: &Options) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} ({}) | {} | {:.0} |",
+            "| {} | {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} ({}) | {} | {:.0} |",
             row.scenario,
             row.connections,
             row.mode,
             row.outcome.rps(),
+            row.outcome.accepted_rps(),
             row.p(0.5),
             row.p(0.99),
             row.p(0.999),
