@@ -1,5 +1,6 @@
 //! Queries on `refresh_tokens`, `email_tokens` and `login_throttle`.
 
+use crate::db::cached::CachedExt;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Integer, Interval, Text, Timestamptz};
@@ -192,6 +193,7 @@ pub async fn record_failure(
     .bind::<Text, _>(key)
     .bind::<Timestamptz, _>(now)
     .bind::<Interval, _>(window)
+    .cached()
     .get_result(conn)
     .await
 }

@@ -1,5 +1,6 @@
 //! Queries on `plans`, `subscriptions`, `subscription_events` and `quota_reservations`.
 
+use crate::db::cached::CachedExt;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -176,6 +177,7 @@ pub async fn settle_counters(
     .bind::<diesel::sql_types::Uuid, _>(id)
     .bind::<diesel::sql_types::BigInt, _>(reserved)
     .bind::<diesel::sql_types::BigInt, _>(used)
+    .cached()
     .execute(conn)
     .await
 }
@@ -221,6 +223,7 @@ pub async fn reserve_in_one_statement(
     .bind::<diesel::sql_types::BigInt, _>(tokens)
     .bind::<diesel::sql_types::Timestamptz, _>(now)
     .bind::<diesel::sql_types::Timestamptz, _>(expires_at)
+    .cached()
     .get_result(conn)
     .await
     .optional()?;
@@ -231,6 +234,7 @@ pub async fn reserve_in_one_statement(
 pub async fn lock_subscriptions(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<usize> {
     diesel::sql_query("SELECT id FROM subscriptions WHERE id = ANY($1) ORDER BY id FOR UPDATE")
         .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
+        .cached()
         .execute(conn)
         .await
 }
@@ -251,6 +255,7 @@ pub async fn settle_counters_batch(
     .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
     .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(reserved)
     .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(used)
+    .cached()
     .execute(conn)
     .await
 }

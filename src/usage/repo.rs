@@ -1,10 +1,13 @@
 //! Queries on `usage_events` and `usage_daily`.
 
+use crate::db::cached::CachedExt;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Date, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{
+    Array, BigInt, Bool, Date, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -64,11 +67,28 @@ pub async fn record_batch(
     if events.is_empty() {
         return Ok(());
     }
-    let rows: Vec<&UsageEvent> = events.iter().map(|(event, _)| *event).collect();
-    diesel::insert_into(usage_events::table)
-        .values(rows)
-        .execute(conn)
-        .await?;
+    // One statement whatever the batch size (so it is prepared once): the rows travel as arrays.
+    let rows = || events.iter().map(|(event, _)| *event);
+    diesel::sql_query(
+        "INSERT INTO usage_events (id, user_id, api_key_id, tool_id, subscription_id, tokens_used, \
+                                   tokens_estimated, status, error_code, latency_ms, created_at) \
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::bigint[], \
+                              $7::boolean[], $8::text[], $9::text[], $10::integer[], $11::timestamptz[])",
+    )
+    .bind::<Array<SqlUuid>, _>(rows().map(|e| e.id).collect::<Vec<_>>())
+    .bind::<Array<SqlUuid>, _>(rows().map(|e| e.user_id).collect::<Vec<_>>())
+    .bind::<Array<Nullable<SqlUuid>>, _>(rows().map(|e| e.api_key_id).collect::<Vec<_>>())
+    .bind::<Array<SqlUuid>, _>(rows().map(|e| e.tool_id).collect::<Vec<_>>())
+    .bind::<Array<Nullable<SqlUuid>>, _>(rows().map(|e| e.subscription_id).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(rows().map(|e| e.tokens_used).collect::<Vec<_>>())
+    .bind::<Array<Bool>, _>(rows().map(|e| e.tokens_estimated).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows().map(|e| e.status.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(rows().map(|e| e.error_code.as_deref()).collect::<Vec<_>>())
+    .bind::<Array<Integer>, _>(rows().map(|e| e.latency_ms).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(rows().map(|e| e.created_at).collect::<Vec<_>>())
+    .cached()
+    .execute(conn)
+    .await?;
 
     let mut daily: BTreeMap<(Uuid, NaiveDate, Uuid), Totals> = BTreeMap::new();
     let mut platform: BTreeMap<(NaiveDate, Uuid, &str), Totals> = BTreeMap::new();
@@ -115,6 +135,7 @@ pub async fn record_batch(
     .bind::<Array<BigInt>, _>(tokens)
     .bind::<Array<BigInt>, _>(errors)
     .bind::<Array<BigInt>, _>(latency)
+    .cached()
     .execute(conn)
     .await?;
 
@@ -156,6 +177,7 @@ pub async fn record_batch(
     .bind::<Array<BigInt>, _>(errors)
     .bind::<Array<BigInt>, _>(tokens)
     .bind::<Array<Text>, _>(hists)
+    .cached()
     .execute(conn)
     .await?;
 
@@ -169,6 +191,7 @@ pub async fn record_batch(
     )
     .bind::<Text, _>(CHANNEL)
     .bind::<Array<Text>, _>(payloads)
+    .cached()
     .execute(conn)
     .await?;
     Ok(())
@@ -240,6 +263,7 @@ pub async fn daily_totals(
     .bind::<SqlUuid, _>(user)
     .bind::<Nullable<Date>, _>(from_day)
     .bind::<Nullable<Date>, _>(to_day)
+    .cached()
     .load(conn)
     .await
 }
@@ -260,6 +284,7 @@ pub async fn raw_totals(
     .bind::<SqlUuid, _>(user)
     .bind::<Nullable<Timestamptz>, _>(from)
     .bind::<Nullable<Timestamptz>, _>(to)
+    .cached()
     .load(conn)
     .await
 }
@@ -275,6 +300,7 @@ pub async fn delete_older_than(
     )
     .bind::<Timestamptz, _>(before)
     .bind::<BigInt, _>(batch)
+    .cached()
     .execute(conn)
     .await
 }
@@ -309,6 +335,7 @@ pub async fn platform_days(
     )
     .bind::<Nullable<Date>, _>(from_day)
     .bind::<Nullable<Date>, _>(to_day)
+    .cached()
     .load(conn)
     .await
 }
@@ -330,6 +357,7 @@ pub async fn active_users(
     )
     .bind::<Nullable<Date>, _>(from_day)
     .bind::<Nullable<Date>, _>(to_day)
+    .cached()
     .get_result(conn)
     .await?;
     Ok(count.n)

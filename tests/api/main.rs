@@ -21,6 +21,7 @@ mod limits;
 mod mail_flows;
 mod schema;
 mod shutdown;
+mod statements;
 mod tools;
 mod transport;
 mod usage;
