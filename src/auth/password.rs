@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, PasswordHasher as _, Version};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
@@ -28,6 +28,68 @@ pub struct PasswordHasher {
     average_micros: Arc<AtomicU64>,
     max_wait: Duration,
     dummy_hash: Arc<str>,
+    memory: Arc<MemoryPool>,
+}
+
+/// Argon2's working memory (19 MiB at the default cost), kept between hashes. Allocating it per hash
+/// made the allocator keep hundreds of MiB resident under a login storm; reusing one buffer per
+/// concurrent hash bounds the memory and saves the page faults of touching fresh memory each time.
+struct MemoryPool {
+    blocks: usize,
+    free: std::sync::Mutex<Vec<Vec<Block>>>,
+    keep: usize,
+}
+
+impl MemoryPool {
+    fn take(&self) -> Vec<Block> {
+        let reused = self.free.lock().ok().and_then(|mut free| free.pop());
+        reused.unwrap_or_else(|| vec![Block::new(); self.blocks])
+    }
+
+    fn give_back(&self, blocks: Vec<Block>) {
+        if let Ok(mut free) = self.free.lock()
+            && free.len() < self.keep
+            && blocks.len() == self.blocks
+        {
+            free.push(blocks);
+        }
+    }
+}
+
+/// Recomputes a PHC string's hash (with its own algorithm, version, cost and salt) in `memory`, and
+/// compares in constant time. Hashes needing more memory than the pool's buffers get their own.
+fn verify_with(memory: &mut Vec<Block>, password: &[u8], phc: &str) -> bool {
+    let Ok(hash) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(hash.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match hash.version.map(Version::try_from).transpose() {
+        Ok(version) => version.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let Ok(params) = Params::try_from(&hash) else {
+        return false;
+    };
+    if memory.len() < params.block_count() {
+        memory.resize(params.block_count(), Block::new());
+    }
+    let mut out = vec![0u8; expected.len()];
+    if Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password, salt.as_ref(), &mut out, memory.as_mut_slice())
+        .is_err()
+    {
+        return false;
+    }
+    out.iter()
+        .zip(expected.as_bytes())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
+        && out.len() == expected.len()
 }
 
 /// Counts a hash as pending until dropped (also when its request is cancelled).
@@ -57,6 +119,7 @@ impl PasswordHasher {
             .to_string();
         let first_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let concurrency = settings.max_concurrent_hashes.max(1);
+        let blocks = params.block_count();
         Ok(Self {
             params,
             permits: Arc::new(Semaphore::new(concurrency)),
@@ -65,6 +128,11 @@ impl PasswordHasher {
             average_micros: Arc::new(AtomicU64::new(first_micros.max(1))),
             max_wait: settings.max_hash_wait,
             dummy_hash: dummy_hash.into(),
+            memory: Arc::new(MemoryPool {
+                blocks,
+                free: std::sync::Mutex::new(Vec::new()),
+                keep: concurrency,
+            }),
         })
     }
 
@@ -90,13 +158,14 @@ impl PasswordHasher {
     pub async fn verify(&self, password: &str, hash: Option<&str>) -> Result<bool, AppError> {
         let known = hash.is_some();
         let hash: Arc<str> = hash.map_or_else(|| self.dummy_hash.clone(), Arc::from);
-        let params = self.params.clone();
         let password = password.to_owned();
+        let memory = Arc::clone(&self.memory);
         let matches = self
             .run(move || {
-                Self::argon2(params)
-                    .verify_password(password.as_bytes(), &*hash)
-                    .is_ok()
+                let mut blocks = memory.take();
+                let matches = verify_with(&mut blocks, password.as_bytes(), &hash);
+                memory.give_back(blocks);
+                matches
             })
             .await?;
         Ok(known && matches)
@@ -113,12 +182,13 @@ impl PasswordHasher {
         )
     }
 
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, AppError> {
-        let ahead = self.pending.fetch_add(1, Ordering::Relaxed);
-        let _pending = Pending(Arc::clone(&self.pending));
+    /// Refuses at once (`RATE_LIMITED`) when a hash started now would wait longer than allowed, so
+    /// callers can shed a request before doing any other work for it.
+    pub fn admit(&self) -> Result<(), AppError> {
+        self.check(self.pending.load(Ordering::Relaxed))
+    }
+
+    fn check(&self, ahead: usize) -> Result<(), AppError> {
         let wait = self.expected_wait(ahead);
         if wait > self.max_wait {
             metrics::counter!("password_hashes_shed_total").increment(1);
@@ -127,6 +197,16 @@ impl PasswordHasher {
                 retry_after: wait.as_secs().max(1),
             });
         }
+        Ok(())
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, AppError> {
+        let ahead = self.pending.fetch_add(1, Ordering::Relaxed);
+        let _pending = Pending(Arc::clone(&self.pending));
+        self.check(ahead)?;
         let _permit = self
             .permits
             .acquire()
@@ -216,6 +296,48 @@ mod tests {
         assert_eq!(hasher.pending.load(Ordering::Relaxed), 0);
         // Once the queue drains, hashes are accepted again.
         assert!(hasher.verify("Corr3ct-Horse", Some(&hash)).await.unwrap());
+    }
+
+    #[test]
+    fn hashes_verify_with_their_own_parameters_in_reused_memory() {
+        let cheap = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(1024, 1, 1, None).unwrap(),
+        );
+        let cheap_hash = cheap.hash_password(b"Corr3ct-Horse").unwrap().to_string();
+        let argon2i = Argon2::new(Algorithm::Argon2i, Version::V0x10, Params::default())
+            .hash_password(b"Corr3ct-Horse")
+            .unwrap()
+            .to_string();
+        let mut memory = Vec::new();
+
+        assert!(verify_with(&mut memory, b"Corr3ct-Horse", &cheap_hash));
+        assert!(!verify_with(&mut memory, b"Corr3ct-Horsf", &cheap_hash));
+        assert!(
+            verify_with(&mut memory, b"Corr3ct-Horse", &argon2i),
+            "{argon2i}"
+        );
+        assert!(!verify_with(&mut memory, b"", &argon2i));
+        assert!(!verify_with(&mut memory, b"Corr3ct-Horse", "not a hash"));
+        assert!(!verify_with(
+            &mut memory,
+            b"Corr3ct-Horse",
+            "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ"
+        ));
+        // The buffer grew to the largest cost seen and is reused from then on.
+        assert_eq!(memory.len(), Params::default().block_count());
+    }
+
+    #[tokio::test]
+    async fn verifying_reuses_one_buffer_per_concurrent_hash() {
+        let hasher = hasher();
+        let hash = hasher.hash("Corr3ct-Horse").await.unwrap();
+        for _ in 0..5 {
+            assert!(hasher.verify("Corr3ct-Horse", Some(&hash)).await.unwrap());
+        }
+        let kept = hasher.memory.free.lock().unwrap().len();
+        assert_eq!(kept, 1, "sequential verifications share one buffer");
     }
 
     #[tokio::test]

@@ -53,6 +53,8 @@ pub async fn register(
     let name = parse_name(name)?;
     let email = Email::parse(email, "email")?;
     check_password_strength(password, "password")?;
+    // Beyond the hashing capacity, refuse before counting the attempt against the address.
+    app.hasher.admit()?;
     if let Some(ip) = client_ip {
         let policy = throttle::registrations(app.config.auth.registrations_per_hour);
         let keys = [(throttle::registration_key(&ip.to_string()), policy)];
@@ -133,6 +135,8 @@ pub async fn login(
         keys.push((throttle::address_key(&ip.to_string()), throttle::ADDRESS));
     }
     let now = Utc::now();
+    // Beyond the hashing capacity, refuse before touching the database.
+    app.hasher.admit()?;
 
     let user = {
         let mut conn = app.pool.get().await?;
