@@ -84,6 +84,9 @@ pub struct Load {
     pub warmup: Duration,
     pub duration: Duration,
     pub expect: Expect,
+    /// After a refusal, wait the `retryAfter` seconds it names before the connection's next request
+    /// (what a well-behaved client does); otherwise retry at once.
+    pub honor_retry_after: bool,
 }
 
 /// What a run measured (after the warm-up).
@@ -164,6 +167,19 @@ enum Verdict {
     Error(String),
 }
 
+/// The `retryAfter` seconds of a refusal, when it names them.
+fn retry_after(body: &[u8]) -> Option<u64> {
+    let key = b"\"retryAfter\":";
+    let at = body.windows(key.len()).position(|w| w == key)? + key.len();
+    let digits: String = body
+        .get(at..)?
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .map(|b| char::from(*b))
+        .collect();
+    digits.parse().ok()
+}
+
 fn judge(expect: Expect, status: u16, body: &[u8]) -> Verdict {
     let text = || {
         String::from_utf8_lossy(body)
@@ -240,12 +256,17 @@ async fn worker(
             .unwrap_or(u64::MAX)
             .max(1);
         let measured = scheduled >= measure_from;
+        let mut pause = None;
         let verdict = match outcome {
             Ok((status, body)) => {
                 if measured && status >= 500 {
                     result.server_errors += 1;
                 }
-                judge(load.expect, status, &body)
+                let verdict = judge(load.expect, status, &body);
+                if load.honor_retry_after && matches!(verdict, Verdict::Refused) {
+                    pause = retry_after(&body).map(Duration::from_secs);
+                }
+                verdict
             }
             Err(e) => {
                 // A broken connection is an error; open a new one for the next request.
@@ -253,6 +274,9 @@ async fn worker(
                 Verdict::Error(format!("{e:#}"))
             }
         };
+        if let Some(pause) = pause {
+            tokio::time::sleep(pause.min(end.saturating_duration_since(Instant::now()))).await;
+        }
         if !measured {
             continue;
         }
@@ -362,7 +386,15 @@ mod tests {
             warmup: Duration::from_millis(100),
             duration: Duration::from_millis(500),
             expect: Expect::Success,
+            honor_retry_after: false,
         }
+    }
+
+    #[test]
+    fn retry_after_is_read_from_a_refusal() {
+        let shed = br#"{"errors":[{"extensions":{"code":"RATE_LIMITED","retryAfter":3}}]}"#;
+        assert_eq!(retry_after(shed), Some(3));
+        assert_eq!(retry_after(b"{}"), None);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -70,6 +70,8 @@ impl Bench<'_> {
         expect: Expect,
     ) -> anyhow::Result<()> {
         eprintln!("  {scenario}: {connections} connections, {mode:?}…");
+        // Login clients back off as told; the others never get refusals to honour.
+        let honor_retry_after = matches!(expect, Expect::GraphqlOrShed);
         let sampler = RssSampler::start(self.server.pid());
         let outcome = load::run(Load {
             address,
@@ -79,6 +81,7 @@ impl Bench<'_> {
             warmup: self.options.warmup,
             duration: self.options.duration,
             expect,
+            honor_retry_after,
         })
         .await?;
         let rss_mib = sampler.finish();
@@ -508,7 +511,7 @@ fn render(rows: &[Row], options: &Options) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Measured {} s per scenario after {} s of warm-up. req/s counts every answer, ok/s the accepted ones; p50/p99/p99.9 are the accepted answers' latencies in ms (refusals have their own p99); errors are failed answers (of them 5xx); hub RSS is the server process's peak resident memory during the scenario (its PostgreSQL not included).\n",
+        "Measured {} s per scenario after {} s of warm-up. req/s counts every answer, ok/s the accepted ones; p50/p99/p99.9 are the accepted answers' latencies in ms (refusals have their own p99); errors are failed answers (of them 5xx); hub RSS is the server process's peak resident memory during the scenario (its PostgreSQL not included). Login clients wait the `retryAfter` of a refusal before their next attempt.\n",
         options.duration.as_secs(),
         options.warmup.as_secs()
     );

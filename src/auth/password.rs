@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use argon2::password_hash::phc::{Output, ParamsString, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, PasswordHasher as _, Version};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
@@ -54,6 +55,28 @@ impl MemoryPool {
             free.push(blocks);
         }
     }
+}
+
+/// Argon2id of `password` with a fresh 16-byte salt, computed in `memory`, as a PHC string.
+fn hash_with(memory: &mut Vec<Block>, params: Params, password: &[u8]) -> anyhow::Result<String> {
+    // 16 bytes from the operating system's CSPRNG (a v4 UUID's randomness source).
+    let salt = *uuid::Uuid::new_v4().as_bytes();
+    if memory.len() < params.block_count() {
+        memory.resize(params.block_count(), Block::new());
+    }
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    argon2
+        .hash_password_into_with_memory(password, &salt, &mut out, memory.as_mut_slice())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|e| anyhow::anyhow!("{e}"))?,
+        salt: Some(Salt::new(&salt).map_err(|e| anyhow::anyhow!("{e}"))?),
+        hash: Some(Output::new(&out).map_err(|e| anyhow::anyhow!("{e}"))?),
+    };
+    Ok(phc.to_string())
 }
 
 /// Recomputes a PHC string's hash (with its own algorithm, version, cost and salt) in `memory`, and
@@ -136,19 +159,16 @@ impl PasswordHasher {
         })
     }
 
-    fn argon2(params: Params) -> Argon2<'static> {
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-    }
-
     /// A PHC string (`$argon2id$v=19$m=…`) for `password`, with a fresh salt.
     pub async fn hash(&self, password: &str) -> Result<String, AppError> {
         let params = self.params.clone();
         let password = password.to_owned();
+        let memory = Arc::clone(&self.memory);
         self.run(move || {
-            Self::argon2(params)
-                .hash_password(password.as_bytes())
-                .map(|hash| hash.to_string())
-                .map_err(|e| AppError::internal(anyhow::anyhow!("hashing a password failed: {e}")))
+            let mut blocks = memory.take();
+            let hash = hash_with(&mut blocks, params, password.as_bytes());
+            memory.give_back(blocks);
+            hash.map_err(|e| AppError::internal(anyhow::anyhow!("hashing a password failed: {e}")))
         })
         .await?
     }
@@ -250,6 +270,14 @@ mod tests {
         );
         assert!(hasher.verify("Corr3ct-Horse", Some(&hash)).await.unwrap());
         assert!(!hasher.verify("wrong", Some(&hash)).await.unwrap());
+        // A standard PHC string: the reference verifier accepts it too.
+        use argon2::PasswordVerifier as _;
+        let parsed = PasswordHash::new(&hash).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"Corr3ct-Horse", &parsed)
+                .is_ok()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
