@@ -183,16 +183,20 @@ pub async fn settle_counters(
 }
 
 #[derive(QueryableByName)]
-struct Granted {
+pub struct Granted {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
-    subscription_id: Uuid,
+    pub subscription_id: Uuid,
+    /// The subscription's plan tier.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub tier: String,
 }
 
 /// Reserves `tokens` from the user's current subscription in one statement (one round trip), when its
 /// period is running and the tokens fit; expired reservations of the subscription are returned on the
 /// way. `None` when anything is unusual (no subscription, an ended period, not enough tokens): the
-/// caller then takes the slow path, which rolls periods forward and explains refusals. The commit does
-/// not wait for the disk (a reservation is a lease; see `service::reserve`).
+/// caller then takes the slow path, which rolls periods forward and explains refusals. With
+/// `min_tier`, a plan ranked below that tier is unusual too. The commit does not wait for the disk (a
+/// reservation is a lease; see `service::reserve`).
 pub async fn reserve_in_one_statement(
     conn: &mut AsyncPgConnection,
     user: Uuid,
@@ -200,11 +204,13 @@ pub async fn reserve_in_one_statement(
     tokens: i64,
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
-) -> QueryResult<Option<Uuid>> {
-    let granted: Option<Granted> = diesel::sql_query(
+    min_tier: Option<&str>,
+) -> QueryResult<Option<Granted>> {
+    diesel::sql_query(
         "WITH lease AS (SELECT set_config('synchronous_commit', 'off', true)), \
-         sub AS (SELECT s.id, p.token_limit FROM subscriptions s JOIN plans p ON p.tier = s.tier \
+         sub AS (SELECT s.id, s.tier, p.token_limit FROM subscriptions s JOIN plans p ON p.tier = s.tier \
                  WHERE s.user_id = $1 AND s.status <> 'EXPIRED' AND s.current_period_end > $4 \
+                   AND ($6::text IS NULL OR p.rank >= (SELECT rank FROM plans WHERE tier = $6)) \
                  FOR UPDATE OF s), \
          expired AS (DELETE FROM quota_reservations r USING sub \
                      WHERE r.subscription_id = sub.id AND r.expires_at <= $4 RETURNING r.tokens), \
@@ -216,18 +222,18 @@ pub async fn reserve_in_one_statement(
                      RETURNING s.id), \
          held AS (INSERT INTO quota_reservations (id, subscription_id, tokens, expires_at) \
                   SELECT $2, id, $3, $5 FROM counted RETURNING subscription_id) \
-         SELECT held.subscription_id FROM held, lease",
+         SELECT held.subscription_id, sub.tier FROM held, sub, lease",
     )
     .bind::<diesel::sql_types::Uuid, _>(user)
     .bind::<diesel::sql_types::Uuid, _>(reservation)
     .bind::<diesel::sql_types::BigInt, _>(tokens)
     .bind::<diesel::sql_types::Timestamptz, _>(now)
     .bind::<diesel::sql_types::Timestamptz, _>(expires_at)
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(min_tier)
     .cached()
     .get_result(conn)
     .await
-    .optional()?;
-    Ok(granted.map(|g| g.subscription_id))
+    .optional()
 }
 
 /// Locks the given subscriptions in id order.

@@ -426,12 +426,13 @@ pub async fn reserve(
     let id = Uuid::now_v7();
     // The common case (a running period with room) takes one statement. When it declines — an expired
     // lease in the way is fine, a refusal or an ended period is not — the transaction below decides.
-    if let Some(subscription_id) =
-        repo::reserve_in_one_statement(&mut conn, user.0, id, estimate, now, expires_at).await?
+    if let Some(granted) =
+        repo::reserve_in_one_statement(&mut conn, user.0, id, estimate, now, expires_at, None)
+            .await?
     {
         return Ok(Reservation {
             id,
-            subscription_id,
+            subscription_id: granted.subscription_id,
             tokens: estimate,
         });
     }
@@ -476,6 +477,42 @@ pub async fn reserve(
         Ok(reservation)
     })
     .await
+}
+
+/// The common case of an invocation in one statement: reserves `estimate` tokens when the user's
+/// current period runs, their plan reaches `min_tier` and the tokens fit. Returns the reservation and
+/// the plan tier; `None` means "not that simple" — the caller then checks step by step (`current`,
+/// `reserve`), which rolls periods forward and explains any refusal.
+pub async fn try_reserve_at_tier(
+    app: &AppState,
+    user: UserId,
+    estimate: i64,
+    lease: Duration,
+    min_tier: &str,
+) -> AppResult<Option<(Reservation, String)>> {
+    let estimate = estimate.max(1);
+    let now = app.clock.now();
+    let expires_at = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+    let id = Uuid::now_v7();
+    let mut conn = app.pool.get().await?;
+    let granted = repo::reserve_in_one_statement(
+        &mut conn,
+        user.0,
+        id,
+        estimate,
+        now,
+        expires_at,
+        Some(min_tier),
+    )
+    .await?;
+    Ok(granted.map(|granted| {
+        let reservation = Reservation {
+            id,
+            subscription_id: granted.subscription_id,
+            tokens: estimate,
+        };
+        (reservation, granted.tier)
+    }))
 }
 
 /// Settles a reservation with the tokens actually used, inside the caller's transaction (so a usage

@@ -10,6 +10,9 @@
 //!    idempotent result, before the answer is sent. Concurrent invocations share that transaction
 //!    (group commit, see `meter`).
 //!
+//! Steps 2 and 4 usually take one statement together (see `billing::try_reserve_at_tier`); when that
+//! declines, they run one by one, so every refusal gets its own code and message.
+//!
 //! Every invocation past step 1, allowed or not, leaves a usage row. The work runs in a task of its own,
 //! so a client that disconnects mid-call cannot stop the metering.
 
@@ -127,6 +130,25 @@ async fn run(
         tier: "NONE".to_owned(),
     };
 
+    let lease = Duration::from_millis(u64::try_from(call.tool.timeout_ms).unwrap_or(30_000)) * 3
+        + Duration::from_secs(30);
+    // The common case in one statement: no idempotency key, a running period on a plan that reaches
+    // the tool's tier, tokens to spare. Anything else takes the step-by-step path below.
+    if call.key.is_none()
+        && let Some((reservation, tier)) = billing::try_reserve_at_tier(
+            app,
+            caller.id,
+            call.tool.estimated_tokens,
+            lease,
+            &call.tool.min_tier,
+        )
+        .await?
+    {
+        let call = Call { tier, ..call };
+        let outcome = call_upstream(app, &call).await;
+        return finish(app, &call, reservation, outcome).await;
+    }
+
     let subscription = billing::current(app, caller.id).await?;
     let call = Call {
         tier: subscription
@@ -153,8 +175,6 @@ async fn run(
         return Err(deny(app, &call, None, denial).await);
     };
 
-    let lease = Duration::from_millis(u64::try_from(call.tool.timeout_ms).unwrap_or(30_000)) * 3
-        + Duration::from_secs(30);
     if let Some(key) = &call.key {
         let now = app.clock.now();
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
