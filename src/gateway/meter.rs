@@ -1,22 +1,30 @@
 //! Group commit for metering: every finished or refused invocation hands its settlement to the meter
 //! and waits until a transaction holding it has committed, so the answer still leaves only after its
 //! usage row is durable. Settlements that arrive while a batch is being written wait for the next one,
-//! which writes them all in one transaction (one commit, one flush, a handful of set-based statements),
-//! instead of one transaction each. At low load a batch holds a single settlement and nothing waits.
+//! which writes them all at once — one statement, one commit, one flush — instead of one transaction
+//! each. At low load a batch holds a single settlement and nothing waits.
+//!
+//! That statement spans three domains on purpose (billing's counters, the usage log and its rollups,
+//! the gateway's idempotency keys): a settlement is atomic, and its parts are each domain's SQL.
 //!
 //! Two writers take turns, so one batch can be filled while the other is committing. Each batch locks
 //! subscriptions and rollup rows in key order, so two batches never deadlock. If a batch fails, its
 //! settlements are written one by one, so one bad settlement cannot fail the others.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
 
-use diesel_async::AsyncConnection;
+use diesel::QueryableByName;
+use diesel::sql_types::{
+    Array, BigInt, Bool, Date, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+};
+use diesel_async::RunQueryDsl;
 use tokio::sync::{Mutex, mpsc, oneshot};
+use uuid::Uuid;
 
-use super::repo as idempotency;
 use crate::billing::model::Reservation;
-use crate::billing::service as billing;
 use crate::db::DbPool;
+use crate::db::cached::CachedExt;
 use crate::error::{AppError, AppResult};
 use crate::usage::model::UsageEvent;
 use crate::usage::repo as usage;
@@ -108,33 +116,119 @@ async fn writer(pool: DbPool, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>
     }
 }
 
-/// Writes settlements in one transaction.
+/// Settles the reservations (`$1` subscriptions in id order, `$2` reservations, `$3` tokens used per
+/// subscription) — the subscriptions are locked in id order first, so concurrent batches and
+/// reservations cannot deadlock on them.
+const SETTLE_CTES: &str = "\
+    locked AS (SELECT id FROM subscriptions WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE), \
+    taken AS (DELETE FROM quota_reservations WHERE id = ANY($2::uuid[]) RETURNING subscription_id, tokens), \
+    charged AS (UPDATE subscriptions s \
+                SET tokens_reserved = GREATEST(s.tokens_reserved - coalesce( \
+                      (SELECT sum(t.tokens) FROM taken t WHERE t.subscription_id = s.id), 0)::bigint, 0), \
+                    tokens_used = s.tokens_used + u.used \
+                FROM unnest($1::uuid[], $3::bigint[]) AS u(id, used) JOIN locked l ON l.id = u.id \
+                WHERE s.id = u.id RETURNING 1)";
+
+/// Stores the answers of completed idempotent calls (`$29`–`$32`) and frees the keys of failed ones
+/// (`$33`, `$34`).
+const KEY_CTES: &str = "\
+    completed AS (UPDATE invocation_idempotency i SET usage_event_id = v.e, output = v.o \
+                  FROM unnest($29::uuid[], $30::text[], $31::uuid[], $32::jsonb[]) AS v(u, k, e, o) \
+                  WHERE i.user_id = v.u AND i.key = v.k RETURNING 1), \
+    abandoned AS (DELETE FROM invocation_idempotency i USING unnest($33::uuid[], $34::text[]) AS v(u, k) \
+                  WHERE i.user_id = v.u AND i.key = v.k AND i.usage_event_id IS NULL RETURNING 1)";
+
+/// A whole batch in one statement (one round trip, one commit): every data-modifying part runs to
+/// completion whatever the final `SELECT` reads, and the notifications go out when it commits.
+static STATEMENT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH {SETTLE_CTES}, {}, {KEY_CTES} \
+         SELECT count(pg_notify($35, p)) AS n FROM unnest($36::text[]) WITH ORDINALITY AS m(p, i)",
+        usage::RECORD_CTES
+    )
+});
+
+#[derive(QueryableByName)]
+struct Notified {
+    #[diesel(sql_type = BigInt)]
+    #[expect(dead_code, reason = "read only to run the statement")]
+    n: i64,
+}
+
+/// Writes settlements in one statement (see `STATEMENT`).
 async fn write_batch(pool: &DbPool, settlements: &[&Settlement]) -> AppResult<()> {
-    let mut conn = pool.get().await?;
-    conn.transaction::<_, AppError, _>(async |conn| {
-        let reservations: Vec<(Reservation, i64)> = settlements
-            .iter()
-            .filter_map(|s| s.reservation.map(|r| (r, s.event.tokens_used)))
-            .collect();
-        billing::settle_batch_in(conn, &reservations).await?;
-        let events: Vec<(&UsageEvent, &str)> = settlements
-            .iter()
-            .map(|s| (&s.event, s.tier.as_str()))
-            .collect();
-        usage::record_batch(conn, &events).await?;
-        for settlement in settlements {
-            let user = settlement.event.user_id;
-            match &settlement.key {
-                Some((key, KeyOutcome::Complete(answer))) => {
-                    idempotency::complete(conn, user, key, settlement.event.id, answer).await?;
-                }
-                Some((key, KeyOutcome::Abandon)) => {
-                    idempotency::abandon(conn, user, key).await?;
-                }
-                None => {}
-            }
+    let mut used: BTreeMap<Uuid, i64> = BTreeMap::new();
+    let mut reservations = Vec::new();
+    let (mut done_users, mut done_keys, mut done_events, mut done_outputs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut freed_users, mut freed_keys) = (Vec::new(), Vec::new());
+    for settlement in settlements {
+        if let Some(reservation) = settlement.reservation {
+            *used.entry(reservation.subscription_id).or_default() +=
+                settlement.event.tokens_used.max(0);
+            reservations.push(reservation.id);
         }
-        Ok(())
-    })
-    .await
+        match &settlement.key {
+            Some((key, KeyOutcome::Complete(answer))) => {
+                done_users.push(settlement.event.user_id);
+                done_keys.push(key.as_str());
+                done_events.push(settlement.event.id);
+                done_outputs.push(answer);
+            }
+            Some((key, KeyOutcome::Abandon)) => {
+                freed_users.push(settlement.event.user_id);
+                freed_keys.push(key.as_str());
+            }
+            None => {}
+        }
+    }
+    let rows: Vec<(&UsageEvent, &str)> = settlements
+        .iter()
+        .map(|s| (&s.event, s.tier.as_str()))
+        .collect();
+    let columns = usage::batch_columns(&rows)
+        .map_err(|e| AppError::internal(anyhow::anyhow!("cannot encode a usage event: {e}")))?;
+    let (events, daily, platform) = (columns.events, columns.daily, columns.platform);
+    let mut conn = pool.get().await?;
+    diesel::sql_query(STATEMENT.as_str())
+        .bind::<Array<SqlUuid>, _>(used.keys().copied().collect::<Vec<_>>())
+        .bind::<Array<SqlUuid>, _>(reservations)
+        .bind::<Array<BigInt>, _>(used.values().copied().collect::<Vec<_>>())
+        .bind::<Array<SqlUuid>, _>(events.id)
+        .bind::<Array<SqlUuid>, _>(events.user_id)
+        .bind::<Array<Nullable<SqlUuid>>, _>(events.api_key_id)
+        .bind::<Array<SqlUuid>, _>(events.tool_id)
+        .bind::<Array<Nullable<SqlUuid>>, _>(events.subscription_id)
+        .bind::<Array<BigInt>, _>(events.tokens_used)
+        .bind::<Array<Bool>, _>(events.tokens_estimated)
+        .bind::<Array<Text>, _>(events.status)
+        .bind::<Array<Nullable<Text>>, _>(events.error_code)
+        .bind::<Array<Integer>, _>(events.latency_ms)
+        .bind::<Array<Timestamptz>, _>(events.created_at)
+        .bind::<Array<SqlUuid>, _>(daily.user_id)
+        .bind::<Array<SqlUuid>, _>(daily.tool_id)
+        .bind::<Array<Date>, _>(daily.day)
+        .bind::<Array<BigInt>, _>(daily.invocations)
+        .bind::<Array<BigInt>, _>(daily.tokens)
+        .bind::<Array<BigInt>, _>(daily.errors)
+        .bind::<Array<BigInt>, _>(daily.latency_ms_sum)
+        .bind::<Array<Date>, _>(platform.day)
+        .bind::<Array<SqlUuid>, _>(platform.tool_id)
+        .bind::<Array<Text>, _>(platform.tier)
+        .bind::<Array<BigInt>, _>(platform.invocations)
+        .bind::<Array<BigInt>, _>(platform.errors)
+        .bind::<Array<BigInt>, _>(platform.tokens)
+        .bind::<Array<Text>, _>(platform.histogram)
+        .bind::<Array<SqlUuid>, _>(done_users)
+        .bind::<Array<Text>, _>(done_keys)
+        .bind::<Array<SqlUuid>, _>(done_events)
+        .bind::<Array<Jsonb>, _>(done_outputs)
+        .bind::<Array<SqlUuid>, _>(freed_users)
+        .bind::<Array<Text>, _>(freed_keys)
+        .bind::<Text, _>(usage::CHANNEL)
+        .bind::<Array<Text>, _>(columns.payloads)
+        .cached()
+        .get_result::<Notified>(&mut conn)
+        .await?;
+    Ok(())
 }

@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{
-    Array, BigInt, Bool, Date, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid,
-};
+use diesel::sql_types::{BigInt, Date, Nullable, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -55,44 +53,75 @@ impl Totals {
     }
 }
 
-/// Writes usage rows, adds them to the users' and the platform's daily rollups, and queues their
-/// notifications — all in the caller's transaction, so the log, the rollups and the live feed agree (a
-/// notification is delivered on commit). Each row comes with the caller's plan tier at the time (`NONE`
-/// without). The rollups are summed per key first and upserted in key order, so concurrent batches
-/// lock rows in the same order and cannot deadlock on each other.
-pub async fn record_batch(
-    conn: &mut AsyncPgConnection,
-    events: &[(&UsageEvent, &str)],
-) -> QueryResult<()> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    // One statement whatever the batch size (so it is prepared once): the rows travel as arrays.
-    let rows = || events.iter().map(|(event, _)| *event);
-    diesel::sql_query(
-        "INSERT INTO usage_events (id, user_id, api_key_id, tool_id, subscription_id, tokens_used, \
-                                   tokens_estimated, status, error_code, latency_ms, created_at) \
-         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::bigint[], \
-                              $7::boolean[], $8::text[], $9::text[], $10::integer[], $11::timestamptz[])",
-    )
-    .bind::<Array<SqlUuid>, _>(rows().map(|e| e.id).collect::<Vec<_>>())
-    .bind::<Array<SqlUuid>, _>(rows().map(|e| e.user_id).collect::<Vec<_>>())
-    .bind::<Array<Nullable<SqlUuid>>, _>(rows().map(|e| e.api_key_id).collect::<Vec<_>>())
-    .bind::<Array<SqlUuid>, _>(rows().map(|e| e.tool_id).collect::<Vec<_>>())
-    .bind::<Array<Nullable<SqlUuid>>, _>(rows().map(|e| e.subscription_id).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(rows().map(|e| e.tokens_used).collect::<Vec<_>>())
-    .bind::<Array<Bool>, _>(rows().map(|e| e.tokens_estimated).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(rows().map(|e| e.status.as_str()).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Text>>, _>(rows().map(|e| e.error_code.as_deref()).collect::<Vec<_>>())
-    .bind::<Array<Integer>, _>(rows().map(|e| e.latency_ms).collect::<Vec<_>>())
-    .bind::<Array<Timestamptz>, _>(rows().map(|e| e.created_at).collect::<Vec<_>>())
-    .cached()
-    .execute(conn)
-    .await?;
+/// The usage rows of a batch and their rollups, as columns (arrays) ready to bind, summed per rollup key
+/// and sorted by it — so concurrent batches upsert rollup rows in the same order and cannot deadlock.
+#[derive(Debug, Default)]
+pub struct BatchColumns {
+    pub events: EventColumns,
+    pub daily: DailyColumns,
+    pub platform: PlatformColumns,
+    /// The live notifications' payloads, one per row.
+    pub payloads: Vec<String>,
+}
 
+#[derive(Debug, Default)]
+pub struct EventColumns {
+    pub id: Vec<Uuid>,
+    pub user_id: Vec<Uuid>,
+    pub api_key_id: Vec<Option<Uuid>>,
+    pub tool_id: Vec<Uuid>,
+    pub subscription_id: Vec<Option<Uuid>>,
+    pub tokens_used: Vec<i64>,
+    pub tokens_estimated: Vec<bool>,
+    pub status: Vec<String>,
+    pub error_code: Vec<Option<String>>,
+    pub latency_ms: Vec<i32>,
+    pub created_at: Vec<DateTime<Utc>>,
+}
+
+/// `usage_daily` increments per (user, day, tool).
+#[derive(Debug, Default)]
+pub struct DailyColumns {
+    pub user_id: Vec<Uuid>,
+    pub tool_id: Vec<Uuid>,
+    pub day: Vec<NaiveDate>,
+    pub invocations: Vec<i64>,
+    pub tokens: Vec<i64>,
+    pub errors: Vec<i64>,
+    pub latency_ms_sum: Vec<i64>,
+}
+
+/// `platform_daily` increments per (day, tool, tier); histograms as `bigint[]` literals.
+#[derive(Debug, Default)]
+pub struct PlatformColumns {
+    pub day: Vec<NaiveDate>,
+    pub tool_id: Vec<Uuid>,
+    pub tier: Vec<String>,
+    pub invocations: Vec<i64>,
+    pub errors: Vec<i64>,
+    pub tokens: Vec<i64>,
+    pub histogram: Vec<String>,
+}
+
+/// Columns for usage rows, each with the caller's plan tier at the time (`NONE` without).
+pub fn batch_columns(events: &[(&UsageEvent, &str)]) -> serde_json::Result<BatchColumns> {
+    let mut columns = BatchColumns::default();
     let mut daily: BTreeMap<(Uuid, NaiveDate, Uuid), Totals> = BTreeMap::new();
     let mut platform: BTreeMap<(NaiveDate, Uuid, &str), Totals> = BTreeMap::new();
     for (event, tier) in events {
+        let e = &mut columns.events;
+        e.id.push(event.id);
+        e.user_id.push(event.user_id);
+        e.api_key_id.push(event.api_key_id);
+        e.tool_id.push(event.tool_id);
+        e.subscription_id.push(event.subscription_id);
+        e.tokens_used.push(event.tokens_used);
+        e.tokens_estimated.push(event.tokens_estimated);
+        e.status.push(event.status.clone());
+        e.error_code.push(event.error_code.clone());
+        e.latency_ms.push(event.latency_ms);
+        e.created_at.push(event.created_at);
+        columns.payloads.push(serde_json::to_string(event)?);
         let day = event.created_at.date_naive();
         daily
             .entry((event.user_id, day, event.tool_id))
@@ -103,99 +132,62 @@ pub async fn record_batch(
             .or_default()
             .add(event);
     }
-
-    let (mut users, mut tools, mut days) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut invocations, mut tokens, mut errors, mut latency) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for ((user, day, tool), totals) in &daily {
-        users.push(*user);
-        days.push(*day);
-        tools.push(*tool);
-        invocations.push(totals.invocations);
-        tokens.push(totals.tokens);
-        errors.push(totals.errors);
-        latency.push(totals.latency_ms_sum);
+    for ((user, day, tool), totals) in daily {
+        let d = &mut columns.daily;
+        d.user_id.push(user);
+        d.day.push(day);
+        d.tool_id.push(tool);
+        d.invocations.push(totals.invocations);
+        d.tokens.push(totals.tokens);
+        d.errors.push(totals.errors);
+        d.latency_ms_sum.push(totals.latency_ms_sum);
     }
-    diesel::sql_query(
-        "WITH active AS (INSERT INTO user_activity (day, user_id) \
-                         SELECT DISTINCT d, u FROM unnest($1::uuid[], $3::date[]) AS a(u, d) ORDER BY d, u \
-                         ON CONFLICT DO NOTHING) \
-         INSERT INTO usage_daily (user_id, tool_id, day, invocations, tokens, errors, latency_ms_sum) \
-         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::date[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[]) \
-         ON CONFLICT (user_id, day, tool_id) DO UPDATE SET \
-           invocations = usage_daily.invocations + EXCLUDED.invocations, \
-           tokens = usage_daily.tokens + EXCLUDED.tokens, \
-           errors = usage_daily.errors + EXCLUDED.errors, \
-           latency_ms_sum = usage_daily.latency_ms_sum + EXCLUDED.latency_ms_sum",
-    )
-    .bind::<Array<SqlUuid>, _>(users)
-    .bind::<Array<SqlUuid>, _>(tools)
-    .bind::<Array<Date>, _>(days)
-    .bind::<Array<BigInt>, _>(invocations)
-    .bind::<Array<BigInt>, _>(tokens)
-    .bind::<Array<BigInt>, _>(errors)
-    .bind::<Array<BigInt>, _>(latency)
-    .cached()
-    .execute(conn)
-    .await?;
-
-    let (mut days, mut tools, mut tiers, mut invocations, mut errors, mut tokens, mut hists) = (
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-    );
-    for ((day, tool, tier), totals) in &platform {
-        days.push(*day);
-        tools.push(*tool);
-        tiers.push((*tier).to_owned());
-        invocations.push(totals.invocations);
-        errors.push(totals.errors);
-        tokens.push(totals.tokens);
+    for ((day, tool, tier), totals) in platform {
+        let p = &mut columns.platform;
+        p.day.push(day);
+        p.tool_id.push(tool);
+        p.tier.push(tier.to_owned());
+        p.invocations.push(totals.invocations);
+        p.errors.push(totals.errors);
+        p.tokens.push(totals.tokens);
         let cells: Vec<String> = totals.histogram.iter().map(ToString::to_string).collect();
-        hists.push(format!("{{{}}}", cells.join(",")));
+        p.histogram.push(format!("{{{}}}", cells.join(",")));
     }
-    diesel::sql_query(
-        "INSERT INTO platform_daily (day, tool_id, tier, invocations, errors, tokens, latency_hist) \
-         SELECT d, t, r, n, e, k, h::bigint[] \
-         FROM unnest($1::date[], $2::uuid[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[]) \
-              AS v(d, t, r, n, e, k, h) \
-         ON CONFLICT (day, tool_id, tier) DO UPDATE SET \
-           invocations = platform_daily.invocations + EXCLUDED.invocations, \
-           errors = platform_daily.errors + EXCLUDED.errors, \
-           tokens = platform_daily.tokens + EXCLUDED.tokens, \
-           latency_hist = ARRAY(SELECT a + b FROM unnest(platform_daily.latency_hist, EXCLUDED.latency_hist) \
-                                WITH ORDINALITY AS s(a, b, i) ORDER BY i)",
-    )
-    .bind::<Array<Date>, _>(days)
-    .bind::<Array<SqlUuid>, _>(tools)
-    .bind::<Array<Text>, _>(tiers)
-    .bind::<Array<BigInt>, _>(invocations)
-    .bind::<Array<BigInt>, _>(errors)
-    .bind::<Array<BigInt>, _>(tokens)
-    .bind::<Array<Text>, _>(hists)
-    .cached()
-    .execute(conn)
-    .await?;
-
-    let payloads = events
-        .iter()
-        .map(|(event, _)| serde_json::to_string(event))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
-    diesel::sql_query(
-        "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS n(p, i) ORDER BY i",
-    )
-    .bind::<Text, _>(CHANNEL)
-    .bind::<Array<Text>, _>(payloads)
-    .cached()
-    .execute(conn)
-    .await?;
-    Ok(())
+    Ok(columns)
 }
+
+/// SQL (for a `WITH` list) that inserts the usage rows bound at `$4`–`$14`, the daily rollups at
+/// `$15`–`$21` (with the users' activity days) and the platform rollups at `$22`–`$28`; see
+/// `gateway::meter`, which binds them in this order.
+pub const RECORD_CTES: &str = "\
+    events AS (INSERT INTO usage_events (id, user_id, api_key_id, tool_id, subscription_id, tokens_used, \
+                                         tokens_estimated, status, error_code, latency_ms, created_at) \
+               SELECT * FROM unnest($4::uuid[], $5::uuid[], $6::uuid[], $7::uuid[], $8::uuid[], $9::bigint[], \
+                                    $10::boolean[], $11::text[], $12::text[], $13::integer[], $14::timestamptz[]) \
+               RETURNING 1), \
+    active AS (INSERT INTO user_activity (day, user_id) \
+               SELECT DISTINCT d, u FROM unnest($15::uuid[], $17::date[]) AS a(u, d) ORDER BY d, u \
+               ON CONFLICT DO NOTHING RETURNING 1), \
+    daily AS (INSERT INTO usage_daily (user_id, tool_id, day, invocations, tokens, errors, latency_ms_sum) \
+              SELECT * FROM unnest($15::uuid[], $16::uuid[], $17::date[], $18::bigint[], $19::bigint[], \
+                                   $20::bigint[], $21::bigint[]) \
+              ON CONFLICT (user_id, day, tool_id) DO UPDATE SET \
+                invocations = usage_daily.invocations + EXCLUDED.invocations, \
+                tokens = usage_daily.tokens + EXCLUDED.tokens, \
+                errors = usage_daily.errors + EXCLUDED.errors, \
+                latency_ms_sum = usage_daily.latency_ms_sum + EXCLUDED.latency_ms_sum \
+              RETURNING 1), \
+    platform AS (INSERT INTO platform_daily (day, tool_id, tier, invocations, errors, tokens, latency_hist) \
+                 SELECT d, t, r, n, e, k, h::bigint[] \
+                 FROM unnest($22::date[], $23::uuid[], $24::text[], $25::bigint[], $26::bigint[], $27::bigint[], \
+                             $28::text[]) AS v(d, t, r, n, e, k, h) \
+                 ON CONFLICT (day, tool_id, tier) DO UPDATE SET \
+                   invocations = platform_daily.invocations + EXCLUDED.invocations, \
+                   errors = platform_daily.errors + EXCLUDED.errors, \
+                   tokens = platform_daily.tokens + EXCLUDED.tokens, \
+                   latency_hist = ARRAY(SELECT a + b FROM unnest(platform_daily.latency_hist, EXCLUDED.latency_hist) \
+                                        WITH ORDINALITY AS s(a, b, i) ORDER BY i) \
+                 RETURNING 1)";
 
 /// A filter on a user's log: `[from, to)` and an optional tool.
 #[derive(Debug, Clone, Copy)]
