@@ -1,6 +1,5 @@
 //! Queries on `usage_events` and `usage_daily`.
 
-use crate::db::cached::CachedExt;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -255,7 +254,6 @@ pub async fn daily_totals(
     .bind::<SqlUuid, _>(user)
     .bind::<Nullable<Date>, _>(from_day)
     .bind::<Nullable<Date>, _>(to_day)
-    .cached()
     .load(conn)
     .await
 }
@@ -276,7 +274,6 @@ pub async fn raw_totals(
     .bind::<SqlUuid, _>(user)
     .bind::<Nullable<Timestamptz>, _>(from)
     .bind::<Nullable<Timestamptz>, _>(to)
-    .cached()
     .load(conn)
     .await
 }
@@ -292,7 +289,6 @@ pub async fn delete_older_than(
     )
     .bind::<Timestamptz, _>(before)
     .bind::<BigInt, _>(batch)
-    .cached()
     .execute(conn)
     .await
 }
@@ -327,7 +323,6 @@ pub async fn platform_days(
     )
     .bind::<Nullable<Date>, _>(from_day)
     .bind::<Nullable<Date>, _>(to_day)
-    .cached()
     .load(conn)
     .await
 }
@@ -349,7 +344,6 @@ pub async fn active_users(
     )
     .bind::<Nullable<Date>, _>(from_day)
     .bind::<Nullable<Date>, _>(to_day)
-    .cached()
     .get_result(conn)
     .await?;
     Ok(count.n)
