@@ -236,47 +236,6 @@ pub async fn reserve_in_one_statement(
     .optional()
 }
 
-/// Locks the given subscriptions in id order.
-pub async fn lock_subscriptions(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<usize> {
-    diesel::sql_query("SELECT id FROM subscriptions WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-        .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
-        .cached()
-        .execute(conn)
-        .await
-}
-
-/// Moves each subscription's counters: `(reserved tokens to return, tokens used)` per id.
-pub async fn settle_counters_batch(
-    conn: &mut AsyncPgConnection,
-    totals: &std::collections::BTreeMap<Uuid, (i64, i64)>,
-) -> QueryResult<usize> {
-    let ids: Vec<Uuid> = totals.keys().copied().collect();
-    let reserved: Vec<i64> = totals.values().map(|(r, _)| *r).collect();
-    let used: Vec<i64> = totals.values().map(|(_, u)| *u).collect();
-    diesel::sql_query(
-        "UPDATE subscriptions s SET tokens_reserved = GREATEST(s.tokens_reserved - v.reserved, 0), \
-         tokens_used = s.tokens_used + v.used \
-         FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS v(id, reserved, used) WHERE s.id = v.id",
-    )
-    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
-    .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(reserved)
-    .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(used)
-    .cached()
-    .execute(conn)
-    .await
-}
-
-/// Removes the given reservations and returns those that were still there.
-pub async fn take_reservations(
-    conn: &mut AsyncPgConnection,
-    ids: &[Uuid],
-) -> QueryResult<Vec<Reservation>> {
-    diesel::delete(quota_reservations::table.filter(quota_reservations::id.eq_any(ids)))
-        .returning(Reservation::as_returning())
-        .get_results(conn)
-        .await
-}
-
 pub async fn insert_reservation(
     conn: &mut AsyncPgConnection,
     reservation: Reservation,
@@ -291,6 +250,18 @@ pub async fn insert_reservation(
         ))
         .execute(conn)
         .await
+}
+
+/// Removes a reservation; `None` when it was already settled, released or expired.
+pub async fn take_reservation(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> QueryResult<Option<Reservation>> {
+    diesel::delete(quota_reservations::table.find(id))
+        .returning(Reservation::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
 }
 
 /// Removes the expired reservations (of one subscription, or all) and returns them.

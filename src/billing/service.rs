@@ -515,39 +515,18 @@ pub async fn try_reserve_at_tier(
     }))
 }
 
-/// Settles a reservation with the tokens actually used, inside the caller's transaction (so a usage
-/// record can commit atomically with it). A reservation whose lease already expired still charges the
-/// usage; its reserved tokens were returned by then.
+/// Settles a reservation with the tokens actually used, inside the caller's transaction. A reservation
+/// whose lease already expired still charges the usage; its reserved tokens were returned by then.
+/// (Invocations settle in batches through `gateway::meter`, which does the same in set-based SQL.)
 pub async fn settle_in(
     conn: &mut AsyncPgConnection,
     reservation: Reservation,
     used: i64,
 ) -> QueryResult<()> {
-    settle_batch_in(conn, &[(reservation, used)]).await
-}
-
-/// Settles many reservations in the caller's transaction: the subscriptions are locked in id order
-/// (so concurrent batches and reservations cannot deadlock), then each one's counters move once by the
-/// sum of its reservations.
-pub async fn settle_batch_in(
-    conn: &mut AsyncPgConnection,
-    settlements: &[(Reservation, i64)],
-) -> QueryResult<()> {
-    if settlements.is_empty() {
-        return Ok(());
-    }
-    let mut totals: std::collections::BTreeMap<Uuid, (i64, i64)> =
-        std::collections::BTreeMap::new();
-    for (reservation, used) in settlements {
-        totals.entry(reservation.subscription_id).or_default().1 += used.max(&0);
-    }
-    let subscriptions: Vec<Uuid> = totals.keys().copied().collect();
-    repo::lock_subscriptions(conn, &subscriptions).await?;
-    let ids: Vec<Uuid> = settlements.iter().map(|(r, _)| r.id).collect();
-    for taken in repo::take_reservations(conn, &ids).await? {
-        totals.entry(taken.subscription_id).or_default().0 += taken.tokens;
-    }
-    repo::settle_counters_batch(conn, &totals).await?;
+    let reserved = repo::take_reservation(conn, reservation.id)
+        .await?
+        .map_or(0, |r| r.tokens);
+    repo::settle_counters(conn, reservation.subscription_id, reserved, used.max(0)).await?;
     Ok(())
 }
 
