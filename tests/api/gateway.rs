@@ -573,3 +573,53 @@ async fn a_client_that_disconnects_mid_call_still_gets_its_call_metered() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_failing_metering_batch_is_retried_one_by_one_and_loses_no_other_settlement() {
+    use joyfull_hub::gateway::meter::Settlement;
+    use joyfull_hub::usage::model::UsageEvent;
+
+    let s = setup().await;
+    let tool: uuid::Uuid = s.tool("/ok", json!({})).await.parse().unwrap();
+    let user: uuid::Uuid = s.user.id.parse().unwrap();
+    let settlement = |tool_id: uuid::Uuid| Settlement {
+        event: UsageEvent {
+            id: uuid::Uuid::now_v7(),
+            user_id: user,
+            api_key_id: None,
+            tool_id,
+            subscription_id: None,
+            tokens_used: 0,
+            tokens_estimated: false,
+            status: "ERROR".into(),
+            error_code: Some("SUBSCRIPTION_REQUIRED".into()),
+            latency_ms: 1,
+            created_at: s.app.clock_now(),
+        },
+        tier: "NONE".into(),
+        reservation: None,
+        key: None,
+    };
+    let meter = &s.app.state.meter;
+
+    // Queued in one poll, so the writer takes them as one batch; the unknown tool breaks that batch.
+    let (a, b, broken, c, d) = tokio::join!(
+        meter.write(settlement(tool)),
+        meter.write(settlement(tool)),
+        meter.write(settlement(uuid::Uuid::new_v4())),
+        meter.write(settlement(tool)),
+        meter.write(settlement(tool)),
+    );
+
+    assert!(broken.is_err());
+    for written in [a, b, c, d] {
+        written.unwrap();
+    }
+    assert_eq!(s.usage_rows("true").await, 4);
+    assert_eq!(
+        s.app
+            .sql_number("SELECT sum(invocations)::bigint AS n FROM usage_daily")
+            .await,
+        4
+    );
+}
