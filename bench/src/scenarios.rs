@@ -20,6 +20,12 @@ pub struct Options {
     pub build: bool,
 }
 
+impl Options {
+    fn wants(&self, scenario: &str) -> bool {
+        self.scenarios.iter().any(|s| s == scenario)
+    }
+}
+
 const PASSWORD: &str = "Bench-User-Passw0rd!";
 /// Users seeded for the load (the login scenario uses one per connection, up to 200).
 const USERS: usize = 200;
@@ -268,12 +274,11 @@ fn graphql(body: &Value, token: &str) -> Prepared {
 }
 
 pub async fn run_all(options: Options) -> anyhow::Result<()> {
-    let wants = |s: &str| options.scenarios.iter().any(|x| x == s);
     if options.build {
         server::build_server().await?;
     }
     let environment = server::Environment::new(&options.dir)?;
-    if wants("c") {
+    if options.wants("c") {
         environment.ensure_usage_rows(options.usage_rows).await?;
     }
     let upstream = server::start_upstream().await?;
@@ -296,7 +301,6 @@ async fn run_scenarios(
     server: &Server,
     upstream: SocketAddr,
 ) -> anyhow::Result<Vec<Row>> {
-    let wants = |s: &str| options.scenarios.iter().any(|x| x == s);
     let seed = seed(server, upstream).await?;
     let mut bench = Bench {
         options,
@@ -305,7 +309,7 @@ async fn run_scenarios(
     };
     let hub = server.address;
 
-    if wants("e") {
+    if options.wants("e") {
         eprintln!("e. ceiling: a trivial HTTP responder");
         bench
             .measure(
@@ -318,7 +322,7 @@ async fn run_scenarios(
             )
             .await?;
     }
-    if wants("a") {
+    if options.wants("a") {
         eprintln!("a. dashboard read: me + first 20 tools, with a JWT");
         let body = json!({ "query": DASHBOARD });
         let requests: Vec<Prepared> = seed
@@ -364,7 +368,7 @@ async fn run_scenarios(
                 .await?;
         }
     }
-    if wants("b") {
+    if options.wants("b") {
         eprintln!("b. invokeTool with an API key vs the upstream directly");
         let input = json!({ "prompt": "summarise the benchmark in five words" });
         let direct = Prepared::post_json("/v1/chat/completions", &input);
@@ -397,7 +401,7 @@ async fn run_scenarios(
                 .await?;
         }
     }
-    if wants("c") {
+    if options.wants("c") {
         eprintln!(
             "c. usage at scale ({} rows), as the busiest user",
             options.usage_rows
@@ -460,7 +464,7 @@ async fn run_scenarios(
             }
         }
     }
-    if wants("d") {
+    if options.wants("d") {
         eprintln!("d. login storms");
         let logins: Vec<Prepared> = (0..USERS)
             .map(|i| {

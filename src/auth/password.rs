@@ -42,18 +42,18 @@ struct MemoryPool {
 }
 
 impl MemoryPool {
-    fn take(&self) -> Vec<Block> {
+    /// Runs `work` with a buffer from the pool (a fresh one when none is free), then keeps the buffer.
+    fn with<T>(&self, work: impl FnOnce(&mut Vec<Block>) -> T) -> T {
         let reused = self.free.lock().ok().and_then(|mut free| free.pop());
-        reused.unwrap_or_else(|| vec![Block::new(); self.blocks])
-    }
-
-    fn give_back(&self, blocks: Vec<Block>) {
+        let mut blocks = reused.unwrap_or_else(|| vec![Block::new(); self.blocks]);
+        let result = work(&mut blocks);
         if let Ok(mut free) = self.free.lock()
             && free.len() < self.keep
             && blocks.len() == self.blocks
         {
             free.push(blocks);
         }
+        result
     }
 }
 
@@ -165,10 +165,9 @@ impl PasswordHasher {
         let password = password.to_owned();
         let memory = Arc::clone(&self.memory);
         self.run(move || {
-            let mut blocks = memory.take();
-            let hash = hash_with(&mut blocks, params, password.as_bytes());
-            memory.give_back(blocks);
-            hash.map_err(|e| AppError::internal(anyhow::anyhow!("hashing a password failed: {e}")))
+            memory
+                .with(|blocks| hash_with(blocks, params, password.as_bytes()))
+                .map_err(|e| AppError::internal(anyhow::anyhow!("hashing a password failed: {e}")))
         })
         .await?
     }
@@ -181,12 +180,7 @@ impl PasswordHasher {
         let password = password.to_owned();
         let memory = Arc::clone(&self.memory);
         let matches = self
-            .run(move || {
-                let mut blocks = memory.take();
-                let matches = verify_with(&mut blocks, password.as_bytes(), &hash);
-                memory.give_back(blocks);
-                matches
-            })
+            .run(move || memory.with(|blocks| verify_with(blocks, password.as_bytes(), &hash)))
             .await?;
         Ok(known && matches)
     }
