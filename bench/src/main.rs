@@ -44,6 +44,9 @@ struct Cli {
     /// Use the server binary next to this one as it is, without `cargo build --release` first.
     #[arg(long)]
     no_build: bool,
+    /// Scenario b's open-loop rates (calls per second over its 50 callers), comma-separated.
+    #[arg(long, default_value = "250,500,1000")]
+    invoke_rates: String,
 }
 
 #[derive(Subcommand)]
@@ -71,6 +74,13 @@ async fn main() -> anyhow::Result<()> {
         usage_rows: cli.usage_rows,
         dir: cli.dir,
         build: !cli.no_build,
+        invoke_rates: cli
+            .invoke_rates
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.trim().parse::<f64>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("--invoke-rates: {e}"))?,
     };
     scenarios::run_all(options).await
 }

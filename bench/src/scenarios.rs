@@ -18,7 +18,12 @@ pub struct Options {
     pub usage_rows: i64,
     pub dir: PathBuf,
     pub build: bool,
+    /// Scenario b's open-loop rates over [`CALLERS`] connections.
+    pub invoke_rates: Vec<f64>,
 }
+
+/// Scenario b's concurrent callers.
+const CALLERS: usize = 50;
 
 impl Options {
     fn wants(&self, scenario: &str) -> bool {
@@ -378,14 +383,21 @@ async fn run_scenarios(
             .iter()
             .map(|key| Prepared::post_json("/graphql", &body).header("x-api-key", key.clone()))
             .collect();
-        for connections in [1, 50] {
+        let open = options
+            .invoke_rates
+            .iter()
+            .map(|&rate| (CALLERS, Mode::Open { rate }));
+        for (connections, mode) in [(1, Mode::Closed), (CALLERS, Mode::Closed)]
+            .into_iter()
+            .chain(open)
+        {
             bench
                 .measure(
                     "b. upstream directly",
                     upstream,
                     vec![direct.clone()],
                     connections,
-                    Mode::Closed,
+                    mode,
                     Expect::Success,
                 )
                 .await?;
@@ -395,7 +407,7 @@ async fn run_scenarios(
                     hub,
                     invokes.clone(),
                     connections,
-                    Mode::Closed,
+                    mode,
                     Expect::GraphqlData,
                 )
                 .await?;
@@ -580,14 +592,17 @@ fn render(rows: &[Row], options: &Options) -> String {
             );
         }
     }
-    for connections in [1, 50] {
-        if let (Some(direct), Some(hub)) = (
-            find(rows, "b. upstream directly", connections, "closed"),
-            find(rows, "b. invokeTool via the hub", connections, "closed"),
-        ) {
+    for direct in rows.iter().filter(|r| r.scenario == "b. upstream directly") {
+        if let Some(hub) = rows.iter().find(|r| {
+            r.scenario == "b. invokeTool via the hub"
+                && r.connections == direct.connections
+                && r.mode == direct.mode
+        }) {
             let _ = writeln!(
                 out,
-                "- b. {connections} connection(s): the hub adds {:.2} ms at p50 and {:.2} ms at p99; throughput {:.1}% of the upstream's.",
+                "- b. {} connection(s), {} loop: the hub adds {:.2} ms at p50 and {:.2} ms at p99; throughput {:.1}% of the upstream's.",
+                direct.connections,
+                direct.mode,
                 hub.p(0.5) - direct.p(0.5),
                 hub.p(0.99) - direct.p(0.99),
                 100.0 * hub.outcome.rps() / direct.outcome.rps()
