@@ -8,6 +8,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::auth::password::PasswordHasher;
 use crate::billing::clock::{Clock, SystemClock};
 use crate::billing::payment::{ManualProvider, PaymentProvider};
+use crate::cache::Caches;
 use crate::config::Config;
 use crate::db::DbPool;
 use crate::gateway::breaker::Breakers;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub meter: Meter,
     /// Live usage events for WebSocket subscribers.
     pub live: Arc<LiveUsage>,
+    /// API keys, users and tools, kept fresh by the same listener as `live`.
+    pub caches: Arc<Caches>,
     pub loader_stats: Arc<LoaderStats>,
 }
 
@@ -55,6 +58,7 @@ impl AppState {
             .build()?;
         Ok(Self {
             live: Arc::new(LiveUsage::default()),
+            caches: Arc::new(Caches::default()),
             loader_stats: Arc::new(LoaderStats::default()),
             http,
             meter: Meter::start(pool.clone()),

@@ -8,6 +8,7 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod billing;
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -92,12 +93,14 @@ impl Drop for Background {
     }
 }
 
-/// Starts the sweeper and the live usage listener (which needs its own connection to `database_url`).
+/// Starts the sweeper and the listener for live usage and cache invalidations (which needs its own
+/// connection to `database_url`).
 pub fn start_background(state: &AppState, database_url: &str) -> Background {
     Background(vec![
         sweeper::spawn(state.clone(), std::time::Duration::from_secs(60)),
         usage::live::spawn_listener(
             state.live.clone(),
+            state.caches.clone(),
             database_url.to_owned(),
             usage::live::Liveness::default(),
         ),

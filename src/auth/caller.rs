@@ -9,7 +9,7 @@ use crate::app::AppState;
 use crate::error::AppError;
 use crate::graphql::context::{AuthenticatedUser, Caller, Credential};
 use crate::keys::service as keys;
-use crate::users::model::{UserId, UserStatus};
+use crate::users::model::{UserAccess, UserId, UserStatus};
 use crate::users::repo as users;
 
 /// Prefix of API keys (so scanners can find leaked ones).
@@ -47,11 +47,26 @@ async fn access_token(app: &AppState, token: &str) -> Result<AuthenticatedUser, 
     let id = uuid::Uuid::parse_str(&claims.sub).map_err(|_| {
         AppError::Unauthenticated("The access token is not valid: log in again.".into())
     })?;
-    let mut conn = app.pool.get().await?;
-    let user = users::find_by_id(&mut conn, UserId(id))
-        .await?
-        .filter(|u| u.deleted_at.is_none())
-        .ok_or_else(|| AppError::Unauthenticated("This account no longer exists.".into()))?;
+    let user = match app.caches.users.get(&id) {
+        Some(user) => user,
+        None => {
+            let ticket = app.caches.ticket();
+            let mut conn = app.pool.get().await?;
+            let user = users::find_by_id(&mut conn, UserId(id))
+                .await?
+                .map(|u| UserAccess::from(&u))
+                .ok_or_else(|| {
+                    AppError::Unauthenticated("This account no longer exists.".into())
+                })?;
+            app.caches.users.put(ticket, id, user.clone());
+            user
+        }
+    };
+    if user.deleted {
+        return Err(AppError::Unauthenticated(
+            "This account no longer exists.".into(),
+        ));
+    }
     if user.status() == UserStatus::Suspended {
         return Err(AppError::Unauthenticated(
             "This account is suspended.".into(),

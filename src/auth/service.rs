@@ -339,6 +339,7 @@ pub async fn reset_password(app: &AppState, token: &str, new_password: &str) -> 
             Ok(token.user_id)
         })
         .await?;
+    app.caches.invalidate_user(user_id);
     tracing::info!(user_id = %user_id, "password reset; every session ended");
     Ok(true)
 }
@@ -407,6 +408,7 @@ pub async fn change_password(
         Ok(())
     })
     .await?;
+    app.caches.invalidate_user(user.0);
     tracing::info!("password changed; every session ended");
     Ok(true)
 }

@@ -10,7 +10,7 @@ use crate::auth::caller::API_KEY_PREFIX;
 use crate::auth::tokens::{hash_token, random_token};
 use crate::error::{AppError, AppResult};
 use crate::graphql::context::{AuthenticatedUser, Credential};
-use crate::users::model::{UserId, UserStatus};
+use crate::users::model::{UserAccess, UserId, UserStatus};
 
 /// Most active keys one user may hold.
 pub const MAX_ACTIVE_KEYS: i64 = 50;
@@ -80,6 +80,7 @@ pub async fn revoke(app: &AppState, user: UserId, id: Uuid) -> AppResult<ApiKeyR
     let row = repo::revoke(&mut conn, user.0, id, Utc::now())
         .await?
         .ok_or_else(|| AppError::NotFound("You have no API key with that id.".into()))?;
+    app.caches.invalidate_user(row.user_id);
     tracing::info!(prefix = %row.prefix, "API key revoked");
     Ok(row)
 }
@@ -92,7 +93,7 @@ pub async fn admin_revoke(
     id: Uuid,
 ) -> AppResult<ApiKeyRow> {
     let mut conn = app.pool.get().await?;
-    diesel_async::AsyncConnection::transaction::<_, AppError, _>(&mut *conn, async |conn| {
+    let row = diesel_async::AsyncConnection::transaction::<_, AppError, _>(&mut *conn, async |conn| {
         let row = repo::revoke_any(conn, id, Utc::now())
             .await?
             .ok_or_else(|| AppError::NotFound("There is no API key with that id.".into()))?;
@@ -111,26 +112,51 @@ pub async fn admin_revoke(
         tracing::info!(prefix = %row.prefix, "API key revoked by an administrator");
         Ok(row)
     })
-    .await
+    .await?;
+    app.caches.invalidate_user(row.user_id);
+    Ok(row)
 }
 
-/// The caller a key stands for. Unknown, revoked and expired keys, and keys of suspended accounts,
-/// are refused at once: the key is looked up on every request, never cached.
+/// The caller a key stands for. Unknown, revoked and expired keys, and keys of suspended or deleted
+/// accounts, are refused. The key and its owner come from this instance's cache when it has them
+/// (`crate::cache`: a revocation or suspension drops them at once here and within milliseconds on
+/// other instances); expiry is checked on every request.
 pub async fn authenticate(app: &AppState, key: &str) -> AppResult<AuthenticatedUser> {
     let refused = |why: &str| AppError::Unauthenticated(why.to_owned());
     if !key.starts_with(API_KEY_PREFIX) {
         return Err(refused("The API key is not valid."));
     }
-    let mut conn = app.pool.get().await?;
-    let (row, user) = repo::find_by_hash(&mut conn, &hash_token(key))
-        .await?
-        .ok_or_else(|| refused("The API key is not valid."))?;
+    let hash = hash_token(key);
+    let cache_key = crate::cache::key_of(&hash);
+    let cached = app.caches.api_keys.get(&cache_key).and_then(|row| {
+        let user = app.caches.users.get(&row.user_id)?;
+        Some((row, user))
+    });
+    let (row, user) = match cached {
+        Some(hit) => hit,
+        None => {
+            let ticket = app.caches.ticket();
+            let mut conn = app.pool.get().await?;
+            let (row, user) = repo::find_by_hash(&mut conn, &hash)
+                .await?
+                .ok_or_else(|| refused("The API key is not valid."))?;
+            let user = UserAccess::from(&user);
+            app.caches
+                .api_keys
+                .put(ticket, cache_key.clone(), row.clone());
+            app.caches.users.put(ticket, user.id, user.clone());
+            (row, user)
+        }
+    };
     let now = Utc::now();
     if row.revoked_at.is_some() {
         return Err(refused("This API key has been revoked."));
     }
     if row.expires_at.is_some_and(|at| at <= now) {
         return Err(refused("This API key has expired."));
+    }
+    if user.deleted {
+        return Err(refused("The API key is not valid."));
     }
     if user.status() == UserStatus::Suspended {
         return Err(refused("This account is suspended."));
@@ -139,7 +165,11 @@ pub async fn authenticate(app: &AppState, key: &str) -> AppResult<AuthenticatedU
         .last_used_at
         .is_none_or(|at| now - at >= LAST_USED_RESOLUTION)
     {
+        let mut conn = app.pool.get().await?;
         repo::touch(&mut conn, row.id, now).await?;
+        app.caches
+            .api_keys
+            .update(&cache_key, |cached| cached.last_used_at = Some(now));
     }
     Ok(AuthenticatedUser {
         id: user.id(),

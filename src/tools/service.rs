@@ -339,6 +339,7 @@ pub async fn update(app: &AppState, id: Uuid, input: ToolInput) -> AppResult<Too
         .await
         .map_err(slug_conflict)?
         .ok_or_else(not_found)?;
+    app.caches.invalidate_tool(id);
     tracing::info!("tool updated");
     Ok(row)
 }
@@ -350,6 +351,7 @@ pub async fn delete(app: &AppState, id: Uuid) -> AppResult<()> {
     if repo::soft_delete(&mut conn, id, Utc::now()).await? == 0 {
         return Err(not_found());
     }
+    app.caches.invalidate_tool(id);
     tracing::info!("tool deleted");
     Ok(())
 }
@@ -359,11 +361,21 @@ pub fn not_found() -> AppError {
 }
 
 /// A tool the caller may see: users only see enabled tools.
+/// Served from this instance's cache when it has the tool (`crate::cache`).
 pub async fn get(app: &AppState, id: Uuid, include_disabled: bool) -> AppResult<Option<ToolRow>> {
-    let mut conn = app.pool.get().await?;
-    Ok(repo::find(&mut conn, id)
-        .await?
-        .filter(|t| include_disabled || t.enabled))
+    let tool = match app.caches.tools.get(&id) {
+        Some(tool) => Some(tool),
+        None => {
+            let ticket = app.caches.ticket();
+            let mut conn = app.pool.get().await?;
+            let tool = repo::find(&mut conn, id).await?;
+            if let Some(tool) = &tool {
+                app.caches.tools.put(ticket, id, tool.clone());
+            }
+            tool
+        }
+    };
+    Ok(tool.filter(|t| include_disabled || t.enabled))
 }
 
 /// One page of the catalogue and the total count.

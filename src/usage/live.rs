@@ -2,6 +2,9 @@
 //! transaction commits (see `repo::record`); each instance listens on one dedicated connection and fans
 //! the events out to its WebSocket subscribers through a broadcast channel.
 //!
+//! The same connection listens on `cache::CHANNEL` and keeps this instance's caches fresh: they are
+//! served only while it is connected (see `crate::cache`).
+//!
 //! A listening connection can die without its notification stream ending, so the listener pings itself
 //! through the database every `PING_EVERY` and reconnects when its own ping does not come back.
 
@@ -15,6 +18,7 @@ use tracing::Instrument;
 
 use super::model::UsageEvent;
 use super::repo::CHANNEL;
+use crate::cache::{self, Caches};
 
 const PING_CHANNEL: &str = "hub_usage_ping";
 
@@ -64,17 +68,19 @@ impl LiveUsage {
 /// Listens for usage notifications until the task is dropped, reconnecting after failures.
 pub fn spawn_listener(
     live: Arc<LiveUsage>,
+    caches: Arc<Caches>,
     url: String,
     liveness: Liveness,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(
         async move {
             loop {
-                match listen(&live, &url, liveness).await {
+                match listen(&live, &caches, &url, liveness).await {
                     Ok(()) => tracing::warn!("the usage notification stream ended; reconnecting"),
                     Err(e) => tracing::warn!(error = %e, "usage notifications unavailable; retrying in 1 s"),
                 }
                 live.listening.send_replace(false);
+                caches.set_live(false);
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
@@ -82,7 +88,12 @@ pub fn spawn_listener(
     )
 }
 
-async fn listen(live: &LiveUsage, url: &str, liveness: Liveness) -> anyhow::Result<()> {
+async fn listen(
+    live: &LiveUsage,
+    caches: &Caches,
+    url: &str,
+    liveness: Liveness,
+) -> anyhow::Result<()> {
     let mut conn = AsyncPgConnection::establish(url).await?;
     diesel::sql_query(format!("LISTEN {CHANNEL}"))
         .execute(&mut conn)
@@ -90,6 +101,11 @@ async fn listen(live: &LiveUsage, url: &str, liveness: Liveness) -> anyhow::Resu
     diesel::sql_query(format!("LISTEN {PING_CHANNEL}"))
         .execute(&mut conn)
         .await?;
+    diesel::sql_query(format!("LISTEN {}", cache::CHANNEL))
+        .execute(&mut conn)
+        .await?;
+    // Everything cached before is suspect (notifications may have been missed); start from empty.
+    caches.set_live(true);
     live.listening.send_replace(true);
     let token = uuid::Uuid::new_v4().to_string();
     let mut notifications = std::pin::pin!(conn.notifications_stream());
@@ -113,6 +129,10 @@ async fn listen(live: &LiveUsage, url: &str, liveness: Liveness) -> anyhow::Resu
                     if notification.payload == token {
                         awaiting_pong = None;
                     }
+                    continue;
+                }
+                if notification.channel == cache::CHANNEL {
+                    caches.apply(&notification.payload);
                     continue;
                 }
                 match serde_json::from_str::<UsageEvent>(&notification.payload) {

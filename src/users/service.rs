@@ -215,6 +215,7 @@ pub async fn admin_update(
             Ok(after)
         })
         .await?;
+    app.caches.invalidate_user(row.id);
     Ok(row)
 }
 
@@ -243,7 +244,9 @@ pub async fn admin_delete(
         audit_user(conn, actor, "user.delete", before.id, Some(removed), None).await?;
         Ok(())
     })
-    .await
+    .await?;
+    app.caches.invalidate_user(target.0);
+    Ok(())
 }
 
 /// Accounts in all, and created in `[from, to)` (deleted accounts left out).

@@ -12,6 +12,7 @@ mod admin;
 mod admin_bootstrap;
 mod api_keys;
 mod billing;
+mod cache;
 mod gateway;
 mod health;
 mod helpers;

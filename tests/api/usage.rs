@@ -402,7 +402,8 @@ async fn the_live_feed_reconnects_when_its_database_connection_dies() {
         ping_every: Duration::from_millis(200),
         ping_deadline: Duration::from_millis(500),
     };
-    let listener = spawn_listener(live.clone(), s.app.db.url.clone(), liveness);
+    let caches = std::sync::Arc::new(joyfull_hub::cache::Caches::default());
+    let listener = spawn_listener(live.clone(), caches, s.app.db.url.clone(), liveness);
     live.wait_listening().await;
 
     // Kill every listening connection of this database, as a failover or a network cut would.

@@ -248,12 +248,19 @@ impl TestApp {
         .await
     }
 
-    /// Runs SQL directly on the test's database (to arrange states the API cannot reach yet).
+    /// Runs SQL directly on the test's database (to arrange states the API cannot reach yet), then
+    /// waits until the server's caches have heard of what it changed, as an operator's change reaches
+    /// every instance.
     pub async fn sql(&self, statements: &str) {
         let mut conn = AsyncPgConnection::establish(&self.db.url)
             .await
             .expect("connect");
         conn.batch_execute(statements).await.expect("run SQL");
+        self.state
+            .caches
+            .sync(&self.state.pool)
+            .await
+            .expect("the caches heard of the change");
     }
 
     /// Waits for a mailed `.eml` to `to` whose subject contains `subject`, and returns it decoded.
