@@ -18,7 +18,8 @@ use diesel::QueryableByName;
 use diesel::sql_types::{
     Array, BigInt, Bool, Date, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
 };
-use diesel_async::RunQueryDsl;
+use diesel_async::pooled_connection::deadpool::Object;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
@@ -88,8 +89,40 @@ impl Meter {
     }
 }
 
+/// A writer's own connection, taken out of the pool: it only ever runs [`STATEMENT`], so it plans that
+/// statement once (`plan_cache_mode = force_generic_plan`; PostgreSQL otherwise re-plans it for every
+/// batch, which took as long as running it). Dropped after any failure and taken again on next use.
+struct WriterConnection {
+    pool: DbPool,
+    conn: Option<AsyncPgConnection>,
+}
+
+impl WriterConnection {
+    async fn get(&mut self) -> AppResult<&mut AsyncPgConnection> {
+        if self.conn.is_none() {
+            let mut conn = Object::take(self.pool.get().await?);
+            diesel::sql_query("SET plan_cache_mode = force_generic_plan")
+                .execute(&mut conn)
+                .await?;
+            self.conn = Some(conn);
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("no metering connection")))
+    }
+
+    async fn write(&mut self, settlements: &[&Settlement]) -> AppResult<()> {
+        let result = write_batch(self.get().await?, settlements).await;
+        if result.is_err() {
+            self.conn = None;
+        }
+        result
+    }
+}
+
 async fn writer(pool: DbPool, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut conn = WriterConnection { pool, conn: None };
     loop {
         {
             let mut jobs = receiver.lock().await;
@@ -99,7 +132,7 @@ async fn writer(pool: DbPool, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>
         }
         metrics::histogram!("gateway_meter_batch_size").record(batch.len() as f64);
         let settlements: Vec<&Settlement> = batch.iter().map(|job| &job.settlement).collect();
-        match write_batch(&pool, &settlements).await {
+        match conn.write(&settlements).await {
             Ok(()) => {
                 for job in batch.drain(..) {
                     let _ = job.done.send(Ok(()));
@@ -108,7 +141,7 @@ async fn writer(pool: DbPool, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>
             Err(error) => {
                 tracing::warn!(error = %error.public_message(), size = batch.len(), "a metering batch failed; writing its settlements one by one");
                 for job in batch.drain(..) {
-                    let result = write_batch(&pool, &[&job.settlement]).await;
+                    let result = conn.write(&[&job.settlement]).await;
                     let _ = job.done.send(result);
                 }
             }
@@ -156,7 +189,7 @@ struct Notified {
 }
 
 /// Writes settlements in one statement (see `STATEMENT`).
-async fn write_batch(pool: &DbPool, settlements: &[&Settlement]) -> AppResult<()> {
+async fn write_batch(conn: &mut AsyncPgConnection, settlements: &[&Settlement]) -> AppResult<()> {
     let mut used: BTreeMap<Uuid, i64> = BTreeMap::new();
     let mut reservations = Vec::new();
     let (mut done_users, mut done_keys, mut done_events, mut done_outputs) =
@@ -189,7 +222,6 @@ async fn write_batch(pool: &DbPool, settlements: &[&Settlement]) -> AppResult<()
     let columns = usage::batch_columns(&rows)
         .map_err(|e| AppError::internal(anyhow::anyhow!("cannot encode a usage event: {e}")))?;
     let (events, daily, platform) = (columns.events, columns.daily, columns.platform);
-    let mut conn = pool.get().await?;
     diesel::sql_query(STATEMENT.as_str())
         .bind::<Array<SqlUuid>, _>(used.keys().copied().collect::<Vec<_>>())
         .bind::<Array<SqlUuid>, _>(reservations)
@@ -228,7 +260,7 @@ async fn write_batch(pool: &DbPool, settlements: &[&Settlement]) -> AppResult<()
         .bind::<Text, _>(usage::CHANNEL)
         .bind::<Array<Text>, _>(columns.payloads)
         .cached()
-        .get_result::<Notified>(&mut conn)
+        .get_result::<Notified>(conn)
         .await?;
     Ok(())
 }
