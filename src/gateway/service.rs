@@ -145,8 +145,8 @@ async fn run(
         .await?
     {
         let call = Call { tier, ..call };
-        let outcome = call_upstream(app, &call).await;
-        return finish(app, &call, reservation, outcome).await;
+        let (outcome, upstream) = timed_upstream(app, &call).await;
+        return finish(app, &call, reservation, outcome, upstream).await;
     }
 
     let subscription = billing::current(app, caller.id).await?;
@@ -214,8 +214,18 @@ async fn run(
             Err(denial) => return Err(deny(app, &call, Some(subscription.row.id), denial).await),
         };
 
-    let outcome = call_upstream(app, &call).await;
-    finish(app, &call, reservation, outcome).await
+    let (outcome, upstream) = timed_upstream(app, &call).await;
+    finish(app, &call, reservation, outcome, upstream).await
+}
+
+/// The upstream's outcome, and when the call to it started and ended (for the log).
+async fn timed_upstream(
+    app: &AppState,
+    call: &Call,
+) -> (Result<serde_json::Value, AppError>, (Instant, Instant)) {
+    let started = Instant::now();
+    let outcome = call_upstream(app, call).await;
+    (outcome, (started, Instant::now()))
 }
 
 /// Calls the upstream through the breaker; the answer or the error to report.
@@ -293,6 +303,7 @@ async fn finish(
     call: &Call,
     reservation: Reservation,
     outcome: Result<serde_json::Value, AppError>,
+    (upstream_started, upstream_ended): (Instant, Instant),
 ) -> AppResult<InvocationResult> {
     let (tokens, estimated) = match &outcome {
         Ok(answer) => upstream::tokens_at(answer, &call.tool.tokens_path).map_or_else(
@@ -337,7 +348,19 @@ async fn finish(
     metrics::counter!("gateway_invocations_total", "status" => event.status.clone()).increment(1);
     metrics::histogram!("gateway_invocation_duration_seconds")
         .record(call.started.elapsed().as_secs_f64());
-    tracing::info!(invocation_id = %event.id, status = %event.status, tokens, estimated, latency_ms = event.latency_ms, "invocation metered");
+    // Where the time went: checks and reservation, the upstream, then metering (the commit).
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    tracing::info!(
+        invocation_id = %event.id,
+        status = %event.status,
+        tokens,
+        estimated,
+        latency_ms = event.latency_ms,
+        before_upstream_ms = ms(upstream_started - call.started),
+        upstream_ms = ms(upstream_ended - upstream_started),
+        metering_ms = ms(upstream_ended.elapsed()),
+        "invocation metered"
+    );
     let output = outcome?;
     Ok(InvocationResult {
         id: event.id,
