@@ -5,8 +5,10 @@
 //!   the offered load adapts to the server (it measures the most the server can do at that
 //!   concurrency; latency then grows with the number of connections, as Little's law says).
 //! - Open loop: requests are sent on a fixed schedule (`rate` per second over all connections) whether
-//!   or not earlier answers came back, and each latency counts from the scheduled send time, so a
-//!   stalled server cannot hide its queue (no coordinated omission).
+//!   or not earlier answers came back. A request that could not leave on time because its connection
+//!   still waited for an answer counts its latency from the scheduled time, so a stalled server
+//!   cannot hide its queue (no coordinated omission); one sent on time counts from when it was sent
+//!   (Tokio's timer wakes up to a millisecond late, and that delay is the generator's own).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -237,13 +239,20 @@ async fn worker(
     let mut next =
         interval.map(|every| start + every.mul_f64(index as f64 / load.connections.max(1) as f64));
     loop {
-        let scheduled = match (next, interval) {
+        // When the latency clock starts: the scheduled time if the previous answer came too late to
+        // send on time (the server's delay counts), else the moment of sending (the timer wakes
+        // this task up to a millisecond late, which is the generator's delay, not the server's).
+        let (scheduled, clock) = match (next, interval) {
             (Some(at), Some(every)) => {
+                let behind = Instant::now() > at;
                 tokio::time::sleep_until(at).await;
                 next = Some(at + every);
-                at
+                (at, if behind { at } else { Instant::now() })
             }
-            _ => Instant::now(),
+            _ => {
+                let now = Instant::now();
+                (now, now)
+            }
         };
         if scheduled >= end {
             break;
@@ -252,7 +261,7 @@ async fn worker(
             Ok(open) => open.send(load.address, &prepared).await,
             Err(e) => Err(anyhow::anyhow!("{e:#}")),
         };
-        let took = u64::try_from(scheduled.elapsed().as_micros())
+        let took = u64::try_from(clock.elapsed().as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
         let measured = scheduled >= measure_from;
@@ -370,6 +379,13 @@ mod tests {
         let router = axum::Router::new()
             .route("/ok", axum::routing::get(|| async { "ok" }))
             .route(
+                "/slow",
+                axum::routing::get(|| async {
+                    tokio::time::sleep(Duration::from_millis(40)).await;
+                    "late"
+                }),
+            )
+            .route(
                 "/fail",
                 axum::routing::get(|| async { (axum::http::StatusCode::BAD_GATEWAY, "no") }),
             );
@@ -424,5 +440,26 @@ mod tests {
         assert!(failing.errors >= 45, "{}", failing.errors);
         assert_eq!(failing.server_errors, failing.errors);
         assert!(failing.first_error.unwrap().starts_with("HTTP 502"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_open_loop_counts_the_queue_behind_a_slow_server() {
+        let address = responder().await;
+        // One connection asked for a request every 10 ms; each answer takes 40 ms, so requests leave
+        // ever later and their latency, counted from when they were due, keeps growing.
+        let slow = run(load(address, "/slow", 1, Mode::Open { rate: 100.0 }))
+            .await
+            .unwrap();
+        assert!(slow.accepted.len() >= 5, "{}", slow.accepted.len());
+        assert!(
+            slow.accepted.max() > 150_000,
+            "the worst latency was only {} µs",
+            slow.accepted.max()
+        );
+        // On time, the same connection's latency is the server's own.
+        let fast = run(load(address, "/ok", 1, Mode::Open { rate: 100.0 }))
+            .await
+            .unwrap();
+        assert!(fast.accepted.value_at_quantile(0.5) < 5_000);
     }
 }
