@@ -1,6 +1,7 @@
 //! The database: the connection pool, the embedded migrations, and the owned PostgreSQL cluster used
 //! when `DATABASE_URL` is unset. Only this module and the domains' `repo.rs` files touch [`schema`].
 
+pub mod batch;
 pub mod cached;
 pub mod embedded;
 pub mod schema;

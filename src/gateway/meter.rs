@@ -7,32 +7,30 @@
 //! That statement spans three domains on purpose (billing's counters, the usage log and its rollups,
 //! the gateway's idempotency keys): a settlement is atomic, and its parts are each domain's SQL.
 //!
-//! Two writers take turns, so one batch can be filled while the other is committing. Each batch locks
-//! subscriptions and rollup rows in key order, so two batches never deadlock. If a batch fails, its
-//! settlements are written one by one, so one bad settlement cannot fail the others.
+//! The batching itself is `db::batch`: two writers take turns, so one batch can be filled while the
+//! other is committing, and a failed batch is written again one settlement at a time, so one bad
+//! settlement cannot fail the others. Each batch locks subscriptions and rollup rows in key order, so
+//! two batches never deadlock.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use diesel::QueryableByName;
 use diesel::sql_types::{
     Array, BigInt, Bool, Date, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
 };
-use diesel_async::pooled_connection::deadpool::Object;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::billing::model::Reservation;
 use crate::db::DbPool;
+use crate::db::batch::{BatchStatement, Batcher};
 use crate::db::cached::CachedExt;
 use crate::error::{AppError, AppResult};
 use crate::usage::model::UsageEvent;
 use crate::usage::repo as usage;
 
-/// The most settlements one transaction writes.
-const MAX_BATCH: usize = 256;
-/// Transactions that may be open at once.
+/// Writers: transactions that may be open at once.
 const WRITERS: usize = 2;
 
 /// What an idempotency key becomes once its call is metered.
@@ -55,97 +53,40 @@ pub struct Settlement {
     pub key: Option<(String, KeyOutcome)>,
 }
 
-struct Job {
-    settlement: Settlement,
-    done: oneshot::Sender<AppResult<()>>,
-}
-
 /// See the module documentation. Cheap to clone.
 #[derive(Clone)]
 pub struct Meter {
-    jobs: mpsc::UnboundedSender<Job>,
+    batcher: Batcher<Settle>,
 }
 
 impl Meter {
     /// Starts the writers on the current Tokio runtime; they stop when the last `Meter` is dropped.
     pub fn start(pool: DbPool) -> Self {
-        let (jobs, receiver) = mpsc::unbounded_channel();
-        let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..WRITERS {
-            tokio::spawn(writer(pool.clone(), Arc::clone(&receiver)));
+        Self {
+            batcher: Batcher::start(pool, Settle, WRITERS, "settlement"),
         }
-        Self { jobs }
     }
 
     /// Returns once the settlement is committed.
     pub async fn write(&self, settlement: Settlement) -> AppResult<()> {
-        let (done, committed) = oneshot::channel();
-        self.jobs
-            .send(Job { settlement, done })
-            .map_err(|_| AppError::internal(anyhow::anyhow!("the metering writers stopped")))?;
-        committed
-            .await
-            .map_err(|_| AppError::internal(anyhow::anyhow!("a metering writer stopped")))?
+        self.batcher.submit(settlement).await
     }
 }
 
-/// A writer's own connection, taken out of the pool: it only ever runs [`STATEMENT`], so it plans that
-/// statement once (`plan_cache_mode = force_generic_plan`; PostgreSQL otherwise re-plans it for every
-/// batch, which took as long as running it). Dropped after any failure and taken again on next use.
-struct WriterConnection {
-    pool: DbPool,
-    conn: Option<AsyncPgConnection>,
-}
+/// The settlement statement, for the batcher.
+struct Settle;
 
-impl WriterConnection {
-    async fn get(&mut self) -> AppResult<&mut AsyncPgConnection> {
-        if self.conn.is_none() {
-            let mut conn = Object::take(self.pool.get().await?);
-            diesel::sql_query("SET plan_cache_mode = force_generic_plan")
-                .execute(&mut conn)
-                .await?;
-            self.conn = Some(conn);
-        }
-        self.conn
-            .as_mut()
-            .ok_or_else(|| AppError::internal(anyhow::anyhow!("no metering connection")))
-    }
+impl BatchStatement for Settle {
+    type Request = Settlement;
+    type Response = ();
 
-    async fn write(&mut self, settlements: &[&Settlement]) -> AppResult<()> {
-        let result = write_batch(self.get().await?, settlements).await;
-        if result.is_err() {
-            self.conn = None;
-        }
-        result
-    }
-}
-
-async fn writer(pool: DbPool, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut conn = WriterConnection { pool, conn: None };
-    loop {
-        {
-            let mut jobs = receiver.lock().await;
-            if jobs.recv_many(&mut batch, MAX_BATCH).await == 0 {
-                return;
-            }
-        }
-        metrics::histogram!("gateway_meter_batch_size").record(batch.len() as f64);
-        let settlements: Vec<&Settlement> = batch.iter().map(|job| &job.settlement).collect();
-        match conn.write(&settlements).await {
-            Ok(()) => {
-                for job in batch.drain(..) {
-                    let _ = job.done.send(Ok(()));
-                }
-            }
-            Err(error) => {
-                tracing::warn!(error = %error.public_message(), size = batch.len(), "a metering batch failed; writing its settlements one by one");
-                for job in batch.drain(..) {
-                    let result = conn.write(&[&job.settlement]).await;
-                    let _ = job.done.send(result);
-                }
-            }
-        }
+    async fn run(
+        &self,
+        conn: &mut AsyncPgConnection,
+        requests: &[&Settlement],
+    ) -> AppResult<Vec<()>> {
+        write_batch(conn, requests).await?;
+        Ok(vec![(); requests.len()])
     }
 }
 

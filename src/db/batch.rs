@@ -1,0 +1,178 @@
+//! Group execution of one hot statement: callers hand a request to a [`Batcher`] and wait; its
+//! writers take every request waiting and run them all in one statement (one round trip, one commit),
+//! then answer each caller. Requests that arrive while a batch runs wait for the next one, so at low
+//! load a batch holds a single request and nothing waits, and under load the statement's fixed cost
+//! (protocol, executor start-up, commit) is shared.
+//!
+//! Each writer owns a connection taken out of the pool that only ever runs its statement, so it plans
+//! it once (`plan_cache_mode = force_generic_plan`: PostgreSQL otherwise re-plans a statement over
+//! arrays for every batch, which took as long as running it). The connection is dropped after any
+//! failure and taken again on next use. A failed batch is run again one request at a time, so one bad
+//! request cannot fail the others.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use diesel_async::pooled_connection::deadpool::Object;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::DbPool;
+use crate::error::{AppError, AppResult};
+
+/// Most requests in one batch.
+pub const MAX_BATCH: usize = 256;
+
+/// A statement that serves many requests at once.
+pub trait BatchStatement: Send + Sync + 'static {
+    type Request: Send + Sync + 'static;
+    type Response: Send + 'static;
+
+    /// Runs the requests together; exactly one response per request, in their order.
+    fn run(
+        &self,
+        conn: &mut AsyncPgConnection,
+        requests: &[&Self::Request],
+    ) -> impl Future<Output = AppResult<Vec<Self::Response>>> + Send;
+}
+
+struct Job<S: BatchStatement> {
+    request: S::Request,
+    done: oneshot::Sender<AppResult<S::Response>>,
+}
+
+/// See the module documentation. Cheap to clone.
+pub struct Batcher<S: BatchStatement> {
+    jobs: mpsc::UnboundedSender<Job<S>>,
+}
+
+impl<S: BatchStatement> Clone for Batcher<S> {
+    fn clone(&self) -> Self {
+        Self {
+            jobs: self.jobs.clone(),
+        }
+    }
+}
+
+impl<S: BatchStatement> Batcher<S> {
+    /// Starts `writers` writers on the current Tokio runtime; they stop when the last clone is dropped.
+    /// `name` labels the batch-size metric.
+    pub fn start(pool: DbPool, statement: S, writers: usize, name: &'static str) -> Self {
+        let (jobs, receiver) = mpsc::unbounded_channel();
+        let receiver = Arc::new(Mutex::new(receiver));
+        let statement = Arc::new(statement);
+        for _ in 0..writers.max(1) {
+            tokio::spawn(writer(
+                WriterConnection {
+                    pool: pool.clone(),
+                    conn: None,
+                },
+                Arc::clone(&statement),
+                Arc::clone(&receiver),
+                name,
+            ));
+        }
+        Self { jobs }
+    }
+
+    /// Runs `request` in the next batch; returns its response once the batch has committed.
+    pub async fn submit(&self, request: S::Request) -> AppResult<S::Response> {
+        let (done, answered) = oneshot::channel();
+        self.jobs
+            .send(Job { request, done })
+            .map_err(|_| AppError::internal(anyhow::anyhow!("the batch writers stopped")))?;
+        answered
+            .await
+            .map_err(|_| AppError::internal(anyhow::anyhow!("a batch writer stopped")))?
+    }
+}
+
+struct WriterConnection {
+    pool: DbPool,
+    conn: Option<AsyncPgConnection>,
+}
+
+impl WriterConnection {
+    async fn get(&mut self) -> AppResult<&mut AsyncPgConnection> {
+        if self.conn.is_none() {
+            let mut conn = Object::take(self.pool.get().await?);
+            diesel::sql_query("SET plan_cache_mode = force_generic_plan")
+                .execute(&mut conn)
+                .await?;
+            self.conn = Some(conn);
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("no batch connection")))
+    }
+
+    async fn run<S: BatchStatement>(
+        &mut self,
+        statement: &S,
+        requests: &[&S::Request],
+    ) -> AppResult<Vec<S::Response>> {
+        let result = statement.run(self.get().await?, requests).await;
+        match result {
+            Ok(responses) if responses.len() == requests.len() => Ok(responses),
+            Ok(responses) => {
+                self.conn = None;
+                Err(AppError::internal(anyhow::anyhow!(
+                    "a batch of {} requests got {} responses",
+                    requests.len(),
+                    responses.len()
+                )))
+            }
+            Err(error) => {
+                self.conn = None;
+                Err(error)
+            }
+        }
+    }
+}
+
+async fn writer<S: BatchStatement>(
+    mut conn: WriterConnection,
+    statement: Arc<S>,
+    receiver: Arc<Mutex<mpsc::UnboundedReceiver<Job<S>>>>,
+    name: &'static str,
+) {
+    let mut batch: Vec<Job<S>> = Vec::with_capacity(MAX_BATCH);
+    loop {
+        {
+            let mut jobs = receiver.lock().await;
+            if jobs.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                return;
+            }
+        }
+        metrics::histogram!("db_batch_size", "statement" => name).record(batch.len() as f64);
+        let requests: Vec<&S::Request> = batch.iter().map(|job| &job.request).collect();
+        match conn.run(statement.as_ref(), &requests).await {
+            Ok(responses) => {
+                for (job, response) in batch.drain(..).zip(responses) {
+                    let _ = job.done.send(Ok(response));
+                }
+            }
+            Err(error) if batch.len() == 1 => {
+                if let Some(job) = batch.pop() {
+                    let _ = job.done.send(Err(error));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(statement = name, error = %error.public_message(), size = batch.len(), "a batch failed; running its requests one by one");
+                for job in batch.drain(..) {
+                    let result = conn
+                        .run(statement.as_ref(), &[&job.request])
+                        .await
+                        .and_then(|responses| {
+                            responses.into_iter().next().ok_or_else(|| {
+                                AppError::internal(anyhow::anyhow!(
+                                    "a batch of one got no response"
+                                ))
+                            })
+                        });
+                    let _ = job.done.send(result);
+                }
+            }
+        }
+    }
+}
