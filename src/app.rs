@@ -6,11 +6,13 @@ use std::sync::Arc;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::password::PasswordHasher;
+use crate::billing::batch::{Reservations, Reserve};
 use crate::billing::clock::{Clock, SystemClock};
 use crate::billing::payment::{ManualProvider, PaymentProvider};
 use crate::cache::Caches;
 use crate::config::Config;
 use crate::db::DbPool;
+use crate::db::batch::Batcher;
 use crate::gateway::breaker::Breakers;
 use crate::gateway::meter::Meter;
 use crate::graphql::loaders::LoaderStats;
@@ -40,6 +42,8 @@ pub struct AppState {
     pub breakers: Arc<Breakers>,
     /// Writes invocations' metering in group-committed batches.
     pub meter: Meter,
+    /// Reserves invocations' quota in batches.
+    pub reservations: Reservations,
     /// Live usage events for WebSocket subscribers.
     pub live: Arc<LiveUsage>,
     /// API keys, users and tools, kept fresh by the same listener as `live`.
@@ -62,6 +66,12 @@ impl AppState {
             loader_stats: Arc::new(LoaderStats::default()),
             http,
             meter: Meter::start(pool.clone()),
+            reservations: Batcher::start(
+                pool.clone(),
+                Reserve,
+                crate::billing::batch::WRITERS,
+                "reservation",
+            ),
             breakers: Arc::new(Breakers::new(
                 config.gateway.breaker_threshold,
                 config.gateway.breaker_cooldown,

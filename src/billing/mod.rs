@@ -9,6 +9,7 @@
 //!   Reservations are leases; one left behind by a crash expires and its tokens return.
 //! - Every change is recorded as a subscription event (for billing and, later, webhooks).
 
+pub mod batch;
 pub mod clock;
 pub mod graphql;
 pub mod model;

@@ -193,7 +193,7 @@ pub struct Granted {
 
 /// Reserves `tokens` from the user's current subscription in one statement (one round trip), when its
 /// period is running and the tokens fit; expired reservations of the subscription are returned on the
-/// way. `None` when anything is unusual (no subscription, an ended period, not enough tokens): the
+/// way (also when the new reservation does not fit). `None` when anything is unusual (no subscription, an ended period, not enough tokens): the
 /// caller then takes the slow path, which rolls periods forward and explains refusals. With
 /// `min_tier`, a plan ranked below that tier is unusual too. The commit does not wait for the disk (a
 /// reservation is a lease; see `service::reserve`).
@@ -208,21 +208,24 @@ pub async fn reserve_in_one_statement(
 ) -> QueryResult<Option<Granted>> {
     diesel::sql_query(
         "WITH lease AS (SELECT set_config('synchronous_commit', 'off', true)), \
-         sub AS (SELECT s.id, s.tier, p.token_limit FROM subscriptions s JOIN plans p ON p.tier = s.tier \
+         sub AS (SELECT s.id, s.tier, p.token_limit, s.tokens_used, s.tokens_reserved \
+                 FROM subscriptions s JOIN plans p ON p.tier = s.tier \
                  WHERE s.user_id = $1 AND s.status <> 'EXPIRED' AND s.current_period_end > $4 \
                    AND ($6::text IS NULL OR p.rank >= (SELECT rank FROM plans WHERE tier = $6)) \
                  FOR UPDATE OF s), \
          expired AS (DELETE FROM quota_reservations r USING sub \
                      WHERE r.subscription_id = sub.id AND r.expires_at <= $4 RETURNING r.tokens), \
-         freed AS (SELECT coalesce(sum(tokens), 0)::bigint AS tokens FROM expired), \
+         left_over AS (SELECT sub.id, sub.tier, sub.token_limit, sub.tokens_used, \
+                         GREATEST(sub.tokens_reserved - coalesce((SELECT sum(tokens) FROM expired), 0), 0)::bigint AS reserved \
+                       FROM sub), \
+         fits AS (SELECT id, tier FROM left_over \
+                  WHERE token_limit IS NULL OR tokens_used + reserved + $3 <= token_limit), \
          counted AS (UPDATE subscriptions s \
-                     SET tokens_reserved = GREATEST(s.tokens_reserved - freed.tokens, 0) + $3 \
-                     FROM sub, freed WHERE s.id = sub.id AND (sub.token_limit IS NULL \
-                       OR s.tokens_used + GREATEST(s.tokens_reserved - freed.tokens, 0) + $3 <= sub.token_limit) \
-                     RETURNING s.id), \
+                     SET tokens_reserved = l.reserved + CASE WHEN EXISTS (SELECT 1 FROM fits) THEN $3 ELSE 0 END \
+                     FROM left_over l WHERE s.id = l.id RETURNING s.id), \
          held AS (INSERT INTO quota_reservations (id, subscription_id, tokens, expires_at) \
-                  SELECT $2, id, $3, $5 FROM counted RETURNING subscription_id) \
-         SELECT held.subscription_id, sub.tier FROM held, sub, lease",
+                  SELECT $2, id, $3, $5 FROM fits RETURNING subscription_id) \
+         SELECT held.subscription_id, fits.tier FROM held, fits, lease",
     )
     .bind::<diesel::sql_types::Uuid, _>(user)
     .bind::<diesel::sql_types::Uuid, _>(reservation)
@@ -234,6 +237,76 @@ pub async fn reserve_in_one_statement(
     .get_result(conn)
     .await
     .optional()
+}
+
+/// One request of [`reserve_batch`].
+pub struct BatchReservation<'a> {
+    pub id: Uuid,
+    pub user: Uuid,
+    pub tokens: i64,
+    pub expires_at: DateTime<Utc>,
+    pub min_tier: &'a str,
+}
+
+/// A reservation [`reserve_batch`] granted.
+#[derive(QueryableByName)]
+pub struct GrantedIn {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub subscription_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub tier: String,
+}
+
+/// [`reserve_in_one_statement`] for many requests at once (one round trip, one commit), in order:
+/// each subscription's requests are granted while its running total fits, so a batch can never
+/// reserve more than the limit; once one does not fit, the later ones of that subscription are not
+/// granted either (they take the slow path, as refusals always do). Subscriptions are locked in id
+/// order, as the meter locks them. Returns the granted requests only.
+pub async fn reserve_batch(
+    conn: &mut AsyncPgConnection,
+    requests: &[BatchReservation<'_>],
+    now: DateTime<Utc>,
+) -> QueryResult<Vec<GrantedIn>> {
+    use diesel::sql_types::{Array, BigInt, Text, Timestamptz, Uuid as SqlUuid};
+    diesel::sql_query(
+        "WITH lease AS (SELECT set_config('synchronous_commit', 'off', true)), \
+         req AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::timestamptz[], $5::text[]) \
+                 WITH ORDINALITY AS r(id, user_id, tokens, expires_at, min_tier, ord)), \
+         sub AS (SELECT s.id, s.user_id, s.tier, p.token_limit, p.rank, s.tokens_used, s.tokens_reserved \
+                 FROM subscriptions s JOIN plans p ON p.tier = s.tier \
+                 WHERE s.user_id = ANY($2::uuid[]) AND s.status <> 'EXPIRED' AND s.current_period_end > $6 \
+                 ORDER BY s.id FOR UPDATE OF s), \
+         expired AS (DELETE FROM quota_reservations r USING sub \
+                     WHERE r.subscription_id = sub.id AND r.expires_at <= $6 \
+                     RETURNING r.subscription_id, r.tokens), \
+         left_over AS (SELECT sub.id, GREATEST(sub.tokens_reserved - coalesce( \
+                         (SELECT sum(e.tokens) FROM expired e WHERE e.subscription_id = sub.id), 0), 0)::bigint AS reserved \
+                       FROM sub), \
+         wanted AS (SELECT req.id, req.tokens, req.expires_at, sub.id AS sid, sub.tier, sub.token_limit, \
+                      sub.tokens_used, l.reserved, \
+                      sum(req.tokens) OVER (PARTITION BY sub.id ORDER BY req.ord) AS running \
+                    FROM req JOIN sub ON sub.user_id = req.user_id JOIN left_over l ON l.id = sub.id \
+                    WHERE sub.rank >= (SELECT p.rank FROM plans p WHERE p.tier = req.min_tier)), \
+         granted AS (SELECT * FROM wanted \
+                     WHERE token_limit IS NULL OR tokens_used + reserved + running <= token_limit), \
+         counted AS (UPDATE subscriptions s SET tokens_reserved = l.reserved + coalesce( \
+                       (SELECT sum(g.tokens) FROM granted g WHERE g.sid = s.id), 0)::bigint \
+                     FROM left_over l WHERE s.id = l.id RETURNING s.id), \
+         held AS (INSERT INTO quota_reservations (id, subscription_id, tokens, expires_at) \
+                  SELECT id, sid, tokens, expires_at FROM granted RETURNING id) \
+         SELECT g.id, g.sid AS subscription_id, g.tier FROM granted g, lease",
+    )
+    .bind::<Array<SqlUuid>, _>(requests.iter().map(|r| r.id).collect::<Vec<_>>())
+    .bind::<Array<SqlUuid>, _>(requests.iter().map(|r| r.user).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(requests.iter().map(|r| r.tokens).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(requests.iter().map(|r| r.expires_at).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(requests.iter().map(|r| r.min_tier).collect::<Vec<_>>())
+    .bind::<Timestamptz, _>(now)
+    .cached()
+    .load(conn)
+    .await
 }
 
 pub async fn insert_reservation(

@@ -479,8 +479,9 @@ pub async fn reserve(
     .await
 }
 
-/// The common case of an invocation in one statement: reserves `estimate` tokens when the user's
-/// current period runs, their plan reaches `min_tier` and the tokens fit. Returns the reservation and
+/// The common case of an invocation in one statement, shared with the invocations that arrive at the
+/// same moment (`batch`): reserves `estimate` tokens when the user's current period runs, their plan
+/// reaches `min_tier` and the tokens fit. Returns the reservation and
 /// the plan tier; `None` means "not that simple" — the caller then checks step by step (`current`,
 /// `reserve`), which rolls periods forward and explains any refusal.
 pub async fn try_reserve_at_tier(
@@ -494,17 +495,17 @@ pub async fn try_reserve_at_tier(
     let now = app.clock.now();
     let expires_at = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
     let id = Uuid::now_v7();
-    let mut conn = app.pool.get().await?;
-    let granted = repo::reserve_in_one_statement(
-        &mut conn,
-        user.0,
-        id,
-        estimate,
-        now,
-        expires_at,
-        Some(min_tier),
-    )
-    .await?;
+    let granted = app
+        .reservations
+        .submit(super::batch::ReserveRequest {
+            id,
+            user: user.0,
+            tokens: estimate,
+            now,
+            expires_at,
+            min_tier: min_tier.to_owned(),
+        })
+        .await?;
     Ok(granted.map(|granted| {
         let reservation = Reservation {
             id,

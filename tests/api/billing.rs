@@ -433,3 +433,94 @@ async fn only_admins_update_plans_and_new_limits_apply_at_once() {
         "unlimited now"
     );
 }
+
+#[tokio::test]
+async fn a_refused_reservation_still_returns_the_expired_leases_it_found() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada", "ada@example.com").await;
+    subscribe(&app, &user, "FREE").await; // 10,000 tokens
+    let id = user.user_id();
+    let used = service::reserve(&app.state, id, 9_500, LEASE)
+        .await
+        .unwrap();
+    service::settle(&app.state, used, 9_500).await.unwrap();
+    service::reserve(&app.state, id, 500, Duration::from_secs(30))
+        .await
+        .unwrap();
+    app.clock.advance(chrono::Duration::seconds(31));
+
+    // 501 tokens do not fit even once the expired 500 are back, in one statement or in a batch.
+    let single = service::reserve(&app.state, id, 501, LEASE).await;
+    assert!(
+        matches!(single, Err(AppError::QuotaExceeded(_))),
+        "{single:?}"
+    );
+    assert_eq!(subscription(&app, &user).await["tokensReserved"], 0);
+    service::reserve(&app.state, id, 500, Duration::from_secs(30))
+        .await
+        .unwrap();
+    app.clock.advance(chrono::Duration::seconds(31));
+    let batched = service::try_reserve_at_tier(&app.state, id, 501, LEASE, "FREE")
+        .await
+        .unwrap();
+    assert!(batched.is_none());
+    assert_eq!(subscription(&app, &user).await["tokensReserved"], 0);
+    assert!(
+        service::try_reserve_at_tier(&app.state, id, 500, LEASE, "FREE")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn a_batch_of_reservations_grants_in_order_while_the_running_total_fits() {
+    use joyfull_hub::billing::repo::{BatchReservation, reserve_batch};
+
+    let app = TestApp::spawn().await;
+    let ada = app.register("Ada", "ada@example.com").await;
+    let bob = app.register("Bob", "bob@example.com").await;
+    let eve = app.register("Eve", "eve@example.com").await; // no subscription
+    subscribe(&app, &ada, "FREE").await;
+    subscribe(&app, &bob, "FREE").await;
+    app.sql("UPDATE plans SET token_limit = 100 WHERE tier = 'FREE'")
+        .await;
+    let now = app.clock_now();
+    let request = |user: &TestUser, tokens: i64, min_tier: &'static str| BatchReservation {
+        id: uuid::Uuid::now_v7(),
+        user: user.user_id().0,
+        tokens,
+        expires_at: now + chrono::Duration::seconds(60),
+        min_tier,
+    };
+    let batch = [
+        request(&ada, 40, "FREE"),
+        request(&bob, 30, "FREE"),
+        request(&ada, 50, "FREE"),
+        request(&ada, 20, "FREE"), // 40 + 50 + 20 > 100
+        request(&ada, 5, "FREE"),  // would fit alone, but comes after a refusal
+        request(&bob, 10, "PRO"),  // below the tier
+        request(&eve, 1, "FREE"),  // no subscription
+    ];
+    let mut conn = app.state.pool.get().await.unwrap();
+    let granted: Vec<uuid::Uuid> = reserve_batch(&mut conn, &batch, now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.id)
+        .collect();
+    drop(conn);
+
+    let mut expected = vec![batch[0].id, batch[1].id, batch[2].id];
+    let mut got = granted.clone();
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected);
+    assert_eq!(subscription(&app, &ada).await["tokensReserved"], 90);
+    assert_eq!(subscription(&app, &bob).await["tokensReserved"], 30);
+    assert_eq!(
+        app.sql_number("SELECT count(*) AS n FROM quota_reservations")
+            .await,
+        3
+    );
+}

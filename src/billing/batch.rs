@@ -1,0 +1,78 @@
+//! Quota reservations in batches (see `db::batch`): the invocations that arrive together reserve in
+//! one statement (`repo::reserve_batch`). A request the batch does not grant takes the step-by-step
+//! path, which explains refusals.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncPgConnection;
+use uuid::Uuid;
+
+use super::repo::{self, BatchReservation, Granted};
+use crate::db::batch::{BatchStatement, Batcher};
+use crate::error::AppResult;
+
+/// Writers: reservation transactions that may be open at once.
+pub const WRITERS: usize = 2;
+
+/// One invocation's reservation request.
+pub struct ReserveRequest {
+    /// The reservation's id, if granted.
+    pub id: Uuid,
+    pub user: Uuid,
+    pub tokens: i64,
+    /// Billing's "now" when the request was made.
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// The lowest plan tier that may reserve.
+    pub min_tier: String,
+}
+
+/// The batched reservation statement.
+pub struct Reserve;
+
+/// Reservations in batches; see the module documentation.
+pub type Reservations = Batcher<Reserve>;
+
+impl BatchStatement for Reserve {
+    type Request = ReserveRequest;
+    type Response = Option<Granted>;
+
+    async fn run(
+        &self,
+        conn: &mut AsyncPgConnection,
+        requests: &[&ReserveRequest],
+    ) -> AppResult<Vec<Option<Granted>>> {
+        // The batch's requests were made within moments of each other; the latest "now" decides
+        // which periods are running and which leases have expired.
+        let now = requests
+            .iter()
+            .map(|r| r.now)
+            .max()
+            .unwrap_or_else(Utc::now);
+        let batch: Vec<BatchReservation<'_>> = requests
+            .iter()
+            .map(|r| BatchReservation {
+                id: r.id,
+                user: r.user,
+                tokens: r.tokens,
+                expires_at: r.expires_at,
+                min_tier: &r.min_tier,
+            })
+            .collect();
+        let mut granted: HashMap<Uuid, Granted> = repo::reserve_batch(conn, &batch, now)
+            .await?
+            .into_iter()
+            .map(|g| {
+                (
+                    g.id,
+                    Granted {
+                        subscription_id: g.subscription_id,
+                        tier: g.tier,
+                    },
+                )
+            })
+            .collect();
+        Ok(requests.iter().map(|r| granted.remove(&r.id)).collect())
+    }
+}
