@@ -485,6 +485,11 @@ async fn a_batch_of_reservations_grants_in_order_while_the_running_total_fits() 
     subscribe(&app, &bob, "FREE").await;
     app.sql("UPDATE plans SET token_limit = 100 WHERE tier = 'FREE'")
         .await;
+    // Bob's earlier call left a lease behind that has expired by now: the batch returns it.
+    service::reserve(&app.state, bob.user_id(), 80, Duration::from_secs(30))
+        .await
+        .unwrap();
+    app.clock.advance(chrono::Duration::seconds(31));
     let now = app.clock_now();
     let request = |user: &TestUser, tokens: i64, min_tier: &'static str| BatchReservation {
         id: uuid::Uuid::now_v7(),
@@ -500,6 +505,7 @@ async fn a_batch_of_reservations_grants_in_order_while_the_running_total_fits() 
         request(&ada, 20, "FREE"), // 40 + 50 + 20 > 100
         request(&ada, 5, "FREE"),  // would fit alone, but comes after a refusal
         request(&bob, 10, "PRO"),  // below the tier
+        request(&bob, 71, "FREE"), // 30 + 71 > 100
         request(&eve, 1, "FREE"),  // no subscription
     ];
     let mut conn = app.state.pool.get().await.unwrap();
