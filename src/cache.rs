@@ -14,6 +14,7 @@
 //! [`TTL`], and each table holds at most [`CAPACITY`] entries (it is emptied when full).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -94,6 +95,31 @@ impl<K: Eq + Hash, V: Clone> Table<K, V> {
         entries.insert(key, (value, Instant::now()));
     }
 
+    /// The cached value, else `load`'s, cached on the way (unless invalidated meanwhile).
+    pub async fn get_or_load<E>(
+        &self,
+        key: K,
+        load: impl Future<Output = Result<Option<V>, E>>,
+    ) -> Result<Option<V>, E> {
+        if let Some(value) = self.get(&key) {
+            return Ok(Some(value));
+        }
+        let ticket = self.ticket();
+        let value = load.await?;
+        if let Some(value) = &value {
+            self.put(ticket, key, value.clone());
+        }
+        Ok(value)
+    }
+
+    fn ticket(&self) -> Ticket {
+        if self.freshness.live.load(Ordering::Acquire) {
+            Ticket(Some(self.freshness.epoch.load(Ordering::Acquire)))
+        } else {
+            Ticket(None)
+        }
+    }
+
     /// Changes a cached value in place (for fields this instance itself just wrote).
     pub fn update(&self, key: &K, change: impl FnOnce(&mut V)) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
@@ -153,11 +179,7 @@ impl Default for Caches {
 impl Caches {
     /// Take before reading a row to cache.
     pub fn ticket(&self) -> Ticket {
-        if self.freshness.live.load(Ordering::Acquire) {
-            Ticket(Some(self.freshness.epoch.load(Ordering::Acquire)))
-        } else {
-            Ticket(None)
-        }
+        self.users.ticket()
     }
 
     /// The listener connected (`true`) or lost its connection (`false`): either way, everything

@@ -47,21 +47,16 @@ async fn access_token(app: &AppState, token: &str) -> Result<AuthenticatedUser, 
     let id = uuid::Uuid::parse_str(&claims.sub).map_err(|_| {
         AppError::Unauthenticated("The access token is not valid: log in again.".into())
     })?;
-    let user = match app.caches.users.get(&id) {
-        Some(user) => user,
-        None => {
-            let ticket = app.caches.ticket();
+    let user = app
+        .caches
+        .users
+        .get_or_load(id, async {
             let mut conn = app.pool.get().await?;
-            let user = users::find_by_id(&mut conn, UserId(id))
-                .await?
-                .map(|u| UserAccess::from(&u))
-                .ok_or_else(|| {
-                    AppError::Unauthenticated("This account no longer exists.".into())
-                })?;
-            app.caches.users.put(ticket, id, user.clone());
-            user
-        }
-    };
+            let user = users::find_by_id(&mut conn, UserId(id)).await?;
+            Ok::<_, AppError>(user.map(|u| UserAccess::from(&u)))
+        })
+        .await?
+        .ok_or_else(|| AppError::Unauthenticated("This account no longer exists.".into()))?;
     if user.deleted {
         return Err(AppError::Unauthenticated(
             "This account no longer exists.".into(),

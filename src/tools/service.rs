@@ -363,18 +363,14 @@ pub fn not_found() -> AppError {
 /// A tool the caller may see: users only see enabled tools.
 /// Served from this instance's cache when it has the tool (`crate::cache`).
 pub async fn get(app: &AppState, id: Uuid, include_disabled: bool) -> AppResult<Option<ToolRow>> {
-    let tool = match app.caches.tools.get(&id) {
-        Some(tool) => Some(tool),
-        None => {
-            let ticket = app.caches.ticket();
+    let tool = app
+        .caches
+        .tools
+        .get_or_load(id, async {
             let mut conn = app.pool.get().await?;
-            let tool = repo::find(&mut conn, id).await?;
-            if let Some(tool) = &tool {
-                app.caches.tools.put(ticket, id, tool.clone());
-            }
-            tool
-        }
-    };
+            Ok::<_, AppError>(repo::find(&mut conn, id).await?)
+        })
+        .await?;
     Ok(tool.filter(|t| include_disabled || t.enabled))
 }
 
