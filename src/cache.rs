@@ -325,9 +325,9 @@ mod tests {
 
     fn access(id: Uuid) -> UserAccess {
         UserAccess {
-            id,
-            role: "USER".into(),
-            status: "ACTIVE".into(),
+            id: crate::users::model::UserId(id),
+            role: crate::users::model::Role::User,
+            status: crate::users::model::UserStatus::Active,
             session_version: 1,
             deleted: false,
         }

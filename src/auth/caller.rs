@@ -62,7 +62,7 @@ async fn access_token(app: &AppState, token: &str) -> Result<AuthenticatedUser, 
             "This account no longer exists.".into(),
         ));
     }
-    if user.status() == UserStatus::Suspended {
+    if user.status == UserStatus::Suspended {
         return Err(AppError::Unauthenticated(
             "This account is suspended.".into(),
         ));
@@ -73,8 +73,8 @@ async fn access_token(app: &AppState, token: &str) -> Result<AuthenticatedUser, 
         ));
     }
     Ok(AuthenticatedUser {
-        id: user.id(),
-        role: user.role(),
+        id: user.id,
+        role: user.role,
         credential: Credential::AccessToken,
     })
 }

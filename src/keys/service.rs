@@ -144,7 +144,7 @@ pub async fn authenticate(app: &AppState, key: &str) -> AppResult<AuthenticatedU
             app.caches
                 .api_keys
                 .put(ticket, cache_key.clone(), row.clone());
-            app.caches.users.put(ticket, user.id, user.clone());
+            app.caches.users.put(ticket, user.id.0, user.clone());
             (row, user)
         }
     };
@@ -158,7 +158,7 @@ pub async fn authenticate(app: &AppState, key: &str) -> AppResult<AuthenticatedU
     if user.deleted {
         return Err(refused("The API key is not valid."));
     }
-    if user.status() == UserStatus::Suspended {
+    if user.status == UserStatus::Suspended {
         return Err(refused("This account is suspended."));
     }
     if row
@@ -172,8 +172,8 @@ pub async fn authenticate(app: &AppState, key: &str) -> AppResult<AuthenticatedU
             .update(&cache_key, |cached| cached.last_used_at = Some(now));
     }
     Ok(AuthenticatedUser {
-        id: user.id(),
-        role: user.role(),
+        id: user.id,
+        role: user.role,
         credential: Credential::ApiKey(ApiKeyId(row.id)),
     })
 }

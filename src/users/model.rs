@@ -96,33 +96,19 @@ impl UserRow {
 /// What authenticating a request needs of a user (cached; no personal data, no password hash).
 #[derive(Debug, Clone)]
 pub struct UserAccess {
-    pub id: Uuid,
-    pub role: String,
-    pub status: String,
+    pub id: UserId,
+    pub role: Role,
+    pub status: UserStatus,
     pub session_version: i32,
     pub deleted: bool,
-}
-
-impl UserAccess {
-    pub fn id(&self) -> UserId {
-        UserId(self.id)
-    }
-
-    pub fn role(&self) -> Role {
-        Role::from_db(&self.role)
-    }
-
-    pub fn status(&self) -> UserStatus {
-        UserStatus::from_db(&self.status)
-    }
 }
 
 impl From<&UserRow> for UserAccess {
     fn from(user: &UserRow) -> Self {
         Self {
-            id: user.id,
-            role: user.role.clone(),
-            status: user.status.clone(),
+            id: user.id(),
+            role: user.role(),
+            status: user.status(),
             session_version: user.session_version,
             deleted: user.deleted_at.is_some(),
         }
