@@ -41,6 +41,7 @@ impl BatchStatement for Reserve {
     async fn run(
         &self,
         conn: &mut AsyncPgConnection,
+        _writer: usize,
         requests: &[&ReserveRequest],
     ) -> AppResult<Vec<Option<Granted>>> {
         // Alone, the request takes the simpler single statement (cheaper to run than the batch's

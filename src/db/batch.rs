@@ -1,6 +1,6 @@
 //! Group execution of one hot statement: callers hand a request to a [`Batcher`] and wait; its
 //! writers take every request waiting and run them all in one statement (one round trip, one commit),
-//! then answer each caller. Requests that arrive while a batch runs wait for the next one, so at low
+//! then answer each caller (or, for [`Batcher::send`], nobody). Requests that arrive while a batch runs wait for the next one, so at low
 //! load a batch holds a single request and nothing waits, and under load the statement's fixed cost
 //! (protocol, executor start-up, commit) is shared.
 //!
@@ -14,7 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use diesel_async::pooled_connection::deadpool::Object;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::DbPool;
@@ -28,10 +28,17 @@ pub trait BatchStatement: Send + Sync + 'static {
     type Request: Send + Sync + 'static;
     type Response: Send + 'static;
 
-    /// Runs the requests together; exactly one response per request, in their order.
+    /// Session settings for each writer's connection (one or more statements), run once when it is
+    /// taken from the pool.
+    const SETTINGS: &'static str = "SET plan_cache_mode = force_generic_plan";
+
+    /// Runs the requests together; exactly one response per request, in their order. `writer`
+    /// (0 to `writers - 1`) tells which writer runs them: batches of different writers may be in
+    /// flight at once, those of one writer never are.
     fn run(
         &self,
         conn: &mut AsyncPgConnection,
+        writer: usize,
         requests: &[&Self::Request],
     ) -> impl Future<Output = AppResult<Vec<Self::Response>>> + Send;
 }
@@ -61,11 +68,12 @@ impl<S: BatchStatement> Batcher<S> {
         let (jobs, receiver) = mpsc::unbounded_channel();
         let receiver = Arc::new(Mutex::new(receiver));
         let statement = Arc::new(statement);
-        for _ in 0..writers.max(1) {
+        for index in 0..writers.max(1) {
             tokio::spawn(writer(
                 WriterConnection {
                     pool: pool.clone(),
                     conn: None,
+                    index,
                 },
                 Arc::clone(&statement),
                 Arc::clone(&receiver),
@@ -85,20 +93,27 @@ impl<S: BatchStatement> Batcher<S> {
             .await
             .map_err(|_| AppError::internal(anyhow::anyhow!("a batch writer stopped")))?
     }
+
+    /// Runs `request` in a coming batch without waiting for it; its outcome is not reported.
+    pub fn send(&self, request: S::Request) {
+        let (done, _) = oneshot::channel();
+        if self.jobs.send(Job { request, done }).is_err() {
+            tracing::warn!("the batch writers stopped; a request was dropped");
+        }
+    }
 }
 
 struct WriterConnection {
     pool: DbPool,
     conn: Option<AsyncPgConnection>,
+    index: usize,
 }
 
 impl WriterConnection {
-    async fn get(&mut self) -> AppResult<&mut AsyncPgConnection> {
+    async fn get<S: BatchStatement>(&mut self) -> AppResult<&mut AsyncPgConnection> {
         if self.conn.is_none() {
             let mut conn = Object::take(self.pool.get().await?);
-            diesel::sql_query("SET plan_cache_mode = force_generic_plan")
-                .execute(&mut conn)
-                .await?;
+            conn.batch_execute(S::SETTINGS).await?;
             self.conn = Some(conn);
         }
         self.conn
@@ -111,7 +126,8 @@ impl WriterConnection {
         statement: &S,
         requests: &[&S::Request],
     ) -> AppResult<Vec<S::Response>> {
-        let result = statement.run(self.get().await?, requests).await;
+        let index = self.index;
+        let result = statement.run(self.get::<S>().await?, index, requests).await;
         match result {
             Ok(responses) if responses.len() == requests.len() => Ok(responses),
             Ok(responses) => {

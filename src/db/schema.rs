@@ -62,7 +62,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    platform_daily (day, tool_id, tier) {
+    platform_daily (day, tool_id, tier, shard) {
         day -> Date,
         tool_id -> Uuid,
         tier -> Text,
@@ -70,6 +70,7 @@ diesel::table! {
         errors -> Int8,
         tokens -> Int8,
         latency_hist -> Array<Int8>,
+        shard -> Int2,
     }
 }
 

@@ -10,14 +10,19 @@
 //! The batching itself is `db::batch`: two writers take turns, so one batch can be filled while the
 //! other is committing, and a failed batch is written again one settlement at a time, so one bad
 //! settlement cannot fail the others. Each batch locks subscriptions and rollup rows in key order, so
-//! two batches never deadlock.
+//! two batches never deadlock. Row locks are held until a commit is on disk, so the writers keep apart
+//! where they can: each adds to its own shard of the platform rollups, and the live-usage notifications
+//! go out after the commit, from a connection of their own (a transaction that notifies holds a
+//! database-wide lock through its commit, which would make the two writers' commits take turns).
+//! A notification lost to a crash between the two costs a live feed one event; the usage row is kept.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use diesel::QueryableByName;
 use diesel::sql_types::{
-    Array, BigInt, Bool, Date, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+    Array, BigInt, Bool, Date, Integer, Jsonb, Nullable, SmallInt, Text, Timestamptz,
+    Uuid as SqlUuid,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -26,11 +31,11 @@ use crate::billing::model::Reservation;
 use crate::db::DbPool;
 use crate::db::batch::{BatchStatement, Batcher};
 use crate::db::cached::CachedExt;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::usage::model::UsageEvent;
 use crate::usage::repo as usage;
 
-/// Writers: transactions that may be open at once.
+/// Writers: transactions that may be open at once (and shards of the platform rollups).
 const WRITERS: usize = 2;
 
 /// What an idempotency key becomes once its call is metered.
@@ -57,19 +62,54 @@ pub struct Settlement {
 #[derive(Clone)]
 pub struct Meter {
     batcher: Batcher<Settle>,
+    publisher: Batcher<Publish>,
 }
 
 impl Meter {
     /// Starts the writers on the current Tokio runtime; they stop when the last `Meter` is dropped.
     pub fn start(pool: DbPool) -> Self {
         Self {
-            batcher: Batcher::start(pool, Settle, WRITERS, "settlement"),
+            batcher: Batcher::start(pool.clone(), Settle, WRITERS, "settlement"),
+            publisher: Batcher::start(pool, Publish, 1, "usage_notification"),
         }
     }
 
-    /// Returns once the settlement is committed.
+    /// Returns once the settlement is committed; its live-usage notification follows.
     pub async fn write(&self, settlement: Settlement) -> AppResult<()> {
-        self.batcher.submit(settlement).await
+        let payload = serde_json::to_string(&settlement.event);
+        self.batcher.submit(settlement).await?;
+        match payload {
+            Ok(payload) => self.publisher.send(payload),
+            Err(e) => tracing::warn!(error = %e, "a usage event has no live notification"),
+        }
+        Ok(())
+    }
+}
+
+/// Live-usage notifications, after their usage rows committed. Losing one in a database crash costs
+/// a live feed an event, so their commits do not wait for the disk.
+struct Publish;
+
+impl BatchStatement for Publish {
+    type Request = String;
+    type Response = ();
+
+    const SETTINGS: &'static str =
+        "SET plan_cache_mode = force_generic_plan; SET synchronous_commit = off";
+
+    async fn run(
+        &self,
+        conn: &mut AsyncPgConnection,
+        _writer: usize,
+        payloads: &[&String],
+    ) -> AppResult<Vec<()>> {
+        diesel::sql_query("SELECT count(pg_notify($1, p)) AS n FROM unnest($2::text[]) WITH ORDINALITY AS m(p, i)")
+            .bind::<Text, _>(usage::CHANNEL)
+            .bind::<Array<Text>, _>(payloads)
+            .cached()
+            .get_result::<Counted>(conn)
+            .await?;
+        Ok(vec![(); payloads.len()])
     }
 }
 
@@ -83,9 +123,11 @@ impl BatchStatement for Settle {
     async fn run(
         &self,
         conn: &mut AsyncPgConnection,
+        writer: usize,
         requests: &[&Settlement],
     ) -> AppResult<Vec<()>> {
-        write_batch(conn, requests).await?;
+        let shard = i16::try_from(writer).unwrap_or(0);
+        write_batch(conn, shard, requests).await?;
         Ok(vec![(); requests.len()])
     }
 }
@@ -113,24 +155,27 @@ const KEY_CTES: &str = "\
                   WHERE i.user_id = v.u AND i.key = v.k AND i.usage_event_id IS NULL RETURNING 1)";
 
 /// A whole batch in one statement (one round trip, one commit): every data-modifying part runs to
-/// completion whatever the final `SELECT` reads, and the notifications go out when it commits.
+/// completion whatever the final `SELECT` reads.
 static STATEMENT: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH {SETTLE_CTES}, {}, {KEY_CTES} \
-         SELECT count(pg_notify($35, p)) AS n FROM unnest($36::text[]) WITH ORDINALITY AS m(p, i)",
+        "WITH {SETTLE_CTES}, {}, {KEY_CTES} SELECT count(*) AS n FROM events",
         usage::RECORD_CTES
     )
 });
 
 #[derive(QueryableByName)]
-struct Notified {
+struct Counted {
     #[diesel(sql_type = BigInt)]
     #[expect(dead_code, reason = "read only to run the statement")]
     n: i64,
 }
 
-/// Writes settlements in one statement (see `STATEMENT`).
-async fn write_batch(conn: &mut AsyncPgConnection, settlements: &[&Settlement]) -> AppResult<()> {
+/// Writes settlements in one statement (see `STATEMENT`), adding to platform rollup shard `shard`.
+async fn write_batch(
+    conn: &mut AsyncPgConnection,
+    shard: i16,
+    settlements: &[&Settlement],
+) -> AppResult<()> {
     let mut used: BTreeMap<Uuid, i64> = BTreeMap::new();
     let mut reservations = Vec::new();
     let (mut done_users, mut done_keys, mut done_events, mut done_outputs) =
@@ -160,8 +205,7 @@ async fn write_batch(conn: &mut AsyncPgConnection, settlements: &[&Settlement]) 
         .iter()
         .map(|s| (&s.event, s.tier.as_str()))
         .collect();
-    let columns = usage::batch_columns(&rows)
-        .map_err(|e| AppError::internal(anyhow::anyhow!("cannot encode a usage event: {e}")))?;
+    let columns = usage::batch_columns(&rows);
     let (events, daily, platform) = (columns.events, columns.daily, columns.platform);
     diesel::sql_query(STATEMENT.as_str())
         .bind::<Array<SqlUuid>, _>(used.keys().copied().collect::<Vec<_>>())
@@ -198,10 +242,9 @@ async fn write_batch(conn: &mut AsyncPgConnection, settlements: &[&Settlement]) 
         .bind::<Array<Jsonb>, _>(done_outputs)
         .bind::<Array<SqlUuid>, _>(freed_users)
         .bind::<Array<Text>, _>(freed_keys)
-        .bind::<Text, _>(usage::CHANNEL)
-        .bind::<Array<Text>, _>(columns.payloads)
+        .bind::<SmallInt, _>(shard)
         .cached()
-        .get_result::<Notified>(conn)
+        .get_result::<Counted>(conn)
         .await?;
     Ok(())
 }

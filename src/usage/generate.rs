@@ -126,7 +126,7 @@ pub async fn rebuild_rollups(pool: &DbPool) -> anyhow::Result<()> {
                 sum(e.tokens_used), ARRAY[{}]::bigint[] \
          FROM usage_events e JOIN users u ON u.id = e.user_id WHERE u.email LIKE 'gen-%@example.com' \
          GROUP BY 1, 2 \
-         ON CONFLICT (day, tool_id, tier) DO UPDATE SET invocations = EXCLUDED.invocations, errors = EXCLUDED.errors, \
+         ON CONFLICT (day, tool_id, tier, shard) DO UPDATE SET invocations = EXCLUDED.invocations, errors = EXCLUDED.errors, \
            tokens = EXCLUDED.tokens, latency_hist = EXCLUDED.latency_hist",
         buckets.join(", ")
     ))

@@ -59,8 +59,6 @@ pub struct BatchColumns {
     pub events: EventColumns,
     pub daily: DailyColumns,
     pub platform: PlatformColumns,
-    /// The live notifications' payloads, one per row.
-    pub payloads: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -103,7 +101,7 @@ pub struct PlatformColumns {
 }
 
 /// Columns for usage rows, each with the caller's plan tier at the time (`NONE` without).
-pub fn batch_columns(events: &[(&UsageEvent, &str)]) -> serde_json::Result<BatchColumns> {
+pub fn batch_columns(events: &[(&UsageEvent, &str)]) -> BatchColumns {
     let mut columns = BatchColumns::default();
     let mut daily: BTreeMap<(Uuid, NaiveDate, Uuid), Totals> = BTreeMap::new();
     let mut platform: BTreeMap<(NaiveDate, Uuid, &str), Totals> = BTreeMap::new();
@@ -120,7 +118,6 @@ pub fn batch_columns(events: &[(&UsageEvent, &str)]) -> serde_json::Result<Batch
         e.error_code.push(event.error_code.clone());
         e.latency_ms.push(event.latency_ms);
         e.created_at.push(event.created_at);
-        columns.payloads.push(serde_json::to_string(event)?);
         let day = event.created_at.date_naive();
         daily
             .entry((event.user_id, day, event.tool_id))
@@ -152,12 +149,12 @@ pub fn batch_columns(events: &[(&UsageEvent, &str)]) -> serde_json::Result<Batch
         let cells: Vec<String> = totals.histogram.iter().map(ToString::to_string).collect();
         p.histogram.push(format!("{{{}}}", cells.join(",")));
     }
-    Ok(columns)
+    columns
 }
 
 /// SQL (for a `WITH` list) that inserts the usage rows bound at `$4`–`$14`, the daily rollups at
-/// `$15`–`$21` (with the users' activity days) and the platform rollups at `$22`–`$28`; see
-/// `gateway::meter`, which binds them in this order.
+/// `$15`–`$21` (with the users' activity days) and the platform rollups at `$22`–`$28` into shard `$35`;
+/// see `gateway::meter`, which binds them in this order.
 pub const RECORD_CTES: &str = "\
     events AS (INSERT INTO usage_events (id, user_id, api_key_id, tool_id, subscription_id, tokens_used, \
                                          tokens_estimated, status, error_code, latency_ms, created_at) \
@@ -176,11 +173,11 @@ pub const RECORD_CTES: &str = "\
                 errors = usage_daily.errors + EXCLUDED.errors, \
                 latency_ms_sum = usage_daily.latency_ms_sum + EXCLUDED.latency_ms_sum \
               RETURNING 1), \
-    platform AS (INSERT INTO platform_daily (day, tool_id, tier, invocations, errors, tokens, latency_hist) \
-                 SELECT d, t, r, n, e, k, h::bigint[] \
+    platform AS (INSERT INTO platform_daily (day, tool_id, tier, shard, invocations, errors, tokens, latency_hist) \
+                 SELECT d, t, r, $35::smallint, n, e, k, h::bigint[] \
                  FROM unnest($22::date[], $23::uuid[], $24::text[], $25::bigint[], $26::bigint[], $27::bigint[], \
                              $28::text[]) AS v(d, t, r, n, e, k, h) \
-                 ON CONFLICT (day, tool_id, tier) DO UPDATE SET \
+                 ON CONFLICT (day, tool_id, tier, shard) DO UPDATE SET \
                    invocations = platform_daily.invocations + EXCLUDED.invocations, \
                    errors = platform_daily.errors + EXCLUDED.errors, \
                    tokens = platform_daily.tokens + EXCLUDED.tokens, \

@@ -367,6 +367,37 @@ async fn a_suspension_stops_tokens_and_keys_at_once_and_reactivation_restores_th
 const STATS: &str = "{ admin { stats { users { total new active } invocations tokens errorRate byTool { tool { name } invocations errors errorRate p95LatencyMs } byDay { day invocations } byTier { tier invocations tokens } subscriptions { tier active cancelled } monthlyRecurringRevenue { currency amountCents } } } }";
 
 #[tokio::test]
+async fn statistics_add_up_every_shard_of_the_platform_rollups() {
+    let app = TestApp::spawn().await;
+    let upstream = Upstream::start().await;
+    let root = app.admin("root@example.com").await;
+    let tool = app
+        .create_tool(
+            &root,
+            json!({ "name": "Good", "endpoint": upstream.url("/ok") }),
+        )
+        .await;
+    let ada = app.register("Ada", "ada@example.com").await;
+    app.subscribe_free(&ada).await;
+    app.invoke(&ada.access_token, &tool, json!({}), None).await;
+    // Another metering writer's shard of the same day, tool and tier.
+    app.sql(
+        "INSERT INTO platform_daily (day, tool_id, tier, shard, invocations, errors, tokens, latency_hist) \
+         SELECT day, tool_id, tier, shard + 1, 2, 1, 40, latency_hist FROM platform_daily",
+    )
+    .await;
+
+    let body = app.graphql_as(&root.access_token, STATS, json!({})).await;
+    let stats = &body["data"]["admin"]["stats"];
+    assert_eq!(stats["invocations"], 3, "{body}");
+    assert_eq!(stats["tokens"], 42 + 40);
+    assert_eq!(stats["byTool"][0]["invocations"], 3);
+    assert_eq!(stats["byTool"][0]["errors"], 1);
+    assert_eq!(stats["byTier"][0]["invocations"], 3);
+    assert_eq!(stats["byDay"][0]["invocations"], 3);
+}
+
+#[tokio::test]
 async fn statistics_come_from_rollups_and_survive_a_deleted_user() {
     let app = TestApp::spawn().await;
     let upstream = Upstream::start().await;
