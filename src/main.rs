@@ -4,6 +4,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use joyfull_hub::config::Config;
 
+/// Every request allocates and frees many small buffers (JSON, GraphQL documents, SQL parameters);
+/// mimalloc does that with less CPU than glibc's allocator, which fragments under this pattern.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Joyfull Hub: the GraphQL backend of a multi-tool AI dashboard.
 #[derive(Parser)]
 #[command(version, about)]

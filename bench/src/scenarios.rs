@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 use crate::load::{self, Expect, Load, Mode, Outcome, Prepared};
-use crate::server::{self, ADMIN_EMAIL, ADMIN_PASSWORD, RssSampler, Server};
+use crate::server::{self, ADMIN_EMAIL, ADMIN_PASSWORD, CpuSnapshot, RssSampler, Server};
 
 pub struct Options {
     pub scenarios: Vec<String>,
@@ -52,6 +52,8 @@ struct Row {
     mode: String,
     outcome: Outcome,
     rss_mib: f64,
+    /// CPU seconds of the server and of its PostgreSQL during the measured part.
+    cpu_seconds: (f64, f64),
 }
 
 fn ms(micros: u64) -> f64 {
@@ -84,6 +86,15 @@ impl Bench<'_> {
         // Login clients back off as told; the others never get refusals to honour.
         let honor_retry_after = matches!(expect, Expect::GraphqlOrShed);
         let sampler = RssSampler::start(self.server.pid());
+        // CPU used while the load is measured: from the end of the warm-up to the end of the run.
+        let pid = self.server.pid();
+        let (warmup, duration) = (self.options.warmup, self.options.duration);
+        let cpu = tokio::spawn(async move {
+            tokio::time::sleep(warmup).await;
+            let from = CpuSnapshot::take(pid);
+            tokio::time::sleep(duration).await;
+            CpuSnapshot::take(pid).seconds_since(&from)
+        });
         let outcome = load::run(Load {
             address,
             requests,
@@ -96,6 +107,7 @@ impl Bench<'_> {
         })
         .await?;
         let rss_mib = sampler.finish();
+        let cpu_seconds = cpu.await?;
         if let Some(error) = &outcome.first_error {
             eprintln!("    first error: {error}");
         }
@@ -108,6 +120,7 @@ impl Bench<'_> {
             },
             outcome,
             rss_mib,
+            cpu_seconds,
         });
         Ok(())
     }
@@ -530,17 +543,17 @@ fn render(rows: &[Row], options: &Options) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Measured {} s per scenario after {} s of warm-up. req/s counts every answer, ok/s the accepted ones; p50/p99/p99.9 are the accepted answers' latencies in ms (refusals have their own p99); errors are failed answers (of them 5xx); hub RSS is the server process's peak resident memory during the scenario (its PostgreSQL not included). Login clients wait the `retryAfter` of a refusal before their next attempt.\n",
+        "Measured {} s per scenario after {} s of warm-up. req/s counts every answer, ok/s the accepted ones; p50/p99/p99.9 are the accepted answers' latencies in ms (refusals have their own p99); errors are failed answers (of them 5xx); hub RSS is the server process's peak resident memory during the scenario (its PostgreSQL not included); CPU ms/req is the CPU time the server process and, apart, its PostgreSQL used per answer while measured (less noisy than latencies on a shared machine: time the CPU was taken away is not counted). Login clients wait the `retryAfter` of a refusal before their next attempt.\n",
         options.duration.as_secs(),
         options.warmup.as_secs()
     );
     let _ = writeln!(
         out,
-        "| scenario | conns | loop | req/s | ok/s | p50 | p99 | p99.9 | errors (5xx) | refused (p99) | hub RSS MiB |"
+        "| scenario | conns | loop | req/s | ok/s | p50 | p99 | p99.9 | errors (5xx) | refused (p99) | hub RSS MiB | CPU ms/req hub + PG |"
     );
     let _ = writeln!(
         out,
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for row in rows {
         let refused = if row.outcome.refused.is_empty() {
@@ -552,9 +565,18 @@ fn render(rows: &[Row], options: &Options) -> String {
                 ms(row.outcome.refused.value_at_quantile(0.99))
             )
         };
+        let answers = row.outcome.rps() * options.duration.as_secs_f64();
+        let per_answer = |seconds: f64| {
+            if answers > 0.0 {
+                1000.0 * seconds / answers
+            } else {
+                0.0
+            }
+        };
+        let (server_cpu, postgres_cpu) = row.cpu_seconds;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} ({}) | {} | {:.0} |",
+            "| {} | {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} ({}) | {} | {:.0} | {:.3} + {:.3} |",
             row.scenario,
             row.connections,
             row.mode,
@@ -566,7 +588,9 @@ fn render(rows: &[Row], options: &Options) -> String {
             row.outcome.errors,
             row.outcome.server_errors,
             refused,
-            row.rss_mib
+            row.rss_mib,
+            per_answer(server_cpu),
+            per_answer(postgres_cpu)
         );
     }
     let _ = writeln!(out);

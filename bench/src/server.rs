@@ -267,6 +267,69 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// CPU time (user + system, in clock ticks) of a process, from `/proc/<pid>/stat`.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: the fields that follow start after its closing parenthesis.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(user + system)
+}
+
+/// The children of a process (of all its threads).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|c| c.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// CPU time used so far by the server process and, apart, by all its descendants (its PostgreSQL).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuSnapshot {
+    pub server_ticks: u64,
+    pub descendants_ticks: u64,
+}
+
+impl CpuSnapshot {
+    pub fn take(pid: Option<u32>) -> Self {
+        let Some(pid) = pid else {
+            return Self::default();
+        };
+        let mut descendants_ticks = 0;
+        let mut pending = children(pid);
+        while let Some(child) = pending.pop() {
+            descendants_ticks += cpu_ticks(child).unwrap_or(0);
+            pending.extend(children(child));
+        }
+        Self {
+            server_ticks: cpu_ticks(pid).unwrap_or(0),
+            descendants_ticks,
+        }
+    }
+
+    /// CPU seconds of the server and of its descendants since `earlier` (processes that ended in
+    /// between are not counted).
+    pub fn seconds_since(&self, earlier: &Self) -> (f64, f64) {
+        // Linux reports these in USER_HZ, 100 per second on every architecture it runs on.
+        let seconds = |now: u64, then: u64| now.saturating_sub(then) as f64 / 100.0;
+        (
+            seconds(self.server_ticks, earlier.server_ticks),
+            seconds(self.descendants_ticks, earlier.descendants_ticks),
+        )
+    }
+}
+
 impl RssSampler {
     pub fn start(pid: Option<u32>) -> Self {
         let peak_kib = Arc::new(AtomicU64::new(0));
