@@ -1,6 +1,6 @@
-//! Live usage across server processes: every usage row sends a PostgreSQL notification when its
-//! transaction commits (see `repo::record`); each instance listens on one dedicated connection and fans
-//! the events out to its WebSocket subscribers through a broadcast channel.
+//! Live usage across server processes: every usage row is announced by a PostgreSQL notification
+//! once its transaction has committed (see `gateway::meter`); each instance listens on one dedicated
+//! connection and fans the events out to its WebSocket subscribers through a broadcast channel.
 //!
 //! The same connection listens on `cache::CHANNEL` and keeps this instance's caches fresh: they are
 //! served only while it is connected (see `crate::cache`).
