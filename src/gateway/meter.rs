@@ -103,7 +103,7 @@ impl BatchStatement for Publish {
         _writer: usize,
         payloads: &[&String],
     ) -> AppResult<Vec<()>> {
-        diesel::sql_query("SELECT count(pg_notify($1, p)) AS n FROM unnest($2::text[]) WITH ORDINALITY AS m(p, i)")
+        diesel::sql_query("SELECT count(pg_notify($1, p)) AS n FROM unnest($2::text[]) AS m(p)")
             .bind::<Text, _>(usage::CHANNEL)
             .bind::<Array<Text>, _>(payloads)
             .cached()
