@@ -353,3 +353,37 @@ impl RssSampler {
         self.peak_kib.load(Ordering::Relaxed) as f64 / 1024.0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_counted_for_the_process_and_apart_for_its_children() {
+        let me = std::process::id();
+        // A child that burns CPU until it is killed.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 50000000 ]; do i=$((i+1)); done"])
+            .spawn()
+            .unwrap();
+        let before = CpuSnapshot::take(Some(me));
+        let started = std::time::Instant::now();
+        let mut spin = 0u64;
+        while started.elapsed() < Duration::from_millis(300) {
+            spin = std::hint::black_box(spin.wrapping_add(1));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(children(me).contains(&child.id()));
+        let after = CpuSnapshot::take(Some(me));
+        let (own, descendants) = after.seconds_since(&before);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(own >= 0.1, "the test's own 300 ms of spinning: {own} s");
+        assert!(descendants > 0.0, "the child's loop: {descendants} s");
+        assert_eq!(
+            CpuSnapshot::take(None).seconds_since(&before),
+            (0.0, 0.0),
+            "no process, no time"
+        );
+    }
+}
