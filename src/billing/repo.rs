@@ -212,7 +212,7 @@ pub async fn reserve_in_one_statement(
                  FROM subscriptions s JOIN plans p ON p.tier = s.tier \
                  WHERE s.user_id = $1 AND s.status <> 'EXPIRED' AND s.current_period_end > $4 \
                    AND ($6::text IS NULL OR p.rank >= (SELECT rank FROM plans WHERE tier = $6)) \
-                 FOR NO KEY UPDATE OF s), \
+                 FOR UPDATE OF s), \
          expired AS (DELETE FROM quota_reservations r USING sub \
                      WHERE r.subscription_id = sub.id AND r.expires_at <= $4 RETURNING r.tokens), \
          left_over AS (SELECT sub.id, sub.tier, sub.token_limit, sub.tokens_used, \
@@ -277,7 +277,7 @@ pub async fn reserve_batch(
          sub AS (SELECT s.id, s.user_id, s.tier, p.token_limit, p.rank, s.tokens_used, s.tokens_reserved \
                  FROM subscriptions s JOIN plans p ON p.tier = s.tier \
                  WHERE s.user_id = ANY($2::uuid[]) AND s.status <> 'EXPIRED' AND s.current_period_end > $6 \
-                 ORDER BY s.id FOR NO KEY UPDATE OF s), \
+                 ORDER BY s.id FOR UPDATE OF s), \
          expired AS (DELETE FROM quota_reservations r USING sub \
                      WHERE r.subscription_id = sub.id AND r.expires_at <= $6 \
                      RETURNING r.subscription_id, r.tokens), \

@@ -134,10 +134,10 @@ impl BatchStatement for Settle {
 
 /// Settles the reservations (`$1` subscriptions in id order, `$2` reservations, `$3` tokens used per
 /// subscription) — the subscriptions are locked in id order first, so concurrent batches and
-/// reservations cannot deadlock on them. The lock is `NO KEY UPDATE` (only counters change), which
-/// lets other transactions' foreign-key checks on the row (`KEY SHARE`) through.
+/// reservations cannot deadlock on them. (`FOR NO KEY UPDATE` would let other transactions'
+/// foreign-key checks through, but then a reservation can deadlock with them; it was tried and reverted.)
 const SETTLE_CTES: &str = "\
-    locked AS (SELECT id FROM subscriptions WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE), \
+    locked AS (SELECT id FROM subscriptions WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE), \
     taken AS (DELETE FROM quota_reservations WHERE id = ANY($2::uuid[]) RETURNING subscription_id, tokens), \
     charged AS (UPDATE subscriptions s \
                 SET tokens_reserved = GREATEST(s.tokens_reserved - coalesce( \
