@@ -1,8 +1,8 @@
 //! Group execution of one hot statement: callers hand a request to a [`Batcher`] and wait; its
 //! writers take every request waiting and run them all in one statement (one round trip, one commit),
-//! then answer each caller (or, for [`Batcher::send`], nobody). Requests that arrive while a batch runs wait for the next one, so at low
-//! load a batch holds a single request and nothing waits, and under load the statement's fixed cost
-//! (protocol, executor start-up, commit) is shared.
+//! then answer each caller (or, for [`Batcher::send`], nobody). Requests that arrive while a batch
+//! runs wait for the next one, so at low load a batch holds a single request and nothing waits, and
+//! under load the statement's fixed cost (protocol, executor start-up, commit) is shared.
 //!
 //! Each writer owns a connection taken out of the pool that only ever runs its statement, so it plans
 //! it once (`plan_cache_mode = force_generic_plan`: PostgreSQL otherwise re-plans a statement over

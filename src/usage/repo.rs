@@ -153,8 +153,8 @@ pub fn batch_columns(events: &[(&UsageEvent, &str)]) -> BatchColumns {
 }
 
 /// SQL (for a `WITH` list) that inserts the usage rows bound at `$4`–`$14`, the daily rollups at
-/// `$15`–`$21` (with the users' activity days) and the platform rollups at `$22`–`$28` into shard `$35`;
-/// see `gateway::meter`, which binds them in this order.
+/// `$15`–`$21` (with the users' activity days) and the platform rollups at `$22`–`$28` into shard
+/// `$35`; see `gateway::meter`, which binds them in this order.
 pub const RECORD_CTES: &str = "\
     events AS (INSERT INTO usage_events (id, user_id, api_key_id, tool_id, subscription_id, tokens_used, \
                                          tokens_estimated, status, error_code, latency_ms, created_at) \
