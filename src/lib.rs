@@ -68,11 +68,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     }
     let background = start_background(&state, &database.url);
+    // As the runtime has it (`HUB_WORKER_THREADS` and its default, see `Config`).
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
     let router = http::router(state);
     let address = listener
         .local_addr()
         .context("cannot read the listening address")?;
     tracing::info!(
+        workers,
         "serving GraphQL at http://{address}/graphql (GraphiQL in a browser, POST for clients)"
     );
     let served = serve_on(listener, router, shutdown_signal(), grace).await;

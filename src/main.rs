@@ -67,6 +67,7 @@ fn main() -> ExitCode {
     };
     joyfull_hub::telemetry::init_logging(config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_threads)
         .enable_all()
         .build()
     {

@@ -47,6 +47,10 @@ struct Cli {
     /// Scenario b's open-loop rates (calls per second over its 50 callers), comma-separated.
     #[arg(long, default_value = "250,500,1000")]
     invoke_rates: String,
+    /// Scenario a's open-loop rate (requests per second); default: half what 64 closed-loop
+    /// connections reached in the same run. A fixed rate compares two builds at the same load.
+    #[arg(long)]
+    read_rate: Option<f64>,
 }
 
 #[derive(Subcommand)]
@@ -81,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
             .map(|s| s.trim().parse::<f64>())
             .collect::<Result<_, _>>()
             .map_err(|e| anyhow::anyhow!("--invoke-rates: {e}"))?,
+        read_rate: cli.read_rate.filter(|rate| *rate > 0.0),
     };
     scenarios::run_all(options).await
 }

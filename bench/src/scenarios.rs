@@ -20,6 +20,8 @@ pub struct Options {
     pub build: bool,
     /// Scenario b's open-loop rates over [`CALLERS`] connections.
     pub invoke_rates: Vec<f64>,
+    /// Scenario a's open-loop rate; `None`: half its 64-connection closed-loop throughput.
+    pub read_rate: Option<f64>,
 }
 
 /// Scenario b's concurrent callers.
@@ -371,8 +373,8 @@ async fn run_scenarios(
             )
             .await?;
         // The same offered load from 64 and from 1000 connections: half of what 64 closed-loop
-        // connections reached.
-        let rate = (capacity / 2.0).max(1.0);
+        // connections reached, unless a rate is given.
+        let rate = options.read_rate.unwrap_or((capacity / 2.0).max(1.0));
         for connections in [64, 1000] {
             bench
                 .measure(
