@@ -85,7 +85,12 @@ async fn main() -> anyhow::Result<()> {
             .map(|s| s.trim().parse::<f64>())
             .collect::<Result<_, _>>()
             .map_err(|e| anyhow::anyhow!("--invoke-rates: {e}"))?,
-        read_rate: cli.read_rate.filter(|rate| *rate > 0.0),
+        read_rate: match cli.read_rate {
+            Some(rate) if !(rate.is_finite() && rate > 0.0) => {
+                anyhow::bail!("--read-rate: {rate} is not a positive number of requests per second")
+            }
+            rate => rate,
+        },
     };
     scenarios::run_all(options).await
 }
