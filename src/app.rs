@@ -7,18 +7,17 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::password::PasswordHasher;
 use crate::billing::batch::{Reservations, Reserve};
-use crate::billing::clock::{Clock, SystemClock};
 use crate::billing::payment::{ManualProvider, PaymentProvider};
 use crate::cache::Caches;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::db::DbPool;
 use crate::db::batch::Batcher;
 use crate::gateway::breaker::Breakers;
 use crate::gateway::meter::Meter;
-use crate::graphql::loaders::LoaderStats;
 use crate::mail::Mailer;
 use crate::secrets::Keys;
-use crate::telemetry;
+use crate::telemetry::{self, LoaderStats};
 use crate::usage::live::LiveUsage;
 
 /// See the module documentation.

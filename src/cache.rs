@@ -3,7 +3,7 @@
 //!
 //! Correct across server instances: a trigger on `api_keys`, `users` and `tools` sends a notification
 //! on the `hub_cache` channel when a row that matters here changes (see the `cache_invalidation`
-//! migration), whoever changed it; every instance's listener (`usage::live`) drops that entry. A write
+//! migration), whoever changed it; every instance's listener (`db::listener`) drops that entry. A write
 //! made through this instance also drops its entries at once, so the next request here sees it; other
 //! instances see it when the notification arrives (milliseconds).
 //!
@@ -267,6 +267,20 @@ impl Caches {
             self.set_live(self.is_live());
         }
         Ok(())
+    }
+}
+
+impl crate::db::listener::Subscriber for Caches {
+    fn channel(&self) -> &'static str {
+        CHANNEL
+    }
+
+    fn connected(&self, up: bool) {
+        self.set_live(up);
+    }
+
+    fn notify(&self, payload: &str) {
+        self.apply(payload);
     }
 }
 

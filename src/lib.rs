@@ -9,8 +9,10 @@ pub mod audit;
 pub mod auth;
 pub mod billing;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod db;
+pub mod dev;
 pub mod error;
 pub mod gateway;
 pub mod graphql;
@@ -62,7 +64,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let address = listener
             .local_addr()
             .context("cannot read the listening address")?;
-        if let Err(e) = gateway::demo::seed(&state, address).await {
+        if let Err(e) = dev::demo::seed(&state, address).await {
             database.close().await;
             return Err(e);
         }
@@ -101,11 +103,10 @@ impl Drop for Background {
 pub fn start_background(state: &AppState, database_url: &str) -> Background {
     Background(vec![
         sweeper::spawn(state.clone(), std::time::Duration::from_secs(60)),
-        usage::live::spawn_listener(
-            state.live.clone(),
-            state.caches.clone(),
+        db::listener::spawn(
             database_url.to_owned(),
-            usage::live::Liveness::default(),
+            vec![state.live.clone(), state.caches.clone()],
+            db::listener::Liveness::default(),
         ),
     ])
 }
@@ -155,9 +156,9 @@ pub async fn create_admin(
 }
 
 /// `joyfull-hub generate-usage`: synthetic data for performance measurements.
-pub async fn generate_usage(config: Config, plan: usage::generate::Plan) -> anyhow::Result<()> {
+pub async fn generate_usage(config: Config, plan: dev::generate::Plan) -> anyhow::Result<()> {
     let database = Database::open_shared(&config).await?;
-    let result = usage::generate::generate(&database.pool, &config, plan).await;
+    let result = dev::generate::generate(&database.pool, &config, plan).await;
     database.close().await;
     let took = result?;
     println!(

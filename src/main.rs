@@ -86,7 +86,7 @@ fn main() -> ExitCode {
                 tools,
                 days,
             } => {
-                let plan = joyfull_hub::usage::generate::Plan {
+                let plan = joyfull_hub::dev::generate::Plan {
                     users,
                     rows,
                     tools,

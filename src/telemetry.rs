@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::io::IsTerminal;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, OnceLock};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -12,6 +13,13 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
+
+/// How many batches the GraphQL DataLoaders ran (per server instance), for tests.
+#[derive(Default)]
+pub struct LoaderStats {
+    pub tool_batches: AtomicU64,
+    pub subscription_batches: AtomicU64,
+}
 
 /// Installs the global log subscriber. `RUST_LOG` overrides the default filter.
 pub fn init_logging(format: LogFormat) {

@@ -5,7 +5,6 @@ use uuid::Uuid;
 
 use super::stats::{self, PlatformStats};
 use crate::audit::graphql::AuditEntry;
-use crate::audit::service::Actor;
 use crate::billing::model::PlanTier;
 use crate::error::AppError;
 use crate::graphql::context::ContextExt;
@@ -13,17 +12,8 @@ use crate::graphql::cursor;
 use crate::graphql::guards::AdminOnly;
 use crate::tools::graphql::ConnectionTotal;
 use crate::users::graphql::User;
-use crate::users::model::{Role, UserId, UserStatus};
-use crate::users::repo::{ListFilter, ListSort, Listed};
+use crate::users::model::{ListFilter, ListSort, Listed, Role, UserId, UserStatus};
 use crate::users::service;
-
-/// The acting administrator, for the audit trail.
-pub fn actor(ctx: &Context<'_>) -> Result<Actor, AppError> {
-    Ok(Actor {
-        user_id: Some(ctx.user()?.id.0),
-        request_id: Some(ctx.request()?.request_id.clone()),
-    })
-}
 
 /// How `admin.users` is ordered.
 #[derive(Enum, Clone, Copy, PartialEq, Eq, Default)]
@@ -205,7 +195,7 @@ impl AdminQuery {
             ),
             None => None,
         };
-        let filter = crate::audit::repo::Filter {
+        let filter = crate::audit::model::Filter {
             action,
             actor,
             target_id,
@@ -257,7 +247,7 @@ impl AdminMutation {
     ) -> async_graphql::Result<User> {
         let row = service::admin_create(
             ctx.app()?,
-            &actor(ctx)?,
+            &ctx.actor()?,
             &input.name,
             &input.email,
             &input.password,
@@ -279,7 +269,7 @@ impl AdminMutation {
         let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound("No such user.".into()))?;
         let row = service::admin_update(
             ctx.app()?,
-            &actor(ctx)?,
+            &ctx.actor()?,
             UserId(id),
             input.name.as_deref(),
             input.role,
@@ -299,7 +289,7 @@ impl AdminMutation {
         let id = Uuid::parse_str(&id)
             .map_err(|_| AppError::NotFound("There is no API key with that id.".into()))?;
         Ok(
-            crate::keys::service::admin_revoke(ctx.app()?, &actor(ctx)?, id)
+            crate::keys::service::admin_revoke(ctx.app()?, &ctx.actor()?, id)
                 .await?
                 .into(),
         )
@@ -310,7 +300,7 @@ impl AdminMutation {
     #[graphql(guard = "AdminOnly")]
     async fn delete_user(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
         let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound("No such user.".into()))?;
-        service::admin_delete(ctx.app()?, &actor(ctx)?, UserId(id)).await?;
+        service::admin_delete(ctx.app()?, &ctx.actor()?, UserId(id)).await?;
         Ok(true)
     }
 }

@@ -10,7 +10,7 @@ use crate::app::AppState;
 use crate::error::AppResult;
 use crate::graphql::loaders::Loaders;
 use crate::tools::graphql::Tool;
-use crate::usage::repo::LATENCY_BOUNDS_MS;
+use crate::usage::model::LATENCY_BOUNDS_MS;
 
 /// Accounts.
 #[derive(SimpleObject)]

@@ -1,7 +1,7 @@
 use async_graphql::{ID, Json, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::repo::AuditRow;
+use super::model::AuditRow;
 
 /// One entry of the audit trail.
 #[derive(SimpleObject)]

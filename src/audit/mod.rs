@@ -3,5 +3,6 @@
 //! and the time.
 
 pub mod graphql;
+pub mod model;
 pub mod repo;
 pub mod service;

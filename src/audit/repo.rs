@@ -5,36 +5,14 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::model::{AuditRow, Filter};
 use crate::db::schema::audit_log;
-
-/// A row of `audit_log`.
-#[derive(Queryable, Selectable, Insertable, Debug, Clone)]
-#[diesel(table_name = crate::db::schema::audit_log, check_for_backend(diesel::pg::Pg))]
-pub struct AuditRow {
-    pub id: Uuid,
-    pub actor_id: Option<Uuid>,
-    pub action: String,
-    pub target_type: String,
-    pub target_id: Option<String>,
-    pub before: Option<serde_json::Value>,
-    pub after: Option<serde_json::Value>,
-    pub request_id: Option<String>,
-    pub created_at: DateTime<Utc>,
-}
 
 pub async fn insert(conn: &mut AsyncPgConnection, row: &AuditRow) -> QueryResult<usize> {
     diesel::insert_into(audit_log::table)
         .values(row)
         .execute(conn)
         .await
-}
-
-/// A filter on the trail.
-#[derive(Debug, Default, Clone)]
-pub struct Filter {
-    pub action: Option<String>,
-    pub actor: Option<Uuid>,
-    pub target_id: Option<String>,
 }
 
 /// One page, newest first, after the `(created_at, id)` cursor.

@@ -5,7 +5,8 @@ use diesel_async::AsyncPgConnection;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::repo::{self, AuditRow, Filter};
+use super::model::{AuditRow, Filter};
+use super::repo;
 use crate::app::AppState;
 use crate::error::AppResult;
 

@@ -4,16 +4,14 @@
 
 use axum::http::{HeaderMap, header};
 
+use super::identity::{AuthenticatedUser, Caller, Credential};
 use super::tokens;
 use crate::app::AppState;
 use crate::error::AppError;
-use crate::graphql::context::{AuthenticatedUser, Caller, Credential};
+use crate::keys::model::API_KEY_PREFIX;
 use crate::keys::service as keys;
 use crate::users::model::{UserAccess, UserId, UserStatus};
 use crate::users::repo as users;
-
-/// Prefix of API keys (so scanners can find leaked ones).
-pub const API_KEY_PREFIX: &str = "jhk_";
 
 /// Reads `Authorization: Bearer …` (an access token or an API key) or `X-API-Key`.
 pub async fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Caller, AppError> {

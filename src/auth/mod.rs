@@ -3,6 +3,7 @@
 
 pub mod caller;
 pub mod graphql;
+pub mod identity;
 pub mod model;
 pub mod password;
 pub mod repo;

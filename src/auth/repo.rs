@@ -80,6 +80,17 @@ pub async fn revoke_all_for_user(
     .await
 }
 
+/// Deletes every refresh and mail token of a user (the account is being deleted).
+pub async fn delete_tokens_of_user(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<()> {
+    diesel::delete(refresh_tokens::table.filter(refresh_tokens::user_id.eq(user)))
+        .execute(conn)
+        .await?;
+    diesel::delete(email_tokens::table.filter(email_tokens::user_id.eq(user)))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn insert_email_token(
     conn: &mut AsyncPgConnection,
     token: NewEmailToken<'_>,

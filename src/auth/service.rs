@@ -591,3 +591,9 @@ async fn audit_account_event(
     )
     .await
 }
+
+/// Forgets a user's sessions and mail tokens inside the caller's transaction (the account is being
+/// deleted).
+pub async fn forget_user_in(conn: &mut AsyncPgConnection, user: UserId) -> diesel::QueryResult<()> {
+    repo::delete_tokens_of_user(conn, user.0).await
+}

@@ -208,7 +208,7 @@ impl BillingMutation {
             crate::audit::service::diff(&before.unwrap_or_default(), &view(&plan));
         crate::audit::service::record(
             app,
-            &crate::admin::graphql::actor(ctx)?,
+            &ctx.actor()?,
             crate::audit::service::Event {
                 action: "plan.update",
                 target_type: "plan",

@@ -10,7 +10,6 @@
 //! - Every change is recorded as a subscription event (for billing and, later, webhooks).
 
 pub mod batch;
-pub mod clock;
 pub mod graphql;
 pub mod model;
 pub mod payment;

@@ -54,7 +54,21 @@ pub async fn current_with_plan(
         .optional()
 }
 
-/// The same, locked for update until the transaction ends.
+/// The current subscriptions of several users with their plans, in one query.
+pub async fn current_with_plans(
+    conn: &mut AsyncPgConnection,
+    users: &[Uuid],
+) -> QueryResult<Vec<(SubscriptionRow, PlanRow)>> {
+    subscriptions::table
+        .inner_join(plans::table)
+        .filter(subscriptions::user_id.eq_any(users))
+        .filter(subscriptions::status.ne("EXPIRED"))
+        .select((SubscriptionRow::as_select(), PlanRow::as_select()))
+        .load(conn)
+        .await
+}
+
+/// The user's current subscription, locked for update until the transaction ends.
 pub async fn lock_current_for_user(
     conn: &mut AsyncPgConnection,
     user: Uuid,
@@ -321,6 +335,26 @@ pub async fn insert_reservation(
             quota_reservations::tokens.eq(reservation.tokens),
             quota_reservations::expires_at.eq(expires_at),
         ))
+        .execute(conn)
+        .await
+}
+
+/// Drops every reservation of a subscription (it is ending at once).
+pub async fn delete_reservations_of(
+    conn: &mut AsyncPgConnection,
+    subscription: Uuid,
+) -> QueryResult<usize> {
+    diesel::delete(
+        quota_reservations::table.filter(quota_reservations::subscription_id.eq(subscription)),
+    )
+    .execute(conn)
+    .await
+}
+
+/// Sets a subscription's reserved counter to zero (its reservations were dropped).
+pub async fn clear_reserved(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<usize> {
+    diesel::update(subscriptions::table.find(id))
+        .set(subscriptions::tokens_reserved.eq(0))
         .execute(conn)
         .await
 }

@@ -114,6 +114,32 @@ pub async fn current(app: &AppState, user: UserId) -> AppResult<Option<Subscript
     Ok(Some(SubscriptionView { row, plan }))
 }
 
+/// The current subscriptions of several users, by user; periods that ended are rolled forward first
+/// (rare: the sweeper usually got there first).
+pub async fn current_for_users(
+    app: &AppState,
+    users: &[Uuid],
+) -> AppResult<HashMap<Uuid, SubscriptionView>> {
+    let rows = {
+        let mut conn = app.pool.get().await?;
+        repo::current_with_plans(&mut conn, users).await?
+    };
+    let now = app.clock.now();
+    let mut views = HashMap::with_capacity(rows.len());
+    for (row, plan) in rows {
+        let user = row.user_id;
+        let view = if now >= row.current_period_end {
+            current(app, UserId(user)).await?
+        } else {
+            Some(SubscriptionView { row, plan })
+        };
+        if let Some(view) = view {
+            views.insert(user, view);
+        }
+    }
+    Ok(views)
+}
+
 /// Subscribes, upgrades at once, schedules a downgrade for the period end, or undoes a pending change.
 #[tracing::instrument(skip_all, fields(user_id = %user.0, tier = tier.as_db()))]
 pub async fn subscribe(
@@ -541,6 +567,27 @@ pub async fn settle(app: &AppState, reservation: Reservation, used: i64) -> AppR
 /// Gives a reservation's tokens back unused.
 pub async fn release(app: &AppState, reservation: Reservation) -> AppResult<()> {
     settle(app, reservation, 0).await
+}
+
+/// Ends a user's subscription at once inside the caller's transaction (the account is being deleted):
+/// it expires as of `now`, with an `EXPIRED` event, and its reservations are dropped.
+pub async fn forget_user_in(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    let Some(row) = repo::lock_current_for_user(conn, user.0).await? else {
+        return Ok(());
+    };
+    repo::delete_reservations_of(conn, row.id).await?;
+    let mut state = state_of(&row);
+    state.status = SubscriptionStatus::Expired.as_db();
+    state.cancel_at_period_end = true;
+    state.scheduled_tier = None;
+    let saved = repo::save_state(conn, row.id, state).await?;
+    repo::clear_reserved(conn, row.id).await?;
+    record(conn, &saved, EventKind::Expired, Some(&row.tier), None, now).await?;
+    Ok(())
 }
 
 /// What one sweep did.

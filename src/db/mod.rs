@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod cached;
 pub mod embedded;
+pub mod listener;
 pub mod schema;
 
 use std::time::Duration;

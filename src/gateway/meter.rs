@@ -104,7 +104,7 @@ impl BatchStatement for Publish {
         payloads: &[&String],
     ) -> AppResult<Vec<()>> {
         diesel::sql_query("SELECT count(pg_notify($1, p)) AS n FROM unnest($2::text[]) AS m(p)")
-            .bind::<Text, _>(usage::CHANNEL)
+            .bind::<Text, _>(crate::usage::live::CHANNEL)
             .bind::<Array<Text>, _>(payloads)
             .cached()
             .get_result::<Counted>(conn)

@@ -2,7 +2,6 @@
 //! through a circuit breaker with bounded retries, and meters the call exactly once.
 
 pub mod breaker;
-pub mod demo;
 pub mod graphql;
 pub mod meter;
 pub mod repo;

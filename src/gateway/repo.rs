@@ -91,6 +91,13 @@ pub async fn claim(
     Ok(Claim::InProgress)
 }
 
+/// Deletes every idempotency key of a user (the account is being deleted).
+pub async fn delete_all_for_user(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<usize> {
+    diesel::delete(invocation_idempotency::table.filter(invocation_idempotency::user_id.eq(user)))
+        .execute(conn)
+        .await
+}
+
 /// Stores the first result for replays.
 pub async fn complete(
     conn: &mut AsyncPgConnection,

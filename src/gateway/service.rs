@@ -28,10 +28,10 @@ use super::meter::{KeyOutcome, Settlement};
 use super::repo::{self as idempotency, Claim};
 use super::upstream::{self, CallError, UpstreamRequest};
 use crate::app::AppState;
+use crate::auth::identity::{AuthenticatedUser, Credential};
 use crate::billing::model::{PlanTier, Reservation};
 use crate::billing::service as billing;
 use crate::error::{AppError, AppResult};
-use crate::graphql::context::{AuthenticatedUser, Credential};
 use crate::tools::model::ToolRow;
 use crate::tools::service as tools;
 use crate::usage::model::{InvocationStatus, UsageEvent};
@@ -409,4 +409,14 @@ async fn deny(
     metrics::counter!("gateway_invocations_total", "status" => "DENIED").increment(1);
     tracing::info!(code = denial.code(), "invocation refused");
     denial
+}
+
+/// Forgets a user's idempotency keys and stored answers inside the caller's transaction (the account
+/// is being deleted).
+pub async fn forget_user_in(
+    conn: &mut diesel_async::AsyncPgConnection,
+    user: crate::users::model::UserId,
+) -> diesel::QueryResult<()> {
+    idempotency::delete_all_for_user(conn, user.0).await?;
+    Ok(())
 }

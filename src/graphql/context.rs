@@ -6,34 +6,9 @@ use std::net::IpAddr;
 use async_graphql::Context;
 
 use crate::app::AppState;
+use crate::audit::service::Actor;
+use crate::auth::identity::{AuthenticatedUser, Caller};
 use crate::error::AppError;
-use crate::keys::model::ApiKeyId;
-use crate::users::model::{Role, UserId};
-
-/// Who is calling.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    /// No credential was presented.
-    Anonymous,
-    /// A verified credential of an active account.
-    User(AuthenticatedUser),
-}
-
-/// A caller whose credential was verified on this request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthenticatedUser {
-    pub id: UserId,
-    /// The role now, read from the database (not the one in the token).
-    pub role: Role,
-    pub credential: Credential,
-}
-
-/// How the caller proved who they are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Credential {
-    AccessToken,
-    ApiKey(ApiKeyId),
-}
 
 /// Per-request data: inserted by the HTTP and WebSocket handlers into every GraphQL request.
 #[derive(Debug, Clone)]
@@ -59,6 +34,13 @@ pub trait ContextExt {
                 "Log in (or send an API key) to do this.".into(),
             )),
         }
+    }
+    /// The authenticated caller and this request, for the audit trail.
+    fn actor(&self) -> Result<Actor, AppError> {
+        Ok(Actor {
+            user_id: Some(self.user()?.id.0),
+            request_id: Some(self.request()?.request_id.clone()),
+        })
     }
 }
 

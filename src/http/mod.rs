@@ -47,7 +47,7 @@ pub fn router(app: AppState) -> Router {
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
         .merge(if config.demo_seed {
-            crate::gateway::demo::router()
+            crate::dev::demo::router()
         } else {
             Router::new()
         })

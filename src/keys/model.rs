@@ -2,6 +2,9 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
+/// Prefix of API keys (so scanners can find leaked ones).
+pub const API_KEY_PREFIX: &str = "jhk_";
+
 /// An API key's id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ApiKeyId(pub Uuid);

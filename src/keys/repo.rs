@@ -9,6 +9,13 @@ use super::model::{ApiKeyRow, NewApiKey};
 use crate::db::schema::{api_keys, users};
 use crate::users::model::UserRow;
 
+/// Deletes every key of a user (the account is being deleted).
+pub async fn delete_all_for_user(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<usize> {
+    diesel::delete(api_keys::table.filter(api_keys::user_id.eq(user)))
+        .execute(conn)
+        .await
+}
+
 pub async fn insert(conn: &mut AsyncPgConnection, key: NewApiKey<'_>) -> QueryResult<ApiKeyRow> {
     diesel::insert_into(api_keys::table)
         .values(key)

@@ -3,13 +3,13 @@
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
+use super::model::API_KEY_PREFIX;
 use super::model::{ApiKeyId, ApiKeyRow, NewApiKey};
 use super::repo;
 use crate::app::AppState;
-use crate::auth::caller::API_KEY_PREFIX;
+use crate::auth::identity::{AuthenticatedUser, Credential};
 use crate::auth::tokens::{hash_token, random_token};
 use crate::error::{AppError, AppResult};
-use crate::graphql::context::{AuthenticatedUser, Credential};
 use crate::users::model::{UserAccess, UserId, UserStatus};
 
 /// Most active keys one user may hold.
@@ -176,4 +176,13 @@ pub async fn authenticate(app: &AppState, key: &str) -> AppResult<AuthenticatedU
         role: user.role,
         credential: Credential::ApiKey(ApiKeyId(row.id)),
     })
+}
+
+/// Forgets a user's keys inside the caller's transaction (the account is being deleted).
+pub async fn forget_user_in(
+    conn: &mut diesel_async::AsyncPgConnection,
+    user: UserId,
+) -> diesel::QueryResult<()> {
+    repo::delete_all_for_user(conn, user.0).await?;
+    Ok(())
 }

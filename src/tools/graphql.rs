@@ -6,9 +6,10 @@ use uuid::Uuid;
 use super::model::ToolRow;
 use super::repo::Listing;
 use super::service::{self, HeaderInput, ToolInput};
+use crate::auth::identity::Caller;
 use crate::billing::model::PlanTier;
 use crate::error::AppError;
-use crate::graphql::context::{Caller, ContextExt};
+use crate::graphql::context::ContextExt;
 use crate::graphql::cursor;
 use crate::graphql::guards::AdminOnly;
 use crate::users::model::Role;
@@ -277,7 +278,7 @@ async fn audit(
     };
     crate::audit::service::record(
         ctx.app()?,
-        &crate::admin::graphql::actor(ctx)?,
+        &ctx.actor()?,
         crate::audit::service::Event {
             action,
             target_type: "tool",

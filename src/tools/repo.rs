@@ -67,6 +67,18 @@ pub async fn count(conn: &mut AsyncPgConnection, listing: &Listing<'_>) -> Query
     filtered(listing).count().get_result(conn).await
 }
 
+/// Tools by id, deleted ones included (history refers to them).
+pub async fn find_many_with_deleted(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+) -> QueryResult<Vec<ToolRow>> {
+    tools::table
+        .filter(tools::id.eq_any(ids))
+        .select(ToolRow::as_select())
+        .load(conn)
+        .await
+}
+
 /// A live (not deleted) tool.
 pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<ToolRow>> {
     tools::table

@@ -374,6 +374,12 @@ pub async fn get(app: &AppState, id: Uuid, include_disabled: bool) -> AppResult<
     Ok(tool.filter(|t| include_disabled || t.enabled))
 }
 
+/// Tools by id, deleted and disabled ones included (usage history refers to them).
+pub async fn get_many_with_deleted(app: &AppState, ids: &[Uuid]) -> AppResult<Vec<ToolRow>> {
+    let mut conn = app.pool.get().await?;
+    Ok(repo::find_many_with_deleted(&mut conn, ids).await?)
+}
+
 /// One page of the catalogue and the total count.
 pub async fn list(
     app: &AppState,

@@ -6,8 +6,8 @@ use async_graphql::{ComplexObject, Context, ID, Object, SimpleObject, Subscripti
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
+use super::model::Filter;
 use super::model::{InvocationStatus, UsageEvent};
-use super::repo::Filter;
 use super::service;
 use crate::error::AppError;
 use crate::graphql::context::ContextExt;

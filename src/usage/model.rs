@@ -56,3 +56,40 @@ pub struct DailyTotal {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub tokens: i64,
 }
+
+/// Upper bounds (ms) of the latency histogram buckets in `platform_daily`; a last bucket takes the rest.
+pub const LATENCY_BOUNDS_MS: [i32; 11] = [
+    50, 100, 200, 300, 500, 750, 1000, 2000, 5000, 10_000, 30_000,
+];
+
+/// The 1-based histogram bucket of a latency.
+pub fn latency_bucket(latency_ms: i32) -> i32 {
+    let index = LATENCY_BOUNDS_MS
+        .iter()
+        .position(|bound| latency_ms <= *bound)
+        .unwrap_or(LATENCY_BOUNDS_MS.len());
+    i32::try_from(index).unwrap_or(0) + 1
+}
+
+/// A filter on a user's log: `[from, to)` and an optional tool.
+#[derive(Debug, Clone, Copy)]
+pub struct Filter {
+    pub user: Uuid,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub tool: Option<Uuid>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::latency_bucket;
+
+    #[test]
+    fn latencies_fall_in_their_histogram_bucket() {
+        assert_eq!(latency_bucket(0), 1);
+        assert_eq!(latency_bucket(50), 1);
+        assert_eq!(latency_bucket(51), 2);
+        assert_eq!(latency_bucket(30_000), 11);
+        assert_eq!(latency_bucket(30_001), 12);
+    }
+}

@@ -8,25 +8,8 @@ use diesel::sql_types::{BigInt, Date, Nullable, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::model::{DailyTotal, UsageEvent};
+use super::model::{DailyTotal, Filter, LATENCY_BOUNDS_MS, UsageEvent, latency_bucket};
 use crate::db::schema::usage_events;
-
-/// The channel live usage notifications travel on.
-pub const CHANNEL: &str = "hub_usage";
-
-/// Upper bounds (ms) of the latency histogram buckets in `platform_daily`; a last bucket takes the rest.
-pub const LATENCY_BOUNDS_MS: [i32; 11] = [
-    50, 100, 200, 300, 500, 750, 1000, 2000, 5000, 10_000, 30_000,
-];
-
-/// The 1-based histogram bucket of a latency.
-pub fn latency_bucket(latency_ms: i32) -> i32 {
-    let index = LATENCY_BOUNDS_MS
-        .iter()
-        .position(|bound| latency_ms <= *bound)
-        .unwrap_or(LATENCY_BOUNDS_MS.len());
-    i32::try_from(index).unwrap_or(0) + 1
-}
 
 /// Sums of usage rows sharing a rollup key.
 #[derive(Debug, Default)]
@@ -185,15 +168,6 @@ pub const RECORD_CTES: &str = "\
                                         WITH ORDINALITY AS s(a, b, i) ORDER BY i) \
                  RETURNING 1)";
 
-/// A filter on a user's log: `[from, to)` and an optional tool.
-#[derive(Debug, Clone, Copy)]
-pub struct Filter {
-    pub user: Uuid,
-    pub from: Option<DateTime<Utc>>,
-    pub to: Option<DateTime<Utc>>,
-    pub tool: Option<Uuid>,
-}
-
 fn filtered(filter: &Filter) -> usage_events::BoxedQuery<'static, diesel::pg::Pg> {
     let mut query = usage_events::table
         .filter(usage_events::user_id.eq(filter.user))
@@ -344,18 +318,4 @@ pub async fn active_users(
     .get_result(conn)
     .await?;
     Ok(count.n)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::latency_bucket;
-
-    #[test]
-    fn latencies_fall_in_their_histogram_bucket() {
-        assert_eq!(latency_bucket(0), 1);
-        assert_eq!(latency_bucket(50), 1);
-        assert_eq!(latency_bucket(51), 2);
-        assert_eq!(latency_bucket(30_000), 11);
-        assert_eq!(latency_bucket(30_001), 12);
-    }
 }

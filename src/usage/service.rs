@@ -3,8 +3,9 @@
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use uuid::Uuid;
 
+use super::model::Filter;
 use super::model::{DailyTotal, UsageEvent};
-use super::repo::{self, Filter};
+use super::repo;
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 

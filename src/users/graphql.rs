@@ -3,9 +3,10 @@ use chrono::{DateTime, Utc};
 
 use super::model::{Role, UserRow, UserStatus};
 use super::service;
+use crate::auth::identity::Caller;
 use crate::billing::graphql::PlanSubscription;
 use crate::error::AppError;
-use crate::graphql::context::{Caller, ContextExt};
+use crate::graphql::context::ContextExt;
 use crate::graphql::guards::LoggedIn;
 use crate::keys::graphql::ApiKey;
 
@@ -71,7 +72,7 @@ impl User {
     ) -> async_graphql::Result<Vec<crate::usage::graphql::UsageEntry>> {
         own_or_admin(ctx, self.row_id)?;
         let first = i64::from(first.clamp(0, 100));
-        let filter = crate::usage::repo::Filter {
+        let filter = crate::usage::model::Filter {
             user: self.row_id,
             from: None,
             to: None,

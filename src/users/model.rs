@@ -275,3 +275,36 @@ mod tests {
         assert!(parse_name(&"x".repeat(101)).is_err());
     }
 }
+
+/// Filters of the administrators' user list.
+#[derive(Debug, Default, Clone)]
+pub struct ListFilter {
+    pub search: Option<String>,
+    pub role: Option<String>,
+    pub status: Option<String>,
+    pub tier: Option<String>,
+}
+
+/// How the administrators' user list is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListSort {
+    /// Newest first.
+    CreatedAt,
+    /// A to Z, ignoring case.
+    Name,
+    /// Most tokens used this period first.
+    TokensUsed,
+}
+
+/// The keyset position of a listed user.
+#[derive(diesel::QueryableByName, Debug, Clone)]
+pub struct Listed {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    pub created_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub name_key: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub tokens_key: i64,
+}

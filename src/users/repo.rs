@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::model::{NewUser, UserId, UserRow};
+use super::model::{ListFilter, ListSort, Listed, NewUser, UserId, UserRow};
 use crate::db::schema::users;
 
 #[tracing::instrument(skip_all)]
@@ -116,39 +116,6 @@ pub async fn set_status(
         .set(users::status.eq(status))
         .execute(conn)
         .await
-}
-
-/// Filters of the administrators' user list.
-#[derive(Debug, Default, Clone)]
-pub struct ListFilter {
-    pub search: Option<String>,
-    pub role: Option<String>,
-    pub status: Option<String>,
-    pub tier: Option<String>,
-}
-
-/// How the administrators' user list is ordered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListSort {
-    /// Newest first.
-    CreatedAt,
-    /// A to Z, ignoring case.
-    Name,
-    /// Most tokens used this period first.
-    TokensUsed,
-}
-
-/// The keyset position of a listed user.
-#[derive(diesel::QueryableByName, Debug, Clone)]
-pub struct Listed {
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    pub id: Uuid,
-    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
-    pub created_at: DateTime<Utc>,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    pub name_key: String,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    pub tokens_key: i64,
 }
 
 const LIST_FROM: &str = "FROM users u LEFT JOIN subscriptions s ON s.user_id = u.id AND s.status <> 'EXPIRED' \
@@ -281,17 +248,5 @@ pub async fn anonymize(
     .bind::<Timestamptz, _>(now)
     .execute(conn)
     .await?;
-    for statement in [
-        "DELETE FROM api_keys WHERE user_id = $1",
-        "DELETE FROM refresh_tokens WHERE user_id = $1",
-        "DELETE FROM email_tokens WHERE user_id = $1",
-        "DELETE FROM invocation_idempotency WHERE user_id = $1",
-        "UPDATE subscriptions SET status = 'EXPIRED', cancel_at_period_end = true WHERE user_id = $1 AND status <> 'EXPIRED'",
-    ] {
-        diesel::sql_query(statement)
-            .bind::<SqlUuid, _>(id)
-            .execute(conn)
-            .await?;
-    }
     Ok(())
 }

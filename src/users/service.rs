@@ -96,7 +96,7 @@ pub async fn create_admin(
 
 /// An administrator's view of one page of users.
 pub struct UserPage {
-    pub users: Vec<(UserRow, super::repo::Listed)>,
+    pub users: Vec<(UserRow, super::model::Listed)>,
     pub has_next: bool,
     pub total: i64,
 }
@@ -104,9 +104,9 @@ pub struct UserPage {
 /// Lists users for administrators: filtered, sorted, keyset-paged.
 pub async fn admin_list(
     app: &AppState,
-    filter: &super::repo::ListFilter,
-    sort: super::repo::ListSort,
-    after: Option<&super::repo::Listed>,
+    filter: &super::model::ListFilter,
+    sort: super::model::ListSort,
+    after: Option<&super::model::Listed>,
     first: i64,
 ) -> AppResult<UserPage> {
     let mut conn = app.pool.get().await?;
@@ -236,7 +236,13 @@ pub async fn admin_delete(
         if admins.contains(&before.id) && admins.len() <= 1 {
             return Err(last_admin());
         }
-        repo::anonymize(conn, before.id, Utc::now()).await?;
+        // Personal data and credentials go; usage stays for statistics. Each owner forgets its part.
+        let now = app.clock.now();
+        repo::anonymize(conn, before.id, now).await?;
+        crate::auth::service::forget_user_in(conn, target).await?;
+        crate::keys::service::forget_user_in(conn, target).await?;
+        crate::gateway::service::forget_user_in(conn, target).await?;
+        crate::billing::service::forget_user_in(conn, target, now).await?;
         let masked =
             Email::parse(&before.email, "email").map_or_else(|_| "***".to_owned(), |e| e.masked());
         let removed =

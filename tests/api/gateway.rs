@@ -502,10 +502,10 @@ async fn the_demo_tools_answer_through_the_built_in_mock_upstream() {
     let app = TestApp::spawn().await;
     let user = app.register("Ada", "ada@example.com").await;
     app.subscribe_free(&user).await;
-    joyfull_hub::gateway::demo::seed(&app.state, app.address)
+    joyfull_hub::dev::demo::seed(&app.state, app.address)
         .await
         .unwrap();
-    joyfull_hub::gateway::demo::seed(&app.state, app.address)
+    joyfull_hub::dev::demo::seed(&app.state, app.address)
         .await
         .unwrap(); // idempotent
     let tools = app

@@ -344,14 +344,14 @@ async fn a_metered_invocation_reaches_the_callers_websocket_within_a_second() {
 #[tokio::test]
 async fn the_generator_fills_the_log_and_its_rollups_agree_with_it() {
     let app = TestApp::spawn().await;
-    let plan = joyfull_hub::usage::generate::Plan {
+    let plan = joyfull_hub::dev::generate::Plan {
         users: 5,
         rows: 3000,
         tools: 3,
         days: 30,
     };
 
-    joyfull_hub::usage::generate::generate(&app.state.pool, &app.state.config, plan)
+    joyfull_hub::dev::generate::generate(&app.state.pool, &app.state.config, plan)
         .await
         .unwrap();
 
@@ -387,14 +387,15 @@ async fn the_generator_fills_the_log_and_its_rollups_agree_with_it() {
         "usage is skewed towards a few users ({busiest})"
     );
     let login = app
-        .login("gen-1@example.com", joyfull_hub::usage::generate::PASSWORD)
+        .login("gen-1@example.com", joyfull_hub::dev::generate::PASSWORD)
         .await;
     assert!(login["data"]["login"]["accessToken"].is_string(), "{login}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_feed_reconnects_when_its_database_connection_dies() {
-    use joyfull_hub::usage::live::{LiveUsage, Liveness, spawn_listener};
+    use joyfull_hub::db::listener::{self, Liveness};
+    use joyfull_hub::usage::live::LiveUsage;
 
     let s = setup().await;
     let live = std::sync::Arc::new(LiveUsage::default());
@@ -403,7 +404,7 @@ async fn the_live_feed_reconnects_when_its_database_connection_dies() {
         ping_deadline: Duration::from_millis(500),
     };
     let caches = std::sync::Arc::new(joyfull_hub::cache::Caches::default());
-    let listener = spawn_listener(live.clone(), caches, s.app.db.url.clone(), liveness);
+    let listener = listener::spawn(s.app.db.url.clone(), vec![live.clone(), caches], liveness);
     live.wait_listening().await;
 
     // Kill every listening connection of this database, as a failover or a network cut would.

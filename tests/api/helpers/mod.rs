@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use joyfull_hub::app::AppState;
-use joyfull_hub::billing::clock::ManualClock;
+use joyfull_hub::clock::ManualClock;
 use joyfull_hub::config::{Config, Secret};
 use joyfull_hub::secrets::Keys;
 use serde_json::{Value, json};
@@ -107,7 +107,7 @@ impl TestApp {
 
     /// Billing's "now".
     pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
-        use joyfull_hub::billing::clock::Clock;
+        use joyfull_hub::clock::Clock;
         self.clock.now()
     }
 

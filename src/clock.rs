@@ -1,4 +1,5 @@
-//! The time billing decisions use; tests move it by hand.
+//! The server's one "now" for business decisions (billing periods, usage times, sweeps), reached as
+//! `AppState::clock`; tests move a [`ManualClock`] by hand.
 
 use std::sync::Mutex;
 

@@ -110,7 +110,7 @@ pub async fn rebuild_rollups(pool: &DbPool) -> anyhow::Result<()> {
     .execute(&mut conn)
     .await?;
     // Platform rollups from the generated rows, with the latency histogram of `usage::repo`.
-    let bounds = crate::usage::repo::LATENCY_BOUNDS_MS;
+    let bounds = crate::usage::model::LATENCY_BOUNDS_MS;
     let mut buckets: Vec<String> = Vec::with_capacity(bounds.len() + 1);
     let mut lower = i32::MIN;
     for bound in bounds {
