@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::model::{
     EventRow, NewEvent, NewSubscription, PlanChanges, PlanRow, Reservation, SubscriptionRow,
 };
+use crate::db::compose::{Composed, Part};
 use crate::db::schema::{plans, quota_reservations, subscription_events, subscriptions};
 
 pub async fn list_plans(conn: &mut AsyncPgConnection) -> QueryResult<Vec<PlanRow>> {
@@ -387,4 +388,27 @@ pub async fn take_expired_reservations(
         .returning(Reservation::as_returning())
         .get_results(conn)
         .await
+}
+
+/// `settle_batch.sql`: a part of the meter's statement (see `db::compose`).
+pub const SETTLE_BATCH: Part = Part {
+    sql: include_str!("settle_batch.sql"),
+    params: 3,
+};
+
+/// Binds [`SETTLE_BATCH`]'s parameters: subscriptions in id order with the tokens each used, and the
+/// reservations settled.
+pub fn bind_settle_batch<'a>(
+    query: Composed<'a>,
+    used: &std::collections::BTreeMap<Uuid, i64>,
+    reservations: Vec<Uuid>,
+) -> Composed<'a> {
+    query
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(
+            used.keys().copied().collect::<Vec<_>>(),
+        )
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(reservations)
+        .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(
+            used.values().copied().collect::<Vec<_>>(),
+        )
 }

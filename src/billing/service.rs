@@ -1,6 +1,6 @@
 //! Subscription rules and the quota primitive. See the module documentation of [`crate::billing`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,6 +16,7 @@ use super::payment::ChargeRequest;
 use super::periods::{add_months, period_bounds, period_index};
 use super::repo::{self, SubscriptionState};
 use crate::app::AppState;
+use crate::db::compose::{Composed, Part};
 use crate::error::{AppError, AppResult};
 use crate::users::model::UserId;
 
@@ -542,31 +543,26 @@ pub async fn try_reserve_at_tier(
     }))
 }
 
-/// Settles a reservation with the tokens actually used, inside the caller's transaction. A reservation
-/// whose lease already expired still charges the usage; its reserved tokens were returned by then.
-/// (Invocations settle in batches through `gateway::meter`, which does the same in set-based SQL.)
-pub async fn settle_in(
-    conn: &mut AsyncPgConnection,
-    reservation: Reservation,
-    used: i64,
-) -> QueryResult<()> {
-    let reserved = repo::take_reservation(conn, reservation.id)
-        .await?
-        .map_or(0, |r| r.tokens);
-    repo::settle_counters(conn, reservation.subscription_id, reserved, used.max(0)).await?;
-    Ok(())
+/// The settlement part of the meter's statement (see `db::compose`): the one place where invocations'
+/// reservations are settled, in the transaction that writes their usage rows.
+pub fn settlement_part() -> &'static Part {
+    &repo::SETTLE_BATCH
 }
 
-/// Settles a reservation in a transaction of its own.
-pub async fn settle(app: &AppState, reservation: Reservation, used: i64) -> AppResult<()> {
-    let mut conn = app.pool.get().await?;
-    conn.transaction::<_, AppError, _>(async |conn| Ok(settle_in(conn, reservation, used).await?))
-        .await
-}
-
-/// Gives a reservation's tokens back unused.
-pub async fn release(app: &AppState, reservation: Reservation) -> AppResult<()> {
-    settle(app, reservation, 0).await
+/// Binds the settlement part: each reservation is settled with the tokens its call used (a negative
+/// count charges nothing). A reservation whose lease already expired still charges the usage; its
+/// reserved tokens were returned by then.
+pub fn bind_settlements<'a>(
+    query: Composed<'a>,
+    settled: impl IntoIterator<Item = (Reservation, i64)>,
+) -> Composed<'a> {
+    let mut used: BTreeMap<Uuid, i64> = BTreeMap::new();
+    let mut reservations = Vec::new();
+    for (reservation, tokens) in settled {
+        *used.entry(reservation.subscription_id).or_default() += tokens.max(0);
+        reservations.push(reservation.id);
+    }
+    repo::bind_settle_batch(query, &used, reservations)
 }
 
 /// Ends a user's subscription at once inside the caller's transaction (the account is being deleted):

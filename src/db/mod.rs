@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod cached;
+pub mod compose;
 pub mod embedded;
 pub mod listener;
 pub mod schema;

@@ -5,7 +5,8 @@
 //! each. At low load a batch holds a single settlement and nothing waits.
 //!
 //! That statement spans three domains on purpose (billing's counters, the usage log and its rollups,
-//! the gateway's idempotency keys): a settlement is atomic, and its parts are each domain's SQL.
+//! the gateway's idempotency keys): a settlement is atomic. Each part is its owner's SQL, bound by its
+//! owner; the meter only assembles them (`db::compose`) and writes no table itself.
 //!
 //! The batching itself is `db::batch`: two writers take turns, so one batch can be filled while the
 //! other is committing, and a failed batch is written again one settlement at a time, so one bad
@@ -16,24 +17,22 @@
 //! database-wide lock through its commit, which would make the two writers' commits take turns).
 //! A notification lost to a crash between the two costs a live feed one event; the usage row is kept.
 
-use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use diesel::QueryableByName;
-use diesel::sql_types::{
-    Array, BigInt, Bool, Date, Integer, Jsonb, Nullable, SmallInt, Text, Timestamptz,
-    Uuid as SqlUuid,
-};
+use diesel::sql_types::{Array, BigInt, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use uuid::Uuid;
 
+use super::repo::{self as idempotency, KeyOutcomeColumns};
 use crate::billing::model::Reservation;
+use crate::billing::service as billing;
 use crate::db::DbPool;
 use crate::db::batch::{BatchStatement, Batcher};
 use crate::db::cached::CachedExt;
+use crate::db::compose;
 use crate::error::AppResult;
 use crate::usage::model::UsageEvent;
-use crate::usage::repo as usage;
+use crate::usage::service as usage;
 
 /// Writers: transactions that may be open at once (and shards of the platform rollups).
 const WRITERS: usize = 2;
@@ -132,35 +131,16 @@ impl BatchStatement for Settle {
     }
 }
 
-/// Settles the reservations (`$1` subscriptions in id order, `$2` reservations, `$3` tokens used per
-/// subscription) — the subscriptions are locked in id order first, so concurrent batches and
-/// reservations cannot deadlock on them. (`FOR NO KEY UPDATE` would let other transactions'
-/// foreign-key checks through, but then a reservation can deadlock with them; it was tried and reverted.)
-const SETTLE_CTES: &str = "\
-    locked AS (SELECT id FROM subscriptions WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE), \
-    taken AS (DELETE FROM quota_reservations WHERE id = ANY($2::uuid[]) RETURNING subscription_id, tokens), \
-    charged AS (UPDATE subscriptions s \
-                SET tokens_reserved = GREATEST(s.tokens_reserved - coalesce( \
-                      (SELECT sum(t.tokens) FROM taken t WHERE t.subscription_id = s.id), 0)::bigint, 0), \
-                    tokens_used = s.tokens_used + u.used \
-                FROM unnest($1::uuid[], $3::bigint[]) AS u(id, used) JOIN locked l ON l.id = u.id \
-                WHERE s.id = u.id RETURNING 1)";
-
-/// Stores the answers of completed idempotent calls (`$29`–`$32`) and frees the keys of failed ones
-/// (`$33`, `$34`).
-const KEY_CTES: &str = "\
-    completed AS (UPDATE invocation_idempotency i SET usage_event_id = v.e, output = v.o \
-                  FROM unnest($29::uuid[], $30::text[], $31::uuid[], $32::jsonb[]) AS v(u, k, e, o) \
-                  WHERE i.user_id = v.u AND i.key = v.k RETURNING 1), \
-    abandoned AS (DELETE FROM invocation_idempotency i USING unnest($33::uuid[], $34::text[]) AS v(u, k) \
-                  WHERE i.user_id = v.u AND i.key = v.k AND i.usage_event_id IS NULL RETURNING 1)";
-
-/// A whole batch in one statement (one round trip, one commit): every data-modifying part runs to
-/// completion whatever the final `SELECT` reads.
+/// A whole batch in one statement (one round trip, one commit), assembled from each owner's part:
+/// billing settles the reservations, usage writes the rows and rollups, idempotency keys are settled.
 static STATEMENT: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH {SETTLE_CTES}, {}, {KEY_CTES} SELECT count(*) AS n FROM events",
-        usage::RECORD_CTES
+    compose::with_parts(
+        &[
+            billing::settlement_part(),
+            usage::record_part(),
+            &idempotency::KEY_OUTCOMES,
+        ],
+        "SELECT 1::bigint AS n",
     )
 });
 
@@ -177,27 +157,19 @@ async fn write_batch(
     shard: i16,
     settlements: &[&Settlement],
 ) -> AppResult<()> {
-    let mut used: BTreeMap<Uuid, i64> = BTreeMap::new();
-    let mut reservations = Vec::new();
-    let (mut done_users, mut done_keys, mut done_events, mut done_outputs) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut freed_users, mut freed_keys) = (Vec::new(), Vec::new());
+    let mut keys = KeyOutcomeColumns::default();
     for settlement in settlements {
-        if let Some(reservation) = settlement.reservation {
-            *used.entry(reservation.subscription_id).or_default() +=
-                settlement.event.tokens_used.max(0);
-            reservations.push(reservation.id);
-        }
+        let user = settlement.event.user_id;
         match &settlement.key {
             Some((key, KeyOutcome::Complete(answer))) => {
-                done_users.push(settlement.event.user_id);
-                done_keys.push(key.as_str());
-                done_events.push(settlement.event.id);
-                done_outputs.push(answer);
+                keys.done_users.push(user);
+                keys.done_keys.push(key.as_str());
+                keys.done_events.push(settlement.event.id);
+                keys.done_outputs.push(answer);
             }
             Some((key, KeyOutcome::Abandon)) => {
-                freed_users.push(settlement.event.user_id);
-                freed_keys.push(key.as_str());
+                keys.freed_users.push(user);
+                keys.freed_keys.push(key.as_str());
             }
             None => {}
         }
@@ -206,46 +178,15 @@ async fn write_batch(
         .iter()
         .map(|s| (&s.event, s.tier.as_str()))
         .collect();
-    let columns = usage::batch_columns(&rows);
-    let (events, daily, platform) = (columns.events, columns.daily, columns.platform);
-    diesel::sql_query(STATEMENT.as_str())
-        .bind::<Array<SqlUuid>, _>(used.keys().copied().collect::<Vec<_>>())
-        .bind::<Array<SqlUuid>, _>(reservations)
-        .bind::<Array<BigInt>, _>(used.values().copied().collect::<Vec<_>>())
-        .bind::<Array<SqlUuid>, _>(events.id)
-        .bind::<Array<SqlUuid>, _>(events.user_id)
-        .bind::<Array<Nullable<SqlUuid>>, _>(events.api_key_id)
-        .bind::<Array<SqlUuid>, _>(events.tool_id)
-        .bind::<Array<Nullable<SqlUuid>>, _>(events.subscription_id)
-        .bind::<Array<BigInt>, _>(events.tokens_used)
-        .bind::<Array<Bool>, _>(events.tokens_estimated)
-        .bind::<Array<Text>, _>(events.status)
-        .bind::<Array<Nullable<Text>>, _>(events.error_code)
-        .bind::<Array<Integer>, _>(events.latency_ms)
-        .bind::<Array<Timestamptz>, _>(events.created_at)
-        .bind::<Array<SqlUuid>, _>(daily.user_id)
-        .bind::<Array<SqlUuid>, _>(daily.tool_id)
-        .bind::<Array<Date>, _>(daily.day)
-        .bind::<Array<BigInt>, _>(daily.invocations)
-        .bind::<Array<BigInt>, _>(daily.tokens)
-        .bind::<Array<BigInt>, _>(daily.errors)
-        .bind::<Array<BigInt>, _>(daily.latency_ms_sum)
-        .bind::<Array<Date>, _>(platform.day)
-        .bind::<Array<SqlUuid>, _>(platform.tool_id)
-        .bind::<Array<Text>, _>(platform.tier)
-        .bind::<Array<BigInt>, _>(platform.invocations)
-        .bind::<Array<BigInt>, _>(platform.errors)
-        .bind::<Array<BigInt>, _>(platform.tokens)
-        .bind::<Array<Text>, _>(platform.histogram)
-        .bind::<Array<SqlUuid>, _>(done_users)
-        .bind::<Array<Text>, _>(done_keys)
-        .bind::<Array<SqlUuid>, _>(done_events)
-        .bind::<Array<Jsonb>, _>(done_outputs)
-        .bind::<Array<SqlUuid>, _>(freed_users)
-        .bind::<Array<Text>, _>(freed_keys)
-        .bind::<SmallInt, _>(shard)
-        .cached()
-        .get_result::<Counted>(conn)
-        .await?;
+    let query = diesel::sql_query(STATEMENT.as_str()).into_boxed();
+    let query = billing::bind_settlements(
+        query,
+        settlements
+            .iter()
+            .filter_map(|s| s.reservation.map(|r| (r, s.event.tokens_used))),
+    );
+    let query = usage::bind_records(query, &rows, shard);
+    let query = idempotency::bind_key_outcomes(query, keys);
+    query.cached().get_result::<Counted>(conn).await?;
     Ok(())
 }

@@ -5,6 +5,9 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use diesel::sql_types::{Array, Jsonb, Text, Uuid as SqlUuid};
+
+use crate::db::compose::{Composed, Part};
 use crate::db::schema::{invocation_idempotency, usage_events};
 use crate::usage::model::UsageEvent;
 
@@ -98,30 +101,30 @@ pub async fn delete_all_for_user(conn: &mut AsyncPgConnection, user: Uuid) -> Qu
         .await
 }
 
-/// Stores the first result for replays.
-pub async fn complete(
-    conn: &mut AsyncPgConnection,
-    user: Uuid,
-    key: &str,
-    event: Uuid,
-    output: &serde_json::Value,
-) -> QueryResult<usize> {
-    diesel::update(invocation_idempotency::table.find((user, key)))
-        .set((
-            invocation_idempotency::usage_event_id.eq(Some(event)),
-            invocation_idempotency::output.eq(Some(output)),
-        ))
-        .execute(conn)
-        .await
+/// `key_outcomes.sql`: a part of the meter's statement (see `db::compose`).
+pub const KEY_OUTCOMES: Part = Part {
+    sql: include_str!("key_outcomes.sql"),
+    params: 6,
+};
+
+/// What a batch of metered calls does to their idempotency keys, as columns.
+#[derive(Debug, Default)]
+pub struct KeyOutcomeColumns<'a> {
+    pub done_users: Vec<Uuid>,
+    pub done_keys: Vec<&'a str>,
+    pub done_events: Vec<Uuid>,
+    pub done_outputs: Vec<&'a serde_json::Value>,
+    pub freed_users: Vec<Uuid>,
+    pub freed_keys: Vec<&'a str>,
 }
 
-/// Frees a key whose call failed, so a retry with it runs again.
-pub async fn abandon(conn: &mut AsyncPgConnection, user: Uuid, key: &str) -> QueryResult<usize> {
-    diesel::delete(
-        invocation_idempotency::table
-            .find((user, key))
-            .filter(invocation_idempotency::usage_event_id.is_null()),
-    )
-    .execute(conn)
-    .await
+/// Binds [`KEY_OUTCOMES`]'s parameters.
+pub fn bind_key_outcomes<'a>(query: Composed<'a>, columns: KeyOutcomeColumns<'a>) -> Composed<'a> {
+    query
+        .bind::<Array<SqlUuid>, _>(columns.done_users)
+        .bind::<Array<Text>, _>(columns.done_keys)
+        .bind::<Array<SqlUuid>, _>(columns.done_events)
+        .bind::<Array<Jsonb>, _>(columns.done_outputs)
+        .bind::<Array<SqlUuid>, _>(columns.freed_users)
+        .bind::<Array<Text>, _>(columns.freed_keys)
 }

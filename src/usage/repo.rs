@@ -4,11 +4,14 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Date, Nullable, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{
+    Array, BigInt, Bool, Date, Integer, Nullable, SmallInt, Text, Timestamptz, Uuid as SqlUuid,
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::model::{DailyTotal, Filter, LATENCY_BOUNDS_MS, UsageEvent, latency_bucket};
+use crate::db::compose::{Composed, Part};
 use crate::db::schema::usage_events;
 
 /// Sums of usage rows sharing a rollup key.
@@ -135,38 +138,43 @@ pub fn batch_columns(events: &[(&UsageEvent, &str)]) -> BatchColumns {
     columns
 }
 
-/// SQL (for a `WITH` list) that inserts the usage rows bound at `$4`–`$14`, the daily rollups at
-/// `$15`–`$21` (with the users' activity days) and the platform rollups at `$22`–`$28` into shard
-/// `$35`; see `gateway::meter`, which binds them in this order.
-pub const RECORD_CTES: &str = "\
-    events AS (INSERT INTO usage_events (id, user_id, api_key_id, tool_id, subscription_id, tokens_used, \
-                                         tokens_estimated, status, error_code, latency_ms, created_at) \
-               SELECT * FROM unnest($4::uuid[], $5::uuid[], $6::uuid[], $7::uuid[], $8::uuid[], $9::bigint[], \
-                                    $10::boolean[], $11::text[], $12::text[], $13::integer[], $14::timestamptz[]) \
-               RETURNING 1), \
-    active AS (INSERT INTO user_activity (day, user_id) \
-               SELECT DISTINCT d, u FROM unnest($15::uuid[], $17::date[]) AS a(u, d) ORDER BY d, u \
-               ON CONFLICT DO NOTHING RETURNING 1), \
-    daily AS (INSERT INTO usage_daily (user_id, tool_id, day, invocations, tokens, errors, latency_ms_sum) \
-              SELECT * FROM unnest($15::uuid[], $16::uuid[], $17::date[], $18::bigint[], $19::bigint[], \
-                                   $20::bigint[], $21::bigint[]) \
-              ON CONFLICT (user_id, day, tool_id) DO UPDATE SET \
-                invocations = usage_daily.invocations + EXCLUDED.invocations, \
-                tokens = usage_daily.tokens + EXCLUDED.tokens, \
-                errors = usage_daily.errors + EXCLUDED.errors, \
-                latency_ms_sum = usage_daily.latency_ms_sum + EXCLUDED.latency_ms_sum \
-              RETURNING 1), \
-    platform AS (INSERT INTO platform_daily (day, tool_id, tier, shard, invocations, errors, tokens, latency_hist) \
-                 SELECT d, t, r, $35::smallint, n, e, k, h::bigint[] \
-                 FROM unnest($22::date[], $23::uuid[], $24::text[], $25::bigint[], $26::bigint[], $27::bigint[], \
-                             $28::text[]) AS v(d, t, r, n, e, k, h) \
-                 ON CONFLICT (day, tool_id, tier, shard) DO UPDATE SET \
-                   invocations = platform_daily.invocations + EXCLUDED.invocations, \
-                   errors = platform_daily.errors + EXCLUDED.errors, \
-                   tokens = platform_daily.tokens + EXCLUDED.tokens, \
-                   latency_hist = ARRAY(SELECT a + b FROM unnest(platform_daily.latency_hist, EXCLUDED.latency_hist) \
-                                        WITH ORDINALITY AS s(a, b, i) ORDER BY i) \
-                 RETURNING 1)";
+/// `record_batch.sql`: a part of the meter's statement (see `db::compose`).
+pub const RECORD_BATCH: Part = Part {
+    sql: include_str!("record_batch.sql"),
+    params: 26,
+};
+
+/// Binds [`RECORD_BATCH`]'s parameters: the batch's columns and the platform rollup shard.
+pub fn bind_record_batch(query: Composed<'_>, columns: BatchColumns, shard: i16) -> Composed<'_> {
+    let (events, daily, platform) = (columns.events, columns.daily, columns.platform);
+    query
+        .bind::<Array<SqlUuid>, _>(events.id)
+        .bind::<Array<SqlUuid>, _>(events.user_id)
+        .bind::<Array<Nullable<SqlUuid>>, _>(events.api_key_id)
+        .bind::<Array<SqlUuid>, _>(events.tool_id)
+        .bind::<Array<Nullable<SqlUuid>>, _>(events.subscription_id)
+        .bind::<Array<BigInt>, _>(events.tokens_used)
+        .bind::<Array<Bool>, _>(events.tokens_estimated)
+        .bind::<Array<Text>, _>(events.status)
+        .bind::<Array<Nullable<Text>>, _>(events.error_code)
+        .bind::<Array<Integer>, _>(events.latency_ms)
+        .bind::<Array<Timestamptz>, _>(events.created_at)
+        .bind::<Array<SqlUuid>, _>(daily.user_id)
+        .bind::<Array<SqlUuid>, _>(daily.tool_id)
+        .bind::<Array<Date>, _>(daily.day)
+        .bind::<Array<BigInt>, _>(daily.invocations)
+        .bind::<Array<BigInt>, _>(daily.tokens)
+        .bind::<Array<BigInt>, _>(daily.errors)
+        .bind::<Array<BigInt>, _>(daily.latency_ms_sum)
+        .bind::<Array<Date>, _>(platform.day)
+        .bind::<Array<SqlUuid>, _>(platform.tool_id)
+        .bind::<Array<Text>, _>(platform.tier)
+        .bind::<Array<BigInt>, _>(platform.invocations)
+        .bind::<Array<BigInt>, _>(platform.errors)
+        .bind::<Array<BigInt>, _>(platform.tokens)
+        .bind::<Array<Text>, _>(platform.histogram)
+        .bind::<SmallInt, _>(shard)
+}
 
 fn filtered(filter: &Filter) -> usage_events::BoxedQuery<'static, diesel::pg::Pg> {
     let mut query = usage_events::table

@@ -116,7 +116,7 @@ async fn a_downgrade_waits_for_the_period_end_then_renews_on_the_lower_plan() {
     let reservation = service::reserve(&app.state, user.user_id(), 700, LEASE)
         .await
         .unwrap();
-    service::settle(&app.state, reservation, 500).await.unwrap();
+    app.settle(reservation, 500).await;
 
     let scheduled = subscribe(&app, &user, "FREE").await;
     assert_eq!(scheduled["data"]["subscribe"]["plan"]["tier"], "PRO");
@@ -215,7 +215,7 @@ async fn periods_roll_over_even_when_nothing_ran_at_the_boundary() {
     let reservation = service::reserve(&app.state, user.user_id(), 100, LEASE)
         .await
         .unwrap();
-    service::settle(&app.state, reservation, 80).await.unwrap();
+    app.settle(reservation, 80).await;
     let start = app.clock_now();
 
     // Three periods and a bit later, with no request in between; the sweeper makes it explicit.
@@ -273,9 +273,9 @@ async fn reservations_refuse_what_would_pass_the_limit_and_settle_exactly() {
         .unwrap();
     assert_eq!(subscription(&app, &user).await["tokensReserved"], 10_000);
 
-    service::settle(&app.state, big, 6_000).await.unwrap();
-    service::release(&app.state, fits).await.unwrap();
-    service::release(&app.state, fits).await.unwrap(); // a second release changes nothing
+    app.settle(big, 6_000).await;
+    app.settle(fits, 0).await;
+    app.settle(fits, 0).await; // a second release changes nothing
 
     let after = subscription(&app, &user).await;
     assert_eq!(after["tokensUsed"], 6_000);
@@ -308,7 +308,7 @@ async fn a_reservation_left_behind_by_a_crash_expires_and_its_tokens_return() {
             .is_ok()
     );
     // Settling late still charges what was used.
-    service::settle(&app.state, abandoned, 40).await.unwrap();
+    app.settle(abandoned, 40).await;
     assert_eq!(subscription(&app, &user).await["tokensUsed"], 40);
 }
 
@@ -354,10 +354,10 @@ async fn parallel_reservations_from_two_processes_never_pass_a_small_limit() {
     assert_eq!(refused, 40);
 
     let mut consumed = 0;
-    for (n, (reservation, state)) in granted.into_iter().enumerate() {
+    for (n, (reservation, _instance)) in granted.into_iter().enumerate() {
         let used = (n % 10 + 1) as i64;
         consumed += used;
-        service::settle(&state, reservation, used).await.unwrap();
+        app.settle(reservation, used).await;
     }
     let after = subscription(&app, &user).await;
     assert_eq!(after["tokensUsed"], consumed);
@@ -443,7 +443,7 @@ async fn a_refused_reservation_still_returns_the_expired_leases_it_found() {
     let used = service::reserve(&app.state, id, 9_500, LEASE)
         .await
         .unwrap();
-    service::settle(&app.state, used, 9_500).await.unwrap();
+    app.settle(used, 9_500).await;
     service::reserve(&app.state, id, 500, Duration::from_secs(30))
         .await
         .unwrap();

@@ -111,6 +111,64 @@ impl TestApp {
         self.clock.now()
     }
 
+    /// Settles a reservation with `used` tokens exactly as an invocation does: through the meter,
+    /// with a usage row (of a tool made for the purpose) in the same transaction. `used` 0 releases it.
+    pub async fn settle(&self, reservation: joyfull_hub::billing::model::Reservation, used: i64) {
+        use joyfull_hub::gateway::meter::Settlement;
+        use joyfull_hub::tools::model::NewTool;
+        use joyfull_hub::usage::model::UsageEvent;
+
+        let tool = NewTool {
+            id: uuid::Uuid::now_v7(),
+            slug: format!("settle-{}", uuid::Uuid::new_v4().simple()),
+            name: "Settlement test".into(),
+            description: String::new(),
+            usage_notes: String::new(),
+            category: "test".into(),
+            endpoint: "http://127.0.0.1:9/".into(),
+            method: "POST".into(),
+            headers: serde_json::json!([]),
+            timeout_ms: 1000,
+            tokens_path: String::new(),
+            estimated_tokens: 1,
+            min_tier: "FREE".into(),
+            enabled: true,
+        };
+        joyfull_hub::tools::service::seed(&self.state, &tool)
+            .await
+            .unwrap();
+        let user: uuid::Uuid = self
+            .sql_text(&format!(
+                "SELECT user_id::text AS t FROM subscriptions WHERE id = '{}'",
+                reservation.subscription_id
+            ))
+            .await
+            .parse()
+            .unwrap();
+        self.state
+            .meter
+            .write(Settlement {
+                event: UsageEvent {
+                    id: uuid::Uuid::now_v7(),
+                    user_id: user,
+                    api_key_id: None,
+                    tool_id: tool.id,
+                    subscription_id: Some(reservation.subscription_id),
+                    tokens_used: used,
+                    tokens_estimated: false,
+                    status: if used > 0 { "SUCCESS" } else { "ERROR" }.into(),
+                    error_code: None,
+                    latency_ms: 1,
+                    created_at: self.clock_now(),
+                },
+                tier: "FREE".into(),
+                reservation: Some(reservation),
+                key: None,
+            })
+            .await
+            .unwrap();
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
     }
@@ -237,6 +295,22 @@ impl TestApp {
                 .await
                 .unwrap_or_else(|e| panic!("{query}: {e}"));
         number.n
+    }
+
+    /// A single text `t` from SQL.
+    pub async fn sql_text(&self, query: &str) -> String {
+        #[derive(diesel::QueryableByName)]
+        struct Text {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            t: String,
+        }
+        let mut conn = AsyncPgConnection::establish(&self.db.url)
+            .await
+            .expect("connect");
+        let text: Text = diesel_async::RunQueryDsl::get_result(diesel::sql_query(query), &mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"));
+        text.t
     }
 
     /// Logs in through the API and returns the whole response body.

@@ -1,0 +1,17 @@
+-- Settles the reservations of a batch of invocations: a part of the meter's statement (see
+-- `db::compose`), so it runs in the transaction that writes their usage rows.
+-- $1 uuid[]   the subscriptions charged, in id order: they are locked in that order first, so
+--             concurrent batches and reservations cannot deadlock on them
+-- $2 uuid[]   the reservations settled: they are deleted and their tokens leave the reserved counter
+-- $3 bigint[] the tokens used, per subscription of $1
+-- FOR UPDATE, not FOR NO KEY UPDATE: with the weaker lock a reservation could deadlock with other
+-- transactions' foreign-key checks. A reservation whose lease expired still charges its usage; its
+-- reserved tokens were returned when it expired.
+locked AS (SELECT id FROM subscriptions WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE),
+taken AS (DELETE FROM quota_reservations WHERE id = ANY($2::uuid[]) RETURNING subscription_id, tokens),
+charged AS (UPDATE subscriptions s
+            SET tokens_reserved = GREATEST(s.tokens_reserved - coalesce(
+                  (SELECT sum(t.tokens) FROM taken t WHERE t.subscription_id = s.id), 0)::bigint, 0),
+                tokens_used = s.tokens_used + u.used
+            FROM unnest($1::uuid[], $3::bigint[]) AS u(id, used) JOIN locked l ON l.id = u.id
+            WHERE s.id = u.id RETURNING 1)
