@@ -464,10 +464,6 @@ impl Config {
             usage_retention_days,
         })
     }
-
-    pub fn is_production(&self) -> bool {
-        self.environment == Environment::Production
-    }
 }
 
 /// Why a secret is too weak, or `None` when it is acceptable.

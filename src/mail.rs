@@ -54,14 +54,6 @@ impl Mailer {
         })
     }
 
-    /// Where `.eml` files go when there is no SMTP server.
-    pub fn mail_dir(&self) -> Option<&PathBuf> {
-        match &self.transport {
-            Transport::Files(dir) => Some(dir),
-            Transport::Smtp(_) => None,
-        }
-    }
-
     #[tracing::instrument(skip_all, fields(subject = %mail.subject))]
     pub async fn send(&self, mail: OutgoingMail) -> anyhow::Result<()> {
         let to: Mailbox = mail

@@ -16,3 +16,4 @@ pub mod payment;
 pub mod periods;
 pub mod repo;
 pub mod service;
+pub mod settlement;

@@ -6,9 +6,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::model::{
-    EventRow, NewEvent, NewSubscription, PlanChanges, PlanRow, Reservation, SubscriptionRow,
-};
+use super::model::{NewEvent, NewSubscription, PlanChanges, PlanRow, Reservation, SubscriptionRow};
 use crate::db::compose::{Composed, Part};
 use crate::db::schema::{plans, quota_reservations, subscription_events, subscriptions};
 
@@ -151,18 +149,6 @@ pub async fn insert_event(conn: &mut AsyncPgConnection, event: NewEvent<'_>) -> 
     diesel::insert_into(subscription_events::table)
         .values(event)
         .execute(conn)
-        .await
-}
-
-pub async fn events_for_subscription(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-) -> QueryResult<Vec<EventRow>> {
-    subscription_events::table
-        .filter(subscription_events::subscription_id.eq(id))
-        .order((subscription_events::occurred_at, subscription_events::id))
-        .select(EventRow::as_select())
-        .load(conn)
         .await
 }
 

@@ -1,6 +1,6 @@
 //! Subscription rules and the quota primitive. See the module documentation of [`crate::billing`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,7 +16,6 @@ use super::payment::ChargeRequest;
 use super::periods::{add_months, period_bounds, period_index};
 use super::repo::{self, SubscriptionState};
 use crate::app::AppState;
-use crate::db::compose::{Composed, Part};
 use crate::error::{AppError, AppResult};
 use crate::users::model::UserId;
 
@@ -543,28 +542,6 @@ pub async fn try_reserve_at_tier(
     }))
 }
 
-/// The settlement part of the meter's statement (see `db::compose`): the one place where invocations'
-/// reservations are settled, in the transaction that writes their usage rows.
-pub fn settlement_part() -> &'static Part {
-    &repo::SETTLE_BATCH
-}
-
-/// Binds the settlement part: each reservation is settled with the tokens its call used (a negative
-/// count charges nothing). A reservation whose lease already expired still charges the usage; its
-/// reserved tokens were returned by then.
-pub fn bind_settlements<'a>(
-    query: Composed<'a>,
-    settled: impl IntoIterator<Item = (Reservation, i64)>,
-) -> Composed<'a> {
-    let mut used: BTreeMap<Uuid, i64> = BTreeMap::new();
-    let mut reservations = Vec::new();
-    for (reservation, tokens) in settled {
-        *used.entry(reservation.subscription_id).or_default() += tokens.max(0);
-        reservations.push(reservation.id);
-    }
-    repo::bind_settle_batch(query, &used, reservations)
-}
-
 /// Ends a user's subscription at once inside the caller's transaction (the account is being deleted):
 /// it expires as of `now`, with an `EXPIRED` event, and its reservations are dropped.
 pub async fn forget_user_in(
@@ -634,12 +611,6 @@ pub async fn sweep(app: &AppState, now: DateTime<Utc>) -> AppResult<SweepReport>
         tracing::info!(?report, "billing sweep");
     }
     Ok(report)
-}
-
-/// A subscription's history, oldest first.
-pub async fn events(app: &AppState, subscription: Uuid) -> AppResult<Vec<EventRow>> {
-    let mut conn = app.pool.get().await?;
-    Ok(repo::events_for_subscription(&mut conn, subscription).await?)
 }
 
 /// Current subscriptions per tier and status, with the plan's price.

@@ -25,14 +25,14 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::repo::{self as idempotency, KeyOutcomeColumns};
 use crate::billing::model::Reservation;
-use crate::billing::service as billing;
+use crate::billing::settlement as billing;
 use crate::db::DbPool;
 use crate::db::batch::{BatchStatement, Batcher};
 use crate::db::cached::CachedExt;
 use crate::db::compose;
 use crate::error::AppResult;
 use crate::usage::model::UsageEvent;
-use crate::usage::service as usage;
+use crate::usage::record as usage;
 
 /// Writers: transactions that may be open at once (and shards of the platform rollups).
 const WRITERS: usize = 2;

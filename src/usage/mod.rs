@@ -4,5 +4,6 @@
 pub mod graphql;
 pub mod live;
 pub mod model;
+pub mod record;
 pub mod repo;
 pub mod service;

@@ -7,7 +7,6 @@ use super::model::Filter;
 use super::model::{DailyTotal, UsageEvent};
 use super::repo;
 use crate::app::AppState;
-use crate::db::compose::{Composed, Part};
 use crate::error::{AppError, AppResult};
 
 /// Checks a `[from, to)` range.
@@ -123,19 +122,4 @@ pub async fn platform(
     let days = repo::platform_days(&mut conn, from_day, to_day).await?;
     let active = repo::active_users(&mut conn, from_day, to_day).await?;
     Ok((days, active))
-}
-
-/// The usage part of the meter's statement (see `db::compose`).
-pub fn record_part() -> &'static Part {
-    &repo::RECORD_BATCH
-}
-
-/// Binds the usage part for a batch of usage rows, each with the caller's plan tier at the time
-/// (`NONE` without), adding to platform rollup shard `shard`.
-pub fn bind_records<'a>(
-    query: Composed<'a>,
-    events: &[(&UsageEvent, &str)],
-    shard: i16,
-) -> Composed<'a> {
-    repo::bind_record_batch(query, repo::batch_columns(events), shard)
 }

@@ -107,17 +107,6 @@ pub async fn mark_verified_if_current(
     .await
 }
 
-pub async fn set_status(
-    conn: &mut AsyncPgConnection,
-    id: UserId,
-    status: &str,
-) -> QueryResult<usize> {
-    diesel::update(users::table.find(id.0))
-        .set(users::status.eq(status))
-        .execute(conn)
-        .await
-}
-
 const LIST_FROM: &str = "FROM users u LEFT JOIN subscriptions s ON s.user_id = u.id AND s.status <> 'EXPIRED' \
      WHERE u.deleted_at IS NULL \
        AND ($1::text IS NULL OR u.email ILIKE $1 OR u.name ILIKE $1) \

@@ -11,6 +11,7 @@ mod accounts;
 mod admin;
 mod admin_bootstrap;
 mod api_keys;
+mod architecture;
 mod billing;
 mod cache;
 mod gateway;

@@ -1,0 +1,22 @@
+//! Recording usage rows and their rollups, as usage's part of the meter's one statement (see
+//! `db::compose` and `gateway::meter`). Kept apart from `service` because the meter lives in the shared
+//! state that services receive.
+
+use super::model::UsageEvent;
+use super::repo;
+use crate::db::compose::{Composed, Part};
+
+/// The usage part of the meter's statement (see `db::compose`).
+pub fn record_part() -> &'static Part {
+    &repo::RECORD_BATCH
+}
+
+/// Binds the usage part for a batch of usage rows, each with the caller's plan tier at the time
+/// (`NONE` without), adding to platform rollup shard `shard`.
+pub fn bind_records<'a>(
+    query: Composed<'a>,
+    events: &[(&UsageEvent, &str)],
+    shard: i16,
+) -> Composed<'a> {
+    repo::bind_record_batch(query, repo::batch_columns(events), shard)
+}
