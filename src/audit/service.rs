@@ -72,12 +72,6 @@ pub async fn record_in(
     Ok(())
 }
 
-/// Appends an entry on its own.
-pub async fn record(app: &AppState, actor: &Actor, event: Event<'_>) -> AppResult<()> {
-    let mut conn = app.pool.get().await?;
-    Ok(record_in(&mut conn, actor, event).await?)
-}
-
 pub async fn page(
     app: &AppState,
     filter: &Filter,

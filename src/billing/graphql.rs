@@ -187,37 +187,7 @@ impl BillingMutation {
             requests_per_minute: maybe(input.requests_per_minute),
             features: input.features.map(serde_json::Value::from),
         };
-        let app = ctx.app()?;
-        let view = |plan: &PlanRow| {
-            serde_json::json!({
-                "name": plan.name,
-                "priceCents": plan.price_cents,
-                "currency": plan.currency,
-                "tokenLimit": plan.token_limit,
-                "requestsPerMinute": plan.requests_per_minute,
-                "features": plan.features,
-            })
-        };
-        let before = service::plans(app)
-            .await?
-            .into_iter()
-            .find(|p| p.tier == tier.as_db())
-            .map(|p| view(&p));
-        let plan = service::update_plan(app, tier, changes).await?;
-        let (before, after) =
-            crate::audit::service::diff(&before.unwrap_or_default(), &view(&plan));
-        crate::audit::service::record(
-            app,
-            &ctx.actor()?,
-            crate::audit::service::Event {
-                action: "plan.update",
-                target_type: "plan",
-                target_id: Some(plan.tier.clone()),
-                before: Some(before),
-                after: Some(after),
-            },
-        )
-        .await?;
+        let plan = service::update_plan(ctx.app()?, &ctx.actor()?, tier, changes).await?;
         Ok(plan.try_into()?)
     }
 }

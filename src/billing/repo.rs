@@ -26,6 +26,16 @@ pub async fn find_plan(conn: &mut AsyncPgConnection, tier: &str) -> QueryResult<
         .await
 }
 
+/// A plan, locked until the transaction ends.
+pub async fn lock_plan(conn: &mut AsyncPgConnection, tier: &str) -> QueryResult<PlanRow> {
+    plans::table
+        .find(tier)
+        .select(PlanRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+}
+
 pub async fn update_plan(
     conn: &mut AsyncPgConnection,
     tier: &str,

@@ -16,6 +16,7 @@ use super::payment::ChargeRequest;
 use super::periods::{add_months, period_bounds, period_index};
 use super::repo::{self, SubscriptionState};
 use crate::app::AppState;
+use crate::audit::service::{self as audit, Actor};
 use crate::error::{AppError, AppResult};
 use crate::users::model::UserId;
 
@@ -47,6 +48,7 @@ pub async fn plans(app: &AppState) -> AppResult<Vec<PlanRow>> {
 #[tracing::instrument(skip_all, fields(tier = tier.as_db()))]
 pub async fn update_plan(
     app: &AppState,
+    actor: &Actor,
     tier: PlanTier,
     changes: PlanChanges,
 ) -> AppResult<PlanRow> {
@@ -85,9 +87,40 @@ pub async fn update_plan(
         ));
     }
     let mut conn = app.pool.get().await?;
-    let plan = repo::update_plan(&mut conn, tier.as_db(), &changes).await?;
+    let plan = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            let before = repo::lock_plan(conn, tier.as_db()).await?;
+            let plan = repo::update_plan(conn, tier.as_db(), &changes).await?;
+            let (before, after) = audit::diff(&plan_view(&before), &plan_view(&plan));
+            audit::record_in(
+                conn,
+                actor,
+                audit::Event {
+                    action: "plan.update",
+                    target_type: "plan",
+                    target_id: Some(plan.tier.clone()),
+                    before: Some(before),
+                    after: Some(after),
+                },
+            )
+            .await?;
+            Ok(plan)
+        })
+        .await?;
     tracing::info!("plan updated");
     Ok(plan)
+}
+
+/// What the audit trail keeps of a plan.
+fn plan_view(plan: &PlanRow) -> serde_json::Value {
+    serde_json::json!({
+        "name": plan.name,
+        "priceCents": plan.price_cents,
+        "currency": plan.currency,
+        "tokenLimit": plan.token_limit,
+        "requestsPerMinute": plan.requests_per_minute,
+        "features": plan.features,
+    })
 }
 
 /// The user's current subscription, with any ended period rolled forward first.

@@ -246,50 +246,6 @@ impl ToolsQuery {
     }
 }
 
-/// What the audit trail keeps of a tool: never header values.
-fn audit_view(row: &ToolRow) -> serde_json::Value {
-    serde_json::json!({
-        "name": row.name,
-        "slug": row.slug,
-        "endpoint": row.endpoint,
-        "method": row.method,
-        "headers": row.stored_headers().iter().map(|h| h.name.clone()).collect::<Vec<_>>(),
-        "timeoutMs": row.timeout_ms,
-        "tokensPath": row.tokens_path,
-        "estimatedTokens": row.estimated_tokens,
-        "minTier": row.min_tier,
-        "enabled": row.enabled,
-    })
-}
-
-async fn audit(
-    ctx: &Context<'_>,
-    action: &str,
-    id: Uuid,
-    before: Option<serde_json::Value>,
-    after: Option<serde_json::Value>,
-) -> Result<(), AppError> {
-    let (before, after) = match (before, after) {
-        (Some(b), Some(a)) => {
-            let (b, a) = crate::audit::service::diff(&b, &a);
-            (Some(b), Some(a))
-        }
-        other => other,
-    };
-    crate::audit::service::record(
-        ctx.app()?,
-        &ctx.actor()?,
-        crate::audit::service::Event {
-            action,
-            target_type: "tool",
-            target_id: Some(id.to_string()),
-            before,
-            after,
-        },
-    )
-    .await
-}
-
 #[derive(Default)]
 pub struct ToolsMutation;
 
@@ -302,8 +258,7 @@ impl ToolsMutation {
         ctx: &Context<'_>,
         input: ToolInputObject,
     ) -> async_graphql::Result<Tool> {
-        let row = service::create(ctx.app()?, input.into()).await?;
-        audit(ctx, "tool.create", row.id, None, Some(audit_view(&row))).await?;
+        let row = service::create(ctx.app()?, &ctx.actor()?, input.into()).await?;
         Ok(row.try_into()?)
     }
 
@@ -316,18 +271,7 @@ impl ToolsMutation {
         input: ToolInputObject,
     ) -> async_graphql::Result<Tool> {
         let id = parse_id(&id)?;
-        let before = service::get(ctx.app()?, id, true)
-            .await?
-            .ok_or_else(service::not_found)?;
-        let row = service::update(ctx.app()?, id, input.into()).await?;
-        audit(
-            ctx,
-            "tool.update",
-            id,
-            Some(audit_view(&before)),
-            Some(audit_view(&row)),
-        )
-        .await?;
+        let row = service::update(ctx.app()?, &ctx.actor()?, id, input.into()).await?;
         Ok(row.try_into()?)
     }
 
@@ -335,11 +279,7 @@ impl ToolsMutation {
     #[graphql(guard = "AdminOnly")]
     async fn delete_tool(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
         let id = parse_id(&id)?;
-        let before = service::get(ctx.app()?, id, true)
-            .await?
-            .ok_or_else(service::not_found)?;
-        service::delete(ctx.app()?, id).await?;
-        audit(ctx, "tool.delete", id, Some(audit_view(&before)), None).await?;
+        service::delete(ctx.app()?, &ctx.actor()?, id).await?;
         Ok(true)
     }
 }

@@ -79,6 +79,18 @@ pub async fn find_many_with_deleted(
         .await
 }
 
+/// A live (not deleted) tool, locked until the transaction ends.
+pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<ToolRow>> {
+    tools::table
+        .find(id)
+        .filter(tools::deleted_at.is_null())
+        .select(ToolRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// A live (not deleted) tool.
 pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<ToolRow>> {
     tools::table

@@ -1,12 +1,13 @@
 //! Catalogue rules: validation, administration, listing, and the headers for an upstream call.
 
-use chrono::Utc;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use uuid::Uuid;
 
 use super::crypto;
 use super::model::{NewTool, StoredHeader, ToolChanges, ToolRow};
 use super::repo::{self, Listing};
 use crate::app::AppState;
+use crate::audit::service::{self as audit, Actor};
 use crate::billing::model::PlanTier;
 use crate::error::{AppError, AppResult};
 
@@ -216,7 +217,7 @@ fn store_headers(
 
 /// Creates a tool (administrators).
 #[tracing::instrument(skip_all)]
-pub async fn create(app: &AppState, input: ToolInput) -> AppResult<ToolRow> {
+pub async fn create(app: &AppState, actor: &Actor, input: ToolInput) -> AppResult<ToolRow> {
     let name = check_text("name", input.name.as_deref().unwrap_or_default(), 100, true)?;
     let slug = check_slug(&input.slug.unwrap_or_else(|| slugify(&name)))?;
     let endpoint = check_endpoint(
@@ -259,11 +260,61 @@ pub async fn create(app: &AppState, input: ToolInput) -> AppResult<ToolRow> {
         enabled: input.enabled.unwrap_or(true),
     };
     let mut conn = app.pool.get().await?;
-    let row = repo::insert(&mut conn, &tool)
-        .await
-        .map_err(slug_conflict)?;
+    let row = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            let row = repo::insert(conn, &tool).await.map_err(slug_conflict)?;
+            audit_in(conn, actor, "tool.create", row.id, None, Some(&row)).await?;
+            Ok(row)
+        })
+        .await?;
     tracing::info!(tool_id = %row.id, slug = %row.slug, "tool created");
     Ok(row)
+}
+
+/// What the audit trail keeps of a tool: never header values.
+fn audit_view(row: &ToolRow) -> serde_json::Value {
+    serde_json::json!({
+        "name": row.name,
+        "slug": row.slug,
+        "endpoint": row.endpoint,
+        "method": row.method,
+        "headers": row.stored_headers().iter().map(|h| h.name.clone()).collect::<Vec<_>>(),
+        "timeoutMs": row.timeout_ms,
+        "tokensPath": row.tokens_path,
+        "estimatedTokens": row.estimated_tokens,
+        "minTier": row.min_tier,
+        "enabled": row.enabled,
+    })
+}
+
+/// Appends an administrator's change to a tool to the audit trail, in the change's transaction.
+async fn audit_in(
+    conn: &mut AsyncPgConnection,
+    actor: &Actor,
+    action: &str,
+    id: Uuid,
+    before: Option<&ToolRow>,
+    after: Option<&ToolRow>,
+) -> diesel::QueryResult<()> {
+    let (before, after) = match (before.map(audit_view), after.map(audit_view)) {
+        (Some(b), Some(a)) => {
+            let (b, a) = audit::diff(&b, &a);
+            (Some(b), Some(a))
+        }
+        other => other,
+    };
+    audit::record_in(
+        conn,
+        actor,
+        audit::Event {
+            action,
+            target_type: "tool",
+            target_id: Some(id.to_string()),
+            before,
+            after,
+        },
+    )
+    .await
 }
 
 fn check_timeout(ms: i32) -> AppResult<i32> {
@@ -294,7 +345,12 @@ fn slug_conflict(error: diesel::result::Error) -> AppError {
 
 /// Changes a tool (administrators); the next request sees the change.
 #[tracing::instrument(skip_all, fields(tool_id = %id))]
-pub async fn update(app: &AppState, id: Uuid, input: ToolInput) -> AppResult<ToolRow> {
+pub async fn update(
+    app: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    input: ToolInput,
+) -> AppResult<ToolRow> {
     let mut conn = app.pool.get().await?;
     let existing = repo::find(&mut conn, id).await?.ok_or_else(not_found)?;
     let changes = ToolChanges {
@@ -335,10 +391,17 @@ pub async fn update(app: &AppState, id: Uuid, input: ToolInput) -> AppResult<Too
         min_tier: input.min_tier.map(|t| t.as_db().to_owned()),
         enabled: input.enabled,
     };
-    let row = repo::update(&mut conn, id, &changes)
-        .await
-        .map_err(slug_conflict)?
-        .ok_or_else(not_found)?;
+    let row = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            let before = repo::lock(conn, id).await?.ok_or_else(not_found)?;
+            let row = repo::update(conn, id, &changes)
+                .await
+                .map_err(slug_conflict)?
+                .ok_or_else(not_found)?;
+            audit_in(conn, actor, "tool.update", id, Some(&before), Some(&row)).await?;
+            Ok(row)
+        })
+        .await?;
     app.caches.invalidate_tool(id);
     tracing::info!("tool updated");
     Ok(row)
@@ -346,11 +409,18 @@ pub async fn update(app: &AppState, id: Uuid, input: ToolInput) -> AppResult<Too
 
 /// Deletes a tool from the catalogue; its usage history stays.
 #[tracing::instrument(skip_all, fields(tool_id = %id))]
-pub async fn delete(app: &AppState, id: Uuid) -> AppResult<()> {
+pub async fn delete(app: &AppState, actor: &Actor, id: Uuid) -> AppResult<()> {
+    let now = app.clock.now();
     let mut conn = app.pool.get().await?;
-    if repo::soft_delete(&mut conn, id, Utc::now()).await? == 0 {
-        return Err(not_found());
-    }
+    conn.transaction::<_, AppError, _>(async |conn| {
+        let before = repo::lock(conn, id).await?.ok_or_else(not_found)?;
+        if repo::soft_delete(conn, id, now).await? == 0 {
+            return Err(not_found());
+        }
+        audit_in(conn, actor, "tool.delete", id, Some(&before), None).await?;
+        Ok(())
+    })
+    .await?;
     app.caches.invalidate_tool(id);
     tracing::info!("tool deleted");
     Ok(())

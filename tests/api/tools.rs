@@ -245,3 +245,70 @@ async fn deleting_a_tool_hides_it_but_keeps_its_usage_history() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_tool_or_plan_change_whose_audit_entry_cannot_be_written_does_not_happen() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin("root@example.com").await;
+    let tool = app
+        .create_tool(
+            &admin,
+            json!({ "name": "Audited", "endpoint": "http://127.0.0.1:9/x" }),
+        )
+        .await;
+    // From now on the trail refuses entries about tools and plans, as a full disk or a broken
+    // trail would: the changes they record must fail with them.
+    app.sql(
+        "ALTER TABLE audit_log ADD CONSTRAINT refuse_for_test CHECK (target_type NOT IN ('tool', 'plan')) NOT VALID",
+    )
+    .await;
+
+    let renamed = app
+        .graphql_as(
+            &admin.access_token,
+            "mutation($id: ID!, $i: ToolInputObject!) { updateTool(id: $id, input: $i) { id } }",
+            json!({ "id": tool, "i": { "name": "Renamed" } }),
+        )
+        .await;
+    let deleted = app
+        .graphql_as(
+            &admin.access_token,
+            "mutation($id: ID!) { deleteTool(id: $id) }",
+            json!({ "id": tool }),
+        )
+        .await;
+    let created = app
+        .graphql_as(
+            &admin.access_token,
+            "mutation($i: ToolInputObject!) { createTool(input: $i) { id } }",
+            json!({ "i": { "name": "Unaudited", "endpoint": "http://127.0.0.1:9/y" } }),
+        )
+        .await;
+    let repriced = app
+        .graphql_as(
+            &admin.access_token,
+            "mutation { updatePlan(tier: PRO, input: { priceCents: 1 }) { priceCents } }",
+            json!({}),
+        )
+        .await;
+
+    for body in [&renamed, &deleted, &created, &repriced] {
+        assert_eq!(error_code(body), "INTERNAL", "{body}");
+    }
+    let name = app
+        .sql_text(&format!(
+            "SELECT name AS t FROM tools WHERE id = '{tool}' AND deleted_at IS NULL"
+        ))
+        .await;
+    assert_eq!(name, "Audited");
+    assert_eq!(
+        app.sql_number("SELECT count(*) AS n FROM tools WHERE name = 'Unaudited'")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.sql_number("SELECT count(*) AS n FROM plans WHERE tier = 'PRO' AND price_cents = 1")
+            .await,
+        0
+    );
+}
