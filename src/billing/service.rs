@@ -147,6 +147,41 @@ pub async fn current(app: &AppState, user: UserId) -> AppResult<Option<Subscript
     Ok(Some(SubscriptionView { row, plan }))
 }
 
+/// Whether a user may spend on a tool that needs the `min_tier` plan, ranked by the plans' `rank`
+/// column (the one ranking; the one-statement reservations compare the same column). Returns the
+/// current subscription and, when the user may not, the refusal: `PLAN_REQUIRED` when their plan (Free
+/// without a subscription) ranks below the tool's, else `SUBSCRIPTION_REQUIRED` without a subscription.
+pub async fn admit(
+    app: &AppState,
+    user: UserId,
+    min_tier: &str,
+    tool_name: &str,
+) -> AppResult<(Option<SubscriptionView>, Option<AppError>)> {
+    let subscription = current(app, user).await?;
+    let plans = {
+        let mut conn = app.pool.get().await?;
+        repo::list_plans(&mut conn).await?
+    };
+    let rank_of = |tier: &str| plans.iter().find(|p| p.tier == tier).map(|p| p.rank);
+    let user_rank = subscription
+        .as_ref()
+        .map_or_else(|| rank_of(PlanTier::Free.as_db()), |s| Some(s.plan.rank));
+    let reaches =
+        matches!((user_rank, rank_of(min_tier)), (Some(have), Some(need)) if have >= need);
+    let refusal = if !reaches {
+        Some(AppError::PlanRequired(format!(
+            "The {tool_name} tool needs the {min_tier} plan or higher."
+        )))
+    } else if subscription.is_none() {
+        Some(AppError::SubscriptionRequired(
+            "Subscribe to a plan to use tools (the Free plan will do).".into(),
+        ))
+    } else {
+        None
+    };
+    Ok((subscription, refusal))
+}
+
 /// The current subscriptions of several users, by user; periods that ended are rolled forward first
 /// (rare: the sweeper usually got there first).
 pub async fn current_for_users(

@@ -11,7 +11,8 @@
 //!    (group commit, see `meter`).
 //!
 //! Steps 2 and 4 usually take one statement together (see `billing::try_reserve_at_tier`); when that
-//! declines, they run one by one, so every refusal gets its own code and message.
+//! declines, they run one by one (`billing::admit`, then `billing::reserve`), so every refusal gets its
+//! own code and message. Billing alone decides whether a plan reaches a tool's tier.
 //!
 //! Every invocation past step 1, allowed or not, leaves a usage row. The work runs in a task of its own,
 //! so a client that disconnects mid-call cannot stop the metering.
@@ -29,7 +30,7 @@ use super::repo::{self as idempotency, Claim};
 use super::upstream::{self, CallError, UpstreamRequest};
 use crate::app::AppState;
 use crate::auth::identity::{AuthenticatedUser, Credential};
-use crate::billing::model::{PlanTier, Reservation};
+use crate::billing::model::Reservation;
 use crate::billing::service as billing;
 use crate::error::{AppError, AppResult};
 use crate::tools::model::ToolRow;
@@ -61,18 +62,6 @@ struct Call {
     started: Instant,
     /// The caller's plan tier when the call came in (`NONE` without a subscription).
     tier: String,
-}
-
-fn tier_of(tier: &str) -> PlanTier {
-    PlanTier::from_db(tier).unwrap_or(PlanTier::Enterprise)
-}
-
-fn rank(tier: PlanTier) -> u8 {
-    match tier {
-        PlanTier::Free => 0,
-        PlanTier::Pro => 1,
-        PlanTier::Enterprise => 2,
-    }
 }
 
 /// Runs an invocation to the end in its own task (see the module documentation).
@@ -149,30 +138,24 @@ async fn run(
         return finish(app, &call, reservation, outcome, upstream).await;
     }
 
-    let subscription = billing::current(app, caller.id).await?;
+    let (subscription, refusal) =
+        billing::admit(app, caller.id, &call.tool.min_tier, &call.tool.name).await?;
     let call = Call {
         tier: subscription
             .as_ref()
             .map_or_else(|| "NONE".to_owned(), |s| s.row.tier.clone()),
         ..call
     };
-    let user_tier = subscription
-        .as_ref()
-        .map_or(PlanTier::Free, |s| tier_of(&s.row.tier));
-    let tool_tier = tier_of(&call.tool.min_tier);
-    if rank(tool_tier) > rank(user_tier) {
-        let denial = AppError::PlanRequired(format!(
-            "The {} tool needs the {} plan or higher.",
-            call.tool.name,
-            tool_tier.as_db()
-        ));
-        return Err(deny(app, &call, subscription.map(|s| s.row.id), denial).await);
-    }
-    let Some(subscription) = subscription else {
-        let denial = AppError::SubscriptionRequired(
-            "Subscribe to a plan to use tools (the Free plan will do).".into(),
-        );
-        return Err(deny(app, &call, None, denial).await);
+    let subscription = match (subscription, refusal) {
+        (subscription, Some(denial)) => {
+            return Err(deny(app, &call, subscription.map(|s| s.row.id), denial).await);
+        }
+        (Some(subscription), None) => subscription,
+        (None, None) => {
+            return Err(AppError::internal(anyhow::anyhow!(
+                "billing admitted a caller without a subscription"
+            )));
+        }
     };
 
     if let Some(key) = &call.key {
