@@ -124,9 +124,9 @@ impl AdminQuery {
             search: search
                 .map(|s| s.trim().to_owned())
                 .filter(|s| !s.is_empty()),
-            role: role.map(|r| r.as_db().to_owned()),
-            status: status.map(|s| s.as_db().to_owned()),
-            tier: tier.map(|t| t.as_db().to_owned()),
+            role,
+            status,
+            tier,
         };
         let page = service::admin_list(
             ctx.app()?,

@@ -188,8 +188,8 @@ pub async fn compute(
     let mut subscriptions: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     let mut revenue: BTreeMap<String, i64> = BTreeMap::new();
     for count in &tiers {
-        let entry = subscriptions.entry(count.tier.clone()).or_default();
-        if count.status == "CANCELLED" {
+        let entry = subscriptions.entry(count.tier.to_string()).or_default();
+        if count.status == crate::billing::model::SubscriptionStatus::Cancelled {
             entry.1 += count.subscriptions;
         } else {
             entry.0 += count.subscriptions;

@@ -27,7 +27,16 @@ pub struct NewRefreshToken<'a> {
 }
 
 /// Why a mail token was sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 pub enum MailPurpose {
     /// Confirm the address given at registration.
     VerifyEmail,
@@ -37,15 +46,11 @@ pub enum MailPurpose {
     ResetPassword,
 }
 
-impl MailPurpose {
-    pub fn as_db(self) -> &'static str {
-        match self {
-            Self::VerifyEmail => "VERIFY_EMAIL",
-            Self::ChangeEmail => "CHANGE_EMAIL",
-            Self::ResetPassword => "RESET_PASSWORD",
-        }
-    }
-}
+crate::text_enum!(MailPurpose {
+    VerifyEmail => "VERIFY_EMAIL",
+    ChangeEmail => "CHANGE_EMAIL",
+    ResetPassword => "RESET_PASSWORD",
+});
 
 /// A row of `email_tokens`.
 #[derive(Queryable, Selectable, Debug, Clone)]
@@ -53,7 +58,7 @@ impl MailPurpose {
 pub struct EmailTokenRow {
     pub id: Uuid,
     pub user_id: Uuid,
-    pub purpose: String,
+    pub purpose: MailPurpose,
     pub email: String,
 }
 
@@ -62,7 +67,7 @@ pub struct EmailTokenRow {
 pub struct NewEmailToken<'a> {
     pub id: Uuid,
     pub user_id: Uuid,
-    pub purpose: &'a str,
+    pub purpose: MailPurpose,
     pub email: &'a str,
     pub token_hash: &'a [u8],
     pub expires_at: DateTime<Utc>,

@@ -109,11 +109,10 @@ pub async fn consume_email_token(
     purposes: &[MailPurpose],
     now: DateTime<Utc>,
 ) -> QueryResult<Option<EmailTokenRow>> {
-    let purposes: Vec<&str> = purposes.iter().map(|p| p.as_db()).collect();
     diesel::update(
         email_tokens::table
             .filter(email_tokens::token_hash.eq(hash))
-            .filter(email_tokens::purpose.eq_any(purposes))
+            .filter(email_tokens::purpose.eq_any(purposes.iter().copied()))
             .filter(email_tokens::used_at.is_null())
             .filter(email_tokens::expires_at.gt(now)),
     )
@@ -134,7 +133,7 @@ pub async fn retire_email_tokens(
     diesel::update(
         email_tokens::table
             .filter(email_tokens::user_id.eq(user))
-            .filter(email_tokens::purpose.eq(purpose.as_db()))
+            .filter(email_tokens::purpose.eq(purpose))
             .filter(email_tokens::used_at.is_null()),
     )
     .set(email_tokens::used_at.eq(Some(now)))
@@ -151,7 +150,7 @@ pub async fn count_recent_email_tokens(
 ) -> QueryResult<i64> {
     email_tokens::table
         .filter(email_tokens::user_id.eq(user))
-        .filter(email_tokens::purpose.eq(purpose.as_db()))
+        .filter(email_tokens::purpose.eq(purpose))
         .filter(email_tokens::created_at.gt(since))
         .count()
         .get_result(conn)

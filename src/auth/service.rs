@@ -91,7 +91,7 @@ pub async fn register(
                     email: email.as_str(),
                     name: &name,
                     password_hash: &password_hash,
-                    role: Role::User.as_db(),
+                    role: Role::User,
                     email_verified_at: None,
                 },
             )
@@ -364,7 +364,7 @@ pub async fn verify_email(app: &AppState, token: &str) -> AppResult<bool> {
                     "This verification link is invalid, used or expired.",
                 )
             })?;
-            if token.purpose == MailPurpose::ChangeEmail.as_db() {
+            if token.purpose == MailPurpose::ChangeEmail {
                 users::set_verified_email(conn, token.user_id, &token.email, now).await?;
             } else {
                 users::mark_verified_if_current(conn, token.user_id, &token.email, now).await?;
@@ -533,7 +533,7 @@ async fn create_mail_token(
         NewEmailToken {
             id: Uuid::now_v7(),
             user_id: user.id,
-            purpose: purpose.as_db(),
+            purpose,
             email: &email,
             token_hash: &hash,
             expires_at: now + std_to_chrono(ttl),

@@ -1,6 +1,6 @@
 //! Quota reservations in batches (see `db::batch`): the invocations that arrive together reserve in
-//! one statement (`repo::reserve_batch`). A request the batch does not grant takes the step-by-step
-//! path, which explains refusals.
+//! one statement (`reserve_batch.sql`). A request the batch does not grant is explained by
+//! `quota::spend`.
 
 use std::collections::HashMap;
 
@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
+use super::model::PlanTier;
 use super::repo::{self, BatchReservation, Granted};
 use crate::db::batch::{BatchStatement, Batcher};
 use crate::error::AppResult;
@@ -25,7 +26,7 @@ pub struct ReserveRequest {
     pub now: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     /// The lowest plan tier that may reserve.
-    pub min_tier: String,
+    pub min_tier: PlanTier,
 }
 
 /// The batched reservation statement.
@@ -44,21 +45,6 @@ impl BatchStatement for Reserve {
         _writer: usize,
         requests: &[&ReserveRequest],
     ) -> AppResult<Vec<Option<Granted>>> {
-        // Alone, the request takes the simpler single statement (cheaper to run than the batch's
-        // window over one row).
-        if let [request] = requests {
-            let granted = repo::reserve_in_one_statement(
-                conn,
-                request.user,
-                request.id,
-                request.tokens,
-                request.now,
-                request.expires_at,
-                Some(&request.min_tier),
-            )
-            .await?;
-            return Ok(vec![granted]);
-        }
         // The batch's requests were made within moments of each other; the latest "now" decides
         // which periods are running and which leases have expired.
         let now = requests
@@ -66,28 +52,20 @@ impl BatchStatement for Reserve {
             .map(|r| r.now)
             .max()
             .unwrap_or_else(Utc::now);
-        let batch: Vec<BatchReservation<'_>> = requests
+        let batch: Vec<BatchReservation> = requests
             .iter()
             .map(|r| BatchReservation {
                 id: r.id,
                 user: r.user,
                 tokens: r.tokens,
                 expires_at: r.expires_at,
-                min_tier: &r.min_tier,
+                min_tier: r.min_tier,
             })
             .collect();
         let mut granted: HashMap<Uuid, Granted> = repo::reserve_batch(conn, &batch, now)
             .await?
             .into_iter()
-            .map(|g| {
-                (
-                    g.id,
-                    Granted {
-                        subscription_id: g.subscription_id,
-                        tier: g.tier,
-                    },
-                )
-            })
+            .map(|g| (g.id, g))
             .collect();
         Ok(requests.iter().map(|r| granted.remove(&r.id)).collect())
     }

@@ -3,7 +3,6 @@ use chrono::{DateTime, Utc};
 
 use super::model::{PlanChanges, PlanRow, PlanTier, SubscriptionStatus};
 use super::service::{self, SubscriptionView};
-use crate::error::AppError;
 use crate::graphql::context::ContextExt;
 use crate::graphql::guards::{AdminOnly, LoggedIn};
 
@@ -24,14 +23,10 @@ pub struct Plan {
     pub features: Vec<String>,
 }
 
-impl TryFrom<PlanRow> for Plan {
-    type Error = AppError;
-
-    fn try_from(row: PlanRow) -> Result<Self, AppError> {
-        Ok(Self {
-            tier: PlanTier::from_db(&row.tier).ok_or_else(|| {
-                AppError::internal(anyhow::anyhow!("unknown plan tier {}", row.tier))
-            })?,
+impl From<PlanRow> for Plan {
+    fn from(row: PlanRow) -> Self {
+        Self {
+            tier: row.tier,
             features: row
                 .features
                 .as_array()
@@ -47,7 +42,7 @@ impl TryFrom<PlanRow> for Plan {
             currency: row.currency,
             token_limit: row.token_limit,
             requests_per_minute: row.requests_per_minute,
-        })
+        }
     }
 }
 
@@ -73,24 +68,22 @@ pub struct PlanSubscription {
     pub tokens_remaining: Option<i64>,
 }
 
-impl TryFrom<SubscriptionView> for PlanSubscription {
-    type Error = AppError;
-
-    fn try_from(view: SubscriptionView) -> Result<Self, AppError> {
+impl From<SubscriptionView> for PlanSubscription {
+    fn from(view: SubscriptionView) -> Self {
         let tokens_remaining = view.tokens_remaining();
         let row = view.row;
-        Ok(Self {
+        Self {
             status: row.status(),
             token_limit: view.plan.token_limit,
-            plan: view.plan.try_into()?,
+            plan: view.plan.into(),
             current_period_start: row.current_period_start,
             current_period_end: row.current_period_end,
             cancel_at_period_end: row.cancel_at_period_end,
-            scheduled_tier: row.scheduled_tier.as_deref().and_then(PlanTier::from_db),
+            scheduled_tier: row.scheduled_tier,
             tokens_used: row.tokens_used,
             tokens_reserved: row.tokens_reserved,
             tokens_remaining,
-        })
+        }
     }
 }
 
@@ -123,10 +116,7 @@ impl BillingQuery {
     /// Every plan, cheapest first. Needs no credentials.
     async fn plans(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Plan>> {
         let rows = service::plans(ctx.app()?).await?;
-        Ok(rows
-            .into_iter()
-            .map(Plan::try_from)
-            .collect::<Result<_, _>>()?)
+        Ok(rows.into_iter().map(Plan::from).collect())
     }
 }
 
@@ -145,9 +135,7 @@ impl BillingMutation {
         tier: PlanTier,
     ) -> async_graphql::Result<PlanSubscription> {
         let user = ctx.user()?;
-        Ok(service::subscribe(ctx.app()?, user.id, tier)
-            .await?
-            .try_into()?)
+        Ok(service::subscribe(ctx.app()?, user.id, tier).await?.into())
     }
 
     /// Cancels at the end of the period; access continues until then.
@@ -157,7 +145,7 @@ impl BillingMutation {
         ctx: &Context<'_>,
     ) -> async_graphql::Result<PlanSubscription> {
         let user = ctx.user()?;
-        Ok(service::cancel(ctx.app()?, user.id).await?.try_into()?)
+        Ok(service::cancel(ctx.app()?, user.id).await?.into())
     }
 
     /// Undoes a pending cancellation.
@@ -167,7 +155,7 @@ impl BillingMutation {
         ctx: &Context<'_>,
     ) -> async_graphql::Result<PlanSubscription> {
         let user = ctx.user()?;
-        Ok(service::resume(ctx.app()?, user.id).await?.try_into()?)
+        Ok(service::resume(ctx.app()?, user.id).await?.into())
     }
 
     /// Changes a plan's name, price, limits or features (administrators only). New limits apply to
@@ -188,6 +176,6 @@ impl BillingMutation {
             features: input.features.map(serde_json::Value::from),
         };
         let plan = service::update_plan(ctx.app()?, &ctx.actor()?, tier, changes).await?;
-        Ok(plan.try_into()?)
+        Ok(plan.into())
     }
 }

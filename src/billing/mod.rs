@@ -14,6 +14,7 @@ pub mod graphql;
 pub mod model;
 pub mod payment;
 pub mod periods;
+pub mod quota;
 pub mod repo;
 pub mod service;
 pub mod settlement;

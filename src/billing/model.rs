@@ -4,35 +4,47 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
+/// A subscription's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SubscriptionId(pub Uuid);
+
 /// A plan's tier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, async_graphql::Enum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    async_graphql::Enum,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 pub enum PlanTier {
     Free,
     Pro,
     Enterprise,
 }
 
-impl PlanTier {
-    pub fn as_db(self) -> &'static str {
-        match self {
-            Self::Free => "FREE",
-            Self::Pro => "PRO",
-            Self::Enterprise => "ENTERPRISE",
-        }
-    }
-
-    pub fn from_db(value: &str) -> Option<Self> {
-        match value {
-            "FREE" => Some(Self::Free),
-            "PRO" => Some(Self::Pro),
-            "ENTERPRISE" => Some(Self::Enterprise),
-            _ => None,
-        }
-    }
-}
+crate::text_enum!(PlanTier {
+    Free => "FREE",
+    Pro => "PRO",
+    Enterprise => "ENTERPRISE",
+});
 
 /// Where a subscription stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    async_graphql::Enum,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 pub enum SubscriptionStatus {
     /// Running, renews at the period end.
     Active,
@@ -42,26 +54,23 @@ pub enum SubscriptionStatus {
     Expired,
 }
 
-impl SubscriptionStatus {
-    pub fn as_db(self) -> &'static str {
-        match self {
-            Self::Active => "ACTIVE",
-            Self::Cancelled => "CANCELLED",
-            Self::Expired => "EXPIRED",
-        }
-    }
-
-    pub fn from_db(value: &str) -> Self {
-        match value {
-            "CANCELLED" => Self::Cancelled,
-            "EXPIRED" => Self::Expired,
-            _ => Self::Active,
-        }
-    }
-}
+crate::text_enum!(SubscriptionStatus {
+    Active => "ACTIVE",
+    Cancelled => "CANCELLED",
+    Expired => "EXPIRED",
+});
 
 /// What happened to a subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 pub enum EventKind {
     Created,
     Upgraded,
@@ -73,26 +82,22 @@ pub enum EventKind {
     Expired,
 }
 
-impl EventKind {
-    pub fn as_db(self) -> &'static str {
-        match self {
-            Self::Created => "CREATED",
-            Self::Upgraded => "UPGRADED",
-            Self::DowngradeScheduled => "DOWNGRADE_SCHEDULED",
-            Self::DowngradeCancelled => "DOWNGRADE_CANCELLED",
-            Self::Cancelled => "CANCELLED",
-            Self::Resumed => "RESUMED",
-            Self::Renewed => "RENEWED",
-            Self::Expired => "EXPIRED",
-        }
-    }
-}
+crate::text_enum!(EventKind {
+    Created => "CREATED",
+    Upgraded => "UPGRADED",
+    DowngradeScheduled => "DOWNGRADE_SCHEDULED",
+    DowngradeCancelled => "DOWNGRADE_CANCELLED",
+    Cancelled => "CANCELLED",
+    Resumed => "RESUMED",
+    Renewed => "RENEWED",
+    Expired => "EXPIRED",
+});
 
 /// A row of `plans`.
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = crate::db::schema::plans, check_for_backend(diesel::pg::Pg))]
 pub struct PlanRow {
-    pub tier: String,
+    pub tier: PlanTier,
     pub rank: i32,
     pub name: String,
     pub price_cents: i64,
@@ -121,13 +126,13 @@ pub struct PlanChanges {
 pub struct SubscriptionRow {
     pub id: Uuid,
     pub user_id: Uuid,
-    pub tier: String,
-    pub status: String,
+    pub tier: PlanTier,
+    pub status: SubscriptionStatus,
     pub billing_anchor: DateTime<Utc>,
     pub current_period_start: DateTime<Utc>,
     pub current_period_end: DateTime<Utc>,
     pub cancel_at_period_end: bool,
-    pub scheduled_tier: Option<String>,
+    pub scheduled_tier: Option<PlanTier>,
     pub tokens_used: i64,
     pub tokens_reserved: i64,
     pub created_at: DateTime<Utc>,
@@ -135,17 +140,17 @@ pub struct SubscriptionRow {
 
 impl SubscriptionRow {
     pub fn status(&self) -> SubscriptionStatus {
-        SubscriptionStatus::from_db(&self.status)
+        self.status
     }
 }
 
 #[derive(Insertable)]
 #[diesel(table_name = crate::db::schema::subscriptions)]
-pub struct NewSubscription<'a> {
+pub struct NewSubscription {
     pub id: Uuid,
     pub user_id: Uuid,
-    pub tier: &'a str,
-    pub status: &'a str,
+    pub tier: PlanTier,
+    pub status: SubscriptionStatus,
     pub billing_anchor: DateTime<Utc>,
     pub current_period_start: DateTime<Utc>,
     pub current_period_end: DateTime<Utc>,
@@ -153,13 +158,13 @@ pub struct NewSubscription<'a> {
 
 #[derive(Insertable)]
 #[diesel(table_name = crate::db::schema::subscription_events)]
-pub struct NewEvent<'a> {
+pub struct NewEvent {
     pub id: Uuid,
     pub subscription_id: Uuid,
     pub user_id: Uuid,
-    pub kind: &'a str,
-    pub from_tier: Option<&'a str>,
-    pub to_tier: Option<&'a str>,
+    pub kind: EventKind,
+    pub from_tier: Option<PlanTier>,
+    pub to_tier: Option<PlanTier>,
     pub occurred_at: DateTime<Utc>,
 }
 
@@ -169,9 +174,9 @@ pub struct NewEvent<'a> {
 pub struct EventRow {
     pub id: Uuid,
     pub subscription_id: Uuid,
-    pub kind: String,
-    pub from_tier: Option<String>,
-    pub to_tier: Option<String>,
+    pub kind: EventKind,
+    pub from_tier: Option<PlanTier>,
+    pub to_tier: Option<PlanTier>,
     pub occurred_at: DateTime<Utc>,
 }
 

@@ -6,7 +6,10 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::model::{NewEvent, NewSubscription, PlanChanges, PlanRow, Reservation, SubscriptionRow};
+use super::model::{
+    NewEvent, NewSubscription, PlanChanges, PlanRow, PlanTier, Reservation, SubscriptionRow,
+    SubscriptionStatus,
+};
 use crate::db::compose::{Composed, Part};
 use crate::db::schema::{plans, quota_reservations, subscription_events, subscriptions};
 
@@ -18,7 +21,7 @@ pub async fn list_plans(conn: &mut AsyncPgConnection) -> QueryResult<Vec<PlanRow
         .await
 }
 
-pub async fn find_plan(conn: &mut AsyncPgConnection, tier: &str) -> QueryResult<PlanRow> {
+pub async fn find_plan(conn: &mut AsyncPgConnection, tier: PlanTier) -> QueryResult<PlanRow> {
     plans::table
         .find(tier)
         .select(PlanRow::as_select())
@@ -27,7 +30,7 @@ pub async fn find_plan(conn: &mut AsyncPgConnection, tier: &str) -> QueryResult<
 }
 
 /// A plan, locked until the transaction ends.
-pub async fn lock_plan(conn: &mut AsyncPgConnection, tier: &str) -> QueryResult<PlanRow> {
+pub async fn lock_plan(conn: &mut AsyncPgConnection, tier: PlanTier) -> QueryResult<PlanRow> {
     plans::table
         .find(tier)
         .select(PlanRow::as_select())
@@ -38,7 +41,7 @@ pub async fn lock_plan(conn: &mut AsyncPgConnection, tier: &str) -> QueryResult<
 
 pub async fn update_plan(
     conn: &mut AsyncPgConnection,
-    tier: &str,
+    tier: PlanTier,
     changes: &PlanChanges,
 ) -> QueryResult<PlanRow> {
     diesel::update(plans::table.find(tier))
@@ -56,7 +59,7 @@ pub async fn current_with_plan(
     subscriptions::table
         .inner_join(plans::table)
         .filter(subscriptions::user_id.eq(user))
-        .filter(subscriptions::status.ne("EXPIRED"))
+        .filter(subscriptions::status.ne(SubscriptionStatus::Expired))
         .select((SubscriptionRow::as_select(), PlanRow::as_select()))
         .first(conn)
         .await
@@ -71,7 +74,7 @@ pub async fn current_with_plans(
     subscriptions::table
         .inner_join(plans::table)
         .filter(subscriptions::user_id.eq_any(users))
-        .filter(subscriptions::status.ne("EXPIRED"))
+        .filter(subscriptions::status.ne(SubscriptionStatus::Expired))
         .select((SubscriptionRow::as_select(), PlanRow::as_select()))
         .load(conn)
         .await
@@ -84,7 +87,7 @@ pub async fn lock_current_for_user(
 ) -> QueryResult<Option<SubscriptionRow>> {
     subscriptions::table
         .filter(subscriptions::user_id.eq(user))
-        .filter(subscriptions::status.ne("EXPIRED"))
+        .filter(subscriptions::status.ne(SubscriptionStatus::Expired))
         .select(SubscriptionRow::as_select())
         .for_update()
         .first(conn)
@@ -108,7 +111,7 @@ pub async fn lock_due(
     limit: i64,
 ) -> QueryResult<Vec<SubscriptionRow>> {
     subscriptions::table
-        .filter(subscriptions::status.ne("EXPIRED"))
+        .filter(subscriptions::status.ne(SubscriptionStatus::Expired))
         .filter(subscriptions::current_period_end.le(now))
         .order(subscriptions::current_period_end)
         .limit(limit)
@@ -121,7 +124,7 @@ pub async fn lock_due(
 
 pub async fn insert_subscription(
     conn: &mut AsyncPgConnection,
-    row: NewSubscription<'_>,
+    row: NewSubscription,
 ) -> QueryResult<SubscriptionRow> {
     diesel::insert_into(subscriptions::table)
         .values(row)
@@ -133,20 +136,21 @@ pub async fn insert_subscription(
 /// Every stateful column of a subscription, written back after a rule changed it.
 #[derive(AsChangeset)]
 #[diesel(table_name = crate::db::schema::subscriptions, treat_none_as_null = true)]
-pub struct SubscriptionState<'a> {
-    pub tier: &'a str,
-    pub status: &'a str,
+#[derive(Clone, Copy)]
+pub struct SubscriptionState {
+    pub tier: PlanTier,
+    pub status: SubscriptionStatus,
     pub current_period_start: DateTime<Utc>,
     pub current_period_end: DateTime<Utc>,
     pub cancel_at_period_end: bool,
-    pub scheduled_tier: Option<&'a str>,
+    pub scheduled_tier: Option<PlanTier>,
     pub tokens_used: i64,
 }
 
 pub async fn save_state(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-    state: SubscriptionState<'_>,
+    state: SubscriptionState,
 ) -> QueryResult<SubscriptionRow> {
     diesel::update(subscriptions::table.find(id))
         .set(state)
@@ -155,21 +159,9 @@ pub async fn save_state(
         .await
 }
 
-pub async fn insert_event(conn: &mut AsyncPgConnection, event: NewEvent<'_>) -> QueryResult<usize> {
+pub async fn insert_event(conn: &mut AsyncPgConnection, event: NewEvent) -> QueryResult<usize> {
     diesel::insert_into(subscription_events::table)
         .values(event)
-        .execute(conn)
-        .await
-}
-
-/// Adds to the reserved counter (the caller holds the row lock and has checked the limit).
-pub async fn add_reserved(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-    tokens: i64,
-) -> QueryResult<usize> {
-    diesel::update(subscriptions::table.find(id))
-        .set(subscriptions::tokens_reserved.eq(subscriptions::tokens_reserved + tokens))
         .execute(conn)
         .await
 }
@@ -193,146 +185,47 @@ pub async fn settle_counters(
     .await
 }
 
-#[derive(QueryableByName)]
-pub struct Granted {
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    pub subscription_id: Uuid,
-    /// The subscription's plan tier.
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    pub tier: String,
-}
-
-/// Reserves `tokens` from the user's current subscription in one statement (one round trip), when its
-/// period is running and the tokens fit; expired reservations of the subscription are returned on the
-/// way (also when the new reservation does not fit). `None` when anything is unusual (no subscription, an ended period, not enough tokens): the
-/// caller then takes the slow path, which rolls periods forward and explains refusals. With
-/// `min_tier`, a plan ranked below that tier is unusual too. The commit does not wait for the disk (a
-/// reservation is a lease; see `service::reserve`).
-pub async fn reserve_in_one_statement(
-    conn: &mut AsyncPgConnection,
-    user: Uuid,
-    reservation: Uuid,
-    tokens: i64,
-    now: DateTime<Utc>,
-    expires_at: DateTime<Utc>,
-    min_tier: Option<&str>,
-) -> QueryResult<Option<Granted>> {
-    diesel::sql_query(
-        "WITH lease AS (SELECT set_config('synchronous_commit', 'off', true)), \
-         sub AS (SELECT s.id, s.tier, p.token_limit, s.tokens_used, s.tokens_reserved \
-                 FROM subscriptions s JOIN plans p ON p.tier = s.tier \
-                 WHERE s.user_id = $1 AND s.status <> 'EXPIRED' AND s.current_period_end > $4 \
-                   AND ($6::text IS NULL OR p.rank >= (SELECT rank FROM plans WHERE tier = $6)) \
-                 FOR UPDATE OF s), \
-         expired AS (DELETE FROM quota_reservations r USING sub \
-                     WHERE r.subscription_id = sub.id AND r.expires_at <= $4 RETURNING r.tokens), \
-         left_over AS (SELECT sub.id, sub.tier, sub.token_limit, sub.tokens_used, \
-                         GREATEST(sub.tokens_reserved - coalesce((SELECT sum(tokens) FROM expired), 0), 0)::bigint AS reserved \
-                       FROM sub), \
-         fits AS (SELECT id, tier FROM left_over \
-                  WHERE token_limit IS NULL OR tokens_used + reserved + $3 <= token_limit), \
-         counted AS (UPDATE subscriptions s \
-                     SET tokens_reserved = l.reserved + CASE WHEN EXISTS (SELECT 1 FROM fits) THEN $3 ELSE 0 END \
-                     FROM left_over l WHERE s.id = l.id RETURNING s.id), \
-         held AS (INSERT INTO quota_reservations (id, subscription_id, tokens, expires_at) \
-                  SELECT $2, id, $3, $5 FROM fits RETURNING subscription_id) \
-         SELECT held.subscription_id, fits.tier FROM held, fits, lease",
-    )
-    .bind::<diesel::sql_types::Uuid, _>(user)
-    .bind::<diesel::sql_types::Uuid, _>(reservation)
-    .bind::<diesel::sql_types::BigInt, _>(tokens)
-    .bind::<diesel::sql_types::Timestamptz, _>(now)
-    .bind::<diesel::sql_types::Timestamptz, _>(expires_at)
-    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(min_tier)
-    .cached()
-    .get_result(conn)
-    .await
-    .optional()
-}
-
 /// One request of [`reserve_batch`].
-pub struct BatchReservation<'a> {
+pub struct BatchReservation {
     pub id: Uuid,
     pub user: Uuid,
     pub tokens: i64,
     pub expires_at: DateTime<Utc>,
-    pub min_tier: &'a str,
+    pub min_tier: PlanTier,
 }
 
 /// A reservation [`reserve_batch`] granted.
 #[derive(QueryableByName)]
-pub struct GrantedIn {
+pub struct Granted {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
     pub id: Uuid,
     #[diesel(sql_type = diesel::sql_types::Uuid)]
     pub subscription_id: Uuid,
     #[diesel(sql_type = diesel::sql_types::Text)]
-    pub tier: String,
+    pub tier: PlanTier,
 }
 
-/// [`reserve_in_one_statement`] for many requests at once (one round trip, one commit), in order:
-/// each subscription's requests are granted while its running total fits, so a batch can never
-/// reserve more than the limit; once one does not fit, the later ones of that subscription are not
-/// granted either (they take the slow path, as refusals always do). Subscriptions are locked in id
-/// order, as the meter locks them. Returns the granted requests only.
+/// Runs `reserve_batch.sql` (what it grants is described there); returns the granted requests only.
 pub async fn reserve_batch(
     conn: &mut AsyncPgConnection,
-    requests: &[BatchReservation<'_>],
+    requests: &[BatchReservation],
     now: DateTime<Utc>,
-) -> QueryResult<Vec<GrantedIn>> {
+) -> QueryResult<Vec<Granted>> {
     use diesel::sql_types::{Array, BigInt, Text, Timestamptz, Uuid as SqlUuid};
-    diesel::sql_query(
-        "WITH lease AS (SELECT set_config('synchronous_commit', 'off', true)), \
-         req AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::timestamptz[], $5::text[]) \
-                 WITH ORDINALITY AS r(id, user_id, tokens, expires_at, min_tier, ord)), \
-         sub AS (SELECT s.id, s.user_id, s.tier, p.token_limit, p.rank, s.tokens_used, s.tokens_reserved \
-                 FROM subscriptions s JOIN plans p ON p.tier = s.tier \
-                 WHERE s.user_id = ANY($2::uuid[]) AND s.status <> 'EXPIRED' AND s.current_period_end > $6 \
-                 ORDER BY s.id FOR UPDATE OF s), \
-         expired AS (DELETE FROM quota_reservations r USING sub \
-                     WHERE r.subscription_id = sub.id AND r.expires_at <= $6 \
-                     RETURNING r.subscription_id, r.tokens), \
-         left_over AS (SELECT sub.id, GREATEST(sub.tokens_reserved - coalesce( \
-                         (SELECT sum(e.tokens) FROM expired e WHERE e.subscription_id = sub.id), 0), 0)::bigint AS reserved \
-                       FROM sub), \
-         wanted AS (SELECT req.id, req.tokens, req.expires_at, sub.id AS sid, sub.tier, sub.token_limit, \
-                      sub.tokens_used, l.reserved, \
-                      sum(req.tokens) OVER (PARTITION BY sub.id ORDER BY req.ord) AS running \
-                    FROM req JOIN sub ON sub.user_id = req.user_id JOIN left_over l ON l.id = sub.id \
-                    WHERE sub.rank >= (SELECT p.rank FROM plans p WHERE p.tier = req.min_tier)), \
-         granted AS (SELECT * FROM wanted \
-                     WHERE token_limit IS NULL OR tokens_used + reserved + running <= token_limit), \
-         counted AS (UPDATE subscriptions s SET tokens_reserved = l.reserved + coalesce( \
-                       (SELECT sum(g.tokens) FROM granted g WHERE g.sid = s.id), 0)::bigint \
-                     FROM left_over l WHERE s.id = l.id RETURNING s.id), \
-         held AS (INSERT INTO quota_reservations (id, subscription_id, tokens, expires_at) \
-                  SELECT id, sid, tokens, expires_at FROM granted RETURNING id) \
-         SELECT g.id, g.sid AS subscription_id, g.tier FROM granted g, lease",
-    )
-    .bind::<Array<SqlUuid>, _>(requests.iter().map(|r| r.id).collect::<Vec<_>>())
-    .bind::<Array<SqlUuid>, _>(requests.iter().map(|r| r.user).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(requests.iter().map(|r| r.tokens).collect::<Vec<_>>())
-    .bind::<Array<Timestamptz>, _>(requests.iter().map(|r| r.expires_at).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(requests.iter().map(|r| r.min_tier).collect::<Vec<_>>())
-    .bind::<Timestamptz, _>(now)
-    .cached()
-    .load(conn)
-    .await
-}
-
-pub async fn insert_reservation(
-    conn: &mut AsyncPgConnection,
-    reservation: Reservation,
-    expires_at: DateTime<Utc>,
-) -> QueryResult<usize> {
-    diesel::insert_into(quota_reservations::table)
-        .values((
-            quota_reservations::id.eq(reservation.id),
-            quota_reservations::subscription_id.eq(reservation.subscription_id),
-            quota_reservations::tokens.eq(reservation.tokens),
-            quota_reservations::expires_at.eq(expires_at),
-        ))
-        .execute(conn)
+    diesel::sql_query(include_str!("reserve_batch.sql"))
+        .bind::<Array<SqlUuid>, _>(requests.iter().map(|r| r.id).collect::<Vec<_>>())
+        .bind::<Array<SqlUuid>, _>(requests.iter().map(|r| r.user).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(requests.iter().map(|r| r.tokens).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(requests.iter().map(|r| r.expires_at).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(
+            requests
+                .iter()
+                .map(|r| r.min_tier.as_db())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Timestamptz, _>(now)
+        .cached()
+        .load(conn)
         .await
 }
 
@@ -354,18 +247,6 @@ pub async fn clear_reserved(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResu
         .set(subscriptions::tokens_reserved.eq(0))
         .execute(conn)
         .await
-}
-
-/// Removes a reservation; `None` when it was already settled, released or expired.
-pub async fn take_reservation(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-) -> QueryResult<Option<Reservation>> {
-    diesel::delete(quota_reservations::table.find(id))
-        .returning(Reservation::as_returning())
-        .get_result(conn)
-        .await
-        .optional()
 }
 
 /// Removes the expired reservations (of one subscription, or all) and returns them.

@@ -1,7 +1,6 @@
-//! Subscription rules and the quota primitive. See the module documentation of [`crate::billing`].
+//! Subscription rules: plans, subscribing and changing plans, period roll-forward, the sweeper. See the module documentation of [`crate::billing`].
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::QueryResult;
@@ -9,7 +8,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use uuid::Uuid;
 
 use super::model::{
-    EventKind, EventRow, NewEvent, NewSubscription, PlanChanges, PlanRow, PlanTier, Reservation,
+    EventKind, EventRow, NewEvent, NewSubscription, PlanChanges, PlanRow, PlanTier,
     SubscriptionRow, SubscriptionStatus,
 };
 use super::payment::ChargeRequest;
@@ -89,8 +88,8 @@ pub async fn update_plan(
     let mut conn = app.pool.get().await?;
     let plan = conn
         .transaction::<_, AppError, _>(async |conn| {
-            let before = repo::lock_plan(conn, tier.as_db()).await?;
-            let plan = repo::update_plan(conn, tier.as_db(), &changes).await?;
+            let before = repo::lock_plan(conn, tier).await?;
+            let plan = repo::update_plan(conn, tier, &changes).await?;
             let (before, after) = audit::diff(&plan_view(&before), &plan_view(&plan));
             audit::record_in(
                 conn,
@@ -98,7 +97,7 @@ pub async fn update_plan(
                 audit::Event {
                     action: "plan.update",
                     target_type: "plan",
-                    target_id: Some(plan.tier.clone()),
+                    target_id: Some(plan.tier.to_string()),
                     before: Some(before),
                     after: Some(after),
                 },
@@ -143,43 +142,8 @@ pub async fn current(app: &AppState, user: UserId) -> AppResult<Option<Subscript
     if row.status() == SubscriptionStatus::Expired {
         return Ok(None);
     }
-    let plan = repo::find_plan(&mut conn, &row.tier).await?;
+    let plan = repo::find_plan(&mut conn, row.tier).await?;
     Ok(Some(SubscriptionView { row, plan }))
-}
-
-/// Whether a user may spend on a tool that needs the `min_tier` plan, ranked by the plans' `rank`
-/// column (the one ranking; the one-statement reservations compare the same column). Returns the
-/// current subscription and, when the user may not, the refusal: `PLAN_REQUIRED` when their plan (Free
-/// without a subscription) ranks below the tool's, else `SUBSCRIPTION_REQUIRED` without a subscription.
-pub async fn admit(
-    app: &AppState,
-    user: UserId,
-    min_tier: &str,
-    tool_name: &str,
-) -> AppResult<(Option<SubscriptionView>, Option<AppError>)> {
-    let subscription = current(app, user).await?;
-    let plans = {
-        let mut conn = app.pool.get().await?;
-        repo::list_plans(&mut conn).await?
-    };
-    let rank_of = |tier: &str| plans.iter().find(|p| p.tier == tier).map(|p| p.rank);
-    let user_rank = subscription
-        .as_ref()
-        .map_or_else(|| rank_of(PlanTier::Free.as_db()), |s| Some(s.plan.rank));
-    let reaches =
-        matches!((user_rank, rank_of(min_tier)), (Some(have), Some(need)) if have >= need);
-    let refusal = if !reaches {
-        Some(AppError::PlanRequired(format!(
-            "The {tool_name} tool needs the {min_tier} plan or higher."
-        )))
-    } else if subscription.is_none() {
-        Some(AppError::SubscriptionRequired(
-            "Subscribe to a plan to use tools (the Free plan will do).".into(),
-        ))
-    } else {
-        None
-    };
-    Ok((subscription, refusal))
 }
 
 /// The current subscriptions of several users, by user; periods that ended are rolled forward first
@@ -219,7 +183,7 @@ pub async fn subscribe(
     let mut conn = app.pool.get().await?;
     let view = conn
         .transaction::<_, AppError, _>(async |conn| {
-            let wanted = repo::find_plan(conn, tier.as_db()).await?;
+            let wanted = repo::find_plan(conn, tier).await?;
             let current = match repo::lock_current_for_user(conn, user.0).await? {
                 Some(row) => Some(roll_forward(conn, row, now).await?),
                 None => None,
@@ -234,28 +198,20 @@ pub async fn subscribe(
                     NewSubscription {
                         id: Uuid::now_v7(),
                         user_id: user.0,
-                        tier: &wanted.tier,
-                        status: SubscriptionStatus::Active.as_db(),
+                        tier: wanted.tier,
+                        status: SubscriptionStatus::Active,
                         billing_anchor: now,
                         current_period_start: start,
                         current_period_end: end,
                     },
                 )
                 .await?;
-                record(
-                    conn,
-                    &row,
-                    EventKind::Created,
-                    None,
-                    Some(&wanted.tier),
-                    now,
-                )
-                .await?;
+                record(conn, &row, EventKind::Created, None, Some(wanted.tier), now).await?;
                 tracing::info!("subscription created");
                 return Ok(SubscriptionView { row, plan: wanted });
             };
 
-            let current_plan = repo::find_plan(conn, &row.tier).await?;
+            let current_plan = repo::find_plan(conn, row.tier).await?;
             let mut state = state_of(&row);
             let event = if wanted.rank > current_plan.rank {
                 // Upgrades take effect now, in the same period; a pending cancellation or downgrade ends.
@@ -268,9 +224,9 @@ pub async fn subscribe(
                     "upgrade",
                 )
                 .await?;
-                state.tier = &wanted.tier;
+                state.tier = wanted.tier;
                 state.scheduled_tier = None;
-                state.status = SubscriptionStatus::Active.as_db();
+                state.status = SubscriptionStatus::Active;
                 state.cancel_at_period_end = false;
                 EventKind::Upgraded
             } else if wanted.rank < current_plan.rank {
@@ -279,19 +235,19 @@ pub async fn subscribe(
                         "Your subscription is cancelled: resume it before changing plans.".into(),
                     ));
                 }
-                if row.scheduled_tier.as_deref() == Some(wanted.tier.as_str()) {
+                if row.scheduled_tier == Some(wanted.tier) {
                     return Err(AppError::Conflict(format!(
                         "The move to {} is already scheduled for the end of this period.",
                         wanted.name
                     )));
                 }
-                state.scheduled_tier = Some(&wanted.tier);
+                state.scheduled_tier = Some(wanted.tier);
                 EventKind::DowngradeScheduled
             } else if row.scheduled_tier.is_some() {
                 state.scheduled_tier = None;
                 EventKind::DowngradeCancelled
             } else if row.status() == SubscriptionStatus::Cancelled {
-                state.status = SubscriptionStatus::Active.as_db();
+                state.status = SubscriptionStatus::Active;
                 state.cancel_at_period_end = false;
                 EventKind::Resumed
             } else {
@@ -300,11 +256,11 @@ pub async fn subscribe(
                     wanted.name
                 )));
             };
-            let target = state.scheduled_tier.unwrap_or(state.tier).to_owned();
+            let target = state.scheduled_tier.unwrap_or(state.tier);
             let saved = repo::save_state(conn, row.id, state).await?;
-            record(conn, &saved, event, Some(&row.tier), Some(&target), now).await?;
+            record(conn, &saved, event, Some(row.tier), Some(target), now).await?;
             tracing::info!(event = event.as_db(), "subscription changed");
-            let plan = repo::find_plan(conn, &saved.tier).await?;
+            let plan = repo::find_plan(conn, saved.tier).await?;
             Ok(SubscriptionView { row: saved, plan })
         })
         .await?;
@@ -321,7 +277,7 @@ pub async fn cancel(app: &AppState, user: UserId) -> AppResult<SubscriptionView>
             ));
         }
         let mut state = state_of(row);
-        state.status = SubscriptionStatus::Cancelled.as_db();
+        state.status = SubscriptionStatus::Cancelled;
         state.cancel_at_period_end = true;
         state.scheduled_tier = None;
         Ok((state, EventKind::Cancelled))
@@ -339,7 +295,7 @@ pub async fn resume(app: &AppState, user: UserId) -> AppResult<SubscriptionView>
             ));
         }
         let mut state = state_of(row);
-        state.status = SubscriptionStatus::Active.as_db();
+        state.status = SubscriptionStatus::Active;
         state.cancel_at_period_end = false;
         Ok((state, EventKind::Resumed))
     })
@@ -349,8 +305,7 @@ pub async fn resume(app: &AppState, user: UserId) -> AppResult<SubscriptionView>
 async fn change_current(
     app: &AppState,
     user: UserId,
-    rule: impl for<'r> FnOnce(&'r SubscriptionRow) -> AppResult<(SubscriptionState<'r>, EventKind)>
-    + Send,
+    rule: impl FnOnce(&SubscriptionRow) -> AppResult<(SubscriptionState, EventKind)> + Send,
 ) -> AppResult<SubscriptionView> {
     let now = app.clock.now();
     let mut conn = app.pool.get().await?;
@@ -364,9 +319,9 @@ async fn change_current(
         }
         let (state, event) = rule(&row)?;
         let saved = repo::save_state(conn, row.id, state).await?;
-        record(conn, &saved, event, Some(&row.tier), Some(&saved.tier), now).await?;
+        record(conn, &saved, event, Some(row.tier), Some(saved.tier), now).await?;
         tracing::info!(event = event.as_db(), "subscription changed");
-        let plan = repo::find_plan(conn, &saved.tier).await?;
+        let plan = repo::find_plan(conn, saved.tier).await?;
         Ok(SubscriptionView { row: saved, plan })
     })
     .await
@@ -378,14 +333,14 @@ fn no_subscription() -> AppError {
     )
 }
 
-fn state_of(row: &SubscriptionRow) -> SubscriptionState<'_> {
+fn state_of(row: &SubscriptionRow) -> SubscriptionState {
     SubscriptionState {
-        tier: &row.tier,
-        status: &row.status,
+        tier: row.tier,
+        status: row.status,
         current_period_start: row.current_period_start,
         current_period_end: row.current_period_end,
         cancel_at_period_end: row.cancel_at_period_end,
-        scheduled_tier: row.scheduled_tier.as_deref(),
+        scheduled_tier: row.scheduled_tier,
         tokens_used: row.tokens_used,
     }
 }
@@ -422,8 +377,8 @@ async fn record(
     conn: &mut AsyncPgConnection,
     row: &SubscriptionRow,
     kind: EventKind,
-    from_tier: Option<&str>,
-    to_tier: Option<&str>,
+    from_tier: Option<PlanTier>,
+    to_tier: Option<PlanTier>,
     at: DateTime<Utc>,
 ) -> QueryResult<usize> {
     repo::insert_event(
@@ -432,7 +387,7 @@ async fn record(
             id: Uuid::now_v7(),
             subscription_id: row.id,
             user_id: row.user_id,
-            kind: kind.as_db(),
+            kind,
             from_tier,
             to_tier,
             occurred_at: at,
@@ -453,13 +408,13 @@ async fn roll_forward(
     }
     if row.cancel_at_period_end {
         let mut state = state_of(&row);
-        state.status = SubscriptionStatus::Expired.as_db();
+        state.status = SubscriptionStatus::Expired;
         let saved = repo::save_state(conn, row.id, state).await?;
         record(
             conn,
             &saved,
             EventKind::Expired,
-            Some(&row.tier),
+            Some(row.tier),
             None,
             row.current_period_end,
         )
@@ -470,144 +425,29 @@ async fn roll_forward(
     let old_index = period_index(row.billing_anchor, row.current_period_start);
     let index = period_index(row.billing_anchor, now).max(old_index + 1);
     let (start, end) = period_bounds(row.billing_anchor, index);
-    let new_tier = row
-        .scheduled_tier
-        .clone()
-        .unwrap_or_else(|| row.tier.clone());
+    let new_tier = row.scheduled_tier.unwrap_or(row.tier);
     let mut state = state_of(&row);
-    state.tier = &new_tier;
+    state.tier = new_tier;
     state.scheduled_tier = None;
     state.current_period_start = start;
     state.current_period_end = end;
     state.tokens_used = 0;
     let saved = repo::save_state(conn, row.id, state).await?;
     for step in 1..=(index - old_index).min(MAX_RENEWAL_EVENTS) {
-        let from = if step == 1 {
-            row.tier.as_str()
-        } else {
-            new_tier.as_str()
-        };
+        let from = if step == 1 { row.tier } else { new_tier };
         let at = period_bounds(row.billing_anchor, old_index + step).0;
         record(
             conn,
             &saved,
             EventKind::Renewed,
             Some(from),
-            Some(&new_tier),
+            Some(new_tier),
             at,
         )
         .await?;
     }
     tracing::info!(subscription_id = %row.id, tier = %new_tier, periods = index - old_index, "subscription renewed");
     Ok(saved)
-}
-
-/// Sets aside `estimate` tokens of the user's plan for a call, for at most `lease`.
-/// `SUBSCRIPTION_REQUIRED` without a current subscription; `QUOTA_EXCEEDED` when used + reserved +
-/// estimate would pass the limit. Serialised on the subscription row, so concurrent callers on any
-/// server instance can never reserve more than the limit together.
-#[tracing::instrument(skip_all, fields(user_id = %user.0, estimate))]
-pub async fn reserve(
-    app: &AppState,
-    user: UserId,
-    estimate: i64,
-    lease: Duration,
-) -> AppResult<Reservation> {
-    let estimate = estimate.max(1);
-    let now = app.clock.now();
-    let expires_at = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
-    let mut conn = app.pool.get().await?;
-    let id = Uuid::now_v7();
-    // The common case (a running period with room) takes one statement. When it declines — an expired
-    // lease in the way is fine, a refusal or an ended period is not — the transaction below decides.
-    if let Some(granted) =
-        repo::reserve_in_one_statement(&mut conn, user.0, id, estimate, now, expires_at, None)
-            .await?
-    {
-        return Ok(Reservation {
-            id,
-            subscription_id: granted.subscription_id,
-            tokens: estimate,
-        });
-    }
-    conn.transaction::<_, AppError, _>(async |conn| {
-        // A reservation is a lease: losing one in a database crash only returns its tokens early, so
-        // this commit need not wait for the disk. Settlement (the usage record) always does.
-        diesel_async::RunQueryDsl::execute(diesel::sql_query("SET LOCAL synchronous_commit = off"), conn).await?;
-        let row = match repo::lock_current_for_user(conn, user.0).await? {
-            Some(row) => roll_forward(conn, row, now).await?,
-            None => return Err(no_subscription()),
-        };
-        if row.status() == SubscriptionStatus::Expired {
-            return Err(no_subscription());
-        }
-        let expired: i64 = repo::take_expired_reservations(conn, Some(row.id), now)
-            .await?
-            .iter()
-            .map(|r| r.tokens)
-            .sum();
-        if expired > 0 {
-            repo::settle_counters(conn, row.id, expired, 0).await?;
-        }
-        let reserved = (row.tokens_reserved - expired).max(0);
-        let plan = repo::find_plan(conn, &row.tier).await?;
-        if let Some(limit) = plan.token_limit {
-            let remaining = (limit - row.tokens_used - reserved).max(0);
-            if estimate > remaining {
-                return Err(AppError::QuotaExceeded(format!(
-                    "This call may use up to {estimate} tokens, but your {} plan has {remaining} left this period (it renews on {}).",
-                    plan.name,
-                    row.current_period_end.format("%Y-%m-%d")
-                )));
-            }
-        }
-        repo::add_reserved(conn, row.id, estimate).await?;
-        let reservation = Reservation {
-            id,
-            subscription_id: row.id,
-            tokens: estimate,
-        };
-        repo::insert_reservation(conn, reservation, expires_at).await?;
-        Ok(reservation)
-    })
-    .await
-}
-
-/// The common case of an invocation in one statement, shared with the invocations that arrive at the
-/// same moment (`batch`): reserves `estimate` tokens when the user's current period runs, their plan
-/// reaches `min_tier` and the tokens fit. Returns the reservation and
-/// the plan tier; `None` means "not that simple" — the caller then checks step by step (`current`,
-/// `reserve`), which rolls periods forward and explains any refusal.
-pub async fn try_reserve_at_tier(
-    app: &AppState,
-    user: UserId,
-    estimate: i64,
-    lease: Duration,
-    min_tier: &str,
-) -> AppResult<Option<(Reservation, String)>> {
-    let estimate = estimate.max(1);
-    let now = app.clock.now();
-    let expires_at = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
-    let id = Uuid::now_v7();
-    let granted = app
-        .reservations
-        .submit(super::batch::ReserveRequest {
-            id,
-            user: user.0,
-            tokens: estimate,
-            now,
-            expires_at,
-            min_tier: min_tier.to_owned(),
-        })
-        .await?;
-    Ok(granted.map(|granted| {
-        let reservation = Reservation {
-            id,
-            subscription_id: granted.subscription_id,
-            tokens: estimate,
-        };
-        (reservation, granted.tier)
-    }))
 }
 
 /// Ends a user's subscription at once inside the caller's transaction (the account is being deleted):
@@ -622,12 +462,12 @@ pub async fn forget_user_in(
     };
     repo::delete_reservations_of(conn, row.id).await?;
     let mut state = state_of(&row);
-    state.status = SubscriptionStatus::Expired.as_db();
+    state.status = SubscriptionStatus::Expired;
     state.cancel_at_period_end = true;
     state.scheduled_tier = None;
     let saved = repo::save_state(conn, row.id, state).await?;
     repo::clear_reserved(conn, row.id).await?;
-    record(conn, &saved, EventKind::Expired, Some(&row.tier), None, now).await?;
+    record(conn, &saved, EventKind::Expired, Some(row.tier), None, now).await?;
     Ok(())
 }
 
@@ -685,9 +525,9 @@ pub async fn sweep(app: &AppState, now: DateTime<Utc>) -> AppResult<SweepReport>
 #[derive(Debug, Clone, diesel::QueryableByName)]
 pub struct TierCount {
     #[diesel(sql_type = diesel::sql_types::Text)]
-    pub tier: String,
+    pub tier: PlanTier,
     #[diesel(sql_type = diesel::sql_types::Text)]
-    pub status: String,
+    pub status: SubscriptionStatus,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub subscriptions: i64,
     #[diesel(sql_type = diesel::sql_types::BigInt)]

@@ -23,6 +23,11 @@ pub fn with_parts(parts: &[&Part], select: &str) -> String {
     let mut offset = 0;
     let mut ctes = Vec::with_capacity(parts.len());
     for part in parts {
+        debug_assert_eq!(
+            highest_param(part.sql),
+            part.params,
+            "a part's declared parameter count must match its SQL"
+        );
         ctes.push(shift_params(part.sql.trim().trim_end_matches(','), offset));
         offset += part.params;
     }
@@ -30,7 +35,7 @@ pub fn with_parts(parts: &[&Part], select: &str) -> String {
 }
 
 /// The highest `$n` in `sql` (0 when it has none).
-pub fn highest_param(sql: &str) -> usize {
+fn highest_param(sql: &str) -> usize {
     params(sql).map(|(_, _, n)| n).max().unwrap_or(0)
 }
 

@@ -7,13 +7,14 @@ pub mod compose;
 pub mod embedded;
 pub mod listener;
 pub mod schema;
+pub mod text_enum;
 
 use std::time::Duration;
 
 use anyhow::Context;
 use diesel::connection::SimpleConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
@@ -24,8 +25,6 @@ use crate::config::Config;
 
 /// The shared pool of PostgreSQL connections.
 pub type DbPool = Pool<AsyncPgConnection>;
-/// One pooled connection.
-pub type DbConn = Object<AsyncPgConnection>;
 
 /// The SQL migrations under `migrations/`, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");

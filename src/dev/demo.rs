@@ -12,6 +12,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::app::AppState;
+use crate::billing::model::PlanTier;
 use crate::tools::model::NewTool;
 use crate::tools::service;
 
@@ -91,7 +92,7 @@ fn demo_tool(slug: &str, name: &str, description: &str, endpoint: String) -> New
         timeout_ms: 10_000,
         tokens_path: "usage.total_tokens".to_owned(),
         estimated_tokens: 500,
-        min_tier: "FREE".to_owned(),
+        min_tier: PlanTier::Free,
         enabled: true,
     }
 }

@@ -24,7 +24,7 @@ use diesel::sql_types::{Array, BigInt, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::repo::{self as idempotency, KeyOutcomeColumns};
-use crate::billing::model::Reservation;
+use crate::billing::model::{PlanTier, Reservation};
 use crate::billing::settlement as billing;
 use crate::db::DbPool;
 use crate::db::batch::{BatchStatement, Batcher};
@@ -50,8 +50,8 @@ pub enum KeyOutcome {
 #[derive(Debug, Clone)]
 pub struct Settlement {
     pub event: UsageEvent,
-    /// The caller's plan tier at the time (`NONE` without a subscription).
-    pub tier: String,
+    /// The caller's plan tier at the time (`None` without a subscription).
+    pub tier: Option<PlanTier>,
     /// Settled with `event.tokens_used`; `None` for refused calls, which reserved nothing.
     pub reservation: Option<Reservation>,
     pub key: Option<(String, KeyOutcome)>,
@@ -174,10 +174,8 @@ async fn write_batch(
             None => {}
         }
     }
-    let rows: Vec<(&UsageEvent, &str)> = settlements
-        .iter()
-        .map(|s| (&s.event, s.tier.as_str()))
-        .collect();
+    let rows: Vec<(&UsageEvent, Option<PlanTier>)> =
+        settlements.iter().map(|s| (&s.event, s.tier)).collect();
     let query = diesel::sql_query(STATEMENT.as_str()).into_boxed();
     let query = billing::bind_settlements(
         query,

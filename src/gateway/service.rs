@@ -1,18 +1,15 @@
 //! `invokeTool`: the rules, in order.
 //!
 //! 1. The tool exists and is enabled (`NOT_FOUND`).
-//! 2. The caller's plan reaches the tool's tier (`PLAN_REQUIRED`), and they have a subscription
-//!    (`SUBSCRIPTION_REQUIRED`).
-//! 3. An idempotency key already answered replays that answer: no upstream call, no second charge.
-//! 4. The tool's estimate is reserved from the quota (`QUOTA_EXCEEDED`).
-//! 5. The upstream is called through the tool's circuit breaker, with bounded retries.
-//! 6. One transaction settles (or releases) the reservation, writes the usage row and stores the
-//!    idempotent result, before the answer is sent. Concurrent invocations share that transaction
-//!    (group commit, see `meter`).
-//!
-//! Steps 2 and 4 usually take one statement together (see `billing::try_reserve_at_tier`); when that
-//! declines, they run one by one (`billing::admit`, then `billing::reserve`), so every refusal gets its
-//! own code and message. Billing alone decides whether a plan reaches a tool's tier.
+//! 2. An idempotency key already answered replays that answer: no upstream call, no second charge
+//!    (and no new quota decision: the first call was admitted and paid).
+//! 3. Billing decides and reserves in one step (`billing::quota::spend`): the caller's plan reaches the
+//!    tool's tier (`PLAN_REQUIRED`), they have a subscription (`SUBSCRIPTION_REQUIRED`), and the tool's
+//!    estimate fits the quota (`QUOTA_EXCEEDED`).
+//! 4. The upstream is called through the tool's circuit breaker, with bounded retries.
+//! 5. One transaction settles the reservation, writes the usage row and stores the idempotent result,
+//!    before the answer is sent. Concurrent invocations share that transaction (group commit, see
+//!    `meter`).
 //!
 //! Every invocation past step 1, allowed or not, leaves a usage row. The work runs in a task of its own,
 //! so a client that disconnects mid-call cannot stop the metering.
@@ -29,11 +26,12 @@ use super::meter::{KeyOutcome, Settlement};
 use super::repo::{self as idempotency, Claim};
 use super::upstream::{self, CallError, UpstreamRequest};
 use crate::app::AppState;
-use crate::auth::identity::{AuthenticatedUser, Credential};
+use crate::auth::identity::AuthenticatedUser;
+use crate::billing::model::PlanTier;
 use crate::billing::model::Reservation;
-use crate::billing::service as billing;
+use crate::billing::quota::{self, Spend};
 use crate::error::{AppError, AppResult};
-use crate::tools::model::ToolRow;
+use crate::tools::model::{ToolId, ToolRow};
 use crate::tools::service as tools;
 use crate::usage::model::{InvocationStatus, UsageEvent};
 
@@ -60,15 +58,15 @@ struct Call {
     key: Option<String>,
     request_id: String,
     started: Instant,
-    /// The caller's plan tier when the call came in (`NONE` without a subscription).
-    tier: String,
+    /// The caller's plan tier when the call came in (`None` without a subscription).
+    tier: Option<PlanTier>,
 }
 
 /// Runs an invocation to the end in its own task (see the module documentation).
 pub async fn invoke(
     app: &AppState,
     caller: &AuthenticatedUser,
-    tool_id: Uuid,
+    tool_id: ToolId,
     input: serde_json::Value,
     idempotency_key: Option<String>,
     request_id: &str,
@@ -96,7 +94,7 @@ pub async fn invoke(
 async fn run(
     app: &AppState,
     caller: &AuthenticatedUser,
-    tool_id: Uuid,
+    tool_id: ToolId,
     input: serde_json::Value,
     key: Option<String>,
     request_id: String,
@@ -107,57 +105,17 @@ async fn run(
         .ok_or_else(tools::not_found)?;
     let call = Call {
         user: caller.id.0,
-        api_key: match caller.credential {
-            Credential::ApiKey(id) => Some(id.0),
-            Credential::AccessToken => None,
-        },
+        api_key: caller.api_key().map(|key| key.0),
         tool,
         input,
         key,
         request_id,
         started,
-        tier: "NONE".to_owned(),
+        tier: None,
     };
 
     let lease = Duration::from_millis(u64::try_from(call.tool.timeout_ms).unwrap_or(30_000)) * 3
         + Duration::from_secs(30);
-    // The common case in one statement: no idempotency key, a running period on a plan that reaches
-    // the tool's tier, tokens to spare. Anything else takes the step-by-step path below.
-    if call.key.is_none()
-        && let Some((reservation, tier)) = billing::try_reserve_at_tier(
-            app,
-            caller.id,
-            call.tool.estimated_tokens,
-            lease,
-            &call.tool.min_tier,
-        )
-        .await?
-    {
-        let call = Call { tier, ..call };
-        let (outcome, upstream) = timed_upstream(app, &call).await;
-        return finish(app, &call, reservation, outcome, upstream).await;
-    }
-
-    let (subscription, refusal) =
-        billing::admit(app, caller.id, &call.tool.min_tier, &call.tool.name).await?;
-    let call = Call {
-        tier: subscription
-            .as_ref()
-            .map_or_else(|| "NONE".to_owned(), |s| s.row.tier.clone()),
-        ..call
-    };
-    let subscription = match (subscription, refusal) {
-        (subscription, Some(denial)) => {
-            return Err(deny(app, &call, subscription.map(|s| s.row.id), denial).await);
-        }
-        (Some(subscription), None) => subscription,
-        (None, None) => {
-            return Err(AppError::internal(anyhow::anyhow!(
-                "billing admitted a caller without a subscription"
-            )));
-        }
-    };
-
     if let Some(key) = &call.key {
         let now = app.clock.now();
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
@@ -171,7 +129,7 @@ async fn run(
                     output,
                     tokens_used: event.tokens_used,
                     tokens_estimated: event.tokens_estimated,
-                    status: InvocationStatus::from_db(&event.status),
+                    status: event.status,
                     latency_ms: event.latency_ms,
                     created_at: event.created_at,
                     replayed: true,
@@ -191,14 +149,30 @@ async fn run(
         }
     }
 
-    let reservation =
-        match billing::reserve(app, caller.id, call.tool.estimated_tokens, lease).await {
-            Ok(reservation) => reservation,
-            Err(denial) => return Err(deny(app, &call, Some(subscription.row.id), denial).await),
-        };
-
+    let spend = Spend {
+        user: caller.id,
+        min_tier: call.tool.min_tier,
+        tokens: call.tool.estimated_tokens,
+        lease,
+    };
+    let grant = match quota::spend(app, spend).await? {
+        Ok(grant) => grant,
+        Err(refused) => {
+            let call = Call {
+                tier: refused.tier,
+                ..call
+            };
+            let subscription = refused.subscription.map(|id| id.0);
+            let denial = refused.into_error(&format!("The {} tool", call.tool.name));
+            return Err(deny(app, &call, subscription, denial).await);
+        }
+    };
+    let call = Call {
+        tier: Some(grant.tier),
+        ..call
+    };
     let (outcome, upstream) = timed_upstream(app, &call).await;
-    finish(app, &call, reservation, outcome, upstream).await
+    finish(app, &call, grant.reservation, outcome, upstream).await
 }
 
 /// The upstream's outcome, and when the call to it started and ended (for the log).
@@ -307,9 +281,7 @@ async fn finish(
             InvocationStatus::Success
         } else {
             InvocationStatus::Error
-        }
-        .as_db()
-        .to_owned(),
+        },
         error_code: outcome.as_ref().err().map(|e| e.code().to_owned()),
         latency_ms: latency_ms(call.started),
         created_at: app.clock.now(),
@@ -317,7 +289,7 @@ async fn finish(
     app.meter
         .write(Settlement {
             event: event.clone(),
-            tier: call.tier.clone(),
+            tier: call.tier,
             reservation: Some(reservation),
             key: call.key.clone().map(|key| {
                 let outcome = match &outcome {
@@ -328,7 +300,7 @@ async fn finish(
             }),
         })
         .await?;
-    metrics::counter!("gateway_invocations_total", "status" => event.status.clone()).increment(1);
+    metrics::counter!("gateway_invocations_total", "status" => event.status.as_db()).increment(1);
     metrics::histogram!("gateway_invocation_duration_seconds")
         .record(call.started.elapsed().as_secs_f64());
     // Where the time went: checks and reservation, the upstream, then metering (the commit).
@@ -372,7 +344,7 @@ async fn deny(
         subscription_id: subscription,
         tokens_used: 0,
         tokens_estimated: false,
-        status: InvocationStatus::Error.as_db().to_owned(),
+        status: InvocationStatus::Error,
         error_code: Some(denial.code().to_owned()),
         latency_ms: latency_ms(call.started),
         created_at: app.clock.now(),
@@ -381,7 +353,7 @@ async fn deny(
         .meter
         .write(Settlement {
             event,
-            tier: call.tier.clone(),
+            tier: call.tier,
             reservation: None,
             key: call.key.clone().map(|key| (key, KeyOutcome::Abandon)),
         })

@@ -3,7 +3,7 @@ use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::model::ToolRow;
+use super::model::{ToolId, ToolRow};
 use super::repo::Listing;
 use super::service::{self, HeaderInput, ToolInput};
 use crate::auth::identity::Caller;
@@ -72,9 +72,7 @@ impl TryFrom<ToolRow> for Tool {
             .collect();
         Ok(Self {
             id: ID(row.id.to_string()),
-            min_tier: PlanTier::from_db(&row.min_tier).ok_or_else(|| {
-                AppError::internal(anyhow::anyhow!("unknown tier {}", row.min_tier))
-            })?,
+            min_tier: row.min_tier,
             name: row.name,
             slug: row.slug,
             description: row.description,
@@ -169,8 +167,10 @@ fn is_admin(ctx: &Context<'_>) -> Result<bool, AppError> {
     Ok(matches!(&ctx.request()?.caller, Caller::User(u) if u.role == Role::Admin))
 }
 
-pub fn parse_id(id: &ID) -> Result<Uuid, AppError> {
-    Uuid::parse_str(id).map_err(|_| service::not_found())
+pub fn parse_id(id: &ID) -> Result<ToolId, AppError> {
+    Uuid::parse_str(id)
+        .map(ToolId)
+        .map_err(|_| service::not_found())
 }
 
 fn encode_cursor(row: &ToolRow) -> String {
@@ -241,7 +241,7 @@ impl ToolsQuery {
         let Ok(id) = Uuid::parse_str(&id) else {
             return Ok(None);
         };
-        let row = service::get(ctx.app()?, id, is_admin(ctx)?).await?;
+        let row = service::get(ctx.app()?, ToolId(id), is_admin(ctx)?).await?;
         Ok(row.map(Tool::try_from).transpose()?)
     }
 }

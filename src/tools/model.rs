@@ -3,6 +3,18 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::billing::model::PlanTier;
+
+/// A tool's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ToolId(pub Uuid);
+
+impl std::fmt::Display for ToolId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// A row of `tools`.
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = crate::db::schema::tools, check_for_backend(diesel::pg::Pg))]
@@ -19,7 +31,7 @@ pub struct ToolRow {
     pub timeout_ms: i32,
     pub tokens_path: String,
     pub estimated_tokens: i64,
-    pub min_tier: String,
+    pub min_tier: PlanTier,
     pub enabled: bool,
     pub deleted_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -64,7 +76,7 @@ pub struct NewTool {
     pub timeout_ms: i32,
     pub tokens_path: String,
     pub estimated_tokens: i64,
-    pub min_tier: String,
+    pub min_tier: PlanTier,
     pub enabled: bool,
 }
 
@@ -83,6 +95,6 @@ pub struct ToolChanges {
     pub timeout_ms: Option<i32>,
     pub tokens_path: Option<String>,
     pub estimated_tokens: Option<i64>,
-    pub min_tier: Option<String>,
+    pub min_tier: Option<PlanTier>,
     pub enabled: Option<bool>,
 }

@@ -4,7 +4,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use uuid::Uuid;
 
 use super::crypto;
-use super::model::{NewTool, StoredHeader, ToolChanges, ToolRow};
+use super::model::{NewTool, StoredHeader, ToolChanges, ToolId, ToolRow};
 use super::repo::{self, Listing};
 use crate::app::AppState;
 use crate::audit::service::{self as audit, Actor};
@@ -256,7 +256,7 @@ pub async fn create(app: &AppState, actor: &Actor, input: ToolInput) -> AppResul
             input.tokens_path.as_deref().unwrap_or("usage.total_tokens"),
         )?,
         estimated_tokens: check_estimate(input.estimated_tokens.unwrap_or(1000))?,
-        min_tier: input.min_tier.unwrap_or(PlanTier::Free).as_db().to_owned(),
+        min_tier: input.min_tier.unwrap_or(PlanTier::Free),
         enabled: input.enabled.unwrap_or(true),
     };
     let mut conn = app.pool.get().await?;
@@ -348,7 +348,7 @@ fn slug_conflict(error: diesel::result::Error) -> AppError {
 pub async fn update(
     app: &AppState,
     actor: &Actor,
-    id: Uuid,
+    ToolId(id): ToolId,
     input: ToolInput,
 ) -> AppResult<ToolRow> {
     let mut conn = app.pool.get().await?;
@@ -388,7 +388,7 @@ pub async fn update(
             .map(check_tokens_path)
             .transpose()?,
         estimated_tokens: input.estimated_tokens.map(check_estimate).transpose()?,
-        min_tier: input.min_tier.map(|t| t.as_db().to_owned()),
+        min_tier: input.min_tier,
         enabled: input.enabled,
     };
     let row = conn
@@ -409,7 +409,7 @@ pub async fn update(
 
 /// Deletes a tool from the catalogue; its usage history stays.
 #[tracing::instrument(skip_all, fields(tool_id = %id))]
-pub async fn delete(app: &AppState, actor: &Actor, id: Uuid) -> AppResult<()> {
+pub async fn delete(app: &AppState, actor: &Actor, ToolId(id): ToolId) -> AppResult<()> {
     let now = app.clock.now();
     let mut conn = app.pool.get().await?;
     conn.transaction::<_, AppError, _>(async |conn| {
@@ -432,7 +432,11 @@ pub fn not_found() -> AppError {
 
 /// A tool the caller may see: users only see enabled tools.
 /// Served from this instance's cache when it has the tool (`crate::cache`).
-pub async fn get(app: &AppState, id: Uuid, include_disabled: bool) -> AppResult<Option<ToolRow>> {
+pub async fn get(
+    app: &AppState,
+    ToolId(id): ToolId,
+    include_disabled: bool,
+) -> AppResult<Option<ToolRow>> {
     let tool = app
         .caches
         .tools

@@ -39,7 +39,7 @@ impl From<&UsageEvent> for UsageEntry {
             id: ID(event.id.to_string()),
             tokens_used: event.tokens_used,
             tokens_estimated: event.tokens_estimated,
-            status: InvocationStatus::from_db(&event.status),
+            status: event.status,
             error_code: event.error_code.clone(),
             latency_ms: event.latency_ms,
             created_at: event.created_at,

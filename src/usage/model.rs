@@ -4,28 +4,26 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Whether an invocation succeeded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    async_graphql::Enum,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 pub enum InvocationStatus {
     Success,
     Error,
 }
 
-impl InvocationStatus {
-    pub fn as_db(self) -> &'static str {
-        match self {
-            Self::Success => "SUCCESS",
-            Self::Error => "ERROR",
-        }
-    }
-
-    pub fn from_db(value: &str) -> Self {
-        if value == "SUCCESS" {
-            Self::Success
-        } else {
-            Self::Error
-        }
-    }
-}
+crate::text_enum!(InvocationStatus {
+    Success => "SUCCESS",
+    Error => "ERROR",
+});
 
 /// A row of `usage_events`; also the payload of the live usage notification.
 #[derive(Queryable, Selectable, Insertable, Debug, Clone, Serialize, Deserialize)]
@@ -38,7 +36,7 @@ pub struct UsageEvent {
     pub subscription_id: Option<Uuid>,
     pub tokens_used: i64,
     pub tokens_estimated: bool,
-    pub status: String,
+    pub status: InvocationStatus,
     pub error_code: Option<String>,
     pub latency_ms: i32,
     pub created_at: DateTime<Utc>,

@@ -4,6 +4,7 @@
 
 use super::model::UsageEvent;
 use super::repo;
+use crate::billing::model::PlanTier;
 use crate::db::compose::{Composed, Part};
 
 /// The usage part of the meter's statement (see `db::compose`).
@@ -12,10 +13,10 @@ pub fn record_part() -> &'static Part {
 }
 
 /// Binds the usage part for a batch of usage rows, each with the caller's plan tier at the time
-/// (`NONE` without), adding to platform rollup shard `shard`.
+/// (`None` without), adding to platform rollup shard `shard`.
 pub fn bind_records<'a>(
     query: Composed<'a>,
-    events: &[(&UsageEvent, &str)],
+    events: &[(&UsageEvent, Option<PlanTier>)],
     shard: i16,
 ) -> Composed<'a> {
     repo::bind_record_batch(query, repo::batch_columns(events), shard)

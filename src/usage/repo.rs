@@ -10,7 +10,10 @@ use diesel::sql_types::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::model::{DailyTotal, Filter, LATENCY_BOUNDS_MS, UsageEvent, latency_bucket};
+use super::model::{
+    DailyTotal, Filter, InvocationStatus, LATENCY_BOUNDS_MS, UsageEvent, latency_bucket,
+};
+use crate::billing::model::PlanTier;
 use crate::db::compose::{Composed, Part};
 use crate::db::schema::usage_events;
 
@@ -29,7 +32,7 @@ impl Totals {
     fn add(&mut self, event: &UsageEvent) {
         self.invocations += 1;
         self.tokens += event.tokens_used;
-        self.errors += i64::from(event.status != "SUCCESS");
+        self.errors += i64::from(event.status != InvocationStatus::Success);
         self.latency_ms_sum += i64::from(event.latency_ms);
         let bucket = usize::try_from(latency_bucket(event.latency_ms) - 1).unwrap_or(0);
         if let Some(count) = self.histogram.get_mut(bucket) {
@@ -56,7 +59,7 @@ pub struct EventColumns {
     pub subscription_id: Vec<Option<Uuid>>,
     pub tokens_used: Vec<i64>,
     pub tokens_estimated: Vec<bool>,
-    pub status: Vec<String>,
+    pub status: Vec<&'static str>,
     pub error_code: Vec<Option<String>>,
     pub latency_ms: Vec<i32>,
     pub created_at: Vec<DateTime<Utc>>,
@@ -79,18 +82,21 @@ pub struct DailyColumns {
 pub struct PlatformColumns {
     pub day: Vec<NaiveDate>,
     pub tool_id: Vec<Uuid>,
-    pub tier: Vec<String>,
+    pub tier: Vec<&'static str>,
     pub invocations: Vec<i64>,
     pub errors: Vec<i64>,
     pub tokens: Vec<i64>,
     pub histogram: Vec<String>,
 }
 
-/// Columns for usage rows, each with the caller's plan tier at the time (`NONE` without).
-pub fn batch_columns(events: &[(&UsageEvent, &str)]) -> BatchColumns {
+/// How the platform rollup spells "no plan": invocations refused for want of a subscription.
+pub const NO_PLAN: &str = "NONE";
+
+/// Columns for usage rows, each with the caller's plan tier at the time (`None` without).
+pub fn batch_columns(events: &[(&UsageEvent, Option<PlanTier>)]) -> BatchColumns {
     let mut columns = BatchColumns::default();
     let mut daily: BTreeMap<(Uuid, NaiveDate, Uuid), Totals> = BTreeMap::new();
-    let mut platform: BTreeMap<(NaiveDate, Uuid, &str), Totals> = BTreeMap::new();
+    let mut platform: BTreeMap<(NaiveDate, Uuid, &'static str), Totals> = BTreeMap::new();
     for (event, tier) in events {
         let e = &mut columns.events;
         e.id.push(event.id);
@@ -100,7 +106,7 @@ pub fn batch_columns(events: &[(&UsageEvent, &str)]) -> BatchColumns {
         e.subscription_id.push(event.subscription_id);
         e.tokens_used.push(event.tokens_used);
         e.tokens_estimated.push(event.tokens_estimated);
-        e.status.push(event.status.clone());
+        e.status.push(event.status.as_db());
         e.error_code.push(event.error_code.clone());
         e.latency_ms.push(event.latency_ms);
         e.created_at.push(event.created_at);
@@ -110,7 +116,7 @@ pub fn batch_columns(events: &[(&UsageEvent, &str)]) -> BatchColumns {
             .or_default()
             .add(event);
         platform
-            .entry((day, event.tool_id, tier))
+            .entry((day, event.tool_id, tier.map_or(NO_PLAN, PlanTier::as_db)))
             .or_default()
             .add(event);
     }
@@ -128,7 +134,7 @@ pub fn batch_columns(events: &[(&UsageEvent, &str)]) -> BatchColumns {
         let p = &mut columns.platform;
         p.day.push(day);
         p.tool_id.push(tool);
-        p.tier.push(tier.to_owned());
+        p.tier.push(tier);
         p.invocations.push(totals.invocations);
         p.errors.push(totals.errors);
         p.tokens.push(totals.tokens);

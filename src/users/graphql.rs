@@ -95,9 +95,9 @@ impl User {
         Ok(events
             .into_iter()
             .map(|e| SubscriptionEvent {
-                kind: e.kind,
-                from_tier: e.from_tier,
-                to_tier: e.to_tier,
+                kind: e.kind.to_string(),
+                from_tier: e.from_tier.map(|t| t.to_string()),
+                to_tier: e.to_tier.map(|t| t.to_string()),
                 occurred_at: e.occurred_at,
             })
             .collect())
@@ -120,7 +120,7 @@ impl User {
             .load_one(self.row_id)
             .await
             .map_err(|e| async_graphql::Error::new(e.as_str()))?;
-        Ok(view.map(PlanSubscription::try_from).transpose()?)
+        Ok(view.map(PlanSubscription::from))
     }
 
     /// The user's API keys, newest first. Visible to the user and to administrators.

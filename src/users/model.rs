@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
+use crate::billing::model::PlanTier;
 use crate::error::AppError;
 
 /// A user's id.
@@ -11,7 +12,17 @@ use crate::error::AppError;
 pub struct UserId(pub Uuid);
 
 /// What a user may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    async_graphql::Enum,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 pub enum Role {
     /// A customer: their own account, keys, tools and usage.
     User,
@@ -19,47 +30,33 @@ pub enum Role {
     Admin,
 }
 
-impl Role {
-    pub fn as_db(self) -> &'static str {
-        match self {
-            Self::User => "USER",
-            Self::Admin => "ADMIN",
-        }
-    }
-
-    pub fn from_db(value: &str) -> Self {
-        if value == "ADMIN" {
-            Self::Admin
-        } else {
-            Self::User
-        }
-    }
-}
+crate::text_enum!(Role {
+    User => "USER",
+    Admin => "ADMIN",
+});
 
 /// Whether an account may be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    async_graphql::Enum,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 pub enum UserStatus {
     Active,
     /// Cannot log in; its credentials are refused.
     Suspended,
 }
 
-impl UserStatus {
-    pub fn as_db(self) -> &'static str {
-        match self {
-            Self::Active => "ACTIVE",
-            Self::Suspended => "SUSPENDED",
-        }
-    }
-
-    pub fn from_db(value: &str) -> Self {
-        if value == "SUSPENDED" {
-            Self::Suspended
-        } else {
-            Self::Active
-        }
-    }
-}
+crate::text_enum!(UserStatus {
+    Active => "ACTIVE",
+    Suspended => "SUSPENDED",
+});
 
 /// A row of `users`. No `Debug`: it holds the password hash.
 #[derive(Queryable, Selectable, Clone)]
@@ -69,8 +66,8 @@ pub struct UserRow {
     pub email: String,
     pub name: String,
     pub password_hash: String,
-    pub role: String,
-    pub status: String,
+    pub role: Role,
+    pub status: UserStatus,
     pub email_verified_at: Option<DateTime<Utc>>,
     pub session_version: i32,
     pub created_at: DateTime<Utc>,
@@ -85,11 +82,11 @@ impl UserRow {
     }
 
     pub fn role(&self) -> Role {
-        Role::from_db(&self.role)
+        self.role
     }
 
     pub fn status(&self) -> UserStatus {
-        UserStatus::from_db(&self.status)
+        self.status
     }
 }
 
@@ -123,7 +120,7 @@ pub struct NewUser<'a> {
     pub email: &'a str,
     pub name: &'a str,
     pub password_hash: &'a str,
-    pub role: &'a str,
+    pub role: Role,
     pub email_verified_at: Option<DateTime<Utc>>,
 }
 
@@ -280,9 +277,9 @@ mod tests {
 #[derive(Debug, Default, Clone)]
 pub struct ListFilter {
     pub search: Option<String>,
-    pub role: Option<String>,
-    pub status: Option<String>,
-    pub tier: Option<String>,
+    pub role: Option<Role>,
+    pub status: Option<UserStatus>,
+    pub tier: Option<PlanTier>,
 }
 
 /// How the administrators' user list is ordered.

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::model::{ListFilter, ListSort, Listed, NewUser, UserId, UserRow};
+use super::model::{ListFilter, ListSort, Listed, NewUser, Role, UserId, UserRow, UserStatus};
 use crate::db::schema::users;
 
 #[tracing::instrument(skip_all)]
@@ -150,9 +150,9 @@ pub async fn list(
     );
     diesel::sql_query(sql)
         .bind::<Nullable<Text>, _>(like_pattern(filter.search.as_ref()))
-        .bind::<Nullable<Text>, _>(filter.role.clone())
-        .bind::<Nullable<Text>, _>(filter.status.clone())
-        .bind::<Nullable<Text>, _>(filter.tier.clone())
+        .bind::<Nullable<Text>, _>(filter.role)
+        .bind::<Nullable<Text>, _>(filter.status)
+        .bind::<Nullable<Text>, _>(filter.tier)
         .bind::<Nullable<Timestamptz>, _>(after.map(|a| a.created_at))
         .bind::<Nullable<diesel::sql_types::Uuid>, _>(after.map(|a| a.id))
         .bind::<Nullable<Text>, _>(after.map(|a| a.name_key.clone()))
@@ -171,9 +171,9 @@ pub async fn count_listed(conn: &mut AsyncPgConnection, filter: &ListFilter) -> 
     }
     let count: Count = diesel::sql_query(format!("SELECT count(*) AS n {LIST_FROM}"))
         .bind::<Nullable<Text>, _>(like_pattern(filter.search.as_ref()))
-        .bind::<Nullable<Text>, _>(filter.role.clone())
-        .bind::<Nullable<Text>, _>(filter.status.clone())
-        .bind::<Nullable<Text>, _>(filter.tier.clone())
+        .bind::<Nullable<Text>, _>(filter.role)
+        .bind::<Nullable<Text>, _>(filter.status)
+        .bind::<Nullable<Text>, _>(filter.tier)
         .get_result(conn)
         .await?;
     Ok(count.n)
@@ -191,8 +191,8 @@ pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResul
 /// returns their ids.
 pub async fn lock_active_admins(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Uuid>> {
     users::table
-        .filter(users::role.eq("ADMIN"))
-        .filter(users::status.eq("ACTIVE"))
+        .filter(users::role.eq(Role::Admin))
+        .filter(users::status.eq(UserStatus::Active))
         .filter(users::deleted_at.is_null())
         .select(users::id)
         .for_update()
@@ -205,8 +205,8 @@ pub async fn lock_active_admins(conn: &mut AsyncPgConnection) -> QueryResult<Vec
 #[diesel(table_name = users)]
 pub struct AdminChanges {
     pub name: Option<String>,
-    pub role: Option<String>,
-    pub status: Option<String>,
+    pub role: Option<Role>,
+    pub status: Option<UserStatus>,
 }
 
 pub async fn apply_admin_changes(

@@ -75,7 +75,7 @@ pub async fn create_admin(
             email: email.as_str(),
             name: &name,
             password_hash: &password_hash,
-            role: Role::Admin.as_db(),
+            role: Role::Admin,
             email_verified_at: Some(Utc::now()),
         },
     )
@@ -160,7 +160,7 @@ pub async fn admin_create(
                     email: email.as_str(),
                     name: &name,
                     password_hash: &password_hash,
-                    role: role.as_db(),
+                    role,
                     email_verified_at: Some(Utc::now()),
                 },
             )
@@ -204,11 +204,7 @@ pub async fn admin_update(
             if loses_admin && admins.contains(&before.id) && admins.len() <= 1 {
                 return Err(last_admin());
             }
-            let changes = repo::AdminChanges {
-                name,
-                role: role.map(|r| r.as_db().to_owned()),
-                status: status.map(|s| s.as_db().to_owned()),
-            };
+            let changes = repo::AdminChanges { name, role, status };
             let after = repo::apply_admin_changes(conn, before.id, &changes).await?;
             let (old, new) = crate::audit::service::diff(&audit_view(&before), &audit_view(&after));
             audit_user(conn, actor, "user.update", after.id, Some(old), Some(new)).await?;

@@ -3,8 +3,12 @@
 use std::time::Duration;
 
 use chrono::{Months, Utc};
+use joyfull_hub::app::AppState;
+use joyfull_hub::billing::model::{PlanTier, Reservation};
+use joyfull_hub::billing::quota::{self, Refusal, Spend};
 use joyfull_hub::billing::service;
 use joyfull_hub::error::AppError;
+use joyfull_hub::users::model::UserId;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, TestUser, error_code};
@@ -12,6 +16,26 @@ use crate::helpers::{TestApp, TestUser, error_code};
 const SUBSCRIPTION: &str = "{ me { subscription { plan { tier name } status currentPeriodStart currentPeriodEnd cancelAtPeriodEnd scheduledTier tokensUsed tokensReserved tokenLimit tokensRemaining } } }";
 const SUBSCRIBE: &str = "mutation($t: PlanTier!) { subscribe(tier: $t) { plan { tier } status scheduledTier tokenLimit currentPeriodStart currentPeriodEnd } }";
 const LEASE: Duration = Duration::from_secs(60);
+
+/// Asks billing to spend on a Free-tier tool, as an invocation does; a refusal as the caller sees it.
+async fn reserve(
+    state: &AppState,
+    user: UserId,
+    tokens: i64,
+    lease: Duration,
+) -> Result<Reservation, AppError> {
+    let spend = Spend {
+        user,
+        min_tier: PlanTier::Free,
+        tokens,
+        lease,
+    };
+    quota::spend(state, spend)
+        .await
+        .expect("billing answers")
+        .map(|grant| grant.reservation)
+        .map_err(|refused| refused.into_error("The tool"))
+}
 
 async fn subscription(app: &TestApp, user: &TestUser) -> Value {
     let body = app
@@ -113,7 +137,7 @@ async fn a_downgrade_waits_for_the_period_end_then_renews_on_the_lower_plan() {
     let app = TestApp::spawn().await;
     let user = app.register("Ada", "ada@example.com").await;
     subscribe(&app, &user, "PRO").await;
-    let reservation = service::reserve(&app.state, user.user_id(), 700, LEASE)
+    let reservation = reserve(&app.state, user.user_id(), 700, LEASE)
         .await
         .unwrap();
     app.settle(reservation, 500).await;
@@ -174,9 +198,7 @@ async fn a_cancelled_subscription_keeps_access_until_the_period_end_then_expires
         true
     );
     assert!(
-        service::reserve(&app.state, user.user_id(), 10, LEASE)
-            .await
-            .is_ok(),
+        reserve(&app.state, user.user_id(), 10, LEASE).await.is_ok(),
         "access continues"
     );
 
@@ -192,7 +214,7 @@ async fn a_cancelled_subscription_keeps_access_until_the_period_end_then_expires
         subscription(&app, &user).await.is_null(),
         "expired at the period end"
     );
-    let denied = service::reserve(&app.state, user.user_id(), 10, LEASE)
+    let denied = reserve(&app.state, user.user_id(), 10, LEASE)
         .await
         .unwrap_err();
     assert_eq!(denied.code(), "SUBSCRIPTION_REQUIRED");
@@ -212,7 +234,7 @@ async fn periods_roll_over_even_when_nothing_ran_at_the_boundary() {
     let app = TestApp::spawn().await;
     let user = app.register("Ada", "ada@example.com").await;
     subscribe(&app, &user, "FREE").await;
-    let reservation = service::reserve(&app.state, user.user_id(), 100, LEASE)
+    let reservation = reserve(&app.state, user.user_id(), 100, LEASE)
         .await
         .unwrap();
     app.settle(reservation, 80).await;
@@ -250,27 +272,18 @@ async fn reservations_refuse_what_would_pass_the_limit_and_settle_exactly() {
     let user = app.register("Ada", "ada@example.com").await;
     let id = user.user_id();
     assert_eq!(
-        service::reserve(&app.state, id, 10, LEASE)
-            .await
-            .unwrap_err()
-            .code(),
+        reserve(&app.state, id, 10, LEASE).await.unwrap_err().code(),
         "SUBSCRIPTION_REQUIRED"
     );
     subscribe(&app, &user, "FREE").await; // 10,000 tokens
 
-    let big = service::reserve(&app.state, id, 9_000, LEASE)
-        .await
-        .unwrap();
-    let too_much = service::reserve(&app.state, id, 1_001, LEASE)
-        .await
-        .unwrap_err();
+    let big = reserve(&app.state, id, 9_000, LEASE).await.unwrap();
+    let too_much = reserve(&app.state, id, 1_001, LEASE).await.unwrap_err();
     assert!(
         matches!(too_much, AppError::QuotaExceeded(_)),
         "{too_much:?}"
     );
-    let fits = service::reserve(&app.state, id, 1_000, LEASE)
-        .await
-        .unwrap();
+    let fits = reserve(&app.state, id, 1_000, LEASE).await.unwrap();
     assert_eq!(subscription(&app, &user).await["tokensReserved"], 10_000);
 
     app.settle(big, 6_000).await;
@@ -288,25 +301,17 @@ async fn a_reservation_left_behind_by_a_crash_expires_and_its_tokens_return() {
     let app = TestApp::spawn().await;
     let user = app.register("Ada", "ada@example.com").await;
     subscribe(&app, &user, "FREE").await;
-    let abandoned = service::reserve(&app.state, user.user_id(), 10_000, Duration::from_secs(30))
+    let abandoned = reserve(&app.state, user.user_id(), 10_000, Duration::from_secs(30))
         .await
         .unwrap();
-    assert!(
-        service::reserve(&app.state, user.user_id(), 1, LEASE)
-            .await
-            .is_err()
-    );
+    assert!(reserve(&app.state, user.user_id(), 1, LEASE).await.is_err());
 
     app.clock.advance(chrono::Duration::seconds(31));
     let report = service::sweep(&app.state, app.clock_now()).await.unwrap();
 
     assert_eq!(report.reservations_expired, 1);
     assert_eq!(subscription(&app, &user).await["tokensReserved"], 0);
-    assert!(
-        service::reserve(&app.state, user.user_id(), 1, LEASE)
-            .await
-            .is_ok()
-    );
+    assert!(reserve(&app.state, user.user_id(), 1, LEASE).await.is_ok());
     // Settling late still charges what was used.
     app.settle(abandoned, 40).await;
     assert_eq!(subscription(&app, &user).await["tokensUsed"], 40);
@@ -334,11 +339,7 @@ async fn parallel_reservations_from_two_processes_never_pass_a_small_limit() {
                 other.clone()
             };
             let id = user.user_id();
-            tokio::spawn(async move {
-                service::reserve(&state, id, 10, LEASE)
-                    .await
-                    .map(|r| (r, state))
-            })
+            tokio::spawn(async move { reserve(&state, id, 10, LEASE).await.map(|r| (r, state)) })
         })
         .collect();
     let mut granted = Vec::new();
@@ -440,36 +441,23 @@ async fn a_refused_reservation_still_returns_the_expired_leases_it_found() {
     let user = app.register("Ada", "ada@example.com").await;
     subscribe(&app, &user, "FREE").await; // 10,000 tokens
     let id = user.user_id();
-    let used = service::reserve(&app.state, id, 9_500, LEASE)
-        .await
-        .unwrap();
+    let used = reserve(&app.state, id, 9_500, LEASE).await.unwrap();
     app.settle(used, 9_500).await;
-    service::reserve(&app.state, id, 500, Duration::from_secs(30))
+    reserve(&app.state, id, 500, Duration::from_secs(30))
         .await
         .unwrap();
     app.clock.advance(chrono::Duration::seconds(31));
 
-    // 501 tokens do not fit even once the expired 500 are back, in one statement or in a batch.
-    let single = service::reserve(&app.state, id, 501, LEASE).await;
+    // 501 tokens do not fit even once the expired 500 are back.
+    let single = reserve(&app.state, id, 501, LEASE).await;
     assert!(
         matches!(single, Err(AppError::QuotaExceeded(_))),
         "{single:?}"
     );
     assert_eq!(subscription(&app, &user).await["tokensReserved"], 0);
-    service::reserve(&app.state, id, 500, Duration::from_secs(30))
-        .await
-        .unwrap();
-    app.clock.advance(chrono::Duration::seconds(31));
-    let batched = service::try_reserve_at_tier(&app.state, id, 501, LEASE, "FREE")
-        .await
-        .unwrap();
-    assert!(batched.is_none());
-    assert_eq!(subscription(&app, &user).await["tokensReserved"], 0);
     assert!(
-        service::try_reserve_at_tier(&app.state, id, 500, LEASE, "FREE")
-            .await
-            .unwrap()
-            .is_some()
+        reserve(&app.state, id, 500, LEASE).await.is_ok(),
+        "the expired 500 are back"
     );
 }
 
@@ -486,12 +474,12 @@ async fn a_batch_of_reservations_grants_in_order_while_the_running_total_fits() 
     app.sql("UPDATE plans SET token_limit = 100 WHERE tier = 'FREE'")
         .await;
     // Bob's earlier call left a lease behind that has expired by now: the batch returns it.
-    service::reserve(&app.state, bob.user_id(), 80, Duration::from_secs(30))
+    reserve(&app.state, bob.user_id(), 80, Duration::from_secs(30))
         .await
         .unwrap();
     app.clock.advance(chrono::Duration::seconds(31));
     let now = app.clock_now();
-    let request = |user: &TestUser, tokens: i64, min_tier: &'static str| BatchReservation {
+    let request = |user: &TestUser, tokens: i64, min_tier: PlanTier| BatchReservation {
         id: uuid::Uuid::now_v7(),
         user: user.user_id().0,
         tokens,
@@ -499,14 +487,14 @@ async fn a_batch_of_reservations_grants_in_order_while_the_running_total_fits() 
         min_tier,
     };
     let batch = [
-        request(&ada, 40, "FREE"),
-        request(&bob, 30, "FREE"),
-        request(&ada, 50, "FREE"),
-        request(&ada, 20, "FREE"), // 40 + 50 + 20 > 100
-        request(&ada, 5, "FREE"),  // would fit alone, but comes after a refusal
-        request(&bob, 10, "PRO"),  // below the tier
-        request(&bob, 71, "FREE"), // 30 + 71 > 100
-        request(&eve, 1, "FREE"),  // no subscription
+        request(&ada, 40, PlanTier::Free),
+        request(&bob, 30, PlanTier::Free),
+        request(&ada, 50, PlanTier::Free),
+        request(&ada, 20, PlanTier::Free), // 40 + 50 + 20 > 100
+        request(&ada, 5, PlanTier::Free),  // would fit alone, but comes after a refusal
+        request(&bob, 10, PlanTier::Pro),  // below the tier
+        request(&bob, 71, PlanTier::Free), // 30 + 71 > 100
+        request(&eve, 1, PlanTier::Free),  // no subscription
     ];
     let mut conn = app.state.pool.get().await.unwrap();
     let granted: Vec<uuid::Uuid> = reserve_batch(&mut conn, &batch, now)
@@ -529,4 +517,103 @@ async fn a_batch_of_reservations_grants_in_order_while_the_running_total_fits() 
             .await,
         3
     );
+}
+
+#[tokio::test]
+async fn billing_alone_decides_and_explains_each_refusal_with_its_type() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada", "ada@example.com").await;
+    let spend = |min_tier: PlanTier, tokens: i64| Spend {
+        user: user.user_id(),
+        min_tier,
+        tokens,
+        lease: LEASE,
+    };
+    let refusal = |outcome: Result<quota::Grant, quota::Refused>| match outcome {
+        Ok(grant) => panic!("granted {grant:?}"),
+        Err(refused) => refused,
+    };
+
+    let no_plan_pro = refusal(
+        quota::spend(&app.state, spend(PlanTier::Pro, 1))
+            .await
+            .unwrap(),
+    );
+    let no_plan_free = refusal(
+        quota::spend(&app.state, spend(PlanTier::Free, 1))
+            .await
+            .unwrap(),
+    );
+    subscribe(&app, &user, "FREE").await; // 10,000 tokens
+    let free_plan_pro = refusal(
+        quota::spend(&app.state, spend(PlanTier::Pro, 1))
+            .await
+            .unwrap(),
+    );
+    let too_many = refusal(
+        quota::spend(&app.state, spend(PlanTier::Free, 10_001))
+            .await
+            .unwrap(),
+    );
+    let granted = quota::spend(&app.state, spend(PlanTier::Free, 10_000))
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(
+        no_plan_pro.refusal,
+        Refusal::PlanTooLow {
+            needed: PlanTier::Pro
+        }
+    );
+    assert_eq!(no_plan_pro.subscription, None);
+    assert_eq!(no_plan_free.refusal, Refusal::NoSubscription);
+    assert_eq!(
+        free_plan_pro.refusal,
+        Refusal::PlanTooLow {
+            needed: PlanTier::Pro
+        }
+    );
+    assert_eq!(free_plan_pro.tier, Some(PlanTier::Free));
+    assert!(free_plan_pro.subscription.is_some());
+    assert!(
+        matches!(
+            too_many.refusal,
+            Refusal::QuotaExceeded {
+                asked: 10_001,
+                remaining: 10_000,
+                ..
+            }
+        ),
+        "{too_many:?}"
+    );
+    assert_eq!(granted.tier, PlanTier::Free);
+    assert_eq!(granted.reservation.tokens, 10_000);
+    assert_eq!(
+        app.sql_number("SELECT count(*) AS n FROM quota_reservations")
+            .await,
+        1,
+        "refusals reserve nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_spend_after_the_period_ended_rolls_it_forward_and_is_granted_at_once() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada", "ada@example.com").await;
+    subscribe(&app, &user, "FREE").await; // 10,000 tokens
+    let all = reserve(&app.state, user.user_id(), 10_000, LEASE)
+        .await
+        .unwrap();
+    app.settle(all, 10_000).await;
+    assert!(reserve(&app.state, user.user_id(), 1, LEASE).await.is_err());
+
+    app.clock.advance(chrono::Duration::days(32));
+    let renewed = reserve(&app.state, user.user_id(), 1, LEASE).await;
+
+    assert!(renewed.is_ok(), "{renewed:?}");
+    let now = subscription(&app, &user).await;
+    assert_eq!(now["tokensUsed"], 0);
+    assert_eq!(now["tokensReserved"], 1);
+    assert_eq!(event_kinds(&app, &user).await, ["CREATED", "RENEWED"]);
 }

@@ -116,7 +116,7 @@ impl TestApp {
     pub async fn settle(&self, reservation: joyfull_hub::billing::model::Reservation, used: i64) {
         use joyfull_hub::gateway::meter::Settlement;
         use joyfull_hub::tools::model::NewTool;
-        use joyfull_hub::usage::model::UsageEvent;
+        use joyfull_hub::usage::model::{InvocationStatus, UsageEvent};
 
         let tool = NewTool {
             id: uuid::Uuid::now_v7(),
@@ -131,7 +131,7 @@ impl TestApp {
             timeout_ms: 1000,
             tokens_path: String::new(),
             estimated_tokens: 1,
-            min_tier: "FREE".into(),
+            min_tier: joyfull_hub::billing::model::PlanTier::Free,
             enabled: true,
         };
         joyfull_hub::tools::service::seed(&self.state, &tool)
@@ -156,12 +156,16 @@ impl TestApp {
                     subscription_id: Some(reservation.subscription_id),
                     tokens_used: used,
                     tokens_estimated: false,
-                    status: if used > 0 { "SUCCESS" } else { "ERROR" }.into(),
+                    status: if used > 0 {
+                        InvocationStatus::Success
+                    } else {
+                        InvocationStatus::Error
+                    },
                     error_code: None,
                     latency_ms: 1,
                     created_at: self.clock_now(),
                 },
-                tier: "FREE".into(),
+                tier: Some(joyfull_hub::billing::model::PlanTier::Free),
                 reservation: Some(reservation),
                 key: None,
             })

@@ -1,0 +1,189 @@
+//! The quota decision: whether a user may spend tokens on a tool of a given tier, and the reservation
+//! that sets them aside. [`spend`] is the one entry point; tokens are reserved in one place only
+//! (`reserve_batch.sql`, through the batcher), and a request it does not grant is explained here.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::batch::ReserveRequest;
+use super::model::{PlanTier, Reservation, SubscriptionId};
+use super::repo;
+use super::service::{self, SubscriptionView};
+use crate::app::AppState;
+use crate::error::{AppError, AppResult};
+use crate::users::model::UserId;
+
+/// What a caller asks to spend.
+#[derive(Debug, Clone, Copy)]
+pub struct Spend {
+    pub user: UserId,
+    /// The lowest plan tier that may spend (the tool's).
+    pub min_tier: PlanTier,
+    /// The tokens to set aside (at least one is).
+    pub tokens: i64,
+    /// How long the reservation lasts if it is never settled.
+    pub lease: Duration,
+}
+
+/// Tokens set aside, and the plan tier they were granted on.
+#[derive(Debug, Clone, Copy)]
+pub struct Grant {
+    pub reservation: Reservation,
+    pub tier: PlanTier,
+}
+
+/// Why billing refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The user's plan (Free without a subscription) ranks below the tier asked for.
+    PlanTooLow { needed: PlanTier },
+    /// The plan would reach, but the user has no current subscription.
+    NoSubscription,
+    /// The tokens asked do not fit what is left of the period.
+    QuotaExceeded {
+        asked: i64,
+        remaining: i64,
+        plan_name: String,
+        renews_at: DateTime<Utc>,
+    },
+}
+
+/// A refusal, with the subscription it concerns (if any) for the record.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub refusal: Refusal,
+    pub subscription: Option<SubscriptionId>,
+    pub tier: Option<PlanTier>,
+}
+
+impl Refused {
+    /// The error a caller sees; `what` names the thing spent on ("the Echo tool").
+    pub fn into_error(self, what: &str) -> AppError {
+        match self.refusal {
+            Refusal::PlanTooLow { needed } => AppError::PlanRequired(format!(
+                "{what} needs the {} plan or higher.",
+                needed.as_db()
+            )),
+            Refusal::NoSubscription => AppError::SubscriptionRequired(
+                "Subscribe to a plan to use tools (the Free plan will do).".into(),
+            ),
+            Refusal::QuotaExceeded {
+                asked,
+                remaining,
+                plan_name,
+                renews_at,
+            } => AppError::QuotaExceeded(format!(
+                "This call may use up to {asked} tokens, but your {plan_name} plan has {remaining} left this period (it renews on {}).",
+                renews_at.format("%Y-%m-%d")
+            )),
+        }
+    }
+}
+
+/// Decides and reserves: a [`Grant`] when the user's plan reaches `min_tier` and the tokens fit, else
+/// the [`Refused`] reason. Concurrent callers on any number of server instances never reserve more
+/// than the limit together (the reservation is serialised on the subscription row).
+///
+/// The common case takes one statement, shared with the requests that arrive at the same moment. When
+/// it declines, a period that ended is rolled forward and the reservation tried once more; a request
+/// still declined is explained from the subscription as it stands.
+#[tracing::instrument(skip_all, fields(user_id = %request.user.0, tokens = request.tokens))]
+pub async fn spend(app: &AppState, request: Spend) -> AppResult<Result<Grant, Refused>> {
+    if let Some(grant) = reserve(app, &request).await? {
+        return Ok(Ok(grant));
+    }
+    let subscription = service::current(app, request.user).await?;
+    let refused = explain(app, &request, subscription.as_ref()).await?;
+    let Some(refused) = refused else {
+        // It fits now (a period rolled forward, or tokens came back in between): ask once more.
+        if let Some(grant) = reserve(app, &request).await? {
+            return Ok(Ok(grant));
+        }
+        let subscription = service::current(app, request.user).await?;
+        return Ok(Err(explain(app, &request, subscription.as_ref())
+            .await?
+            .unwrap_or_else(|| {
+                quota_exceeded(&request, subscription.as_ref())
+            })));
+    };
+    Ok(Err(refused))
+}
+
+/// Runs the request through the reservation batcher.
+async fn reserve(app: &AppState, request: &Spend) -> AppResult<Option<Grant>> {
+    let tokens = request.tokens.max(1);
+    let now = app.clock.now();
+    let expires_at =
+        now + chrono::Duration::from_std(request.lease).unwrap_or(chrono::Duration::MAX);
+    let id = Uuid::now_v7();
+    let granted = app
+        .reservations
+        .submit(ReserveRequest {
+            id,
+            user: request.user.0,
+            tokens,
+            now,
+            expires_at,
+            min_tier: request.min_tier,
+        })
+        .await?;
+    Ok(granted.map(|granted| Grant {
+        reservation: Reservation {
+            id,
+            subscription_id: granted.subscription_id,
+            tokens,
+        },
+        tier: granted.tier,
+    }))
+}
+
+/// Why the request would be refused by the subscription as it stands, or `None` when it would fit.
+async fn explain(
+    app: &AppState,
+    request: &Spend,
+    subscription: Option<&SubscriptionView>,
+) -> AppResult<Option<Refused>> {
+    let plans = {
+        let mut conn = app.pool.get().await?;
+        repo::list_plans(&mut conn).await?
+    };
+    let rank_of = |tier: PlanTier| plans.iter().find(|p| p.tier == tier).map(|p| p.rank);
+    let have = subscription.map_or_else(|| rank_of(PlanTier::Free), |s| Some(s.plan.rank));
+    let reaches =
+        matches!((have, rank_of(request.min_tier)), (Some(have), Some(need)) if have >= need);
+    let refusal = if !reaches {
+        Some(Refusal::PlanTooLow {
+            needed: request.min_tier,
+        })
+    } else if subscription.is_none() {
+        Some(Refusal::NoSubscription)
+    } else {
+        return Ok(subscription
+            .and_then(|s| s.tokens_remaining())
+            .filter(|remaining| request.tokens.max(1) > *remaining)
+            .map(|_| quota_exceeded(request, subscription)));
+    };
+    Ok(refusal.map(|refusal| refused(refusal, subscription)))
+}
+
+fn quota_exceeded(request: &Spend, subscription: Option<&SubscriptionView>) -> Refused {
+    let refusal = Refusal::QuotaExceeded {
+        asked: request.tokens.max(1),
+        remaining: subscription
+            .and_then(SubscriptionView::tokens_remaining)
+            .unwrap_or(0),
+        plan_name: subscription.map_or_else(String::new, |s| s.plan.name.clone()),
+        renews_at: subscription.map_or_else(Utc::now, |s| s.row.current_period_end),
+    };
+    refused(refusal, subscription)
+}
+
+fn refused(refusal: Refusal, subscription: Option<&SubscriptionView>) -> Refused {
+    Refused {
+        refusal,
+        subscription: subscription.map(|s| SubscriptionId(s.row.id)),
+        tier: subscription.map(|s| s.row.tier),
+    }
+}
