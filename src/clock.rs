@@ -1,9 +1,19 @@
-//! The server's one "now" for business decisions (billing periods, usage times, sweeps), reached as
-//! `AppState::clock`; tests move a [`ManualClock`] by hand.
+//! The server's one "now" for business decisions (billing periods, reservations, usage times, sweeps),
+//! reached as `AppState::clock`; tests move a [`ManualClock`] by hand.
+//!
+//! Credentials are the exception, by rule: access-token expiry (checked by `jsonwebtoken` against the
+//! system time), refresh, mail and API-key lifetimes and login throttles are judged by the system
+//! clock, so moving business time (a test jumping a billing period) never signs anyone out, and a
+//! clock set by hand can never stretch a credential's life.
 
 use std::sync::Mutex;
 
 use chrono::{DateTime, Duration, Utc};
+
+/// `at` plus a standard duration, saturating instead of overflowing.
+pub fn after(at: DateTime<Utc>, duration: std::time::Duration) -> DateTime<Utc> {
+    at + Duration::from_std(duration).unwrap_or(Duration::MAX)
+}
 
 /// A source of "now".
 pub trait Clock: Send + Sync {

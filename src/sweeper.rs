@@ -18,7 +18,7 @@ pub fn spawn(app: AppState, every: Duration) -> tokio::task::JoinHandle<()> {
             loop {
                 ticks.tick().await;
                 let now = app.clock.now();
-                if let Err(e) = crate::billing::service::sweep(&app, now).await {
+                if let Err(e) = crate::billing::renewal::sweep(&app, now).await {
                     tracing::warn!(error = %e.public_message(), "billing sweep failed; retrying next interval");
                 }
                 if let Err(e) = crate::usage::service::apply_retention(&app, now).await {

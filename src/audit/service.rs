@@ -72,6 +72,27 @@ pub async fn record_in(
     Ok(())
 }
 
+/// Records a security-relevant action a user took on their own account (a password change or reset),
+/// inside the caller's transaction.
+pub async fn record_account_event_in(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    action: &str,
+) -> diesel::QueryResult<()> {
+    let actor = Actor {
+        user_id: Some(user),
+        request_id: None,
+    };
+    let event = Event {
+        action,
+        target_type: "user",
+        target_id: Some(user.to_string()),
+        before: None,
+        after: None,
+    };
+    record_in(conn, &actor, event).await
+}
+
 pub async fn page(
     app: &AppState,
     filter: &Filter,

@@ -1,6 +1,7 @@
 use async_graphql::{Context, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
+use super::mail_links;
 use super::service::{self, Session};
 use crate::graphql::context::ContextExt;
 use crate::graphql::guards::LoggedIn;
@@ -106,7 +107,7 @@ impl AuthMutation {
         ctx: &Context<'_>,
         email: String,
     ) -> async_graphql::Result<bool> {
-        Ok(service::request_password_reset(ctx.app()?, &email))
+        Ok(mail_links::request_password_reset(ctx.app()?, &email))
     }
 
     /// Sets a new password with the token from a reset mail. Every session of the account ends.
@@ -116,7 +117,7 @@ impl AuthMutation {
         #[graphql(secret)] token: String,
         #[graphql(secret)] new_password: String,
     ) -> async_graphql::Result<bool> {
-        Ok(service::reset_password(ctx.app()?, &token, &new_password).await?)
+        Ok(mail_links::reset_password(ctx.app()?, &token, &new_password).await?)
     }
 
     /// Confirms an email address with the token from a verification mail.
@@ -125,13 +126,13 @@ impl AuthMutation {
         ctx: &Context<'_>,
         #[graphql(secret)] token: String,
     ) -> async_graphql::Result<bool> {
-        Ok(service::verify_email(ctx.app()?, &token).await?)
+        Ok(mail_links::verify_email(ctx.app()?, &token).await?)
     }
 
     /// Mails a new verification link for the caller's unconfirmed address.
     #[graphql(guard = "LoggedIn")]
     async fn resend_verification_email(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
         let user = ctx.user()?;
-        Ok(service::resend_verification(ctx.app()?, user.id).await?)
+        Ok(mail_links::resend_verification(ctx.app()?, user.id).await?)
     }
 }

@@ -4,6 +4,7 @@
 pub mod caller;
 pub mod graphql;
 pub mod identity;
+pub mod mail_links;
 pub mod model;
 pub mod password;
 pub mod repo;

@@ -193,19 +193,13 @@ pub async fn record_failure(
     let window = diesel::data_types::PgInterval::from_microseconds(
         i64::try_from(window.as_micros()).unwrap_or(i64::MAX),
     );
-    diesel::sql_query(
-        "INSERT INTO login_throttle (key, failures, window_started_at) VALUES ($1, 1, $2) \
-         ON CONFLICT (key) DO UPDATE SET \
-           failures = CASE WHEN login_throttle.window_started_at <= $2 - $3 THEN 1 ELSE login_throttle.failures + 1 END, \
-           window_started_at = CASE WHEN login_throttle.window_started_at <= $2 - $3 THEN $2 ELSE login_throttle.window_started_at END \
-         RETURNING key, failures, window_started_at",
-    )
-    .bind::<Text, _>(key)
-    .bind::<Timestamptz, _>(now)
-    .bind::<Interval, _>(window)
-    .cached()
-    .get_result(conn)
-    .await
+    diesel::sql_query(include_str!("record_failure.sql"))
+        .bind::<Text, _>(key)
+        .bind::<Timestamptz, _>(now)
+        .bind::<Interval, _>(window)
+        .cached()
+        .get_result(conn)
+        .await
 }
 
 pub async fn reset_throttle(conn: &mut AsyncPgConnection, key: &str) -> QueryResult<usize> {

@@ -86,8 +86,7 @@ pub async fn check(
         let Some((_, policy)) = keys.iter().find(|(k, _)| *k == counter.key) else {
             continue;
         };
-        let window_end = counter.window_started_at
-            + chrono::Duration::from_std(policy.window).unwrap_or(chrono::Duration::MAX);
+        let window_end = crate::clock::after(counter.window_started_at, policy.window);
         if window_end <= now {
             continue;
         }

@@ -2,6 +2,7 @@ use async_graphql::{Context, InputObject, MaybeUndefined, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::model::{PlanChanges, PlanRow, PlanTier, SubscriptionStatus};
+use super::plans;
 use super::service::{self, SubscriptionView};
 use crate::graphql::context::ContextExt;
 use crate::graphql::guards::{AdminOnly, LoggedIn};
@@ -115,7 +116,7 @@ pub struct BillingQuery;
 impl BillingQuery {
     /// Every plan, cheapest first. Needs no credentials.
     async fn plans(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Plan>> {
-        let rows = service::plans(ctx.app()?).await?;
+        let rows = plans::plans(ctx.app()?).await?;
         Ok(rows.into_iter().map(Plan::from).collect())
     }
 }
@@ -175,7 +176,7 @@ impl BillingMutation {
             requests_per_minute: maybe(input.requests_per_minute),
             features: input.features.map(serde_json::Value::from),
         };
-        let plan = service::update_plan(ctx.app()?, &ctx.actor()?, tier, changes).await?;
+        let plan = plans::update_plan(ctx.app()?, &ctx.actor()?, tier, changes).await?;
         Ok(plan.into())
     }
 }

@@ -188,3 +188,18 @@ pub struct Reservation {
     pub subscription_id: Uuid,
     pub tokens: i64,
 }
+
+/// Current subscriptions of one tier and status, with the plan's price.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct TierCount {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub tier: PlanTier,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub status: SubscriptionStatus,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub subscriptions: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub price_cents: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub currency: String,
+}

@@ -115,8 +115,7 @@ pub async fn spend(app: &AppState, request: Spend) -> AppResult<Result<Grant, Re
 async fn reserve(app: &AppState, request: &Spend) -> AppResult<Option<Grant>> {
     let tokens = request.tokens.max(1);
     let now = app.clock.now();
-    let expires_at =
-        now + chrono::Duration::from_std(request.lease).unwrap_or(chrono::Duration::MAX);
+    let expires_at = crate::clock::after(now, request.lease);
     let id = Uuid::now_v7();
     let granted = app
         .reservations

@@ -7,8 +7,8 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::model::{
-    NewEvent, NewSubscription, PlanChanges, PlanRow, PlanTier, Reservation, SubscriptionRow,
-    SubscriptionStatus,
+    EventRow, NewEvent, NewSubscription, PlanChanges, PlanRow, PlanTier, Reservation,
+    SubscriptionRow, SubscriptionStatus, TierCount,
 };
 use crate::db::compose::{Composed, Part};
 use crate::db::schema::{plans, quota_reservations, subscription_events, subscriptions};
@@ -288,4 +288,28 @@ pub fn bind_settle_batch<'a>(
         .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(
             used.values().copied().collect::<Vec<_>>(),
         )
+}
+
+/// Current subscriptions per tier and status with their plan's price, cheapest plan first.
+pub async fn tier_counts(conn: &mut AsyncPgConnection) -> QueryResult<Vec<TierCount>> {
+    diesel::sql_query(
+        "SELECT s.tier, s.status, count(*) AS subscriptions, p.price_cents, p.currency \
+         FROM subscriptions s JOIN plans p ON p.tier = s.tier WHERE s.status <> 'EXPIRED' \
+         GROUP BY s.tier, s.status, p.price_cents, p.currency, p.rank ORDER BY p.rank, s.status",
+    )
+    .load(conn)
+    .await
+}
+
+/// Every event of a user's subscriptions, oldest first.
+pub async fn events_of_user(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+) -> QueryResult<Vec<EventRow>> {
+    subscription_events::table
+        .filter(subscription_events::user_id.eq(user))
+        .order((subscription_events::occurred_at, subscription_events::id))
+        .select(EventRow::as_select())
+        .load(conn)
+        .await
 }

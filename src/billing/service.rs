@@ -1,4 +1,6 @@
-//! Subscription rules: plans, subscribing and changing plans, period roll-forward, the sweeper. See the module documentation of [`crate::billing`].
+//! Subscriptions: the current one (rolled forward when its period ended), subscribing, changing plans,
+//! cancelling and resuming, and forgetting a deleted user. See the module documentation of
+//! [`crate::billing`].
 
 use std::collections::HashMap;
 
@@ -8,14 +10,14 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use uuid::Uuid;
 
 use super::model::{
-    EventKind, EventRow, NewEvent, NewSubscription, PlanChanges, PlanRow, PlanTier,
-    SubscriptionRow, SubscriptionStatus,
+    EventKind, EventRow, NewSubscription, PlanRow, PlanTier, SubscriptionRow, SubscriptionStatus,
+    TierCount,
 };
 use super::payment::ChargeRequest;
-use super::periods::{add_months, period_bounds, period_index};
+use super::periods::add_months;
+use super::renewal::{record, roll_forward, state_of};
 use super::repo::{self, SubscriptionState};
 use crate::app::AppState;
-use crate::audit::service::{self as audit, Actor};
 use crate::error::{AppError, AppResult};
 use crate::users::model::UserId;
 
@@ -33,93 +35,6 @@ impl SubscriptionView {
             .token_limit
             .map(|limit| (limit - self.row.tokens_used - self.row.tokens_reserved).max(0))
     }
-}
-
-/// How many `RENEWED` events one roll-forward records at most (one per elapsed period).
-const MAX_RENEWAL_EVENTS: u32 = 24;
-
-pub async fn plans(app: &AppState) -> AppResult<Vec<PlanRow>> {
-    let mut conn = app.pool.get().await?;
-    Ok(repo::list_plans(&mut conn).await?)
-}
-
-/// Checks and applies an administrator's changes to a plan.
-#[tracing::instrument(skip_all, fields(tier = tier.as_db()))]
-pub async fn update_plan(
-    app: &AppState,
-    actor: &Actor,
-    tier: PlanTier,
-    changes: PlanChanges,
-) -> AppResult<PlanRow> {
-    if let Some(name) = &changes.name
-        && (name.trim().is_empty() || name.chars().count() > 60)
-    {
-        return Err(AppError::bad_input(
-            "name",
-            "A plan name has 1 to 60 characters.",
-        ));
-    }
-    if changes.price_cents.is_some_and(|p| p < 0) {
-        return Err(AppError::bad_input(
-            "priceCents",
-            "A price cannot be negative.",
-        ));
-    }
-    if let Some(currency) = &changes.currency
-        && !(currency.len() == 3 && currency.chars().all(|c| c.is_ascii_uppercase()))
-    {
-        return Err(AppError::bad_input(
-            "currency",
-            "Use a three-letter ISO 4217 code such as USD or EUR.",
-        ));
-    }
-    if changes.token_limit.flatten().is_some_and(|l| l < 0) {
-        return Err(AppError::bad_input(
-            "tokenLimit",
-            "A token limit cannot be negative.",
-        ));
-    }
-    if changes.requests_per_minute.flatten().is_some_and(|r| r < 1) {
-        return Err(AppError::bad_input(
-            "requestsPerMinute",
-            "Allow at least one request per minute, or null for no limit.",
-        ));
-    }
-    let mut conn = app.pool.get().await?;
-    let plan = conn
-        .transaction::<_, AppError, _>(async |conn| {
-            let before = repo::lock_plan(conn, tier).await?;
-            let plan = repo::update_plan(conn, tier, &changes).await?;
-            let (before, after) = audit::diff(&plan_view(&before), &plan_view(&plan));
-            audit::record_in(
-                conn,
-                actor,
-                audit::Event {
-                    action: "plan.update",
-                    target_type: "plan",
-                    target_id: Some(plan.tier.to_string()),
-                    before: Some(before),
-                    after: Some(after),
-                },
-            )
-            .await?;
-            Ok(plan)
-        })
-        .await?;
-    tracing::info!("plan updated");
-    Ok(plan)
-}
-
-/// What the audit trail keeps of a plan.
-fn plan_view(plan: &PlanRow) -> serde_json::Value {
-    serde_json::json!({
-        "name": plan.name,
-        "priceCents": plan.price_cents,
-        "currency": plan.currency,
-        "tokenLimit": plan.token_limit,
-        "requestsPerMinute": plan.requests_per_minute,
-        "features": plan.features,
-    })
 }
 
 /// The user's current subscription, with any ended period rolled forward first.
@@ -333,18 +248,6 @@ fn no_subscription() -> AppError {
     )
 }
 
-fn state_of(row: &SubscriptionRow) -> SubscriptionState {
-    SubscriptionState {
-        tier: row.tier,
-        status: row.status,
-        current_period_start: row.current_period_start,
-        current_period_end: row.current_period_end,
-        cancel_at_period_end: row.cancel_at_period_end,
-        scheduled_tier: row.scheduled_tier,
-        tokens_used: row.tokens_used,
-    }
-}
-
 async fn charge(
     app: &AppState,
     user: UserId,
@@ -373,83 +276,6 @@ async fn charge(
     Ok(())
 }
 
-async fn record(
-    conn: &mut AsyncPgConnection,
-    row: &SubscriptionRow,
-    kind: EventKind,
-    from_tier: Option<PlanTier>,
-    to_tier: Option<PlanTier>,
-    at: DateTime<Utc>,
-) -> QueryResult<usize> {
-    repo::insert_event(
-        conn,
-        NewEvent {
-            id: Uuid::now_v7(),
-            subscription_id: row.id,
-            user_id: row.user_id,
-            kind,
-            from_tier,
-            to_tier,
-            occurred_at: at,
-        },
-    )
-    .await
-}
-
-/// Applies every period boundary passed by `now` to a locked subscription: expiry after a cancellation,
-/// otherwise renewal (with any scheduled downgrade) into the period containing `now`, counter at zero.
-async fn roll_forward(
-    conn: &mut AsyncPgConnection,
-    row: SubscriptionRow,
-    now: DateTime<Utc>,
-) -> QueryResult<SubscriptionRow> {
-    if row.status() == SubscriptionStatus::Expired || now < row.current_period_end {
-        return Ok(row);
-    }
-    if row.cancel_at_period_end {
-        let mut state = state_of(&row);
-        state.status = SubscriptionStatus::Expired;
-        let saved = repo::save_state(conn, row.id, state).await?;
-        record(
-            conn,
-            &saved,
-            EventKind::Expired,
-            Some(row.tier),
-            None,
-            row.current_period_end,
-        )
-        .await?;
-        tracing::info!(subscription_id = %row.id, "subscription expired at the end of its period");
-        return Ok(saved);
-    }
-    let old_index = period_index(row.billing_anchor, row.current_period_start);
-    let index = period_index(row.billing_anchor, now).max(old_index + 1);
-    let (start, end) = period_bounds(row.billing_anchor, index);
-    let new_tier = row.scheduled_tier.unwrap_or(row.tier);
-    let mut state = state_of(&row);
-    state.tier = new_tier;
-    state.scheduled_tier = None;
-    state.current_period_start = start;
-    state.current_period_end = end;
-    state.tokens_used = 0;
-    let saved = repo::save_state(conn, row.id, state).await?;
-    for step in 1..=(index - old_index).min(MAX_RENEWAL_EVENTS) {
-        let from = if step == 1 { row.tier } else { new_tier };
-        let at = period_bounds(row.billing_anchor, old_index + step).0;
-        record(
-            conn,
-            &saved,
-            EventKind::Renewed,
-            Some(from),
-            Some(new_tier),
-            at,
-        )
-        .await?;
-    }
-    tracing::info!(subscription_id = %row.id, tier = %new_tier, periods = index - old_index, "subscription renewed");
-    Ok(saved)
-}
-
 /// Ends a user's subscription at once inside the caller's transaction (the account is being deleted):
 /// it expires as of `now`, with an `EXPIRED` event, and its reservations are dropped.
 pub async fn forget_user_in(
@@ -471,93 +297,14 @@ pub async fn forget_user_in(
     Ok(())
 }
 
-/// What one sweep did.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct SweepReport {
-    pub subscriptions_rolled: usize,
-    pub reservations_expired: usize,
-}
-
-/// Rolls forward every subscription whose period ended and returns the tokens of expired reservations.
-/// Safe to run on several instances at once (`FOR UPDATE SKIP LOCKED`).
-pub async fn sweep(app: &AppState, now: DateTime<Utc>) -> AppResult<SweepReport> {
-    const BATCH: i64 = 100;
-    let mut report = SweepReport::default();
-    let mut conn = app.pool.get().await?;
-    loop {
-        let rolled = conn
-            .transaction::<_, AppError, _>(async |conn| {
-                let due = repo::lock_due(conn, now, BATCH).await?;
-                let count = due.len();
-                for row in due {
-                    roll_forward(conn, row, now).await?;
-                }
-                Ok(count)
-            })
-            .await?;
-        report.subscriptions_rolled += rolled;
-        if rolled < usize::try_from(BATCH).unwrap_or(usize::MAX) {
-            break;
-        }
-    }
-    report.reservations_expired = conn
-        .transaction::<_, AppError, _>(async |conn| {
-            let expired = repo::take_expired_reservations(conn, None, now).await?;
-            let mut per_subscription: HashMap<Uuid, i64> = HashMap::new();
-            for reservation in &expired {
-                *per_subscription
-                    .entry(reservation.subscription_id)
-                    .or_default() += reservation.tokens;
-            }
-            for (subscription, tokens) in per_subscription {
-                repo::settle_counters(conn, subscription, tokens, 0).await?;
-            }
-            Ok(expired.len())
-        })
-        .await?;
-    if report != SweepReport::default() {
-        tracing::info!(?report, "billing sweep");
-    }
-    Ok(report)
-}
-
 /// Current subscriptions per tier and status, with the plan's price.
-#[derive(Debug, Clone, diesel::QueryableByName)]
-pub struct TierCount {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    pub tier: PlanTier,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    pub status: SubscriptionStatus,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    pub subscriptions: i64,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    pub price_cents: i64,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    pub currency: String,
-}
-
 pub async fn tier_counts(app: &AppState) -> AppResult<Vec<TierCount>> {
-    use diesel_async::RunQueryDsl;
     let mut conn = app.pool.get().await?;
-    Ok(diesel::sql_query(
-        "SELECT s.tier, s.status, count(*) AS subscriptions, p.price_cents, p.currency \
-         FROM subscriptions s JOIN plans p ON p.tier = s.tier WHERE s.status <> 'EXPIRED' \
-         GROUP BY s.tier, s.status, p.price_cents, p.currency, p.rank ORDER BY p.rank, s.status",
-    )
-    .load(&mut conn)
-    .await?)
+    Ok(repo::tier_counts(&mut conn).await?)
 }
 
 /// A user's subscription history (all their subscriptions), oldest first.
-pub async fn history_for_user(app: &AppState, user: Uuid) -> AppResult<Vec<EventRow>> {
-    use crate::db::schema::subscription_events;
-    use diesel::prelude::*;
-    use diesel_async::RunQueryDsl;
+pub async fn history_for_user(app: &AppState, user: UserId) -> AppResult<Vec<EventRow>> {
     let mut conn = app.pool.get().await?;
-    Ok(subscription_events::table
-        .filter(subscription_events::user_id.eq(user))
-        .order((subscription_events::occurred_at, subscription_events::id))
-        .select(EventRow::as_select())
-        .load(&mut conn)
-        .await?)
+    Ok(repo::events_of_user(&mut conn, user.0).await?)
 }

@@ -118,7 +118,7 @@ async fn run(
         + Duration::from_secs(30);
     if let Some(key) = &call.key {
         let now = app.clock.now();
-        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let until = crate::clock::after(now, lease);
         let mut conn = app.pool.get().await?;
         match idempotency::claim(&mut conn, call.user, key, call.tool.id, now, until).await? {
             Claim::Claimed => {}

@@ -3,9 +3,10 @@ use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::input::{HeaderInput, ToolInput};
 use super::model::{ToolId, ToolRow};
 use super::repo::Listing;
-use super::service::{self, HeaderInput, ToolInput};
+use super::service;
 use crate::auth::identity::Caller;
 use crate::billing::model::PlanTier;
 use crate::error::AppError;

@@ -3,6 +3,7 @@
 
 pub mod crypto;
 pub mod graphql;
+pub mod input;
 pub mod model;
 pub mod repo;
 pub mod service;

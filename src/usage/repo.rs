@@ -250,17 +250,12 @@ pub async fn raw_totals(
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
 ) -> QueryResult<Vec<DailyTotal>> {
-    diesel::sql_query(
-        "SELECT tool_id, (created_at AT TIME ZONE 'UTC')::date AS day, count(*) AS invocations, \
-         COALESCE(sum(tokens_used), 0)::bigint AS tokens FROM usage_events \
-         WHERE user_id = $1 AND ($2::timestamptz IS NULL OR created_at >= $2) AND ($3::timestamptz IS NULL OR created_at < $3) \
-         GROUP BY 1, 2",
-    )
-    .bind::<SqlUuid, _>(user)
-    .bind::<Nullable<Timestamptz>, _>(from)
-    .bind::<Nullable<Timestamptz>, _>(to)
-    .load(conn)
-    .await
+    diesel::sql_query(include_str!("raw_totals.sql"))
+        .bind::<SqlUuid, _>(user)
+        .bind::<Nullable<Timestamptz>, _>(from)
+        .bind::<Nullable<Timestamptz>, _>(to)
+        .load(conn)
+        .await
 }
 
 /// Deletes up to `batch` raw rows older than `before` (rollups stay); returns how many went.

@@ -1,7 +1,7 @@
 use async_graphql::{ComplexObject, Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::model::{Role, UserRow, UserStatus};
+use super::model::{Role, UserId, UserRow, UserStatus};
 use super::service;
 use crate::auth::identity::Caller;
 use crate::billing::graphql::PlanSubscription;
@@ -91,7 +91,8 @@ impl User {
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Vec<SubscriptionEvent>> {
         own_or_admin(ctx, self.row_id)?;
-        let events = crate::billing::service::history_for_user(ctx.app()?, self.row_id).await?;
+        let events =
+            crate::billing::service::history_for_user(ctx.app()?, UserId(self.row_id)).await?;
         Ok(events
             .into_iter()
             .map(|e| SubscriptionEvent {

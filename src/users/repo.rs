@@ -107,11 +107,8 @@ pub async fn mark_verified_if_current(
     .await
 }
 
-const LIST_FROM: &str = "FROM users u LEFT JOIN subscriptions s ON s.user_id = u.id AND s.status <> 'EXPIRED' \
-     WHERE u.deleted_at IS NULL \
-       AND ($1::text IS NULL OR u.email ILIKE $1 OR u.name ILIKE $1) \
-       AND ($2::text IS NULL OR u.role = $2) AND ($3::text IS NULL OR u.status = $3) \
-       AND ($4::text IS NULL OR s.tier = $4)";
+/// The FROM and WHERE of the user list; see the file's opening comment.
+const LIST_FROM: &str = include_str!("list_filter.sql");
 
 fn like_pattern(search: Option<&String>) -> Option<String> {
     search.map(|s| {
@@ -145,7 +142,7 @@ pub async fn list(
         ),
     };
     let sql = format!(
-        "SELECT u.id, u.created_at, lower(u.name) AS name_key, COALESCE(s.tokens_used, 0)::bigint AS tokens_key {LIST_FROM} \
+        "SELECT u.id, u.created_at, lower(u.name) AS name_key, COALESCE(s.tokens_used, 0)::bigint AS tokens_key\n{LIST_FROM}\n\
          AND ($6::uuid IS NULL OR {keyset}) ORDER BY {order} LIMIT $9"
     );
     diesel::sql_query(sql)
@@ -169,7 +166,7 @@ pub async fn count_listed(conn: &mut AsyncPgConnection, filter: &ListFilter) -> 
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let count: Count = diesel::sql_query(format!("SELECT count(*) AS n {LIST_FROM}"))
+    let count: Count = diesel::sql_query(format!("SELECT count(*) AS n\n{LIST_FROM}"))
         .bind::<Nullable<Text>, _>(like_pattern(filter.search.as_ref()))
         .bind::<Nullable<Text>, _>(filter.role)
         .bind::<Nullable<Text>, _>(filter.status)

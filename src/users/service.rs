@@ -35,7 +35,7 @@ pub async fn update_profile(
     if let Some(email) = email
         && email.as_str() != user.email
     {
-        crate::auth::service::request_email_change(app, &user, &email).await?;
+        crate::auth::mail_links::request_email_change(app, &user, &email).await?;
     }
     Ok(user)
 }

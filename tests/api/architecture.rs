@@ -163,7 +163,7 @@ fn is_presentation(module: &str) -> bool {
 }
 
 fn is_kernel(module: &str) -> bool {
-    KERNELS.contains(&module)
+    KERNELS.contains(&module.split("::").next().unwrap_or_default())
 }
 
 fn is_db(module: &str) -> bool {

@@ -6,7 +6,7 @@ use chrono::{Months, Utc};
 use joyfull_hub::app::AppState;
 use joyfull_hub::billing::model::{PlanTier, Reservation};
 use joyfull_hub::billing::quota::{self, Refusal, Spend};
-use joyfull_hub::billing::service;
+use joyfull_hub::billing::{renewal, service};
 use joyfull_hub::error::AppError;
 use joyfull_hub::users::model::UserId;
 use serde_json::{Value, json};
@@ -242,7 +242,7 @@ async fn periods_roll_over_even_when_nothing_ran_at_the_boundary() {
 
     // Three periods and a bit later, with no request in between; the sweeper makes it explicit.
     app.clock.advance(chrono::Duration::days(95));
-    let report = service::sweep(&app.state, app.clock_now()).await.unwrap();
+    let report = renewal::sweep(&app.state, app.clock_now()).await.unwrap();
 
     assert_eq!(report.subscriptions_rolled, 1);
     let now = subscription(&app, &user).await;
@@ -258,7 +258,7 @@ async fn periods_roll_over_even_when_nothing_ran_at_the_boundary() {
         ["CREATED", "RENEWED", "RENEWED", "RENEWED"]
     );
     assert_eq!(
-        service::sweep(&app.state, app.clock_now())
+        renewal::sweep(&app.state, app.clock_now())
             .await
             .unwrap()
             .subscriptions_rolled,
@@ -307,7 +307,7 @@ async fn a_reservation_left_behind_by_a_crash_expires_and_its_tokens_return() {
     assert!(reserve(&app.state, user.user_id(), 1, LEASE).await.is_err());
 
     app.clock.advance(chrono::Duration::seconds(31));
-    let report = service::sweep(&app.state, app.clock_now()).await.unwrap();
+    let report = renewal::sweep(&app.state, app.clock_now()).await.unwrap();
 
     assert_eq!(report.reservations_expired, 1);
     assert_eq!(subscription(&app, &user).await["tokensReserved"], 0);

@@ -1,0 +1,280 @@
+//! Links sent by mail: email verification, confirming a new address, and password resets.
+//!
+//! Mail tokens are single-use, hashed and time-limited. Asking for a reset answers the same whether or
+//! not the address exists, and does the work in the background so timing says nothing either.
+
+use chrono::{DateTime, Duration, Utc};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::model::{MailPurpose, NewEmailToken};
+use super::repo;
+use super::tokens::{hash_token, random_token};
+use crate::app::AppState;
+use crate::error::{AppError, AppResult};
+use crate::mail::action_mail;
+use crate::users::model::{Email, UserId, UserRow, UserStatus, check_password_strength};
+use crate::users::repo as users;
+
+/// At most this many reset mails per account per hour.
+const RESET_MAILS_PER_HOUR: i64 = 3;
+
+/// Mails a reset link if the address belongs to an active account. Always answers true, at once.
+pub fn request_password_reset(app: &AppState, email: &str) -> bool {
+    let Ok(email) = Email::parse(email, "email") else {
+        return true;
+    };
+    let app = app.clone();
+    let span = tracing::info_span!("password_reset_request", email = %email.masked());
+    tokio::spawn(
+        async move {
+            if let Err(e) = send_reset(&app, &email).await {
+                tracing::error!(error = ?e, "could not send a password reset mail");
+            }
+        }
+        .instrument(span),
+    );
+    true
+}
+
+async fn send_reset(app: &AppState, email: &Email) -> AppResult<()> {
+    let now = Utc::now();
+    let mut conn = app.pool.get().await?;
+    let Some(user) = users::find_by_email(&mut conn, email.as_str()).await? else {
+        tracing::info!("password reset asked for an unknown address; nothing sent");
+        return Ok(());
+    };
+    if user.status() != UserStatus::Active {
+        tracing::info!(user_id = %user.id, "password reset asked for a suspended account; nothing sent");
+        return Ok(());
+    }
+    let recent = repo::count_recent_email_tokens(
+        &mut conn,
+        user.id,
+        MailPurpose::ResetPassword,
+        now - Duration::hours(1),
+    )
+    .await?;
+    if recent >= RESET_MAILS_PER_HOUR {
+        tracing::warn!(user_id = %user.id, "password reset mail limit reached; nothing sent");
+        return Ok(());
+    }
+    let token = create_mail_token(
+        &mut conn,
+        app,
+        &user,
+        MailPurpose::ResetPassword,
+        user.email.clone(),
+        now,
+    )
+    .await?;
+    let hours = app.config.auth.reset_token_ttl.as_secs() / 3600;
+    let mail = action_mail(
+        &user.email,
+        "Reset your Joyfull Hub password",
+        &user.name,
+        "Someone (hopefully you) asked to reset the password of your Joyfull Hub account.",
+        "Choose a new password",
+        &format!("{}/reset-password?token={token}", app.mailer.public_url),
+        &format!(
+            "The link works once, for {hours} hours. If you did not ask for it, ignore this mail: your password stays as it is."
+        ),
+    );
+    app.mailer.send(mail).await.map_err(AppError::internal)?;
+    tracing::info!(user_id = %user.id, "password reset mail sent");
+    Ok(())
+}
+
+/// Sets a new password with a reset token; every session of the account ends.
+#[tracing::instrument(skip_all)]
+pub async fn reset_password(app: &AppState, token: &str, new_password: &str) -> AppResult<bool> {
+    check_password_strength(new_password, "newPassword")?;
+    let password_hash = app.hasher.hash(new_password).await?;
+    let now = Utc::now();
+    let mut conn = app.pool.get().await?;
+    let user_id = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            let token = repo::consume_email_token(
+                conn,
+                &hash_token(token),
+                &[MailPurpose::ResetPassword],
+                now,
+            )
+            .await?
+            .ok_or_else(|| {
+                AppError::bad_input(
+                    "token",
+                    "This reset link is invalid, used or expired: ask for a new one.",
+                )
+            })?;
+            users::update_password(conn, UserId(token.user_id), &password_hash).await?;
+            repo::revoke_all_for_user(conn, token.user_id, now).await?;
+            repo::retire_email_tokens(conn, token.user_id, MailPurpose::ResetPassword, now).await?;
+            // Receiving the mail proves the address.
+            users::mark_verified_if_current(conn, token.user_id, &token.email, now).await?;
+            crate::audit::service::record_account_event_in(
+                conn,
+                token.user_id,
+                "user.password_reset",
+            )
+            .await?;
+            Ok(token.user_id)
+        })
+        .await?;
+    app.caches.invalidate_user(user_id);
+    tracing::info!(user_id = %user_id, "password reset; every session ended");
+    Ok(true)
+}
+
+/// Confirms an address from a verification (or email change) link.
+#[tracing::instrument(skip_all)]
+pub async fn verify_email(app: &AppState, token: &str) -> AppResult<bool> {
+    let now = Utc::now();
+    let mut conn = app.pool.get().await?;
+    let user_id = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            let token = repo::consume_email_token(
+                conn,
+                &hash_token(token),
+                &[MailPurpose::VerifyEmail, MailPurpose::ChangeEmail],
+                now,
+            )
+            .await?
+            .ok_or_else(|| {
+                AppError::bad_input(
+                    "token",
+                    "This verification link is invalid, used or expired.",
+                )
+            })?;
+            if token.purpose == MailPurpose::ChangeEmail {
+                users::set_verified_email(conn, token.user_id, &token.email, now).await?;
+            } else {
+                users::mark_verified_if_current(conn, token.user_id, &token.email, now).await?;
+            }
+            Ok(token.user_id)
+        })
+        .await?;
+    tracing::info!(user_id = %user_id, "email address verified");
+    Ok(true)
+}
+
+/// Asks the owner of `new_email` to confirm it; the address changes when they do.
+pub async fn request_email_change(
+    app: &AppState,
+    user: &UserRow,
+    new_email: &Email,
+) -> AppResult<()> {
+    let now = Utc::now();
+    let mut conn = app.pool.get().await?;
+    if users::email_taken(&mut conn, new_email.as_str()).await? {
+        return Err(AppError::Conflict(
+            "That email address is already registered.".into(),
+        ));
+    }
+    let token = create_mail_token(
+        &mut conn,
+        app,
+        user,
+        MailPurpose::ChangeEmail,
+        new_email.as_str().to_owned(),
+        now,
+    )
+    .await?;
+    tracing::info!(user_id = %user.id, new_email = %new_email.masked(), "email change requested");
+    send_verification(app, &user.name, new_email.as_str(), &token);
+    Ok(())
+}
+
+/// Mails a new verification link for the current, unverified address.
+#[tracing::instrument(skip_all, fields(user_id = %user.0))]
+pub async fn resend_verification(app: &AppState, user: UserId) -> AppResult<bool> {
+    let now = Utc::now();
+    let mut conn = app.pool.get().await?;
+    let row = users::find_by_id(&mut conn, user)
+        .await?
+        .ok_or_else(|| AppError::Unauthenticated("This account no longer exists.".into()))?;
+    if row.email_verified_at.is_some() {
+        return Err(AppError::Conflict(
+            "Your email address is already verified.".into(),
+        ));
+    }
+    let recent = repo::count_recent_email_tokens(
+        &mut conn,
+        row.id,
+        MailPurpose::VerifyEmail,
+        now - Duration::hours(1),
+    )
+    .await?;
+    if recent >= RESET_MAILS_PER_HOUR {
+        return Err(AppError::RateLimited {
+            message: "Several verification mails went out in the last hour: check your inbox (and spam folder).".into(),
+            retry_after: 3600,
+        });
+    }
+    let token = create_mail_token(
+        &mut conn,
+        app,
+        &row,
+        MailPurpose::VerifyEmail,
+        row.email.clone(),
+        now,
+    )
+    .await?;
+    send_verification(app, &row.name, &row.email, &token);
+    Ok(true)
+}
+
+pub(super) async fn create_mail_token(
+    conn: &mut AsyncPgConnection,
+    app: &AppState,
+    user: &UserRow,
+    purpose: MailPurpose,
+    email: String,
+    now: DateTime<Utc>,
+) -> AppResult<String> {
+    let ttl = match purpose {
+        MailPurpose::ResetPassword => app.config.auth.reset_token_ttl,
+        MailPurpose::VerifyEmail | MailPurpose::ChangeEmail => app.config.auth.verify_token_ttl,
+    };
+    let (token, hash) = random_token("");
+    repo::insert_email_token(
+        conn,
+        NewEmailToken {
+            id: Uuid::now_v7(),
+            user_id: user.id,
+            purpose,
+            email: &email,
+            token_hash: &hash,
+            expires_at: crate::clock::after(now, ttl),
+        },
+    )
+    .await?;
+    Ok(token)
+}
+
+/// Sends the verification mail in the background; a failure is logged, and the user can ask for
+/// another with `resendVerificationEmail`.
+pub(super) fn send_verification(app: &AppState, name: &str, to: &str, token: &str) {
+    let hours = app.config.auth.verify_token_ttl.as_secs() / 3600;
+    let mail = action_mail(
+        to,
+        "Confirm your email address for Joyfull Hub",
+        name,
+        "Please confirm that this address belongs to you.",
+        "Confirm my address",
+        &format!("{}/verify-email?token={token}", app.mailer.public_url),
+        &format!(
+            "The link works once, for {hours} hours. If you did not sign up, ignore this mail."
+        ),
+    );
+    let mailer = app.mailer.clone();
+    tokio::spawn(
+        async move {
+            if let Err(e) = mailer.send(mail).await {
+                tracing::error!(error = ?e, "could not send a verification mail");
+            }
+        }
+        .instrument(tracing::Span::current()),
+    );
+}

@@ -1,0 +1,12 @@
+-- Counts one failed login for a throttle key, atomically: the first failure, or the first after the
+-- window is over, starts a new window at one; any other adds one. Returns the key's row.
+-- $1 text         the throttle key (an account or an address)
+-- $2 timestamptz  now
+-- $3 interval     the window's length
+INSERT INTO login_throttle (key, failures, window_started_at) VALUES ($1, 1, $2)
+ON CONFLICT (key) DO UPDATE SET
+  failures = CASE WHEN login_throttle.window_started_at <= $2 - $3 THEN 1
+                  ELSE login_throttle.failures + 1 END,
+  window_started_at = CASE WHEN login_throttle.window_started_at <= $2 - $3 THEN $2
+                           ELSE login_throttle.window_started_at END
+RETURNING key, failures, window_started_at

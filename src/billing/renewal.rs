@@ -1,0 +1,158 @@
+//! Periods moving on: a subscription whose period ended is rolled forward (renewed, downgraded as
+//! scheduled, or expired) by whatever touches it next, and the sweeper does it in the background, with
+//! the expired reservations' tokens returned. Every change is recorded as a subscription event.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use diesel::QueryResult;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use uuid::Uuid;
+
+use super::model::{EventKind, NewEvent, PlanTier, SubscriptionRow, SubscriptionStatus};
+use super::periods::{period_bounds, period_index};
+use super::repo::{self, SubscriptionState};
+use crate::app::AppState;
+use crate::error::{AppError, AppResult};
+
+/// How many `RENEWED` events one roll-forward records at most (one per elapsed period).
+const MAX_RENEWAL_EVENTS: u32 = 24;
+
+pub(super) fn state_of(row: &SubscriptionRow) -> SubscriptionState {
+    SubscriptionState {
+        tier: row.tier,
+        status: row.status,
+        current_period_start: row.current_period_start,
+        current_period_end: row.current_period_end,
+        cancel_at_period_end: row.cancel_at_period_end,
+        scheduled_tier: row.scheduled_tier,
+        tokens_used: row.tokens_used,
+    }
+}
+
+pub(super) async fn record(
+    conn: &mut AsyncPgConnection,
+    row: &SubscriptionRow,
+    kind: EventKind,
+    from_tier: Option<PlanTier>,
+    to_tier: Option<PlanTier>,
+    at: DateTime<Utc>,
+) -> QueryResult<usize> {
+    repo::insert_event(
+        conn,
+        NewEvent {
+            id: Uuid::now_v7(),
+            subscription_id: row.id,
+            user_id: row.user_id,
+            kind,
+            from_tier,
+            to_tier,
+            occurred_at: at,
+        },
+    )
+    .await
+}
+
+/// Applies every period boundary passed by `now` to a locked subscription: expiry after a cancellation,
+/// otherwise renewal (with any scheduled downgrade) into the period containing `now`, counter at zero.
+pub(super) async fn roll_forward(
+    conn: &mut AsyncPgConnection,
+    row: SubscriptionRow,
+    now: DateTime<Utc>,
+) -> QueryResult<SubscriptionRow> {
+    if row.status() == SubscriptionStatus::Expired || now < row.current_period_end {
+        return Ok(row);
+    }
+    if row.cancel_at_period_end {
+        let mut state = state_of(&row);
+        state.status = SubscriptionStatus::Expired;
+        let saved = repo::save_state(conn, row.id, state).await?;
+        record(
+            conn,
+            &saved,
+            EventKind::Expired,
+            Some(row.tier),
+            None,
+            row.current_period_end,
+        )
+        .await?;
+        tracing::info!(subscription_id = %row.id, "subscription expired at the end of its period");
+        return Ok(saved);
+    }
+    let old_index = period_index(row.billing_anchor, row.current_period_start);
+    let index = period_index(row.billing_anchor, now).max(old_index + 1);
+    let (start, end) = period_bounds(row.billing_anchor, index);
+    let new_tier = row.scheduled_tier.unwrap_or(row.tier);
+    let mut state = state_of(&row);
+    state.tier = new_tier;
+    state.scheduled_tier = None;
+    state.current_period_start = start;
+    state.current_period_end = end;
+    state.tokens_used = 0;
+    let saved = repo::save_state(conn, row.id, state).await?;
+    for step in 1..=(index - old_index).min(MAX_RENEWAL_EVENTS) {
+        let from = if step == 1 { row.tier } else { new_tier };
+        let at = period_bounds(row.billing_anchor, old_index + step).0;
+        record(
+            conn,
+            &saved,
+            EventKind::Renewed,
+            Some(from),
+            Some(new_tier),
+            at,
+        )
+        .await?;
+    }
+    tracing::info!(subscription_id = %row.id, tier = %new_tier, periods = index - old_index, "subscription renewed");
+    Ok(saved)
+}
+
+/// What one sweep did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub subscriptions_rolled: usize,
+    pub reservations_expired: usize,
+}
+
+/// Rolls forward every subscription whose period ended and returns the tokens of expired reservations.
+/// Safe to run on several instances at once (`FOR UPDATE SKIP LOCKED`).
+pub async fn sweep(app: &AppState, now: DateTime<Utc>) -> AppResult<SweepReport> {
+    const BATCH: i64 = 100;
+    let mut report = SweepReport::default();
+    let mut conn = app.pool.get().await?;
+    loop {
+        let rolled = conn
+            .transaction::<_, AppError, _>(async |conn| {
+                let due = repo::lock_due(conn, now, BATCH).await?;
+                let count = due.len();
+                for row in due {
+                    roll_forward(conn, row, now).await?;
+                }
+                Ok(count)
+            })
+            .await?;
+        report.subscriptions_rolled += rolled;
+        if rolled < usize::try_from(BATCH).unwrap_or(usize::MAX) {
+            break;
+        }
+    }
+    report.reservations_expired = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            let expired = repo::take_expired_reservations(conn, None, now).await?;
+            let mut per_subscription: HashMap<Uuid, i64> = HashMap::new();
+            for reservation in &expired {
+                *per_subscription
+                    .entry(reservation.subscription_id)
+                    .or_default() += reservation.tokens;
+            }
+            for (subscription, tokens) in per_subscription {
+                repo::settle_counters(conn, subscription, tokens, 0).await?;
+            }
+            Ok(expired.len())
+        })
+        .await?;
+    if report != SweepReport::default() {
+        tracing::info!(?report, "billing sweep");
+    }
+    Ok(report)
+}

@@ -1,0 +1,117 @@
+//! The configuration's parsing and validation rules.
+
+use std::collections::HashMap;
+
+use super::load::read_env_file;
+use super::*;
+
+fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    Config::from_lookup(|k| map.get(k).cloned())
+}
+
+#[test]
+fn defaults_are_a_development_server_on_port_8000() {
+    let config = config(&[]).unwrap();
+    assert_eq!(config.environment, Environment::Development);
+    assert_eq!(config.listen.to_string(), "127.0.0.1:8000");
+    assert!(config.introspection);
+    assert_eq!(config.cors_origins, Some(CorsOrigins::Any));
+    assert_eq!(config.request_timeout, Duration::from_secs(30));
+}
+
+#[test]
+fn production_refuses_missing_secrets_and_names_both() {
+    let err = config(&[("HUB_ENV", "production")]).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("HUB_JWT_SECRET is required"), "{text}");
+    assert!(text.contains("HUB_ENCRYPTION_KEY is required"), "{text}");
+}
+
+#[test]
+fn production_refuses_a_weak_jwt_secret() {
+    let key = "ab".repeat(32);
+    let err = config(&[
+        ("HUB_ENV", "production"),
+        (
+            "HUB_JWT_SECRET",
+            "changeme-changeme-changeme-changeme-123456789",
+        ),
+        ("HUB_ENCRYPTION_KEY", &key),
+    ])
+    .unwrap_err();
+    assert!(err.to_string().contains("too weak"), "{err}");
+    let err = config(&[
+        ("HUB_ENV", "production"),
+        ("HUB_JWT_SECRET", "short"),
+        ("HUB_ENCRYPTION_KEY", &key),
+    ])
+    .unwrap_err();
+    assert!(err.to_string().contains("shorter than 32"), "{err}");
+}
+
+#[test]
+fn production_with_strong_secrets_turns_conveniences_off() {
+    let config = config(&[
+        ("HUB_ENV", "production"),
+        ("HUB_JWT_SECRET", "k3J9x2Qw8Zr5Tn1Vb7Mc4Ld6Fs0Gh2Pj9Ya5Ue"),
+        (
+            "HUB_ENCRYPTION_KEY",
+            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        ),
+    ])
+    .unwrap();
+    assert!(!config.introspection);
+    assert_eq!(config.cors_origins, None);
+    assert_eq!(config.log_format, LogFormat::Json);
+    assert!(format!("{config:?}").contains("[redacted]"));
+    assert!(!format!("{config:?}").contains("k3J9x2Qw8"));
+}
+
+#[test]
+fn an_owned_database_keeps_a_core_for_itself() {
+    assert_eq!(worker_threads(2, true), 1);
+    assert_eq!(worker_threads(1, true), 1);
+    assert_eq!(worker_threads(8, true), 7);
+    assert_eq!(worker_threads(2, false), 2);
+    let external = config(&[("DATABASE_URL", "postgres://h/db")]).unwrap();
+    let owned = config(&[]).unwrap();
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    assert_eq!(external.worker_threads, cores);
+    assert_eq!(owned.worker_threads, cores.saturating_sub(1).max(1));
+    let set = config(&[("HUB_WORKER_THREADS", "3")]).unwrap();
+    assert_eq!(set.worker_threads, 3);
+    assert!(config(&[("HUB_WORKER_THREADS", "0")]).is_err());
+}
+
+#[test]
+fn every_bad_value_is_reported_at_once() {
+    let err = config(&[
+        ("HUB_LISTEN", "nowhere"),
+        ("HUB_DB_POOL_SIZE", "0"),
+        ("HUB_INTROSPECTION", "maybe"),
+        ("HUB_CORS_ORIGINS", "https://ok.example, ftp://bad/"),
+        ("DATABASE_URL", "mysql://x"),
+    ])
+    .unwrap_err();
+    assert_eq!(err.0.len(), 5, "{err}");
+}
+
+#[test]
+fn a_config_file_is_parsed_with_quotes_and_comments() {
+    let dir = std::env::temp_dir().join(format!("jh-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("hub.env");
+    std::fs::write(
+        &path,
+        "# comment\nHUB_LISTEN=\"0.0.0.0:9000\"\nexport HUB_ENV='development'\n",
+    )
+    .unwrap();
+    let values = read_env_file(&path).unwrap();
+    assert_eq!(values.get("HUB_LISTEN").unwrap(), "0.0.0.0:9000");
+    assert_eq!(values.get("HUB_ENV").unwrap(), "development");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
