@@ -17,8 +17,20 @@ use crate::mail::action_mail;
 use crate::users::model::{Email, UserId, UserRow, UserStatus, check_password_strength};
 use crate::users::repo as users;
 
-/// At most this many reset mails per account per hour.
-const RESET_MAILS_PER_HOUR: i64 = 3;
+/// At most this many mails of one purpose per account per hour.
+const MAILS_PER_HOUR: i64 = 3;
+
+/// Whether another mail of `purpose` may go to the user now.
+async fn within_hourly_limit(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    purpose: MailPurpose,
+    now: DateTime<Utc>,
+) -> diesel::QueryResult<bool> {
+    let recent =
+        repo::count_recent_email_tokens(conn, user, purpose, now - Duration::hours(1)).await?;
+    Ok(recent < MAILS_PER_HOUR)
+}
 
 /// Mails a reset link if the address belongs to an active account. Always answers true, at once.
 pub fn request_password_reset(app: &AppState, email: &str) -> bool {
@@ -49,14 +61,7 @@ async fn send_reset(app: &AppState, email: &Email) -> AppResult<()> {
         tracing::info!(user_id = %user.id, "password reset asked for a suspended account; nothing sent");
         return Ok(());
     }
-    let recent = repo::count_recent_email_tokens(
-        &mut conn,
-        user.id,
-        MailPurpose::ResetPassword,
-        now - Duration::hours(1),
-    )
-    .await?;
-    if recent >= RESET_MAILS_PER_HOUR {
+    if !within_hourly_limit(&mut conn, user.id, MailPurpose::ResetPassword, now).await? {
         tracing::warn!(user_id = %user.id, "password reset mail limit reached; nothing sent");
         return Ok(());
     }
@@ -199,14 +204,7 @@ pub async fn resend_verification(app: &AppState, user: UserId) -> AppResult<bool
             "Your email address is already verified.".into(),
         ));
     }
-    let recent = repo::count_recent_email_tokens(
-        &mut conn,
-        row.id,
-        MailPurpose::VerifyEmail,
-        now - Duration::hours(1),
-    )
-    .await?;
-    if recent >= RESET_MAILS_PER_HOUR {
+    if !within_hourly_limit(&mut conn, row.id, MailPurpose::VerifyEmail, now).await? {
         return Err(AppError::RateLimited {
             message: "Several verification mails went out in the last hour: check your inbox (and spam folder).".into(),
             retry_after: 3600,

@@ -26,31 +26,17 @@ pub struct NewRefreshToken<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Why a mail token was sent.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    diesel::expression::AsExpression,
-    diesel::deserialize::FromSqlRow,
-)]
-#[diesel(sql_type = diesel::sql_types::Text)]
-pub enum MailPurpose {
-    /// Confirm the address given at registration.
-    VerifyEmail,
-    /// Confirm a new address before it replaces the old one.
-    ChangeEmail,
-    /// Choose a new password.
-    ResetPassword,
+crate::text_enum! {
+    /// Why a mail token was sent.
+    pub enum MailPurpose {
+        /// Confirm the address given at registration.
+        VerifyEmail => "VERIFY_EMAIL",
+        /// Confirm a new address before it replaces the old one.
+        ChangeEmail => "CHANGE_EMAIL",
+        /// Choose a new password.
+        ResetPassword => "RESET_PASSWORD",
+    }
 }
-
-crate::text_enum!(MailPurpose {
-    VerifyEmail => "VERIFY_EMAIL",
-    ChangeEmail => "CHANGE_EMAIL",
-    ResetPassword => "RESET_PASSWORD",
-});
 
 /// A row of `email_tokens`.
 #[derive(Queryable, Selectable, Debug, Clone)]

@@ -8,90 +8,42 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SubscriptionId(pub Uuid);
 
-/// A plan's tier.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    async_graphql::Enum,
-    diesel::expression::AsExpression,
-    diesel::deserialize::FromSqlRow,
-)]
-#[diesel(sql_type = diesel::sql_types::Text)]
-pub enum PlanTier {
-    Free,
-    Pro,
-    Enterprise,
+crate::text_enum! {
+    /// A plan's tier.
+    #[derive(async_graphql::Enum)]
+    pub enum PlanTier {
+        Free => "FREE",
+        Pro => "PRO",
+        Enterprise => "ENTERPRISE",
+    }
 }
 
-crate::text_enum!(PlanTier {
-    Free => "FREE",
-    Pro => "PRO",
-    Enterprise => "ENTERPRISE",
-});
-
-/// Where a subscription stands.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    async_graphql::Enum,
-    diesel::expression::AsExpression,
-    diesel::deserialize::FromSqlRow,
-)]
-#[diesel(sql_type = diesel::sql_types::Text)]
-pub enum SubscriptionStatus {
-    /// Running, renews at the period end.
-    Active,
-    /// Cancelled: access continues until the period end, then it expires (unless resumed).
-    Cancelled,
-    /// Over; the user has no plan.
-    Expired,
+crate::text_enum! {
+    /// Where a subscription stands.
+    #[derive(async_graphql::Enum)]
+    pub enum SubscriptionStatus {
+        /// Running, renews at the period end.
+        Active => "ACTIVE",
+        /// Cancelled: access continues until the period end, then it expires (unless resumed).
+        Cancelled => "CANCELLED",
+        /// Over; the user has no plan.
+        Expired => "EXPIRED",
+    }
 }
 
-crate::text_enum!(SubscriptionStatus {
-    Active => "ACTIVE",
-    Cancelled => "CANCELLED",
-    Expired => "EXPIRED",
-});
-
-/// What happened to a subscription.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    diesel::expression::AsExpression,
-    diesel::deserialize::FromSqlRow,
-)]
-#[diesel(sql_type = diesel::sql_types::Text)]
-pub enum EventKind {
-    Created,
-    Upgraded,
-    DowngradeScheduled,
-    DowngradeCancelled,
-    Cancelled,
-    Resumed,
-    Renewed,
-    Expired,
+crate::text_enum! {
+    /// What happened to a subscription.
+    pub enum EventKind {
+        Created => "CREATED",
+        Upgraded => "UPGRADED",
+        DowngradeScheduled => "DOWNGRADE_SCHEDULED",
+        DowngradeCancelled => "DOWNGRADE_CANCELLED",
+        Cancelled => "CANCELLED",
+        Resumed => "RESUMED",
+        Renewed => "RENEWED",
+        Expired => "EXPIRED",
+    }
 }
-
-crate::text_enum!(EventKind {
-    Created => "CREATED",
-    Upgraded => "UPGRADED",
-    DowngradeScheduled => "DOWNGRADE_SCHEDULED",
-    DowngradeCancelled => "DOWNGRADE_CANCELLED",
-    Cancelled => "CANCELLED",
-    Resumed => "RESUMED",
-    Renewed => "RENEWED",
-    Expired => "EXPIRED",
-});
 
 /// A row of `plans`.
 #[derive(Queryable, Selectable, Debug, Clone)]

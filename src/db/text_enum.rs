@@ -1,16 +1,42 @@
-//! Enums stored as text columns. [`text_enum!`](crate::text_enum) gives an enum its database spelling
-//! (`as_db`, `parse_db`, `Display`, serde) and lets rows and bound parameters use the enum itself, so a tier, status or
-//! role is typed from the row to the resolver; a value the enum does not know fails the read loudly.
+//! Enums stored as text columns. [`text_enum!`](crate::text_enum) declares an enum with its database
+//! spelling (`as_db`, `parse_db`, `Display`, serde) and lets rows and bound parameters use the enum
+//! itself, so a tier, status or role is typed from the row to the resolver; a value the enum does not
+//! know fails the read loudly.
 
-/// Implements the text mapping for an enum that derives `diesel::AsExpression` and
-/// `diesel::FromSqlRow` with `#[diesel(sql_type = diesel::sql_types::Text)]`:
+/// Declares an enum stored as text, each variant with its database spelling; extra derives and
+/// documentation pass through:
 ///
 /// ```ignore
-/// text_enum!(PlanTier { Free => "FREE", Pro => "PRO", Enterprise => "ENTERPRISE" });
+/// text_enum! {
+///     /// A plan's tier.
+///     #[derive(async_graphql::Enum)]
+///     pub enum PlanTier { Free => "FREE", Pro => "PRO", Enterprise => "ENTERPRISE" }
+/// }
 /// ```
 #[macro_export]
 macro_rules! text_enum {
-    ($ty:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $ty:ident {
+            $($(#[$variant_meta:meta])* $variant:ident => $text:literal),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            Hash,
+            ::diesel::expression::AsExpression,
+            ::diesel::deserialize::FromSqlRow,
+        )]
+        #[diesel(sql_type = ::diesel::sql_types::Text)]
+        $vis enum $ty {
+            $($(#[$variant_meta])* $variant),+
+        }
+
         impl $ty {
             /// How the database spells this value.
             pub const fn as_db(self) -> &'static str {
@@ -73,4 +99,37 @@ macro_rules! text_enum {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    crate::text_enum! {
+        /// A test enum.
+        enum Colour {
+            Red => "RED",
+            /// A documented variant.
+            DarkBlue => "DARK_BLUE",
+        }
+    }
+
+    #[test]
+    fn values_read_and_write_their_database_spelling_and_unknown_text_is_refused() {
+        assert_eq!(Colour::DarkBlue.as_db(), "DARK_BLUE");
+        assert_eq!(Colour::parse_db("RED"), Some(Colour::Red));
+        assert_eq!(Colour::parse_db("red"), None);
+        assert_eq!(Colour::Red.to_string(), "RED");
+        assert_eq!(
+            serde_json::to_string(&Colour::DarkBlue).unwrap(),
+            "\"DARK_BLUE\""
+        );
+        assert_eq!(
+            serde_json::from_str::<Colour>("\"RED\"").unwrap(),
+            Colour::Red
+        );
+        let unknown = serde_json::from_str::<Colour>("\"GREEN\"").unwrap_err();
+        assert!(
+            unknown.to_string().contains("not a known Colour"),
+            "{unknown}"
+        );
+    }
 }

@@ -3,27 +3,14 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Whether an invocation succeeded.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    async_graphql::Enum,
-    diesel::expression::AsExpression,
-    diesel::deserialize::FromSqlRow,
-)]
-#[diesel(sql_type = diesel::sql_types::Text)]
-pub enum InvocationStatus {
-    Success,
-    Error,
+crate::text_enum! {
+    /// Whether an invocation succeeded.
+    #[derive(async_graphql::Enum)]
+    pub enum InvocationStatus {
+        Success => "SUCCESS",
+        Error => "ERROR",
+    }
 }
-
-crate::text_enum!(InvocationStatus {
-    Success => "SUCCESS",
-    Error => "ERROR",
-});
 
 /// A row of `usage_events`; also the payload of the live usage notification.
 #[derive(Queryable, Selectable, Insertable, Debug, Clone, Serialize, Deserialize)]

@@ -11,52 +11,26 @@ use crate::error::AppError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct UserId(pub Uuid);
 
-/// What a user may do.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    async_graphql::Enum,
-    diesel::expression::AsExpression,
-    diesel::deserialize::FromSqlRow,
-)]
-#[diesel(sql_type = diesel::sql_types::Text)]
-pub enum Role {
-    /// A customer: their own account, keys, tools and usage.
-    User,
-    /// Manages tools, users and plans, and sees the whole platform.
-    Admin,
+crate::text_enum! {
+    /// What a user may do.
+    #[derive(async_graphql::Enum)]
+    pub enum Role {
+        /// A customer: their own account, keys, tools and usage.
+        User => "USER",
+        /// Manages tools, users and plans, and sees the whole platform.
+        Admin => "ADMIN",
+    }
 }
 
-crate::text_enum!(Role {
-    User => "USER",
-    Admin => "ADMIN",
-});
-
-/// Whether an account may be used.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    async_graphql::Enum,
-    diesel::expression::AsExpression,
-    diesel::deserialize::FromSqlRow,
-)]
-#[diesel(sql_type = diesel::sql_types::Text)]
-pub enum UserStatus {
-    Active,
-    /// Cannot log in; its credentials are refused.
-    Suspended,
+crate::text_enum! {
+    /// Whether an account may be used.
+    #[derive(async_graphql::Enum)]
+    pub enum UserStatus {
+        Active => "ACTIVE",
+        /// Cannot log in; its credentials are refused.
+        Suspended => "SUSPENDED",
+    }
 }
-
-crate::text_enum!(UserStatus {
-    Active => "ACTIVE",
-    Suspended => "SUSPENDED",
-});
 
 /// A row of `users`. No `Debug`: it holds the password hash.
 #[derive(Queryable, Selectable, Clone)]
