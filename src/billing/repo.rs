@@ -51,21 +51,6 @@ pub async fn update_plan(
         .await
 }
 
-/// The user's current subscription with its plan, in one query.
-pub async fn current_with_plan(
-    conn: &mut AsyncPgConnection,
-    user: Uuid,
-) -> QueryResult<Option<(SubscriptionRow, PlanRow)>> {
-    subscriptions::table
-        .inner_join(plans::table)
-        .filter(subscriptions::user_id.eq(user))
-        .filter(subscriptions::status.ne(SubscriptionStatus::Expired))
-        .select((SubscriptionRow::as_select(), PlanRow::as_select()))
-        .first(conn)
-        .await
-        .optional()
-}
-
 /// The current subscriptions of several users with their plans, in one query.
 pub async fn current_with_plans(
     conn: &mut AsyncPgConnection,

@@ -41,7 +41,7 @@ impl SubscriptionView {
 pub async fn current(app: &AppState, user: UserId) -> AppResult<Option<SubscriptionView>> {
     let now = app.clock.now();
     let mut conn = app.pool.get().await?;
-    let Some((row, plan)) = repo::current_with_plan(&mut conn, user.0).await? else {
+    let Some((row, plan)) = repo::current_with_plans(&mut conn, &[user.0]).await?.pop() else {
         return Ok(None);
     };
     if now < row.current_period_end {
