@@ -58,6 +58,11 @@ impl AppState {
             .connect_timeout(std::time::Duration::from_secs(5))
             .pool_idle_timeout(std::time::Duration::from_secs(90))
             .pool_max_idle_per_host(256)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(crate::gateway::destination::Resolver {
+                allow_private: config.gateway.allow_private_upstreams,
+            })
             .build()?;
         Ok(Self {
             live: Arc::new(LiveUsage::default()),

@@ -344,6 +344,7 @@ mod tests {
             status: crate::users::model::UserStatus::Active,
             session_version: 1,
             deleted: false,
+            email_verified: true,
         }
     }
 
@@ -357,6 +358,7 @@ mod tests {
             revoked_at: None,
             last_used_at: None,
             created_at: chrono::Utc::now(),
+            scopes: vec![crate::keys::model::Scope::Read],
         }
     }
 }

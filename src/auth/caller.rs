@@ -74,5 +74,6 @@ async fn access_token(app: &AppState, token: &str) -> Result<AuthenticatedUser, 
         id: user.id,
         role: user.role,
         credential: Credential::AccessToken,
+        email_verified: user.email_verified,
     })
 }

@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use super::mail_links;
 use super::service::{self, Session};
 use crate::graphql::context::ContextExt;
-use crate::graphql::guards::LoggedIn;
+use crate::graphql::guards::Scoped;
+use crate::keys::model::Scope;
 use crate::users::graphql::User;
 
 /// A session: a short-lived access token and the refresh token that renews it.
@@ -130,7 +131,7 @@ impl AuthMutation {
     }
 
     /// Mails a new verification link for the caller's unconfirmed address.
-    #[graphql(guard = "LoggedIn")]
+    #[graphql(guard = "Scoped(Scope::Manage)")]
     async fn resend_verification_email(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
         let user = ctx.user()?;
         Ok(mail_links::resend_verification(ctx.app()?, user.id).await?)

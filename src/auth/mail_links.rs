@@ -160,6 +160,8 @@ pub async fn verify_email(app: &AppState, token: &str) -> AppResult<bool> {
             Ok(token.user_id)
         })
         .await?;
+    // This instance at once; the others through the users table's invalidation trigger.
+    app.caches.invalidate_user(user_id);
     tracing::info!(user_id = %user_id, "email address verified");
     Ok(true)
 }

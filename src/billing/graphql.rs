@@ -5,7 +5,8 @@ use super::model::{PlanChanges, PlanRow, PlanTier, SubscriptionStatus};
 use super::plans;
 use super::service::{self, SubscriptionView};
 use crate::graphql::context::ContextExt;
-use crate::graphql::guards::{AdminOnly, LoggedIn};
+use crate::graphql::guards::{AdminOnly, Scoped};
+use crate::keys::model::Scope;
 
 /// A plan users can subscribe to.
 #[derive(SimpleObject, Clone)]
@@ -129,7 +130,7 @@ impl BillingMutation {
     /// Subscribes to a plan (a one-month period starting now). A higher tier takes effect at once in the
     /// same period; a lower one is scheduled for the period end. Subscribing to the current tier undoes a
     /// scheduled downgrade or a cancellation.
-    #[graphql(guard = "LoggedIn")]
+    #[graphql(guard = "Scoped(Scope::Manage)")]
     async fn subscribe(
         &self,
         ctx: &Context<'_>,
@@ -140,7 +141,7 @@ impl BillingMutation {
     }
 
     /// Cancels at the end of the period; access continues until then.
-    #[graphql(guard = "LoggedIn")]
+    #[graphql(guard = "Scoped(Scope::Manage)")]
     async fn cancel_subscription(
         &self,
         ctx: &Context<'_>,
@@ -150,7 +151,7 @@ impl BillingMutation {
     }
 
     /// Undoes a pending cancellation.
-    #[graphql(guard = "LoggedIn")]
+    #[graphql(guard = "Scoped(Scope::Manage)")]
     async fn resume_subscription(
         &self,
         ctx: &Context<'_>,

@@ -109,15 +109,11 @@ impl Config {
         };
 
         let usage_retention_days = number("HUB_USAGE_RETENTION_DAYS", 400, 0, 36_500) as u32;
-        let gateway = GatewaySettings {
-            breaker_threshold: number("HUB_BREAKER_THRESHOLD", 5, 1, 1000) as u32,
-            breaker_cooldown: Duration::from_millis(number(
-                "HUB_BREAKER_COOLDOWN_MS",
-                30_000,
-                10,
-                3_600_000,
-            )),
-        };
+        let breaker_threshold = number("HUB_BREAKER_THRESHOLD", 5, 1, 1000) as u32;
+        let breaker_cooldown =
+            Duration::from_millis(number("HUB_BREAKER_COOLDOWN_MS", 30_000, 10, 3_600_000));
+        let max_tokens_per_call =
+            number("HUB_MAX_TOKENS_PER_CALL", 10_000_000, 1, 1_000_000_000_000) as i64;
         let cores = std::thread::available_parallelism().map_or(2, usize::from) as u64;
         let worker_threads = number(
             "HUB_WORKER_THREADS",
@@ -162,6 +158,13 @@ impl Config {
         };
         let introspection = flag("HUB_INTROSPECTION", !production);
         let demo_seed = flag("HUB_DEMO_SEED", !production);
+        let require_verified_email = flag("HUB_REQUIRE_VERIFIED_EMAIL", production);
+        let gateway = GatewaySettings {
+            breaker_threshold,
+            breaker_cooldown,
+            max_tokens_per_call,
+            allow_private_upstreams: flag("HUB_ALLOW_PRIVATE_UPSTREAMS", !production),
+        };
 
         let log_format = match get("HUB_LOG_FORMAT").as_deref() {
             None if production => LogFormat::Json,
@@ -251,6 +254,15 @@ impl Config {
             ),
             None => {}
         }
+        let metrics_token = get("HUB_METRICS_TOKEN").map(Secret::new);
+        if let Some(token) = &metrics_token
+            && token.expose().len() < 16
+        {
+            errors.push(
+                "HUB_METRICS_TOKEN must have at least 16 characters, e.g. `openssl rand -hex 16`"
+                    .into(),
+            );
+        }
         let encryption_key = get("HUB_ENCRYPTION_KEY").map(Secret::new);
         match &encryption_key {
             Some(key) if parse_key_hex(key.expose()).is_none() => errors.push(
@@ -291,6 +303,8 @@ impl Config {
             demo_seed,
             gateway,
             usage_retention_days,
+            metrics_token,
+            require_verified_email,
         })
     }
 }

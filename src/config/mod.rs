@@ -137,6 +137,12 @@ pub struct Config {
     pub gateway: GatewaySettings,
     /// Days raw usage rows are kept (daily rollups stay); 0 keeps them forever.
     pub usage_retention_days: u32,
+    /// The bearer token `/metrics` asks for. Unset: `/metrics` is open in development and not served
+    /// in production.
+    pub metrics_token: Option<Secret<String>>,
+    /// Until their email address is verified, users may sign in and verify but not invoke tools or
+    /// create API keys.
+    pub require_verified_email: bool,
 }
 
 /// How the gateway treats failing upstreams.
@@ -146,6 +152,12 @@ pub struct GatewaySettings {
     pub breaker_threshold: u32,
     /// How long an open circuit refuses calls before a probe.
     pub breaker_cooldown: Duration,
+    /// The largest token count an upstream may report for one call; a count outside `0..=` this is
+    /// ignored and the estimate charged instead (flagged), so no answer can make a call free or
+    /// overflow the counters.
+    pub max_tokens_per_call: i64,
+    /// Whether tools may call loopback, link-local, private and unique-local addresses (development).
+    pub allow_private_upstreams: bool,
 }
 
 /// Lifetimes of credentials and the cost of password hashing.

@@ -25,6 +25,7 @@ diesel::table! {
         revoked_at -> Nullable<Timestamptz>,
         last_used_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
+        scopes -> Array<Text>,
     }
 }
 

@@ -3,7 +3,8 @@ use chrono::{DateTime, Utc};
 
 use super::service::{self, InvocationResult};
 use crate::graphql::context::ContextExt;
-use crate::graphql::guards::LoggedIn;
+use crate::graphql::guards::Scoped;
+use crate::keys::model::Scope;
 use crate::tools::graphql::parse_id;
 use crate::usage::model::InvocationStatus;
 
@@ -49,7 +50,7 @@ impl GatewayMutation {
     /// Repeating a call with the same `idempotencyKey` returns the first answer without calling or
     /// charging again. Errors: `NOT_FOUND`, `PLAN_REQUIRED`, `SUBSCRIPTION_REQUIRED`, `QUOTA_EXCEEDED`,
     /// `UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`.
-    #[graphql(guard = "LoggedIn")]
+    #[graphql(guard = "Scoped(Scope::Invoke)")]
     async fn invoke_tool(
         &self,
         ctx: &Context<'_>,

@@ -22,6 +22,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::breaker::Permit;
+use super::destination;
 use super::meter::{KeyOutcome, Settlement};
 use super::repo::{self as idempotency, Claim};
 use super::upstream::{self, CallError, UpstreamRequest};
@@ -100,6 +101,7 @@ async fn run(
     request_id: String,
 ) -> AppResult<InvocationResult> {
     let started = Instant::now();
+    caller.require_verified_email(app.config.require_verified_email, "invoke tools")?;
     let tool = tools::get(app, tool_id, false)
         .await?
         .ok_or_else(tools::not_found)?;
@@ -195,6 +197,15 @@ async fn call_upstream(app: &AppState, call: &Call) -> Result<serde_json::Value,
             retry_after.as_secs().max(1)
         )));
     }
+    if let Some(why) =
+        destination::literal_refused(&tool.endpoint, app.config.gateway.allow_private_upstreams)
+    {
+        tracing::warn!(tool = %tool.slug, %why, "upstream refused: not a public address");
+        return Err(AppError::UpstreamUnavailable(format!(
+            "The {} tool's endpoint is not a public address, so it is not called.",
+            tool.name
+        )));
+    }
     let headers = tools::upstream_headers(app, tool)?;
     let method = Method::from_bytes(tool.method.as_bytes()).unwrap_or(Method::POST);
     let timeout = Duration::from_millis(u64::try_from(tool.timeout_ms).unwrap_or(30_000));
@@ -263,10 +274,13 @@ async fn finish(
     (upstream_started, upstream_ended): (Instant, Instant),
 ) -> AppResult<InvocationResult> {
     let (tokens, estimated) = match &outcome {
-        Ok(answer) => upstream::tokens_at(answer, &call.tool.tokens_path).map_or_else(
-            || (upstream::estimate_tokens(&call.input, answer), true),
-            |t| (t, false),
-        ),
+        Ok(answer) => {
+            let max = app.config.gateway.max_tokens_per_call;
+            upstream::tokens_at(answer, &call.tool.tokens_path, max).map_or_else(
+                || (upstream::estimate_tokens(&call.input, answer, max), true),
+                |t| (t, false),
+            )
+        }
         Err(_) => (0, false),
     };
     let event = UsageEvent {

@@ -89,7 +89,11 @@ pub async fn call(
                         | StatusCode::GATEWAY_TIMEOUT
                 ) {
                     CallError::Unavailable(format!("HTTP {status}"))
-                } else if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                } else if status == StatusCode::TOO_MANY_REQUESTS
+                    || status.is_server_error()
+                    || status.is_redirection()
+                {
+                    // Redirects are not followed: secret headers go to the configured host only.
                     return Err(CallError::Unavailable(format!("HTTP {status}")));
                 } else {
                     return Err(CallError::Rejected(status));
@@ -137,7 +141,7 @@ async fn read_json(mut response: reqwest::Response) -> Result<serde_json::Value,
 }
 
 /// The token count at a dot path (`usage.total_tokens`; numeric segments index arrays).
-pub fn tokens_at(answer: &serde_json::Value, path: &str) -> Option<i64> {
+pub fn tokens_at(answer: &serde_json::Value, path: &str, max: i64) -> Option<i64> {
     let value = path
         .split('.')
         .try_fold(answer, |value, segment| match value {
@@ -154,13 +158,16 @@ pub fn tokens_at(answer: &serde_json::Value, path: &str) -> Option<i64> {
                 .filter(|f| f.is_finite())
                 .map(|f| f.round() as i64)
         })
-        .filter(|n| *n >= 0)
+        .filter(|n| (0..=max).contains(n))
 }
 
-/// The fallback when the answer has no count: about four bytes of JSON per token, both ways.
-pub fn estimate_tokens(input: &serde_json::Value, answer: &serde_json::Value) -> i64 {
+/// The fallback when the answer has no usable count: about four bytes of JSON per token, both ways,
+/// at most `max`.
+pub fn estimate_tokens(input: &serde_json::Value, answer: &serde_json::Value, max: i64) -> i64 {
     let bytes = input.to_string().len() + answer.to_string().len();
-    i64::try_from(bytes.div_ceil(4)).unwrap_or(i64::MAX).max(1)
+    i64::try_from(bytes.div_ceil(4))
+        .unwrap_or(i64::MAX)
+        .clamp(1, max.max(1))
 }
 
 #[cfg(test)]
@@ -168,18 +175,36 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    const MAX: i64 = 1_000_000;
+
     #[test]
     fn token_counts_are_found_by_path_and_nonsense_is_ignored() {
-        let answer = json!({ "usage": { "total_tokens": 42, "parts": [3, 4.6] }, "bad": -1 });
-        assert_eq!(tokens_at(&answer, "usage.total_tokens"), Some(42));
-        assert_eq!(tokens_at(&answer, "usage.parts.1"), Some(5));
-        assert_eq!(tokens_at(&answer, "usage.missing"), None);
-        assert_eq!(tokens_at(&answer, "bad"), None);
+        let answer = json!({
+            "usage": { "total_tokens": 42, "parts": [3, 4.6] },
+            "bad": -1,
+            "huge": 1_000_001,
+            "enormous": 1e300,
+            "text": "42"
+        });
+        assert_eq!(tokens_at(&answer, "usage.total_tokens", MAX), Some(42));
+        assert_eq!(tokens_at(&answer, "usage.parts.1", MAX), Some(5));
+        assert_eq!(tokens_at(&answer, "usage.missing", MAX), None);
+        assert_eq!(tokens_at(&answer, "bad", MAX), None);
+        assert_eq!(tokens_at(&answer, "huge", MAX), None);
+        assert_eq!(tokens_at(&answer, "enormous", MAX), None);
+        assert_eq!(tokens_at(&answer, "text", MAX), None);
     }
 
     #[test]
-    fn the_fallback_estimate_is_never_zero() {
-        assert_eq!(estimate_tokens(&json!({}), &json!({})), 1);
-        assert_eq!(estimate_tokens(&json!("x".repeat(396)), &json!(null)), 101);
+    fn the_fallback_estimate_is_never_zero_nor_past_the_maximum() {
+        assert_eq!(estimate_tokens(&json!({}), &json!({}), MAX), 1);
+        assert_eq!(
+            estimate_tokens(&json!("x".repeat(396)), &json!(null), MAX),
+            101
+        );
+        assert_eq!(
+            estimate_tokens(&json!("x".repeat(396)), &json!(null), 10),
+            10
+        );
     }
 }

@@ -1,11 +1,11 @@
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::model::ApiKeyRow;
+use super::model::{ApiKeyRow, Scope};
 use super::service;
 use crate::error::AppError;
 use crate::graphql::context::ContextExt;
-use crate::graphql::guards::LoggedIn;
+use crate::graphql::guards::Scoped;
 
 /// An API key, as listed: never the secret.
 #[derive(SimpleObject)]
@@ -22,6 +22,8 @@ pub struct ApiKey {
     pub last_used_at: Option<DateTime<Utc>>,
     /// When it stops working; null for never.
     pub expires_at: Option<DateTime<Utc>>,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
 }
 
 impl From<ApiKeyRow> for ApiKey {
@@ -34,6 +36,7 @@ impl From<ApiKeyRow> for ApiKey {
             created_at: row.created_at,
             last_used_at: row.last_used_at,
             expires_at: row.expires_at,
+            scopes: row.scopes.clone(),
         }
     }
 }
@@ -53,6 +56,9 @@ pub struct CreateApiKeyInput {
     pub name: String,
     /// When it should stop working; omit for never.
     pub expires_at: Option<DateTime<Utc>>,
+    /// What it may do; omit for INVOKE and READ. A key creating a key can only give scopes it has;
+    /// ADMIN takes an administrator's signed-in session.
+    pub scopes: Option<Vec<Scope>>,
 }
 
 #[derive(Default)]
@@ -61,7 +67,7 @@ pub struct KeysQuery;
 #[Object]
 impl KeysQuery {
     /// The caller's API keys, newest first.
-    #[graphql(guard = "LoggedIn")]
+    #[graphql(guard = "Scoped(Scope::Read)")]
     async fn api_keys(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ApiKey>> {
         let user = ctx.user()?;
         let rows = service::list(ctx.app()?, user.id).await?;
@@ -75,14 +81,21 @@ pub struct KeysMutation;
 #[Object]
 impl KeysMutation {
     /// Creates an API key for scripts. The secret is in the answer, and nowhere else, ever.
-    #[graphql(guard = "LoggedIn")]
+    #[graphql(guard = "Scoped(Scope::Manage)")]
     async fn create_api_key(
         &self,
         ctx: &Context<'_>,
         input: CreateApiKeyInput,
     ) -> async_graphql::Result<CreatedApiKey> {
         let user = ctx.user()?;
-        let created = service::create(ctx.app()?, user.id, &input.name, input.expires_at).await?;
+        let created = service::create(
+            ctx.app()?,
+            user,
+            &input.name,
+            input.expires_at,
+            input.scopes,
+        )
+        .await?;
         Ok(CreatedApiKey {
             key: created.secret,
             api_key: created.row.into(),
@@ -90,7 +103,7 @@ impl KeysMutation {
     }
 
     /// Revokes one of the caller's API keys; requests using it are refused from now on.
-    #[graphql(guard = "LoggedIn")]
+    #[graphql(guard = "Scoped(Scope::Manage)")]
     async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ApiKey> {
         let user = ctx.user()?;
         let id = uuid::Uuid::parse_str(&id)

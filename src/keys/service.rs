@@ -4,13 +4,13 @@ use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 use super::model::API_KEY_PREFIX;
-use super::model::{ApiKeyId, ApiKeyRow, NewApiKey};
+use super::model::{ApiKeyId, ApiKeyRow, DEFAULT_SCOPES, NewApiKey, Scope, Scopes};
 use super::repo;
 use crate::app::AppState;
 use crate::auth::identity::{AuthenticatedUser, Credential};
 use crate::auth::tokens::{hash_token, random_token};
 use crate::error::{AppError, AppResult};
-use crate::users::model::{UserAccess, UserId, UserStatus};
+use crate::users::model::{Role, UserAccess, UserId, UserStatus};
 
 /// Most active keys one user may hold.
 pub const MAX_ACTIVE_KEYS: i64 = 50;
@@ -23,13 +23,37 @@ pub struct CreatedKey {
     pub row: ApiKeyRow,
 }
 
-#[tracing::instrument(skip_all, fields(user_id = %user.0))]
+/// Creates a key for the caller with `scopes` (the default set when `None`). A key never creates a key
+/// with a scope it lacks; the admin scope takes an administrator's signed-in session.
+#[tracing::instrument(skip_all, fields(user_id = %creator.id.0))]
 pub async fn create(
     app: &AppState,
-    user: UserId,
+    creator: &AuthenticatedUser,
     name: &str,
     expires_at: Option<DateTime<Utc>>,
+    scopes: Option<Vec<Scope>>,
 ) -> AppResult<CreatedKey> {
+    creator.require_verified_email(app.config.require_verified_email, "create API keys")?;
+    let user = creator.id;
+    let scopes: Vec<Scope> = scopes.unwrap_or_else(|| DEFAULT_SCOPES.to_vec());
+    if scopes.is_empty() {
+        return Err(AppError::bad_input(
+            "scopes",
+            "Give the key at least one scope.",
+        ));
+    }
+    let scopes: Scopes = scopes.into_iter().collect();
+    if scopes.contains(Scope::Admin) {
+        if creator.role != Role::Admin {
+            return Err(AppError::Forbidden(
+                "Only administrators can create a key with the ADMIN scope.".into(),
+            ));
+        }
+        creator.require_session("Creating a key with the ADMIN scope")?;
+    }
+    for scope in scopes.to_vec() {
+        creator.require(scope)?;
+    }
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(AppError::bad_input(
@@ -62,10 +86,11 @@ pub async fn create(
             prefix: &prefix,
             key_hash: &hash,
             expires_at,
+            scopes: scopes.to_vec(),
         },
     )
     .await?;
-    tracing::info!(key_id = %row.id, prefix = %row.prefix, "API key created");
+    tracing::info!(key_id = %row.id, prefix = %row.prefix, scopes = ?row.scopes, "API key created");
     Ok(CreatedKey { secret, row })
 }
 
@@ -174,7 +199,11 @@ pub async fn authenticate(app: &AppState, key: &str) -> AppResult<AuthenticatedU
     Ok(AuthenticatedUser {
         id: user.id,
         role: user.role,
-        credential: Credential::ApiKey(ApiKeyId(row.id)),
+        credential: Credential::ApiKey {
+            id: ApiKeyId(row.id),
+            scopes: row.scopes(),
+        },
+        email_verified: user.email_verified,
     })
 }
 

@@ -6,6 +6,7 @@ use super::model::StoredHeader;
 use crate::app::AppState;
 use crate::billing::model::PlanTier;
 use crate::error::{AppError, AppResult};
+use crate::gateway::destination;
 
 /// A tool as an administrator writes it; `None` means "unchanged" on update, "default" on create.
 #[derive(Debug, Default, Clone)]
@@ -104,7 +105,9 @@ pub fn slugify(name: &str) -> String {
         .to_owned()
 }
 
-pub(crate) fn check_endpoint(endpoint: &str) -> AppResult<String> {
+/// A full http(s) URL without credentials; unless `allow_private`, not an address literal outside the
+/// public internet (names are checked on every call, where they resolve: see `gateway::destination`).
+pub(crate) fn check_endpoint(endpoint: &str, allow_private: bool) -> AppResult<String> {
     let endpoint = endpoint.trim();
     let url = reqwest::Url::parse(endpoint).map_err(|_| {
         bad(
@@ -122,6 +125,12 @@ pub(crate) fn check_endpoint(endpoint: &str) -> AppResult<String> {
         return Err(bad(
             "endpoint",
             "Put credentials in a secret header, not in the URL.",
+        ));
+    }
+    if let Some(why) = destination::literal_refused(endpoint, allow_private) {
+        return Err(bad(
+            "endpoint",
+            &format!("Tools may only call public addresses: {why}."),
         ));
     }
     Ok(endpoint.to_owned())
@@ -244,9 +253,11 @@ mod tests {
 
     #[test]
     fn endpoints_must_be_http_urls_without_credentials() {
-        assert!(check_endpoint("https://api.example.com/v1").is_ok());
-        assert!(check_endpoint("ftp://example.com").is_err());
-        assert!(check_endpoint("https://user:pw@example.com").is_err());
-        assert!(check_endpoint("not a url").is_err());
+        assert!(check_endpoint("https://api.example.com/v1", false).is_ok());
+        assert!(check_endpoint("ftp://example.com", true).is_err());
+        assert!(check_endpoint("https://user:pw@example.com", true).is_err());
+        assert!(check_endpoint("not a url", true).is_err());
+        assert!(check_endpoint("http://169.254.169.254/latest", false).is_err());
+        assert!(check_endpoint("http://127.0.0.1:8080/run", true).is_ok());
     }
 }

@@ -26,6 +26,7 @@ pub async fn create(app: &AppState, actor: &Actor, input: ToolInput) -> AppResul
             .endpoint
             .as_deref()
             .ok_or_else(|| bad("endpoint", "An endpoint is required."))?,
+        app.config.gateway.allow_private_upstreams,
     )?;
     let tool = NewTool {
         id: Uuid::now_v7(),
@@ -160,7 +161,11 @@ pub async fn update(
             .as_deref()
             .map(|c| check_text("category", c, 60, true))
             .transpose()?,
-        endpoint: input.endpoint.as_deref().map(check_endpoint).transpose()?,
+        endpoint: input
+            .endpoint
+            .as_deref()
+            .map(|e| check_endpoint(e, app.config.gateway.allow_private_upstreams))
+            .transpose()?,
         method: input.method.as_deref().map(check_method).transpose()?,
         headers: input
             .headers

@@ -12,8 +12,9 @@ use super::service;
 use crate::error::AppError;
 use crate::graphql::context::ContextExt;
 use crate::graphql::cursor;
-use crate::graphql::guards::LoggedIn;
+use crate::graphql::guards::Scoped;
 use crate::graphql::loaders::Loaders;
+use crate::keys::model::Scope;
 use crate::tools::graphql::Tool;
 
 /// One metered invocation.
@@ -29,6 +30,8 @@ pub struct UsageEntry {
     pub error_code: Option<String>,
     pub latency_ms: i32,
     pub created_at: DateTime<Utc>,
+    /// The API key that made the call; null when it came from a signed-in session.
+    pub api_key_id: Option<ID>,
     #[graphql(skip)]
     pub tool_id: Uuid,
 }
@@ -43,6 +46,7 @@ impl From<&UsageEvent> for UsageEntry {
             error_code: event.error_code.clone(),
             latency_ms: event.latency_ms,
             created_at: event.created_at,
+            api_key_id: event.api_key_id.map(|id| ID(id.to_string())),
             tool_id: event.tool_id,
         }
     }
@@ -132,15 +136,21 @@ pub struct UsageQuery;
 
 #[Object]
 impl UsageQuery {
-    /// The caller's invocations, newest first, in `[from, to)`, optionally for one tool. Pages hold
+    /// The caller's invocations, newest first, in `[from, to)`, optionally for one tool or the calls of
+    /// one API key. Pages hold
     /// `first` entries (default 20, at most 100) after the cursor `after`.
-    #[graphql(guard = "LoggedIn")]
+    #[graphql(guard = "Scoped(Scope::Read)")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each argument is a filter or page argument of the contract"
+    )]
     async fn usage(
         &self,
         ctx: &Context<'_>,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
         tool_id: Option<ID>,
+        api_key_id: Option<ID>,
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<UsageConnection> {
@@ -156,12 +166,20 @@ impl UsageQuery {
             ),
             None => None,
         };
+        let api_key = match api_key_id {
+            Some(id) => Some(
+                Uuid::parse_str(&id)
+                    .map_err(|_| AppError::bad_input("apiKeyId", "That is not an API key id."))?,
+            ),
+            None => None,
+        };
         let after = after.as_deref().map(cursor::decode_time_id).transpose()?;
         let filter = Filter {
             user: user.id.0,
             from,
             to,
             tool,
+            api_key,
         };
         let (rows, has_next) = service::page(ctx.app()?, &filter, after, i64::from(first)).await?;
         let mut connection = Connection::with_additional_fields(
@@ -180,7 +198,7 @@ impl UsageQuery {
 
     /// The caller's totals in `[from, to)` (all time when omitted) per tool and per day, exact and
     /// computed from daily rollups, plus the current period's limit and what is left of it.
-    #[graphql(guard = "LoggedIn")]
+    #[graphql(guard = "Scoped(Scope::Read)")]
     async fn usage_summary(
         &self,
         ctx: &Context<'_>,
@@ -236,7 +254,7 @@ pub struct UsageSubscription;
 #[Subscription]
 impl UsageSubscription {
     /// The caller's invocations as they are metered, from every server instance.
-    #[graphql(guard = "LoggedIn")]
+    #[graphql(guard = "Scoped(Scope::Read)")]
     async fn usage_events(
         &self,
         ctx: &Context<'_>,

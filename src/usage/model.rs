@@ -56,13 +56,14 @@ pub fn latency_bucket(latency_ms: i32) -> i32 {
     i32::try_from(index).unwrap_or(0) + 1
 }
 
-/// A filter on a user's log: `[from, to)` and an optional tool.
+/// A filter on a user's log: `[from, to)`, and optionally one tool or one API key's calls.
 #[derive(Debug, Clone, Copy)]
 pub struct Filter {
     pub user: Uuid,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     pub tool: Option<Uuid>,
+    pub api_key: Option<Uuid>,
 }
 
 #[cfg(test)]

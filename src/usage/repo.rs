@@ -195,6 +195,9 @@ fn filtered(filter: &Filter) -> usage_events::BoxedQuery<'static, diesel::pg::Pg
     if let Some(tool) = filter.tool {
         query = query.filter(usage_events::tool_id.eq(tool));
     }
+    if let Some(key) = filter.api_key {
+        query = query.filter(usage_events::api_key_id.eq(key));
+    }
     query
 }
 

@@ -7,8 +7,9 @@ use crate::auth::identity::Caller;
 use crate::billing::graphql::PlanSubscription;
 use crate::error::AppError;
 use crate::graphql::context::ContextExt;
-use crate::graphql::guards::LoggedIn;
+use crate::graphql::guards::{Scoped, SessionOnly};
 use crate::keys::graphql::ApiKey;
+use crate::keys::model::Scope;
 
 /// A person with an account.
 #[derive(SimpleObject)]
@@ -52,9 +53,15 @@ pub struct SubscriptionEvent {
     pub occurred_at: DateTime<Utc>,
 }
 
+/// A user's details are for that user (with the read scope) and for administrators (with the admin
+/// scope).
 fn own_or_admin(ctx: &Context<'_>, user: uuid::Uuid) -> async_graphql::Result<()> {
     let caller = ctx.user()?;
-    if caller.id.0 != user && caller.role != Role::Admin {
+    if caller.id.0 == user {
+        caller.require(Scope::Read)?;
+    } else if caller.role == Role::Admin {
+        caller.require(Scope::Admin)?;
+    } else {
         return Err(
             AppError::Forbidden("You can only see your own account's details.".into()).into(),
         );
@@ -77,6 +84,7 @@ impl User {
             from: None,
             to: None,
             tool: None,
+            api_key: None,
         };
         let (rows, _) = crate::usage::service::page(ctx.app()?, &filter, None, first).await?;
         Ok(rows
@@ -109,12 +117,7 @@ impl User {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Option<PlanSubscription>> {
-        let caller = ctx.user()?;
-        if caller.id.0 != self.row_id && caller.role != Role::Admin {
-            return Err(
-                AppError::Forbidden("You can only see your own subscription.".into()).into(),
-            );
-        }
+        own_or_admin(ctx, self.row_id)?;
         let loaders = ctx.data::<crate::graphql::loaders::Loaders>()?;
         let view = loaders
             .subscriptions
@@ -126,10 +129,7 @@ impl User {
 
     /// The user's API keys, newest first. Visible to the user and to administrators.
     async fn api_keys(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ApiKey>> {
-        let caller = ctx.user()?;
-        if caller.id.0 != self.row_id && caller.role != Role::Admin {
-            return Err(AppError::Forbidden("You can only see your own API keys.".into()).into());
-        }
+        own_or_admin(ctx, self.row_id)?;
         let rows =
             crate::keys::service::list(ctx.app()?, super::model::UserId(self.row_id)).await?;
         Ok(rows.into_iter().map(ApiKey::from).collect())
@@ -153,7 +153,10 @@ impl UsersQuery {
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
         match &ctx.request()?.caller {
             Caller::Anonymous => Ok(None),
-            Caller::User(user) => Ok(Some(service::get(ctx.app()?, user.id).await?.into())),
+            Caller::User(user) => {
+                user.require(Scope::Read)?;
+                Ok(Some(service::get(ctx.app()?, user.id).await?.into()))
+            }
         }
     }
 }
@@ -163,14 +166,17 @@ pub struct UsersMutation;
 
 #[Object]
 impl UsersMutation {
-    /// Renames the caller, or starts an email change (confirmed by mail).
-    #[graphql(guard = "LoggedIn")]
+    /// Renames the caller, or starts an email change (confirmed by mail; needs a signed-in session).
+    #[graphql(guard = "Scoped(Scope::Manage)")]
     async fn update_profile(
         &self,
         ctx: &Context<'_>,
         input: UpdateProfileInput,
     ) -> async_graphql::Result<User> {
         let user = ctx.user()?;
+        if input.email.is_some() {
+            user.require_session("Changing the email address")?;
+        }
         let row = service::update_profile(
             ctx.app()?,
             user.id,
@@ -181,8 +187,9 @@ impl UsersMutation {
         Ok(row.into())
     }
 
-    /// Changes the caller's password. Every session ends: log in again with the new password.
-    #[graphql(guard = "LoggedIn")]
+    /// Changes the caller's password (needs a signed-in session). Every session ends: log in again
+    /// with the new password.
+    #[graphql(guard = "SessionOnly(\"Changing the password\")")]
     async fn change_password(
         &self,
         ctx: &Context<'_>,

@@ -72,6 +72,7 @@ pub struct UserAccess {
     pub status: UserStatus,
     pub session_version: i32,
     pub deleted: bool,
+    pub email_verified: bool,
 }
 
 impl From<&UserRow> for UserAccess {
@@ -82,6 +83,7 @@ impl From<&UserRow> for UserAccess {
             status: user.status(),
             session_version: user.session_version,
             deleted: user.deleted_at.is_some(),
+            email_verified: user.email_verified_at.is_some(),
         }
     }
 }

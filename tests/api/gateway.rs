@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::upstream::Upstream;
 use crate::helpers::{TestApp, TestUser, error_code};
@@ -420,9 +420,34 @@ async fn an_api_key_invocation_is_attributed_to_the_key() {
         .unwrap();
 
     let body = s.app.invoke(key, &tool, json!({}), None).await;
+    s.app
+        .invoke(&s.user.access_token, &tool, json!({}), None)
+        .await;
+    let usage = "query($k: ID) { usage(apiKeyId: $k) { totalCount edges { node { apiKeyId } } } }";
+    let by_key = s
+        .app
+        .graphql_as(&s.user.access_token, usage, json!({ "k": key_id }))
+        .await;
+    let all = s
+        .app
+        .graphql_as(&s.user.access_token, usage, json!({}))
+        .await;
 
     assert_eq!(body["data"]["invokeTool"]["status"], "SUCCESS");
     assert_eq!(s.usage_rows(&format!("api_key_id = '{key_id}'")).await, 1);
+    assert_eq!(by_key["data"]["usage"]["totalCount"], 1, "{by_key}");
+    assert_eq!(
+        by_key["data"]["usage"]["edges"][0]["node"]["apiKeyId"],
+        key_id
+    );
+    assert_eq!(all["data"]["usage"]["totalCount"], 2);
+    let sources: Vec<&Value> = all["data"]["usage"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["node"]["apiKeyId"])
+        .collect();
+    assert!(sources.contains(&&Value::Null), "a session call has no key");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -621,5 +646,37 @@ async fn a_failing_metering_batch_is_retried_one_by_one_and_loses_no_other_settl
             .sql_number("SELECT sum(invocations)::bigint AS n FROM usage_daily")
             .await,
         4
+    );
+}
+
+#[tokio::test]
+async fn a_token_count_out_of_range_is_ignored_the_estimate_is_charged_and_the_call_is_metered() {
+    let s = setup().await;
+    let overflow = s.tool("/overflow", json!({})).await;
+    let negative = s.tool("/negative", json!({})).await;
+    s.app.subscribe_free(&s.user).await;
+
+    let huge = s
+        .app
+        .invoke(&s.user.access_token, &overflow, json!({}), None)
+        .await;
+    let below_zero = s
+        .app
+        .invoke(&s.user.access_token, &negative, json!({}), None)
+        .await;
+
+    for body in [&huge, &below_zero] {
+        let call = &body["data"]["invokeTool"];
+        assert_eq!(call["tokensEstimated"], true, "{body}");
+        let tokens = call["tokensUsed"].as_i64().unwrap();
+        assert!((1..1_000).contains(&tokens), "{body}");
+    }
+    assert_eq!(s.usage_rows("tokens_estimated").await, 2);
+    assert_eq!(
+        s.used().await,
+        huge["data"]["invokeTool"]["tokensUsed"].as_i64().unwrap()
+            + below_zero["data"]["invokeTool"]["tokensUsed"]
+                .as_i64()
+                .unwrap()
     );
 }

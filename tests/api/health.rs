@@ -71,3 +71,36 @@ async fn metrics_count_graphql_operations_and_show_latency_and_the_pool() {
     );
     assert!(text.contains("db_pool_max_connections 4"), "{text}");
 }
+
+#[tokio::test]
+async fn with_a_metrics_token_a_scrape_must_carry_it_and_production_without_one_serves_nothing() {
+    let token = "scrape-token-0123456789abcdef";
+    let guarded = TestApp::spawn_with(|c| {
+        c.metrics_token = Some(joyfull_hub::config::Secret::new(token.to_owned()));
+    })
+    .await;
+    let production = TestApp::spawn_with(|c| {
+        c.environment = joyfull_hub::config::Environment::Production;
+    })
+    .await;
+    let scrape = |app: &TestApp, bearer: Option<&str>| {
+        let mut request = app.client.get(app.url("/metrics"));
+        if let Some(bearer) = bearer {
+            request = request.header("authorization", format!("Bearer {bearer}"));
+        }
+        request.send()
+    };
+
+    let without = scrape(&guarded, None).await.unwrap();
+    let wrong = scrape(&guarded, Some("scrape-token-0123456789abcdeX"))
+        .await
+        .unwrap();
+    let right = scrape(&guarded, Some(token)).await.unwrap();
+    let hidden = scrape(&production, None).await.unwrap();
+
+    assert_eq!(without.status(), 401);
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(right.status(), 200);
+    assert!(right.text().await.unwrap().contains("db_pool_connections"));
+    assert_eq!(hidden.status(), 404);
+}

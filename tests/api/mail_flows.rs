@@ -169,3 +169,64 @@ async fn changing_the_password_needs_the_current_one_and_ends_every_session() {
     let token = fresh["data"]["login"]["accessToken"].as_str().unwrap();
     assert!(app.graphql_as(token, "{ me { id } }", json!({})).await["data"]["me"].is_object());
 }
+
+#[tokio::test]
+async fn with_verified_email_required_an_unverified_account_signs_in_but_cannot_invoke_or_make_keys()
+ {
+    let app = TestApp::spawn_with(|c| c.require_verified_email = true).await;
+    let user = app.register("Ada", "ada@example.com").await;
+    let create_key = "mutation { createApiKey(input: {name: \"ci\"}) { key } }";
+
+    let me = app
+        .graphql_as(&user.access_token, "{ me { emailVerified } }", json!({}))
+        .await;
+    let key_before = app
+        .graphql_as(&user.access_token, create_key, json!({}))
+        .await;
+    let invoke_before = app
+        .invoke(
+            &user.access_token,
+            &uuid::Uuid::new_v4().to_string(),
+            json!({}),
+            None,
+        )
+        .await;
+    let mail = app
+        .wait_for_mail("ada@example.com", "Confirm your email")
+        .await;
+    let verified = app
+        .graphql_with(VERIFY, json!({ "t": token_in(&mail) }))
+        .await;
+    let key_after = app
+        .graphql_as(&user.access_token, create_key, json!({}))
+        .await;
+    let invoke_after = app
+        .invoke(
+            &user.access_token,
+            &uuid::Uuid::new_v4().to_string(),
+            json!({}),
+            None,
+        )
+        .await;
+
+    assert_eq!(me["data"]["me"]["emailVerified"], false, "{me}");
+    for refused in [&key_before, &invoke_before] {
+        assert_eq!(error_code(refused), "FORBIDDEN", "{refused}");
+        assert!(
+            refused["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("Verify your email address")
+        );
+    }
+    assert_eq!(verified["data"]["verifyEmail"], true);
+    assert!(
+        key_after["data"]["createApiKey"]["key"].is_string(),
+        "{key_after}"
+    );
+    assert_eq!(
+        error_code(&invoke_after),
+        "NOT_FOUND",
+        "past the email rule, the unknown tool is what stops it"
+    );
+}

@@ -32,6 +32,18 @@ impl Upstream {
             .route("/ok", post(|| async { tokens_answer(42) }))
             .route("/ten", post(|| async { tokens_answer(10) }))
             .route(
+                "/overflow",
+                post(|| async {
+                    axum::Json(
+                        json!({ "usage": { "total_tokens": 9_223_372_036_854_775_807_i64 } }),
+                    )
+                }),
+            )
+            .route(
+                "/negative",
+                post(|| async { axum::Json(json!({ "usage": { "total_tokens": -500 } })) }),
+            )
+            .route(
                 "/custom",
                 post(|| async { axum::Json(json!({ "meta": { "tokens": { "count": 7 } } })) }),
             )
@@ -56,6 +68,15 @@ impl Upstream {
                 post(|| async { (StatusCode::BAD_REQUEST, "no") }),
             )
             .route("/headers", post(echo_headers))
+            .route(
+                "/redirect",
+                post(|| async {
+                    (
+                        StatusCode::TEMPORARY_REDIRECT,
+                        [(axum::http::header::LOCATION, "/headers")],
+                    )
+                }),
+            )
             .route("/get", get(|| async { tokens_answer(3) }))
             .layer(axum::middleware::from_fn_with_state(
                 counters.clone(),

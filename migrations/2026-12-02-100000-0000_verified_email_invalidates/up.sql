@@ -1,0 +1,6 @@
+-- Whether a user's email is verified gates invoking tools and creating keys (HUB_REQUIRE_VERIFIED_EMAIL),
+-- and instances cache it with the rest of what authentication needs: verifying must reach every cache.
+DROP TRIGGER users_cache_invalidation ON users;
+CREATE TRIGGER users_cache_invalidation
+    AFTER UPDATE OF role, status, session_version, deleted_at, email_verified_at OR DELETE ON users
+    FOR EACH ROW EXECUTE FUNCTION hub_cache_invalidate();
