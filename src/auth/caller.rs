@@ -3,6 +3,7 @@
 //! it is never silently treated as anonymous.
 
 use axum::http::{HeaderMap, header};
+use chrono::{DateTime, Utc};
 
 use super::identity::{AuthenticatedUser, Caller, Credential};
 use super::tokens;
@@ -38,6 +39,22 @@ pub async fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Caller,
         return keys::authenticate(app, token).await.map(Caller::User);
     }
     access_token(app, token).await.map(Caller::User)
+}
+
+/// When the access token in these credentials expires; `None` for an API key, no credential, or a token
+/// that does not verify.
+pub fn access_token_expiry(app: &AppState, headers: &HeaderMap) -> Option<DateTime<Utc>> {
+    let token = headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .get("Bearer ".len()..)?
+        .trim();
+    if token.starts_with(API_KEY_PREFIX) {
+        return None;
+    }
+    let claims = tokens::decode_access_token(&app.keys, token).ok()?;
+    DateTime::from_timestamp(claims.exp, 0)
 }
 
 async fn access_token(app: &AppState, token: &str) -> Result<AuthenticatedUser, AppError> {

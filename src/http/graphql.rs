@@ -1,28 +1,24 @@
-//! GraphQL over HTTP and WebSocket.
+//! GraphQL over HTTP (the WebSocket transport is in `websocket`).
 //!
 //! - `POST /graphql`: JSON bodies (a request or a batch). A body that is not valid JSON is answered
 //!   with a GraphQL error (`BAD_USER_INPUT`), never a bare 400 text.
 //! - `GET /graphql`: browsers get GraphiQL; a GraphQL GET request may run queries only (a mutation
 //!   over GET is refused with 405, as the GraphQL-over-HTTP spec asks, so links cannot change state).
-//! - `GET /graphql/ws`: `graphql-transport-ws` (and the legacy `graphql-ws`) for subscriptions.
 //! - `GET /playground`: GraphQL Playground.
 //!
 //! Responses are `application/json` unless the client asks for `application/graphql-response+json`,
 //! in which case a request that failed before execution answers 400, per that media type's rules.
 
 use async_graphql::http::{
-    ALL_WEBSOCKET_PROTOCOLS, GraphQLPlaygroundConfig, GraphiQLSource, parse_query_string,
-    playground_source,
+    GraphQLPlaygroundConfig, GraphiQLSource, parse_query_string, playground_source,
 };
 use async_graphql::parser::types::{DocumentOperations, OperationType};
-use async_graphql::{BatchRequest, BatchResponse, Data, Request};
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use async_graphql::{BatchRequest, BatchResponse, Request};
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State, WebSocketUpgrade};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use tracing::Instrument;
 
 use super::middleware::{ClientAddress, RequestId};
 use super::{HttpState, error_response};
@@ -128,42 +124,6 @@ pub async fn get(
     .await
 }
 
-/// `GET /graphql/ws`.
-pub async fn websocket(
-    State(state): State<HttpState>,
-    Extension(RequestId(request_id)): Extension<RequestId>,
-    Extension(ClientAddress(client_ip)): Extension<ClientAddress>,
-    protocol: GraphQLProtocol,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let schema = state.schema.clone();
-    let app = state.app.clone();
-    // The session outlives the upgrade request's span; give it one with the same request id.
-    let span = tracing::info_span!("websocket", request_id = %request_id);
-    upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| {
-            GraphQLWebSocket::new(socket, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    // Credentials travel in the payload: {"Authorization": "Bearer …"} or {"X-API-Key": "…"}.
-                    let headers = payload_headers(&payload);
-                    let caller = crate::auth::caller::authenticate(&app, &headers)
-                        .await
-                        .map_err(async_graphql::Error::from)?;
-                    let mut data = Data::default();
-                    data.insert(Loaders::new(&app));
-                    data.insert(RequestContext {
-                        request_id,
-                        caller,
-                        client_ip,
-                    });
-                    Ok(data)
-                })
-                .serve()
-                .instrument(span)
-        })
-}
-
 /// `GET /playground`.
 pub async fn playground(State(state): State<HttpState>) -> Response {
     if !state.app.config.introspection {
@@ -179,25 +139,6 @@ pub async fn playground(State(state): State<HttpState>) -> Response {
             .title("Joyfull Hub Playground"),
     ))
     .into_response()
-}
-
-/// Credentials from a `connection_init` payload, read like request headers (keys case-insensitive).
-fn payload_headers(payload: &serde_json::Value) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    if let Some(object) = payload.as_object() {
-        for (key, value) in object {
-            let name = key.to_ascii_lowercase();
-            if (name == "authorization" || name == "x-api-key")
-                && let (Ok(name), Some(Ok(value))) = (
-                    header::HeaderName::from_bytes(name.as_bytes()),
-                    value.as_str().map(HeaderValue::from_str),
-                )
-            {
-                headers.insert(name, value);
-            }
-        }
-    }
-    headers
 }
 
 async fn execute(

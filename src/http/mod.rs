@@ -4,6 +4,7 @@
 pub mod graphql;
 pub mod health;
 pub mod middleware;
+pub mod websocket;
 
 use std::any::Any;
 
@@ -41,7 +42,7 @@ pub fn router(app: AppState) -> Router {
 
     Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
-        .route("/graphql/ws", get(graphql::websocket))
+        .route("/graphql/ws", get(websocket::websocket))
         .route("/playground", get(graphql::playground))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))

@@ -21,6 +21,7 @@ mod http_surface;
 mod key_scopes;
 mod lifecycle;
 mod limits;
+mod live_sessions;
 mod mail_flows;
 mod schema;
 mod shutdown;

@@ -1,0 +1,220 @@
+//! `GET /graphql/ws`: GraphQL over WebSocket (`graphql-transport-ws`, and the legacy `graphql-ws`), with
+//! a caller that is checked again for as long as the socket stays open.
+//!
+//! Credentials arrive in the `connection_init` payload. From then on the caller is authenticated again
+//! before every `subscribe` and every [`RECHECK_EVERY`], from the same caches HTTP requests use (which
+//! every instance drops within milliseconds of a change). When the access token expires the socket
+//! closes with `4401`; when the key is revoked, or the account is suspended, deleted, demoted or its
+//! password changes, with `4403`. Closing the socket ends every stream on it.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_graphql::Data;
+use async_graphql::futures_util::{SinkExt, StreamExt, sink};
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::Extension;
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use tracing::Instrument;
+
+use super::HttpState;
+use super::middleware::{ClientAddress, RequestId};
+use crate::app::AppState;
+use crate::auth::caller;
+use crate::auth::identity::Caller;
+use crate::graphql::context::RequestContext;
+use crate::graphql::loaders::Loaders;
+
+/// How often an open socket's caller is checked again between operations.
+pub const RECHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// Close code: the access token expired (log in again, then reconnect).
+const CLOSE_EXPIRED: u16 = 4401;
+/// Close code: the credential no longer grants what it granted (revoked, suspended, demoted…).
+const CLOSE_FORBIDDEN: u16 = 4403;
+
+/// The credentials a socket was opened with, and who they stood for then.
+#[derive(Clone)]
+struct Session {
+    headers: HeaderMap,
+    caller: Caller,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+type SharedSession = Arc<Mutex<Option<Session>>>;
+
+/// `GET /graphql/ws`.
+pub async fn websocket(
+    State(state): State<HttpState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(ClientAddress(client_ip)): Extension<ClientAddress>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    // The session outlives the upgrade request's span; give it one with the same request id.
+    let span = tracing::info_span!("websocket", request_id = %request_id);
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            serve(socket, state, protocol, request_id, client_ip).instrument(span)
+        })
+}
+
+async fn serve(
+    socket: WebSocket,
+    state: HttpState,
+    protocol: GraphQLProtocol,
+    request_id: String,
+    client_ip: Option<IpAddr>,
+) {
+    let HttpState { app, schema } = state;
+    let session = SharedSession::default();
+    let (mut socket_out, socket_in) = socket.split();
+    let (close_tx, mut close_rx) = tokio::sync::mpsc::channel::<u16>(1);
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Message>(16);
+
+    // A `subscribe` reaches the schema only while its caller still holds; otherwise the socket closes.
+    let incoming = {
+        let (app, session, close_tx) = (app.clone(), Arc::clone(&session), close_tx.clone());
+        socket_in.then(move |message| {
+            let (app, session, close_tx) = (app.clone(), Arc::clone(&session), close_tx.clone());
+            async move {
+                if let Ok(Message::Text(text)) = &message
+                    && is_subscribe(text.as_str())
+                    && let Some(code) = recheck(&app, &session).await
+                {
+                    let _ = close_tx.try_send(code);
+                    return Err(axum::Error::new(std::io::Error::other(
+                        "the caller no longer holds",
+                    )));
+                }
+                message
+            }
+        })
+    };
+    let outgoing = sink::unfold(out_tx, |out_tx, message: Message| async move {
+        out_tx
+            .send(message)
+            .await
+            .map(|()| out_tx)
+            .map_err(|_| axum::Error::new(std::io::Error::other("the socket is closing")))
+    });
+    let graphql = {
+        let (app, session) = (app.clone(), Arc::clone(&session));
+        GraphQLWebSocket::new_with_pair(outgoing, incoming, schema, protocol)
+            .on_connection_init(move |payload| async move {
+                // Credentials travel in the payload: {"Authorization": "Bearer …"} or {"X-API-Key": "…"}.
+                let headers = payload_headers(&payload);
+                let caller = caller::authenticate(&app, &headers)
+                    .await
+                    .map_err(async_graphql::Error::from)?;
+                let expires_at = caller::access_token_expiry(&app, &headers);
+                if let Ok(mut slot) = session.lock() {
+                    *slot = Some(Session {
+                        headers,
+                        caller: caller.clone(),
+                        expires_at,
+                    });
+                }
+                let mut data = Data::default();
+                data.insert(Loaders::new(&app));
+                data.insert(RequestContext {
+                    request_id,
+                    caller,
+                    client_ip,
+                });
+                Ok(data)
+            })
+            .serve()
+    };
+    let watcher = async {
+        loop {
+            tokio::time::sleep(RECHECK_EVERY).await;
+            if let Some(code) = recheck(&app, &session).await {
+                let _ = close_tx.send(code).await;
+                return;
+            }
+        }
+    };
+    let forward = async move {
+        loop {
+            tokio::select! {
+                biased;
+                Some(code) = close_rx.recv() => {
+                    tracing::info!(code, "closing the socket: its caller no longer holds");
+                    let frame = CloseFrame { code, reason: close_reason(code).into() };
+                    let _ = socket_out.send(Message::Close(Some(frame))).await;
+                    break;
+                }
+                message = out_rx.recv() => match message {
+                    Some(message) => {
+                        if socket_out.send(message).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+            }
+        }
+    };
+    tokio::join!(forward, async {
+        tokio::select! {
+            () = graphql => {}
+            () = watcher => {}
+        }
+    });
+}
+
+/// The close code when the socket's caller no longer holds; `None` while it does (or before
+/// `connection_init`).
+async fn recheck(app: &AppState, session: &SharedSession) -> Option<u16> {
+    let session = session.lock().ok()?.clone()?;
+    if session.expires_at.is_some_and(|at| at <= Utc::now()) {
+        return Some(CLOSE_EXPIRED);
+    }
+    match caller::authenticate(app, &session.headers).await {
+        Ok(now) if now == session.caller => None,
+        Ok(_) | Err(_) => Some(CLOSE_FORBIDDEN),
+    }
+}
+
+fn close_reason(code: u16) -> &'static str {
+    if code == CLOSE_EXPIRED {
+        "The access token expired: log in again and reconnect."
+    } else {
+        "These credentials no longer allow this connection."
+    }
+}
+
+/// Whether a client message starts an operation (`subscribe`, or `start` in the legacy protocol).
+fn is_subscribe(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|value| value.get("type")?.as_str().map(str::to_owned))
+        .is_some_and(|kind| kind == "subscribe" || kind == "start")
+}
+
+/// Credentials from a `connection_init` payload, read like request headers (keys case-insensitive).
+fn payload_headers(payload: &serde_json::Value) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(object) = payload.as_object() {
+        for (key, value) in object {
+            let name = key.to_ascii_lowercase();
+            if (name == "authorization" || name == "x-api-key")
+                && let (Ok(name), Some(Ok(value))) = (
+                    header::HeaderName::from_bytes(name.as_bytes()),
+                    value.as_str().map(HeaderValue::from_str),
+                )
+            {
+                headers.insert(name, value);
+            }
+        }
+    }
+    headers
+}
