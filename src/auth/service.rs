@@ -193,6 +193,12 @@ pub async fn refresh(app: &AppState, token: &str) -> AppResult<Session> {
     let row = repo::find_refresh_token(&mut conn, &hash_token(token))
         .await?
         .ok_or_else(|| AppError::Unauthenticated(INVALID_REFRESH.into()))?;
+    if row.revoked_at.is_none() && session_ends_at(app, row.family_id) <= now {
+        repo::revoke_family(&mut conn, row.family_id, now).await?;
+        return Err(AppError::Unauthenticated(
+            "This session reached its maximum age: log in again.".into(),
+        ));
+    }
     if row.revoked_at.is_some() || row.expires_at <= now {
         return Err(AppError::Unauthenticated(INVALID_REFRESH.into()));
     }
@@ -273,6 +279,19 @@ pub async fn change_password(
 }
 
 /// Issues an access token and a refresh token (a new family unless `family` continues one).
+/// When a session (a refresh-token family) ends however often it is refreshed: its login plus
+/// `HUB_SESSION_MAX_DAYS`. Family ids are UUIDv7, so the login time is the id's own timestamp.
+fn session_ends_at(app: &AppState, family: Uuid) -> DateTime<Utc> {
+    let started = family
+        .get_timestamp()
+        .and_then(|ts| {
+            let (seconds, nanos) = ts.to_unix();
+            DateTime::from_timestamp(i64::try_from(seconds).ok()?, nanos)
+        })
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    crate::clock::after(started, app.config.auth.refresh_family_lifetime)
+}
+
 async fn start_session(
     conn: &mut AsyncPgConnection,
     app: &AppState,
@@ -280,15 +299,18 @@ async fn start_session(
     family: Option<Uuid>,
     now: DateTime<Utc>,
 ) -> AppResult<Session> {
+    let family = family.unwrap_or_else(Uuid::now_v7);
+    let expires_at = crate::clock::after(now, app.config.auth.refresh_token_ttl)
+        .min(session_ends_at(app, family));
     let (refresh_token, hash) = random_token(REFRESH_PREFIX);
     repo::insert_refresh_token(
         conn,
         NewRefreshToken {
             id: Uuid::now_v7(),
             user_id: user.id,
-            family_id: family.unwrap_or_else(Uuid::now_v7),
+            family_id: family,
             token_hash: &hash,
-            expires_at: crate::clock::after(now, app.config.auth.refresh_token_ttl),
+            expires_at,
         },
     )
     .await?;

@@ -131,6 +131,9 @@ impl Config {
             refresh_token_ttl: Duration::from_secs(
                 number("HUB_REFRESH_TOKEN_TTL_DAYS", 30, 1, 365) * 86_400,
             ),
+            refresh_family_lifetime: Duration::from_secs(
+                number("HUB_SESSION_MAX_DAYS", 90, 1, 3650) * 86_400,
+            ),
             reset_token_ttl: Duration::from_secs(
                 number("HUB_RESET_TOKEN_TTL_HOURS", 24, 1, 168) * 3600,
             ),

@@ -165,6 +165,8 @@ pub struct GatewaySettings {
 pub struct AuthSettings {
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    /// How long a session (a refresh-token family) may be kept alive by refreshing, from its login.
+    pub refresh_family_lifetime: Duration,
     pub reset_token_ttl: Duration,
     pub verify_token_ttl: Duration,
     /// Argon2id memory in KiB, iterations and lanes (OWASP: 19456 KiB, 2, 1).

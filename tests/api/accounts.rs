@@ -413,3 +413,35 @@ async fn a_login_storm_beyond_capacity_is_refused_at_once_not_queued() {
     // Shed logins are not failed attempts: the account is not throttled afterwards.
     assert!(app.login("ada@example.com", PASSWORD).await["data"]["login"].is_object());
 }
+
+#[tokio::test]
+async fn a_session_ends_at_its_maximum_age_however_often_it_is_refreshed() {
+    let app = TestApp::spawn_with(|c| {
+        c.auth.refresh_family_lifetime = std::time::Duration::from_secs(2);
+    })
+    .await;
+    let user = app.register("Ada", "ada@example.com").await;
+
+    let first = app
+        .graphql_with(REFRESH, json!({ "t": user.refresh_token }))
+        .await;
+    let token = first["data"]["refreshToken"]["refreshToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let too_old = app.graphql_with(REFRESH, json!({ "t": token })).await;
+    let login = app.login("ada@example.com", crate::helpers::PASSWORD).await;
+
+    assert_eq!(error_code(&too_old), "UNAUTHENTICATED", "{too_old}");
+    assert!(
+        too_old["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("maximum age")
+    );
+    assert!(
+        login["data"]["login"]["refreshToken"].is_string(),
+        "a new login starts a new session: {login}"
+    );
+}
