@@ -160,6 +160,9 @@ pub struct Caches {
     pub users: Table<Uuid, UserAccess>,
     /// Tools by id (deleted and disabled ones included; callers filter).
     pub tools: Table<Uuid, ToolRow>,
+    /// The sessions of a user that were ended while their access tokens may still be unexpired, by user
+    /// id (dropped with the user's entry: the `ended_sessions` trigger notifies as `user:<id>`).
+    pub ended_sessions: Table<Uuid, Arc<Vec<Uuid>>>,
     barriers: Mutex<HashMap<String, oneshot::Sender<()>>>,
 }
 
@@ -170,6 +173,7 @@ impl Default for Caches {
             api_keys: Table::new(freshness.clone()),
             users: Table::new(freshness.clone()),
             tools: Table::new(freshness.clone()),
+            ended_sessions: Table::new(freshness.clone()),
             freshness,
             barriers: Mutex::new(HashMap::new()),
         }
@@ -190,6 +194,7 @@ impl Caches {
         self.api_keys.clear();
         self.users.clear();
         self.tools.clear();
+        self.ended_sessions.clear();
         self.freshness.live.store(live, Ordering::Release);
     }
 
@@ -198,9 +203,10 @@ impl Caches {
         self.freshness.live.load(Ordering::Acquire)
     }
 
-    /// Drops a user and every API key of theirs.
+    /// Drops a user, their ended sessions and every API key of theirs.
     pub fn invalidate_user(&self, id: Uuid) {
         self.users.remove(&id);
+        self.ended_sessions.remove(&id);
         self.api_keys.remove_where(|_, key| key.user_id == id);
     }
 

@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, header};
 use chrono::{DateTime, Utc};
 
 use super::identity::{AuthenticatedUser, Caller, Credential};
+use super::repo as auth_repo;
 use super::tokens;
 use crate::app::AppState;
 use crate::error::AppError;
@@ -86,6 +87,27 @@ async fn access_token(app: &AppState, token: &str) -> Result<AuthenticatedUser, 
         return Err(AppError::Unauthenticated(
             "This session ended when the password changed: log in again.".into(),
         ));
+    }
+    if let Some(session) = claims
+        .sid
+        .as_deref()
+        .and_then(|s| uuid::Uuid::parse_str(s).ok())
+    {
+        let ended = app
+            .caches
+            .ended_sessions
+            .get_or_load(id, async {
+                let mut conn = app.pool.get().await?;
+                let ended = auth_repo::ended_sessions_of(&mut conn, id, Utc::now()).await?;
+                Ok::<_, AppError>(Some(std::sync::Arc::new(ended)))
+            })
+            .await?
+            .unwrap_or_default();
+        if ended.contains(&session) {
+            return Err(AppError::Unauthenticated(
+                "This session was logged out: log in again.".into(),
+            ));
+        }
     }
     Ok(AuthenticatedUser {
         id: user.id,

@@ -8,7 +8,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::model::{EmailTokenRow, MailPurpose, NewEmailToken, NewRefreshToken, RefreshTokenRow};
-use crate::db::schema::{email_tokens, login_throttle, refresh_tokens};
+use crate::db::schema::{email_tokens, ended_sessions, login_throttle, refresh_tokens};
 
 pub async fn insert_refresh_token(
     conn: &mut AsyncPgConnection,
@@ -204,6 +204,59 @@ pub async fn record_failure(
 
 pub async fn reset_throttle(conn: &mut AsyncPgConnection, key: &str) -> QueryResult<usize> {
     diesel::delete(login_throttle::table.filter(login_throttle::key.eq(key)))
+        .execute(conn)
+        .await
+}
+
+/// Records that a session ended (idempotent).
+pub async fn end_session(
+    conn: &mut AsyncPgConnection,
+    family: Uuid,
+    user: Uuid,
+    now: DateTime<Utc>,
+    forget_after: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::insert_into(ended_sessions::table)
+        .values((
+            ended_sessions::family_id.eq(family),
+            ended_sessions::user_id.eq(user),
+            ended_sessions::ended_at.eq(now),
+            ended_sessions::forget_after.eq(forget_after),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await
+}
+
+/// The sessions of a user that ended while some of their access tokens may still be unexpired.
+pub async fn ended_sessions_of(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<Vec<Uuid>> {
+    ended_sessions::table
+        .filter(ended_sessions::user_id.eq(user))
+        .filter(ended_sessions::forget_after.gt(now))
+        .select(ended_sessions::family_id)
+        .load(conn)
+        .await
+}
+
+/// Deletes ended sessions past their `forget_after`; returns how many went.
+pub async fn forget_ended_sessions(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::delete(ended_sessions::table.filter(ended_sessions::forget_after.le(now)))
+        .execute(conn)
+        .await
+}
+
+pub async fn delete_ended_sessions_of(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+) -> QueryResult<usize> {
+    diesel::delete(ended_sessions::table.filter(ended_sessions::user_id.eq(user)))
         .execute(conn)
         .await
 }

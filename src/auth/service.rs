@@ -220,7 +220,7 @@ pub async fn refresh(app: &AppState, token: &str) -> AppResult<Session> {
         Some(session) => Ok(session),
         None => {
             // Already used: someone else holds a copy. End every session of this family.
-            let revoked = repo::revoke_family(&mut conn, row.family_id, now).await?;
+            let revoked = end_session(app, &mut conn, row.family_id, row.user_id).await?;
             tracing::warn!(user_id = %row.user_id, family = %row.family_id, revoked, "refresh token reused; session family revoked");
             Err(AppError::Unauthenticated(
                 "This refresh token was already used, so the session was ended for safety. Log in again.".into(),
@@ -234,7 +234,7 @@ pub async fn refresh(app: &AppState, token: &str) -> AppResult<Session> {
 pub async fn logout(app: &AppState, token: &str) -> AppResult<bool> {
     let mut conn = app.pool.get().await?;
     if let Some(row) = repo::find_refresh_token(&mut conn, &hash_token(token)).await? {
-        repo::revoke_family(&mut conn, row.family_id, Utc::now()).await?;
+        end_session(app, &mut conn, row.family_id, row.user_id).await?;
         tracing::info!(user_id = %row.user_id, "logged out");
     }
     Ok(true)
@@ -279,6 +279,36 @@ pub async fn change_password(
 }
 
 /// Issues an access token and a refresh token (a new family unless `family` continues one).
+/// Ends a session at once, on every instance: its refresh tokens are revoked, and its access tokens are
+/// refused from now on (the ended session is remembered until the last of them has expired). Returns
+/// how many refresh tokens were revoked.
+async fn end_session(
+    app: &AppState,
+    conn: &mut AsyncPgConnection,
+    family: Uuid,
+    user: Uuid,
+) -> AppResult<usize> {
+    let now = Utc::now();
+    // Tokens are accepted up to the decoder's leeway past their expiry.
+    let forget_after =
+        crate::clock::after(now, app.config.auth.access_token_ttl) + chrono::Duration::seconds(60);
+    let revoked = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            let revoked = repo::revoke_family(conn, family, now).await?;
+            repo::end_session(conn, family, user, now, forget_after).await?;
+            Ok(revoked)
+        })
+        .await?;
+    app.caches.invalidate_user(user);
+    Ok(revoked)
+}
+
+/// Forgets ended sessions whose access tokens have all expired.
+pub async fn sweep_ended_sessions(app: &AppState) -> AppResult<usize> {
+    let mut conn = app.pool.get().await?;
+    Ok(repo::forget_ended_sessions(&mut conn, Utc::now()).await?)
+}
+
 /// When a session (a refresh-token family) ends however often it is refreshed: its login plus
 /// `HUB_SESSION_MAX_DAYS`. Family ids are UUIDv7, so the login time is the id's own timestamp.
 fn session_ends_at(app: &AppState, family: Uuid) -> DateTime<Utc> {
@@ -319,6 +349,7 @@ async fn start_session(
         user.id(),
         user.role(),
         user.session_version,
+        family,
         now,
         app.config.auth.access_token_ttl,
     )?;
@@ -333,5 +364,6 @@ async fn start_session(
 /// Forgets a user's sessions and mail tokens inside the caller's transaction (the account is being
 /// deleted).
 pub async fn forget_user_in(conn: &mut AsyncPgConnection, user: UserId) -> diesel::QueryResult<()> {
+    repo::delete_ended_sessions_of(conn, user.0).await?;
     repo::delete_tokens_of_user(conn, user.0).await
 }

@@ -28,6 +28,9 @@ pub struct AccessClaims {
     /// The account's session version at issue time; a password change makes older tokens invalid.
     pub sv: i32,
     pub iss: String,
+    /// The session (refresh-token family) the token belongs to; logging out ends it at once.
+    #[serde(default)]
+    pub sid: Option<String>,
 }
 
 /// Signs an access token valid from `now` for `ttl`; returns it with its expiry.
@@ -36,6 +39,7 @@ pub fn issue_access_token(
     user: UserId,
     role: Role,
     session_version: i32,
+    session: Uuid,
     now: DateTime<Utc>,
     ttl: std::time::Duration,
 ) -> Result<(String, DateTime<Utc>), AppError> {
@@ -48,6 +52,7 @@ pub fn issue_access_token(
         jti: Uuid::new_v4().to_string(),
         sv: session_version,
         iss: ISSUER.to_owned(),
+        sid: Some(session.to_string()),
     };
     let token = jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -105,6 +110,7 @@ mod tests {
             user,
             Role::Admin,
             0,
+            Uuid::now_v7(),
             Utc::now(),
             std::time::Duration::from_secs(60),
         )
@@ -133,6 +139,7 @@ mod tests {
             UserId(Uuid::new_v4()),
             Role::User,
             0,
+            Uuid::now_v7(),
             issued,
             std::time::Duration::from_secs(900),
         )

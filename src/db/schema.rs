@@ -55,6 +55,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    ended_sessions (family_id) {
+        family_id -> Uuid,
+        user_id -> Uuid,
+        ended_at -> Timestamptz,
+        forget_after -> Timestamptz,
+    }
+}
+
+diesel::table! {
     login_throttle (key) {
         key -> Text,
         failures -> Int4,
@@ -218,6 +227,7 @@ diesel::table! {
 }
 
 diesel::joinable!(api_keys -> users (user_id));
+diesel::joinable!(ended_sessions -> users (user_id));
 diesel::joinable!(audit_log -> users (actor_id));
 diesel::joinable!(invocation_idempotency -> tools (tool_id));
 diesel::joinable!(invocation_idempotency -> usage_events (usage_event_id));
@@ -243,6 +253,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     audit_log,
     email_tokens,
+    ended_sessions,
     invocation_idempotency,
     login_throttle,
     platform_daily,

@@ -179,6 +179,37 @@ async fn logout_ends_the_session() {
 }
 
 #[tokio::test]
+async fn logout_ends_the_access_token_at_once_and_only_that_session() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada", "ada@example.com").await;
+    let other = app.login("ada@example.com", crate::helpers::PASSWORD).await;
+    let other_token = other["data"]["login"]["accessToken"].as_str().unwrap();
+    let me = "{ me { email } }";
+    let before = app.graphql_as(&user.access_token, me, json!({})).await;
+    assert_eq!(before["data"]["me"]["email"], "ada@example.com");
+
+    app.graphql_with(
+        "mutation($t: String!) { logout(refreshToken: $t) }",
+        json!({ "t": user.refresh_token }),
+    )
+    .await;
+    let after = app.graphql_as(&user.access_token, me, json!({})).await;
+    let elsewhere = app.graphql_as(other_token, me, json!({})).await;
+
+    assert_eq!(error_code(&after), "UNAUTHENTICATED", "{after}");
+    assert!(
+        after["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("logged out")
+    );
+    assert_eq!(
+        elsewhere["data"]["me"]["email"], "ada@example.com",
+        "the other session goes on"
+    );
+}
+
+#[tokio::test]
 async fn an_expired_or_tampered_access_token_is_refused_not_treated_as_anonymous() {
     let app = TestApp::spawn().await;
     let user = app.register("Ada", "ada@example.com").await;
@@ -188,6 +219,7 @@ async fn an_expired_or_tampered_access_token_is_refused_not_treated_as_anonymous
         id,
         joyfull_hub::users::model::Role::User,
         0,
+        uuid::Uuid::now_v7(),
         chrono::Utc::now() - chrono::Duration::hours(2),
         std::time::Duration::from_secs(900),
     )

@@ -178,3 +178,25 @@ async fn a_cached_tool_follows_changes_made_here_at_once_and_elsewhere_promptly(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+#[tokio::test]
+async fn a_session_ended_by_another_instance_is_refused_here_within_moments() {
+    let app = TestApp::spawn().await;
+    ready(&app).await;
+    let user = app.register("Ada", "ada@example.com").await;
+    let first = app.graphql_as(&user.access_token, ME, json!({})).await;
+    assert_eq!(first["data"]["me"]["email"], "ada@example.com", "{first}");
+
+    // Another instance logs the session out: it writes the ended session, nothing else tells this one.
+    elsewhere(
+        &app,
+        &format!(
+            "INSERT INTO ended_sessions (family_id, user_id, ended_at, forget_after) \
+             SELECT family_id, user_id, now(), now() + interval '1 hour' FROM refresh_tokens WHERE user_id = '{}'",
+            user.id
+        ),
+    )
+    .await;
+    let took = refused_within(&app, &user.access_token, Duration::from_secs(1)).await;
+    eprintln!("a logout elsewhere reached this instance in {took:?}");
+}
