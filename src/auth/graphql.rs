@@ -130,6 +130,16 @@ impl AuthMutation {
         Ok(mail_links::verify_email(ctx.app()?, &token).await?)
     }
 
+    /// Cancels an email change with the token from the notice mailed to the previous address. A change
+    /// already confirmed is undone and every session of the account ends.
+    async fn cancel_email_change(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(secret)] token: String,
+    ) -> async_graphql::Result<bool> {
+        Ok(mail_links::cancel_email_change(ctx.app()?, &token).await?)
+    }
+
     /// Mails a new verification link for the caller's unconfirmed address.
     #[graphql(guard = "Scoped(Scope::Manage)")]
     async fn resend_verification_email(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {

@@ -17,6 +17,9 @@ use crate::mail::action_mail;
 use crate::users::model::{Email, UserId, UserRow, UserStatus, check_password_strength};
 use crate::users::repo as users;
 
+/// How long the old address may cancel an email change.
+const CANCEL_LINK_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+
 /// At most this many mails of one purpose per account per hour.
 const MAILS_PER_HOUR: i64 = 3;
 
@@ -95,8 +98,25 @@ async fn send_reset(app: &AppState, email: &Email) -> AppResult<()> {
 #[tracing::instrument(skip_all)]
 pub async fn reset_password(app: &AppState, token: &str, new_password: &str) -> AppResult<bool> {
     check_password_strength(new_password, "newPassword")?;
-    let password_hash = app.hasher.hash(new_password).await?;
     let now = Utc::now();
+    let mut conn = app.pool.get().await?;
+    // The token is checked before the (costly) hash, so guessing tokens costs the server nothing;
+    // it is consumed below, atomically.
+    if !repo::email_token_usable(
+        &mut conn,
+        &hash_token(token),
+        MailPurpose::ResetPassword,
+        now,
+    )
+    .await?
+    {
+        return Err(AppError::bad_input(
+            "token",
+            "This reset link is invalid, used or expired: ask for a new one.",
+        ));
+    }
+    drop(conn);
+    let password_hash = app.hasher.hash(new_password).await?;
     let mut conn = app.pool.get().await?;
     let user_id = conn
         .transaction::<_, AppError, _>(async |conn| {
@@ -116,6 +136,7 @@ pub async fn reset_password(app: &AppState, token: &str, new_password: &str) -> 
             users::update_password(conn, UserId(token.user_id), &password_hash).await?;
             repo::revoke_all_for_user(conn, token.user_id, now).await?;
             repo::retire_email_tokens(conn, token.user_id, MailPurpose::ResetPassword, now).await?;
+            repo::retire_email_tokens(conn, token.user_id, MailPurpose::ChangeEmail, now).await?;
             // Receiving the mail proves the address.
             users::mark_verified_if_current(conn, token.user_id, &token.email, now).await?;
             crate::audit::service::record_account_event_in(
@@ -167,11 +188,31 @@ pub async fn verify_email(app: &AppState, token: &str) -> AppResult<bool> {
 }
 
 /// Asks the owner of `new_email` to confirm it; the address changes when they do.
+/// The new address gets a confirmation link; the current one a notice with a link that cancels the
+/// change. Needs the current password: a stolen session alone cannot move the account's login.
 pub async fn request_email_change(
     app: &AppState,
     user: &UserRow,
     new_email: &Email,
+    current_password: Option<&str>,
 ) -> AppResult<()> {
+    let Some(current_password) = current_password else {
+        return Err(AppError::bad_input(
+            "currentPassword",
+            "Confirm an email change with your current password.",
+        ));
+    };
+    if !app
+        .hasher
+        .verify(current_password, Some(&user.password_hash))
+        .await?
+    {
+        tracing::warn!(user_id = %user.id, "email change refused: wrong current password");
+        return Err(AppError::bad_input(
+            "currentPassword",
+            "The current password is wrong.",
+        ));
+    }
     let now = Utc::now();
     let mut conn = app.pool.get().await?;
     if users::email_taken(&mut conn, new_email.as_str()).await? {
@@ -179,18 +220,121 @@ pub async fn request_email_change(
             "That email address is already registered.".into(),
         ));
     }
-    let token = create_mail_token(
-        &mut conn,
-        app,
-        user,
-        MailPurpose::ChangeEmail,
-        new_email.as_str().to_owned(),
-        now,
-    )
-    .await?;
+    if !within_hourly_limit(&mut conn, user.id, MailPurpose::ChangeEmail, now).await? {
+        return Err(AppError::RateLimited {
+            message: "Several email changes were asked for in the last hour: try again later."
+                .into(),
+            retry_after: 3600,
+        });
+    }
+    let (confirm, cancel) = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            let confirm = create_mail_token(
+                conn,
+                app,
+                user,
+                MailPurpose::ChangeEmail,
+                new_email.as_str().to_owned(),
+                now,
+            )
+            .await?;
+            let cancel = create_mail_token(
+                conn,
+                app,
+                user,
+                MailPurpose::CancelEmailChange,
+                user.email.clone(),
+                now,
+            )
+            .await?;
+            crate::audit::service::record_account_event_in(
+                conn,
+                user.id,
+                "user.email_change_requested",
+            )
+            .await?;
+            Ok((confirm, cancel))
+        })
+        .await?;
     tracing::info!(user_id = %user.id, new_email = %new_email.masked(), "email change requested");
-    send_verification(app, &user.name, new_email.as_str(), &token);
+    send_verification(app, &user.name, new_email.as_str(), &confirm);
+    send_change_notice(app, user, new_email, &cancel);
     Ok(())
+}
+
+/// Tells the current address that a change to `new_email` was asked for, with the link that undoes it.
+fn send_change_notice(app: &AppState, user: &UserRow, new_email: &Email, token: &str) {
+    let mail = action_mail(
+        &user.email,
+        "Your Joyfull Hub email address is being changed",
+        &user.name,
+        &format!(
+            "Someone signed in to your account asked to change its email address to {}.",
+            new_email.masked()
+        ),
+        "If this was not you, cancel the change (this also signs out every session)",
+        &format!(
+            "{}/cancel-email-change?token={token}",
+            app.mailer.public_url
+        ),
+        "If it was you, there is nothing to do. Then consider changing your password.",
+    );
+    let mailer = app.mailer.clone();
+    tokio::spawn(
+        async move {
+            if let Err(e) = mailer.send(mail).await {
+                tracing::error!(error = ?e, "could not send an email change notice");
+            }
+        }
+        .instrument(tracing::Span::current()),
+    );
+}
+
+/// Cancels an email change from the link mailed to the old address: pending confirmations stop
+/// working, and a change already confirmed is undone (the old address is back) with every session
+/// ended, so whoever asked for it is signed out.
+#[tracing::instrument(skip_all)]
+pub async fn cancel_email_change(app: &AppState, token: &str) -> AppResult<bool> {
+    let now = Utc::now();
+    let mut conn = app.pool.get().await?;
+    let user_id = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            let token = repo::consume_email_token(
+                conn,
+                &hash_token(token),
+                &[MailPurpose::CancelEmailChange],
+                now,
+            )
+            .await?
+            .ok_or_else(|| {
+                AppError::bad_input("token", "This link is invalid, used or expired.")
+            })?;
+            repo::retire_email_tokens(conn, token.user_id, MailPurpose::ChangeEmail, now).await?;
+            let current = users::find_by_id(conn, UserId(token.user_id))
+                .await?
+                .ok_or_else(|| AppError::NotFound("This account no longer exists.".into()))?;
+            if current.email != token.email {
+                if users::email_taken(conn, &token.email).await? {
+                    return Err(AppError::Conflict(
+                        "The previous address now belongs to another account; contact support."
+                            .into(),
+                    ));
+                }
+                users::restore_email(conn, token.user_id, &token.email, now).await?;
+                repo::revoke_all_for_user(conn, token.user_id, now).await?;
+            }
+            crate::audit::service::record_account_event_in(
+                conn,
+                token.user_id,
+                "user.email_change_cancelled",
+            )
+            .await?;
+            Ok(token.user_id)
+        })
+        .await?;
+    app.caches.invalidate_user(user_id);
+    tracing::info!(user_id = %user_id, "email change cancelled from the old address");
+    Ok(true)
 }
 
 /// Mails a new verification link for the current, unverified address.
@@ -236,6 +380,7 @@ pub(super) async fn create_mail_token(
     let ttl = match purpose {
         MailPurpose::ResetPassword => app.config.auth.reset_token_ttl,
         MailPurpose::VerifyEmail | MailPurpose::ChangeEmail => app.config.auth.verify_token_ttl,
+        MailPurpose::CancelEmailChange => CANCEL_LINK_TTL,
     };
     let (token, hash) = random_token("");
     repo::insert_email_token(

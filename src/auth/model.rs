@@ -35,6 +35,8 @@ crate::text_enum! {
         ChangeEmail => "CHANGE_EMAIL",
         /// Choose a new password.
         ResetPassword => "RESET_PASSWORD",
+        /// Undo an email change (sent to the old address).
+        CancelEmailChange => "CANCEL_EMAIL_CHANGE",
     }
 }
 

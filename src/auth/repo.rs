@@ -260,3 +260,21 @@ pub async fn delete_ended_sessions_of(
         .execute(conn)
         .await
 }
+
+/// Whether an unused, unexpired token of `purpose` has this hash (it is not consumed).
+pub async fn email_token_usable(
+    conn: &mut AsyncPgConnection,
+    hash: &[u8],
+    purpose: MailPurpose,
+    now: DateTime<Utc>,
+) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        email_tokens::table
+            .filter(email_tokens::token_hash.eq(hash))
+            .filter(email_tokens::purpose.eq(purpose))
+            .filter(email_tokens::used_at.is_null())
+            .filter(email_tokens::expires_at.gt(now)),
+    ))
+    .get_result(conn)
+    .await
+}

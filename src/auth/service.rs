@@ -268,6 +268,7 @@ pub async fn change_password(
     conn.transaction::<_, AppError, _>(async |conn| {
         users::update_password(conn, user, &password_hash).await?;
         repo::revoke_all_for_user(conn, user.0, now).await?;
+        repo::retire_email_tokens(conn, user.0, MailPurpose::ChangeEmail, now).await?;
         crate::audit::service::record_account_event_in(conn, user.0, "user.password_changed")
             .await?;
         Ok(())

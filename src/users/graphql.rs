@@ -140,8 +140,12 @@ impl User {
 #[derive(InputObject)]
 pub struct UpdateProfileInput {
     pub name: Option<String>,
-    /// A new login address: it takes effect once confirmed through the link mailed to it.
+    /// A new login address: it takes effect once confirmed through the link mailed to it; the current
+    /// address is told, with a link that cancels the change.
     pub email: Option<String>,
+    /// Required with `email`.
+    #[graphql(secret)]
+    pub current_password: Option<String>,
 }
 
 #[derive(Default)]
@@ -182,6 +186,7 @@ impl UsersMutation {
             user.id,
             input.name.as_deref(),
             input.email.as_deref(),
+            input.current_password.as_deref(),
         )
         .await?;
         Ok(row.into())

@@ -73,6 +73,24 @@ pub async fn update_password(
         .await
 }
 
+/// Puts a previous address back (an email change its owner cancelled) and bumps the session version,
+/// which ends every access token.
+pub async fn restore_email(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    email: &str,
+    at: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::email.eq(email),
+            users::email_verified_at.eq(Some(at)),
+            users::session_version.eq(users::session_version + 1),
+        ))
+        .execute(conn)
+        .await
+}
+
 /// Marks `email` verified, making it the user's address (an email change).
 pub async fn set_verified_email(
     conn: &mut AsyncPgConnection,

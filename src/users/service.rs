@@ -24,6 +24,7 @@ pub async fn update_profile(
     id: UserId,
     name: Option<&str>,
     email: Option<&str>,
+    current_password: Option<&str>,
 ) -> AppResult<UserRow> {
     let name = name.map(parse_name).transpose()?;
     let email = email.map(|e| Email::parse(e, "email")).transpose()?;
@@ -35,7 +36,7 @@ pub async fn update_profile(
     if let Some(email) = email
         && email.as_str() != user.email
     {
-        crate::auth::mail_links::request_email_change(app, &user, &email).await?;
+        crate::auth::mail_links::request_email_change(app, &user, &email, current_password).await?;
     }
     Ok(user)
 }

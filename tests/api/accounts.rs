@@ -330,7 +330,7 @@ async fn update_profile_renames_at_once_and_changes_email_only_after_confirmatio
         .graphql_as(
             &user.access_token,
             update,
-            json!({ "input": { "email": "countess@example.com" } }),
+            json!({ "input": { "email": "countess@example.com", "currentPassword": PASSWORD } }),
         )
         .await;
 
@@ -475,5 +475,139 @@ async fn a_session_ends_at_its_maximum_age_however_often_it_is_refreshed() {
     assert!(
         login["data"]["login"]["refreshToken"].is_string(),
         "a new login starts a new session: {login}"
+    );
+}
+
+const CHANGE_EMAIL: &str = "mutation($e: String!, $p: String) { updateProfile(input: {email: $e, currentPassword: $p}) { email } }";
+const CANCEL_CHANGE: &str = "mutation($t: String!) { cancelEmailChange(token: $t) }";
+const VERIFY_EMAIL: &str = "mutation($t: String!) { verifyEmail(token: $t) }";
+
+#[tokio::test]
+async fn an_email_change_needs_the_current_password_and_tells_the_old_address() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada", "ada@example.com").await;
+    let change = |password: Option<&str>| {
+        app.graphql_as(
+            &user.access_token,
+            CHANGE_EMAIL,
+            json!({ "e": "new@example.com", "p": password }),
+        )
+    };
+
+    let without = change(None).await;
+    let wrong = change(Some("not-the-password-1")).await;
+    let right = change(Some(PASSWORD)).await;
+    let notice = app
+        .wait_for_mail(
+            "ada@example.com",
+            "Your Joyfull Hub email address is being changed",
+        )
+        .await;
+
+    for refused in [&without, &wrong] {
+        assert_eq!(error_code(refused), "BAD_USER_INPUT", "{refused}");
+        assert_eq!(
+            refused["errors"][0]["extensions"]["field"],
+            "currentPassword"
+        );
+    }
+    assert_eq!(
+        right["data"]["updateProfile"]["email"], "ada@example.com",
+        "{right}"
+    );
+    assert!(notice.contains("/cancel-email-change?token="), "{notice}");
+    assert!(
+        !notice.contains("new@example.com"),
+        "the notice masks the new address"
+    );
+}
+
+#[tokio::test]
+async fn the_old_address_undoes_a_confirmed_change_and_signs_everyone_out() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada", "ada@example.com").await;
+    app.graphql_as(
+        &user.access_token,
+        CHANGE_EMAIL,
+        json!({ "e": "thief@example.com", "p": PASSWORD }),
+    )
+    .await;
+    let confirm = app
+        .wait_for_mail("thief@example.com", "Confirm your email")
+        .await;
+    let notice = app
+        .wait_for_mail(
+            "ada@example.com",
+            "Your Joyfull Hub email address is being changed",
+        )
+        .await;
+    let confirmed = app
+        .graphql_with(
+            VERIFY_EMAIL,
+            json!({ "t": crate::helpers::token_in(&confirm) }),
+        )
+        .await;
+    assert_eq!(confirmed["data"]["verifyEmail"], true);
+
+    let cancelled = app
+        .graphql_with(
+            CANCEL_CHANGE,
+            json!({ "t": crate::helpers::token_in(&notice) }),
+        )
+        .await;
+    let again = app
+        .graphql_with(
+            CANCEL_CHANGE,
+            json!({ "t": crate::helpers::token_in(&notice) }),
+        )
+        .await;
+    let old_session = app.graphql_as(&user.access_token, ME, json!({})).await;
+    let old_refresh = app
+        .graphql_with(REFRESH, json!({ "t": user.refresh_token }))
+        .await;
+    let back = app.login("ada@example.com", PASSWORD).await;
+    let thief = app.login("thief@example.com", PASSWORD).await;
+
+    assert_eq!(cancelled["data"]["cancelEmailChange"], true, "{cancelled}");
+    assert_eq!(error_code(&again), "BAD_USER_INPUT");
+    assert_eq!(error_code(&old_session), "UNAUTHENTICATED");
+    assert_eq!(error_code(&old_refresh), "UNAUTHENTICATED");
+    assert!(back["data"]["login"]["accessToken"].is_string(), "{back}");
+    assert_eq!(error_code(&thief), "UNAUTHENTICATED");
+}
+
+#[tokio::test]
+async fn a_password_change_ends_a_pending_email_change() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada", "ada@example.com").await;
+    app.graphql_as(
+        &user.access_token,
+        CHANGE_EMAIL,
+        json!({ "e": "new@example.com", "p": PASSWORD }),
+    )
+    .await;
+    let confirm = app
+        .wait_for_mail("new@example.com", "Confirm your email")
+        .await;
+
+    let changed = app
+        .graphql_as(
+            &user.access_token,
+            "mutation($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) }",
+            json!({ "c": PASSWORD, "n": "An0ther-long-passphrase" }),
+        )
+        .await;
+    let late = app
+        .graphql_with(
+            VERIFY_EMAIL,
+            json!({ "t": crate::helpers::token_in(&confirm) }),
+        )
+        .await;
+
+    assert_eq!(changed["data"]["changePassword"], true, "{changed}");
+    assert_eq!(error_code(&late), "BAD_USER_INPUT", "{late}");
+    assert_eq!(
+        app.sql_text("SELECT email AS t FROM users").await,
+        "ada@example.com"
     );
 }

@@ -9,7 +9,7 @@ use crate::helpers::upstream::Upstream;
 use crate::helpers::{PASSWORD, TestApp, error_code};
 
 /// Mutations anyone (or any user) may call; every other mutation is an admin mutation and must be guarded.
-const PUBLIC_MUTATIONS: [&str; 16] = [
+const PUBLIC_MUTATIONS: [&str; 17] = [
     "register",
     "login",
     "refreshToken",
@@ -17,6 +17,7 @@ const PUBLIC_MUTATIONS: [&str; 16] = [
     "requestPasswordReset",
     "resetPassword",
     "verifyEmail",
+    "cancelEmailChange",
     "resendVerificationEmail",
     "updateProfile",
     "changePassword",
