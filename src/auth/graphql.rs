@@ -108,7 +108,8 @@ impl AuthMutation {
         ctx: &Context<'_>,
         email: String,
     ) -> async_graphql::Result<bool> {
-        Ok(mail_links::request_password_reset(ctx.app()?, &email))
+        let client_ip = ctx.request()?.client_ip;
+        Ok(mail_links::request_password_reset(ctx.app()?, &email, client_ip).await?)
     }
 
     /// Sets a new password with the token from a reset mail. Every session of the account ends.
@@ -144,6 +145,7 @@ impl AuthMutation {
     #[graphql(guard = "Scoped(Scope::Manage)")]
     async fn resend_verification_email(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
         let user = ctx.user()?;
-        Ok(mail_links::resend_verification(ctx.app()?, user.id).await?)
+        let client_ip = ctx.request()?.client_ip;
+        Ok(mail_links::resend_verification(ctx.app()?, user.id, client_ip).await?)
     }
 }

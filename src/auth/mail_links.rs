@@ -3,6 +3,8 @@
 //! Mail tokens are single-use, hashed and time-limited. Asking for a reset answers the same whether or
 //! not the address exists, and does the work in the background so timing says nothing either.
 
+use std::net::IpAddr;
+
 use chrono::{DateTime, Duration, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tracing::Instrument;
@@ -10,6 +12,7 @@ use uuid::Uuid;
 
 use super::model::{MailPurpose, NewEmailToken};
 use super::repo;
+use super::throttle;
 use super::tokens::{hash_token, random_token};
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
@@ -36,9 +39,14 @@ async fn within_hourly_limit(
 }
 
 /// Mails a reset link if the address belongs to an active account. Always answers true, at once.
-pub fn request_password_reset(app: &AppState, email: &str) -> bool {
+pub async fn request_password_reset(
+    app: &AppState,
+    email: &str,
+    client_ip: Option<IpAddr>,
+) -> AppResult<bool> {
+    spend_mail_budget(app, client_ip).await?;
     let Ok(email) = Email::parse(email, "email") else {
-        return true;
+        return Ok(true);
     };
     let app = app.clone();
     let span = tracing::info_span!("password_reset_request", email = %email.masked());
@@ -50,7 +58,21 @@ pub fn request_password_reset(app: &AppState, email: &str) -> bool {
         }
         .instrument(span),
     );
-    true
+    Ok(true)
+}
+
+/// Counts a mail asked for from `client_ip` against that address's hourly budget (whatever the
+/// account, so one place cannot mail without limit).
+async fn spend_mail_budget(app: &AppState, client_ip: Option<IpAddr>) -> AppResult<()> {
+    let Some(ip) = client_ip else {
+        return Ok(());
+    };
+    let keys = [(throttle::mail_key(ip), throttle::MAILS_FROM_ADDRESS)];
+    let verdict = {
+        let mut conn = app.pool.get().await?;
+        throttle::attempt(&mut conn, &keys, Utc::now()).await?
+    };
+    throttle::enforce(verdict, "mails asked for from this address").await
 }
 
 async fn send_reset(app: &AppState, email: &Email) -> AppResult<()> {
@@ -195,6 +217,7 @@ pub async fn request_email_change(
     user: &UserRow,
     new_email: &Email,
     current_password: Option<&str>,
+    client_ip: Option<IpAddr>,
 ) -> AppResult<()> {
     let Some(current_password) = current_password else {
         return Err(AppError::bad_input(
@@ -227,6 +250,7 @@ pub async fn request_email_change(
             retry_after: 3600,
         });
     }
+    spend_mail_budget(app, client_ip).await?;
     let (confirm, cancel) = conn
         .transaction::<_, AppError, _>(async |conn| {
             let confirm = create_mail_token(
@@ -339,7 +363,11 @@ pub async fn cancel_email_change(app: &AppState, token: &str) -> AppResult<bool>
 
 /// Mails a new verification link for the current, unverified address.
 #[tracing::instrument(skip_all, fields(user_id = %user.0))]
-pub async fn resend_verification(app: &AppState, user: UserId) -> AppResult<bool> {
+pub async fn resend_verification(
+    app: &AppState,
+    user: UserId,
+    client_ip: Option<IpAddr>,
+) -> AppResult<bool> {
     let now = Utc::now();
     let mut conn = app.pool.get().await?;
     let row = users::find_by_id(&mut conn, user)
@@ -356,6 +384,7 @@ pub async fn resend_verification(app: &AppState, user: UserId) -> AppResult<bool
             retry_after: 3600,
         });
     }
+    spend_mail_budget(app, client_ip).await?;
     let token = create_mail_token(
         &mut conn,
         app,

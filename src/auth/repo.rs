@@ -168,23 +168,8 @@ pub struct ThrottleRow {
     pub window_started_at: DateTime<Utc>,
 }
 
-pub async fn throttle_counters(
-    conn: &mut AsyncPgConnection,
-    keys: &[String],
-) -> QueryResult<Vec<ThrottleRow>> {
-    login_throttle::table
-        .filter(login_throttle::key.eq_any(keys))
-        .select((
-            login_throttle::key,
-            login_throttle::failures,
-            login_throttle::window_started_at,
-        ))
-        .load(conn)
-        .await
-}
-
-/// Counts one failure for `key`, atomically, starting a new window when the old one is over.
-pub async fn record_failure(
+/// Runs `count_attempt.sql`: one more attempt on `key`, atomically.
+pub async fn count_attempt(
     conn: &mut AsyncPgConnection,
     key: &str,
     now: DateTime<Utc>,
@@ -193,7 +178,7 @@ pub async fn record_failure(
     let window = diesel::data_types::PgInterval::from_microseconds(
         i64::try_from(window.as_micros()).unwrap_or(i64::MAX),
     );
-    diesel::sql_query(include_str!("record_failure.sql"))
+    diesel::sql_query(include_str!("count_attempt.sql"))
         .bind::<Text, _>(key)
         .bind::<Timestamptz, _>(now)
         .bind::<Interval, _>(window)
@@ -204,6 +189,14 @@ pub async fn record_failure(
 
 pub async fn reset_throttle(conn: &mut AsyncPgConnection, key: &str) -> QueryResult<usize> {
     diesel::delete(login_throttle::table.filter(login_throttle::key.eq(key)))
+        .execute(conn)
+        .await
+}
+
+/// Takes one attempt off `key`'s count.
+pub async fn uncount(conn: &mut AsyncPgConnection, key: &str) -> QueryResult<usize> {
+    diesel::update(login_throttle::table.filter(login_throttle::key.eq(key)))
+        .set(login_throttle::failures.eq(diesel::dsl::sql::<Integer>("GREATEST(failures - 1, 0)")))
         .execute(conn)
         .await
 }

@@ -48,28 +48,19 @@ pub async fn register(
     // Beyond the hashing capacity, refuse before counting the attempt against the address.
     app.hasher.admit()?;
     if let Some(ip) = client_ip {
-        let policy = throttle::registrations(app.config.auth.registrations_per_hour);
-        let keys = [(throttle::registration_key(&ip.to_string()), policy)];
-        let mut conn = app.pool.get().await?;
-        let now = Utc::now();
-        match throttle::check(&mut conn, &keys, now).await? {
-            Verdict::Refuse { retry_after } => {
-                tracing::warn!(
-                    retry_after,
-                    "registration refused: too many from this address"
-                );
-                return Err(AppError::RateLimited {
-                    message: format!(
-                        "Too many new accounts from this address. Try again in {retry_after} seconds."
-                    ),
-                    retry_after,
-                });
-            }
-            Verdict::Slow(delay) => tokio::time::sleep(delay).await,
-            Verdict::Allow => {}
-        }
         // Every attempt counts, successful or not.
-        throttle::record_failure(&mut conn, &keys, now).await?;
+        let policy = throttle::registrations(app.config.auth.registrations_per_hour);
+        let keys = [(throttle::registration_key(ip), policy)];
+        let mut conn = app.pool.get().await?;
+        let verdict = throttle::attempt(&mut conn, &keys, Utc::now()).await?;
+        drop(conn);
+        if let Verdict::Refuse { retry_after } = verdict {
+            tracing::warn!(
+                retry_after,
+                "registration refused: too many from this address"
+            );
+        }
+        throttle::enforce(verdict, "new accounts from this address").await?;
     }
     let password_hash = app.hasher.hash(password).await?;
     let now = Utc::now();
@@ -118,36 +109,48 @@ pub async fn login(
     let masked = email
         .as_ref()
         .map_or_else(|| "(not an email)".to_owned(), Email::masked);
-    let account_key = email.as_ref().map(|e| throttle::account_key(e.as_str()));
+    // Counted before they are judged (see `throttle`): per account from this address, per address,
+    // and per account from anywhere (which only slows).
     let mut keys = Vec::new();
-    if let Some(key) = &account_key {
-        keys.push((key.clone(), throttle::ACCOUNT));
+    let mut forget_on_success = Vec::new();
+    let mut uncount_on_success = Vec::new();
+    if let Some(email) = &email {
+        let account = throttle::account_key(email.as_str());
+        keys.push((account.clone(), throttle::ACCOUNT));
+        forget_on_success.push(account);
+        if let Some(ip) = client_ip {
+            let pair = throttle::account_from_address_key(email.as_str(), ip);
+            keys.push((pair.clone(), throttle::ACCOUNT_FROM_ADDRESS));
+            forget_on_success.push(pair);
+        }
     }
     if let Some(ip) = client_ip {
-        keys.push((throttle::address_key(&ip.to_string()), throttle::ADDRESS));
+        let address = throttle::address_key(ip);
+        keys.push((address.clone(), throttle::ADDRESS));
+        uncount_on_success.push(address);
     }
     let now = Utc::now();
     // Beyond the hashing capacity, refuse before touching the database.
     app.hasher.admit()?;
 
+    let verdict = {
+        let mut conn = app.pool.get().await?;
+        throttle::attempt(&mut conn, &keys, now).await?
+    };
+    match verdict {
+        Verdict::Refuse { retry_after } => {
+            tracing::warn!(email = %masked, retry_after, "login refused: too many failed attempts");
+            metrics::counter!("auth_login_attempts_total", "outcome" => "throttled").increment(1);
+        }
+        Verdict::Slow(delay) => {
+            tracing::info!(email = %masked, delay_ms = delay.as_millis() as u64, "login slowed after failed attempts");
+        }
+        Verdict::Allow => {}
+    }
+    // A slowed answer waits without holding a database connection.
+    throttle::enforce(verdict, "failed logins").await?;
     let user = {
         let mut conn = app.pool.get().await?;
-        match throttle::check(&mut conn, &keys, now).await? {
-            Verdict::Refuse { retry_after } => {
-                tracing::warn!(email = %masked, retry_after, "login refused: too many failed attempts");
-                metrics::counter!("auth_login_attempts_total", "outcome" => "throttled")
-                    .increment(1);
-                return Err(AppError::RateLimited {
-                    message: format!("Too many failed logins. Try again in {retry_after} seconds."),
-                    retry_after,
-                });
-            }
-            Verdict::Slow(delay) => {
-                tracing::info!(email = %masked, delay_ms = delay.as_millis() as u64, "login slowed after failed attempts");
-                tokio::time::sleep(delay).await;
-            }
-            Verdict::Allow => {}
-        }
         match &email {
             Some(email) => users::find_by_email(&mut conn, email.as_str()).await?,
             None => None,
@@ -163,7 +166,6 @@ pub async fn login(
     let user = match (user, verified) {
         (Some(user), true) => user,
         (user, _) => {
-            throttle::record_failure(&mut conn, &keys, now).await?;
             tracing::warn!(email = %masked, known_account = user.is_some(), "login failed");
             metrics::counter!("auth_login_attempts_total", "outcome" => "failed").increment(1);
             return Err(AppError::Unauthenticated(WRONG_CREDENTIALS.into()));
@@ -176,9 +178,7 @@ pub async fn login(
             "This account is suspended. Contact support if you think this is a mistake.".into(),
         ));
     }
-    if let Some(key) = &account_key {
-        repo::reset_throttle(&mut conn, key).await?;
-    }
+    throttle::succeeded(&mut conn, &forget_on_success, &uncount_on_success).await?;
     let session = start_session(&mut conn, app, user, None, Utc::now()).await?;
     tracing::info!(user_id = %session.user.id, "login succeeded");
     metrics::counter!("auth_login_attempts_total", "outcome" => "succeeded").increment(1);

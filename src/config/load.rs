@@ -201,6 +201,24 @@ impl Config {
             }
         };
 
+        let trusted_proxies = get("HUB_TRUSTED_PROXIES")
+            .map(|v| {
+                v.split(',')
+                    .filter(|entry| !entry.trim().is_empty())
+                    .filter_map(|entry| {
+                        let parsed = Cidr::parse(entry);
+                        if parsed.is_none() {
+                            errors.push(format!(
+                                "HUB_TRUSTED_PROXIES entry `{}` must be an address or a block such as 10.0.0.0/8",
+                                entry.trim()
+                            ));
+                        }
+                        parsed
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+
         let smtp_url = get("HUB_SMTP_URL").map(Secret::new);
         if let Some(url) = &smtp_url
             && !(url.expose().starts_with("smtp://") || url.expose().starts_with("smtps://"))
@@ -308,6 +326,7 @@ impl Config {
             usage_retention_days,
             metrics_token,
             require_verified_email,
+            trusted_proxies,
         })
     }
 }

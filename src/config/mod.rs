@@ -49,6 +49,40 @@ pub enum CorsOrigins {
     List(Vec<String>),
 }
 
+/// A block of addresses (`10.0.0.0/8`, `2001:db8::/32`, or one address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Option<Self> {
+        let (address, prefix) = match text.trim().split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix.parse::<u8>().ok()?)),
+            None => (text.trim(), None),
+        };
+        let network: std::net::IpAddr = address.parse().ok()?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Self { network, prefix })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let (bits, network, ip) = match (self.network, ip) {
+            (std::net::IpAddr::V4(n), std::net::IpAddr::V4(i)) => {
+                (32, u128::from(u32::from(n)), u128::from(u32::from(i)))
+            }
+            (std::net::IpAddr::V6(n), std::net::IpAddr::V6(i)) => {
+                (128, u128::from(n), u128::from(i))
+            }
+            _ => return false,
+        };
+        let shift = bits - u32::from(self.prefix);
+        shift >= bits || (network >> shift) == (ip >> shift)
+    }
+}
+
 /// A value that must never be printed: `Debug` and `Display` show `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret<T>(T);
@@ -143,6 +177,9 @@ pub struct Config {
     /// Until their email address is verified, users may sign in and verify but not invoke tools or
     /// create API keys.
     pub require_verified_email: bool,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` headers say who the client is; from anyone else
+    /// those headers are ignored and the client is the connection's peer.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 /// How the gateway treats failing upstreams.

@@ -115,3 +115,25 @@ fn a_config_file_is_parsed_with_quotes_and_comments() {
     assert_eq!(values.get("HUB_ENV").unwrap(), "development");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn trusted_proxies_are_address_blocks() {
+    let block = Cidr::parse("10.0.0.0/8").unwrap();
+    assert!(block.contains("10.200.3.4".parse().unwrap()));
+    assert!(!block.contains("11.0.0.1".parse().unwrap()));
+    assert!(!block.contains("::1".parse().unwrap()));
+    let one = Cidr::parse("127.0.0.1").unwrap();
+    assert!(one.contains("127.0.0.1".parse().unwrap()));
+    assert!(!one.contains("127.0.0.2".parse().unwrap()));
+    let v6 = Cidr::parse("2001:db8::/32").unwrap();
+    assert!(v6.contains("2001:db8:ffff::1".parse().unwrap()));
+    assert!(
+        Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap())
+    );
+    assert!(Cidr::parse("10.0.0.0/33").is_none());
+    assert!(Cidr::parse("proxy.internal").is_none());
+    let bad = config(&[("HUB_TRUSTED_PROXIES", "10.0.0.0/8, nonsense")]).unwrap_err();
+    assert!(bad.0.iter().any(|e| e.contains("nonsense")), "{bad:?}");
+}

@@ -1,14 +1,18 @@
 //! The outermost layer: gives every request an id (the client's `x-request-id` when it is sensible,
 //! else a fresh UUIDv7), runs the request inside a span carrying that id so every log line has it,
-//! echoes it on the response, logs one line per request and records the HTTP metrics.
+//! echoes it on the response, logs one line per request and records the HTTP metrics. It also decides
+//! who the client is (the peer, or behind a trusted proxy the address it forwarded).
 
+use std::net::IpAddr;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
-use axum::http::HeaderValue;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
+
+use crate::config::Cidr;
 
 /// The request's id, available to handlers as an extension.
 #[derive(Debug, Clone)]
@@ -29,7 +33,89 @@ fn acceptable(id: &str) -> bool {
         })
 }
 
-pub async fn request_context(mut request: Request, next: Next) -> Response {
+/// Proxies whose forwarding headers are believed (`HUB_TRUSTED_PROXIES`).
+#[derive(Clone, Default)]
+pub struct TrustedProxies(pub std::sync::Arc<[Cidr]>);
+
+impl TrustedProxies {
+    fn trusts(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|block| block.contains(ip))
+    }
+
+    /// The client: the connection's peer, unless the peer is a trusted proxy; then the nearest address
+    /// in the forwarding chain that is not a trusted proxy (`X-Forwarded-For`, else `Forwarded`). An
+    /// address a client wrote itself in the chain is never reached while a trusted proxy appended its
+    /// own view after it.
+    pub fn client(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+        let peer = peer?;
+        if !self.trusts(peer) {
+            return Some(peer);
+        }
+        let chain = forwarded_chain(headers);
+        let mut client = peer;
+        for hop in chain.iter().rev() {
+            client = *hop;
+            if !self.trusts(*hop) {
+                break;
+            }
+        }
+        Some(client)
+    }
+}
+
+/// The addresses a request passed through, client first, from `X-Forwarded-For` (all its headers, in
+/// order) or else `Forwarded`'s `for=` parameters. A hop that is not an address ends the chain there.
+fn forwarded_chain(headers: &HeaderMap) -> Vec<IpAddr> {
+    let values = |name: &str| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|hop| hop.trim().to_owned())
+            .collect()
+    };
+    let xff = values("x-forwarded-for");
+    let hops: Vec<String> = if xff.is_empty() {
+        values("forwarded")
+            .into_iter()
+            .filter_map(|element| {
+                element.split(';').find_map(|pair| {
+                    let (key, value) = pair.trim().split_once('=')?;
+                    key.eq_ignore_ascii_case("for")
+                        .then(|| value.trim_matches('"').to_owned())
+                })
+            })
+            .collect()
+    } else {
+        xff
+    };
+    let mut chain = Vec::with_capacity(hops.len());
+    for hop in hops {
+        match parse_hop(&hop) {
+            Some(ip) => chain.push(ip),
+            None => chain.clear(),
+        }
+    }
+    chain
+}
+
+/// `1.2.3.4`, `1.2.3.4:5678`, `[2001:db8::1]:443` or `2001:db8::1`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = hop.strip_prefix('[') {
+        return rest.split_once(']')?.0.parse().ok();
+    }
+    hop.rsplit_once(':')?.0.parse().ok()
+}
+
+pub async fn request_context(
+    State(proxies): State<TrustedProxies>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let id = request
         .headers()
         .get(REQUEST_ID_HEADER)
@@ -41,8 +127,9 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|info| info.0.ip());
+    let client = proxies.client(peer, request.headers());
     request.extensions_mut().insert(RequestId(id.clone()));
-    request.extensions_mut().insert(ClientAddress(peer));
+    request.extensions_mut().insert(ClientAddress(client));
 
     // The route pattern, not the raw path, keeps the metric labels bounded.
     let route = request

@@ -56,7 +56,10 @@ pub fn router(app: AppState) -> Router {
         .with_state(state)
         .layer(
             ServiceBuilder::new()
-                .layer(axum::middleware::from_fn(middleware::request_context))
+                .layer(axum::middleware::from_fn_with_state(
+                    middleware::TrustedProxies(config.trusted_proxies.clone().into()),
+                    middleware::request_context,
+                ))
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,

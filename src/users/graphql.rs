@@ -187,6 +187,7 @@ impl UsersMutation {
             input.name.as_deref(),
             input.email.as_deref(),
             input.current_password.as_deref(),
+            ctx.request()?.client_ip,
         )
         .await?;
         Ok(row.into())

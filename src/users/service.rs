@@ -25,6 +25,7 @@ pub async fn update_profile(
     name: Option<&str>,
     email: Option<&str>,
     current_password: Option<&str>,
+    client_ip: Option<std::net::IpAddr>,
 ) -> AppResult<UserRow> {
     let name = name.map(parse_name).transpose()?;
     let email = email.map(|e| Email::parse(e, "email")).transpose()?;
@@ -36,7 +37,14 @@ pub async fn update_profile(
     if let Some(email) = email
         && email.as_str() != user.email
     {
-        crate::auth::mail_links::request_email_change(app, &user, &email, current_password).await?;
+        crate::auth::mail_links::request_email_change(
+            app,
+            &user,
+            &email,
+            current_password,
+            client_ip,
+        )
+        .await?;
     }
     Ok(user)
 }

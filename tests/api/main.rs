@@ -27,6 +27,7 @@ mod schema;
 mod shutdown;
 mod statements;
 mod tools;
+mod throttles;
 mod transport;
 mod upstream_destinations;
 mod usage;

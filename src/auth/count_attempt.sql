@@ -1,6 +1,6 @@
--- Counts one failed login for a throttle key, atomically: the first failure, or the first after the
--- window is over, starts a new window at one; any other adds one. Returns the key's row.
--- $1 text         the throttle key (an account or an address)
+-- Counts one attempt for a throttle key, atomically: the first attempt, or the first after the window
+-- is over, starts a new window at one; any other adds one. Returns the key's row, this attempt counted.
+-- $1 text         the throttle key (see `throttle`: an account, an address, or both)
 -- $2 timestamptz  now
 -- $3 interval     the window's length
 INSERT INTO login_throttle (key, failures, window_started_at) VALUES ($1, 1, $2)
