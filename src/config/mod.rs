@@ -180,6 +180,21 @@ pub struct Config {
     /// Proxies whose `X-Forwarded-For` / `Forwarded` headers say who the client is; from anyone else
     /// those headers are ignored and the client is the connection's peer.
     pub trusted_proxies: Vec<Cidr>,
+    /// Connection limits of HTTP and WebSocket clients.
+    pub connections: ConnectionLimits,
+}
+
+/// What one client connection may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// How long a client may take to send a request's headers (slow clients are cut off).
+    pub header_read_timeout: Duration,
+    /// Connections served at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// How long a WebSocket may wait before `connection_init` (then it closes with `4408`).
+    pub ws_init_timeout: Duration,
+    /// Operations one WebSocket may start (then it closes with `4429`).
+    pub ws_max_operations: usize,
 }
 
 /// How the gateway treats failing upstreams.

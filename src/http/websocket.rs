@@ -6,6 +6,10 @@
 //! every instance drops within milliseconds of a change). When the access token expires the socket
 //! closes with `4401`; when the key is revoked, or the account is suspended, deleted, demoted or its
 //! password changes, with `4403`. Closing the socket ends every stream on it.
+//!
+//! Limits: `connection_init` must come within `HUB_WS_INIT_TIMEOUT_SECS` (else `4408`), one socket
+//! starts at most `HUB_WS_MAX_OPERATIONS` operations (else `4429`), and a message is at most
+//! `HUB_MAX_BODY_BYTES`, like an HTTP body.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -38,6 +42,10 @@ pub const RECHECK_EVERY: Duration = Duration::from_millis(250);
 const CLOSE_EXPIRED: u16 = 4401;
 /// Close code: the credential no longer grants what it granted (revoked, suspended, demoted…).
 const CLOSE_FORBIDDEN: u16 = 4403;
+/// Close code: no `connection_init` in time.
+const CLOSE_INIT_TIMEOUT: u16 = 4408;
+/// Close code: the socket started more operations than one socket may.
+const CLOSE_TOO_MANY_OPERATIONS: u16 = 4429;
 
 /// The credentials a socket was opened with, and who they stood for then.
 #[derive(Clone)]
@@ -59,7 +67,11 @@ pub async fn websocket(
 ) -> Response {
     // The session outlives the upgrade request's span; give it one with the same request id.
     let span = tracing::info_span!("websocket", request_id = %request_id);
+    // A message may be as large as an HTTP request body, no larger.
+    let max_message = state.app.config.max_body_bytes;
     upgrade
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
             serve(socket, state, protocol, request_id, client_ip).instrument(span)
@@ -79,20 +91,31 @@ async fn serve(
     let (close_tx, mut close_rx) = tokio::sync::mpsc::channel::<u16>(1);
     let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Message>(16);
 
-    // A `subscribe` reaches the schema only while its caller still holds; otherwise the socket closes.
+    let limits = app.config.connections;
+    // A `subscribe` reaches the schema only while its caller still holds and the socket has not used
+    // up its operations; otherwise the socket closes.
     let incoming = {
         let (app, session, close_tx) = (app.clone(), Arc::clone(&session), close_tx.clone());
+        let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         socket_in.then(move |message| {
             let (app, session, close_tx) = (app.clone(), Arc::clone(&session), close_tx.clone());
+            let started = Arc::clone(&started);
             async move {
                 if let Ok(Message::Text(text)) = &message
                     && is_subscribe(text.as_str())
-                    && let Some(code) = recheck(&app, &session).await
                 {
-                    let _ = close_tx.try_send(code);
-                    return Err(axum::Error::new(std::io::Error::other(
-                        "the caller no longer holds",
-                    )));
+                    let count = started.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    let refusal = if count > limits.ws_max_operations {
+                        Some(CLOSE_TOO_MANY_OPERATIONS)
+                    } else {
+                        recheck(&app, &session).await
+                    };
+                    if let Some(code) = refusal {
+                        let _ = close_tx.try_send(code);
+                        return Err(axum::Error::new(std::io::Error::other(
+                            "the socket may not start this operation",
+                        )));
+                    }
                 }
                 message
             }
@@ -134,8 +157,14 @@ async fn serve(
             .serve()
     };
     let watcher = async {
+        let init_deadline = tokio::time::Instant::now() + limits.ws_init_timeout;
         loop {
             tokio::time::sleep(RECHECK_EVERY).await;
+            let initialised = session.lock().is_ok_and(|s| s.is_some());
+            if !initialised && tokio::time::Instant::now() >= init_deadline {
+                let _ = close_tx.send(CLOSE_INIT_TIMEOUT).await;
+                return;
+            }
             if let Some(code) = recheck(&app, &session).await {
                 let _ = close_tx.send(code).await;
                 return;
@@ -147,7 +176,7 @@ async fn serve(
             tokio::select! {
                 biased;
                 Some(code) = close_rx.recv() => {
-                    tracing::info!(code, "closing the socket: its caller no longer holds");
+                    tracing::info!(code, "closing the socket");
                     let frame = CloseFrame { code, reason: close_reason(code).into() };
                     let _ = socket_out.send(Message::Close(Some(frame))).await;
                     break;
@@ -185,10 +214,11 @@ async fn recheck(app: &AppState, session: &SharedSession) -> Option<u16> {
 }
 
 fn close_reason(code: u16) -> &'static str {
-    if code == CLOSE_EXPIRED {
-        "The access token expired: log in again and reconnect."
-    } else {
-        "These credentials no longer allow this connection."
+    match code {
+        CLOSE_EXPIRED => "The access token expired: log in again and reconnect.",
+        CLOSE_INIT_TIMEOUT => "Connection initialisation timeout",
+        CLOSE_TOO_MANY_OPERATIONS => "Too many operations on one socket: open another.",
+        _ => "These credentials no longer allow this connection.",
     }
 }
 

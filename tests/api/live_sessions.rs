@@ -15,8 +15,7 @@ use crate::helpers::{PASSWORD, TestApp, TestUser};
 
 type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// A socket past `connection_init`, with a live usage subscription running.
-async fn subscribed(app: &TestApp, credentials: Value) -> Socket {
+async fn connect(app: &TestApp) -> Socket {
     let mut request = format!("ws://{}/graphql/ws", app.address)
         .into_client_request()
         .unwrap();
@@ -24,7 +23,12 @@ async fn subscribed(app: &TestApp, credentials: Value) -> Socket {
         "sec-websocket-protocol",
         "graphql-transport-ws".parse().unwrap(),
     );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+/// A socket past `connection_init`, with a live usage subscription running.
+async fn subscribed(app: &TestApp, credentials: Value) -> Socket {
+    let mut socket = connect(app).await;
     let init = json!({ "type": "connection_init", "payload": credentials });
     socket.send(Message::text(init.to_string())).await.unwrap();
     let ack = next_message(&mut socket).await;
@@ -180,4 +184,58 @@ async fn a_demoted_administrator_loses_the_socket_opened_as_one() {
     assert_eq!(demoted["data"]["updateUser"]["role"], "USER", "{demoted}");
     assert_eq!(code, 4403);
     assert!(after < Duration::from_secs(1), "{after:?}");
+}
+
+#[tokio::test]
+async fn a_socket_that_never_initialises_closes_with_4408() {
+    let app = TestApp::spawn_with(|c| c.connections.ws_init_timeout = Duration::from_secs(1)).await;
+    let opened = Instant::now();
+    let mut socket = connect(&app).await;
+
+    let (code, after) = closed_with(&mut socket, opened).await;
+
+    assert_eq!(code, 4408);
+    assert!(after < Duration::from_secs(3), "{after:?}");
+}
+
+#[tokio::test]
+async fn a_socket_starts_only_so_many_operations() {
+    let app = TestApp::spawn_with(|c| c.connections.ws_max_operations = 2).await;
+    let user = app.register("Ada", "ada@example.com").await;
+    let mut socket = subscribed(&app, bearer(&user.access_token)).await;
+
+    let at = Instant::now();
+    for id in ["2", "3"] {
+        let subscribe =
+            json!({ "id": id, "type": "subscribe", "payload": { "query": "{ __typename }" } });
+        socket
+            .send(Message::text(subscribe.to_string()))
+            .await
+            .unwrap();
+    }
+    let (code, _) = closed_with(&mut socket, at).await;
+
+    assert_eq!(code, 4429);
+}
+
+#[tokio::test]
+async fn a_websocket_message_is_no_larger_than_a_request_body() {
+    let app = TestApp::spawn_with(|c| c.max_body_bytes = 64 * 1024).await;
+    let mut socket = connect(&app).await;
+
+    let huge = json!({ "type": "connection_init", "payload": { "pad": "x".repeat(100 * 1024) } });
+    let _ = socket.send(Message::text(huge.to_string())).await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match socket.next().await {
+                None | Some(Err(_)) => return None,
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .expect("the server ends the socket");
+
+    assert!(matches!(ended, None | Some(1009)), "{ended:?}");
 }
