@@ -20,6 +20,7 @@ pub mod http;
 pub mod keys;
 pub mod mail;
 pub mod secrets;
+pub mod server;
 pub mod sweeper;
 pub mod system;
 pub mod telemetry;
@@ -28,7 +29,6 @@ pub mod usage;
 pub mod users;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -36,7 +36,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::app::AppState;
-use crate::config::Config;
+use crate::config::{Config, ConnectionLimits};
 use crate::db::Database;
 use crate::secrets::Keys;
 
@@ -49,6 +49,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (HUB_LISTEN)", config.listen))?;
     let database = Database::open(&config).await?;
     let grace = config.shutdown_timeout;
+    let limits = config.connections;
     let state = match AppState::new(config, database.pool.clone(), keys) {
         Ok(state) => state,
         Err(e) => {
@@ -80,7 +81,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         workers,
         "serving GraphQL at http://{address}/graphql (GraphiQL in a browser, POST for clients)"
     );
-    let served = serve_on(listener, router, shutdown_signal(), grace).await;
+    let served = serve_on(listener, router, shutdown_signal(), grace, limits).await;
     drop(background);
     database.close().await;
     tracing::info!("stopped");
@@ -179,37 +180,16 @@ pub async fn migrate(config: Config) -> anyhow::Result<()> {
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests finish for at
-/// most `grace` before returning.
+/// most `grace` before returning (see [`server`] for the connection limits).
 pub async fn serve_on(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
+    limits: ConnectionLimits,
 ) -> anyhow::Result<()> {
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: no new connections, finishing in-flight requests");
-        let _ = stopping_tx.send(());
-    });
-    let deadline = async move {
-        if stopping_rx.await.is_ok() {
-            tokio::time::sleep(grace).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        result = server => result.context("the HTTP server failed"),
-        () = deadline => {
-            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; closing them");
-            Ok(())
-        }
-    }
+    server::serve(listener, router, limits, shutdown, grace).await;
+    Ok(())
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

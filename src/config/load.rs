@@ -112,16 +112,32 @@ impl Config {
         let breaker_threshold = number("HUB_BREAKER_THRESHOLD", 5, 1, 1000) as u32;
         let breaker_cooldown =
             Duration::from_millis(number("HUB_BREAKER_COOLDOWN_MS", 30_000, 10, 3_600_000));
+        let d = ConnectionLimits::default();
         let connections = ConnectionLimits {
             header_read_timeout: Duration::from_secs(number(
                 "HUB_HEADER_READ_TIMEOUT_SECS",
-                10,
+                d.header_read_timeout.as_secs(),
                 1,
                 300,
             )),
-            max_connections: number("HUB_MAX_CONNECTIONS", 10_000, 1, 1_000_000) as usize,
-            ws_init_timeout: Duration::from_secs(number("HUB_WS_INIT_TIMEOUT_SECS", 10, 1, 300)),
-            ws_max_operations: number("HUB_WS_MAX_OPERATIONS", 100, 1, 100_000) as usize,
+            max_connections: number(
+                "HUB_MAX_CONNECTIONS",
+                d.max_connections as u64,
+                1,
+                1_000_000,
+            ) as usize,
+            ws_init_timeout: Duration::from_secs(number(
+                "HUB_WS_INIT_TIMEOUT_SECS",
+                d.ws_init_timeout.as_secs(),
+                1,
+                300,
+            )),
+            ws_max_operations: number(
+                "HUB_WS_MAX_OPERATIONS",
+                d.ws_max_operations as u64,
+                1,
+                100_000,
+            ) as usize,
         };
         let max_tokens_per_call =
             number("HUB_MAX_TOKENS_PER_CALL", 10_000_000, 1, 1_000_000_000_000) as i64;

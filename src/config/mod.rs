@@ -197,6 +197,17 @@ pub struct ConnectionLimits {
     pub ws_max_operations: usize,
 }
 
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            ws_init_timeout: Duration::from_secs(10),
+            ws_max_operations: 100,
+        }
+    }
+}
+
 /// How the gateway treats failing upstreams.
 #[derive(Debug, Clone, Copy)]
 pub struct GatewaySettings {

@@ -14,6 +14,7 @@ mod api_keys;
 mod architecture;
 mod billing;
 mod cache;
+mod connection_limits;
 mod gateway;
 mod health;
 mod helpers;

@@ -38,6 +38,7 @@ async fn serve_slow_routes(
             let _ = stopped.await;
         },
         grace,
+        joyfull_hub::config::ConnectionLimits::default(),
     ));
     (base, stop, server)
 }

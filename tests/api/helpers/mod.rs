@@ -77,6 +77,7 @@ impl TestApp {
         state.clock = clock.clone();
         let background = joyfull_hub::start_background(&state, &db.url);
         let router = joyfull_hub::http::router(state.clone());
+        let limits = state.config.connections;
 
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
         let address = listener.local_addr().expect("the bound address");
@@ -88,6 +89,7 @@ impl TestApp {
                 let _ = stopped.await;
             },
             Duration::from_secs(1),
+            limits,
         ));
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
