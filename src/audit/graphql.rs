@@ -21,6 +21,10 @@ pub struct AuditEntry {
     /// The `x-request-id` of the request that did it.
     pub request_id: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// The client address of that request (behind a trusted proxy, the address it forwarded).
+    pub client_ip: Option<String>,
+    /// The `User-Agent` of that request.
+    pub user_agent: Option<String>,
 }
 
 impl From<AuditRow> for AuditEntry {
@@ -35,6 +39,8 @@ impl From<AuditRow> for AuditEntry {
             after: row.after.map(Json),
             request_id: row.request_id,
             created_at: row.created_at,
+            client_ip: row.client_ip,
+            user_agent: row.user_agent,
         }
     }
 }

@@ -17,6 +17,8 @@ pub struct AuditRow {
     pub after: Option<serde_json::Value>,
     pub request_id: Option<String>,
     pub created_at: DateTime<Utc>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 /// A filter on the trail.

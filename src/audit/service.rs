@@ -1,5 +1,7 @@
 //! Writing and reading the trail.
 
+use std::net::IpAddr;
+
 use chrono::Utc;
 use diesel_async::AsyncPgConnection;
 use serde_json::{Map, Value};
@@ -10,12 +12,24 @@ use super::repo;
 use crate::app::AppState;
 use crate::error::AppResult;
 
-/// Who did it, in which request.
-#[derive(Debug, Clone)]
+/// Who did it, in which request, from where.
+#[derive(Debug, Clone, Default)]
 pub struct Actor {
-    /// `None` for the system itself.
+    /// `None` for the system itself (or a caller not signed in).
     pub user_id: Option<Uuid>,
     pub request_id: Option<String>,
+    pub client_ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+impl Actor {
+    /// The same request, acting as `user` (a sign-in, or a link from a mail, names its user).
+    pub fn as_user(&self, user: Uuid) -> Self {
+        Self {
+            user_id: Some(user),
+            ..self.clone()
+        }
+    }
 }
 
 /// What happened to what.
@@ -61,6 +75,8 @@ pub async fn record_in(
             after: event.after,
             request_id: actor.request_id.clone(),
             created_at: Utc::now(),
+            client_ip: actor.client_ip.map(|ip| ip.to_string()),
+            user_agent: actor.user_agent.clone(),
         },
     )
     .await?;
@@ -72,17 +88,16 @@ pub async fn record_in(
     Ok(())
 }
 
-/// Records a security-relevant action a user took on their own account (a password change or reset),
-/// inside the caller's transaction.
+/// Records a security event of an account (a login, a logout, a password or email change…) inside the
+/// caller's transaction, with the request it came from (`origin`: its id, client address and user
+/// agent).
 pub async fn record_account_event_in(
     conn: &mut AsyncPgConnection,
     user: Uuid,
     action: &str,
+    origin: &Actor,
 ) -> diesel::QueryResult<()> {
-    let actor = Actor {
-        user_id: Some(user),
-        request_id: None,
-    };
+    let actor = origin.as_user(user);
     let event = Event {
         action,
         target_type: "user",

@@ -78,8 +78,8 @@ impl AuthMutation {
         ctx: &Context<'_>,
         input: LoginInput,
     ) -> async_graphql::Result<AuthPayload> {
-        let client_ip = ctx.request()?.client_ip;
-        let session = service::login(ctx.app()?, &input.email, &input.password, client_ip).await?;
+        let session =
+            service::login(ctx.app()?, &input.email, &input.password, &ctx.origin()?).await?;
         Ok(session.into())
     }
 
@@ -90,7 +90,9 @@ impl AuthMutation {
         ctx: &Context<'_>,
         #[graphql(secret)] refresh_token: String,
     ) -> async_graphql::Result<AuthPayload> {
-        Ok(service::refresh(ctx.app()?, &refresh_token).await?.into())
+        Ok(service::refresh(ctx.app()?, &refresh_token, &ctx.origin()?)
+            .await?
+            .into())
     }
 
     /// Ends the session the refresh token belongs to.
@@ -99,7 +101,7 @@ impl AuthMutation {
         ctx: &Context<'_>,
         #[graphql(secret)] refresh_token: String,
     ) -> async_graphql::Result<bool> {
-        Ok(service::logout(ctx.app()?, &refresh_token).await?)
+        Ok(service::logout(ctx.app()?, &refresh_token, &ctx.origin()?).await?)
     }
 
     /// Mails a password reset link if the address has an account. Answers true either way.
@@ -119,7 +121,7 @@ impl AuthMutation {
         #[graphql(secret)] token: String,
         #[graphql(secret)] new_password: String,
     ) -> async_graphql::Result<bool> {
-        Ok(mail_links::reset_password(ctx.app()?, &token, &new_password).await?)
+        Ok(mail_links::reset_password(ctx.app()?, &token, &new_password, &ctx.origin()?).await?)
     }
 
     /// Confirms an email address with the token from a verification mail.
@@ -138,7 +140,7 @@ impl AuthMutation {
         ctx: &Context<'_>,
         #[graphql(secret)] token: String,
     ) -> async_graphql::Result<bool> {
-        Ok(mail_links::cancel_email_change(ctx.app()?, &token).await?)
+        Ok(mail_links::cancel_email_change(ctx.app()?, &token, &ctx.origin()?).await?)
     }
 
     /// Mails a new verification link for the caller's unconfirmed address.

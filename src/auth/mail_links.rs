@@ -15,6 +15,7 @@ use super::repo;
 use super::throttle;
 use super::tokens::{hash_token, random_token};
 use crate::app::AppState;
+use crate::audit::service::Actor;
 use crate::error::{AppError, AppResult};
 use crate::mail::action_mail;
 use crate::users::model::{Email, UserId, UserRow, UserStatus, check_password_strength};
@@ -118,7 +119,12 @@ async fn send_reset(app: &AppState, email: &Email) -> AppResult<()> {
 
 /// Sets a new password with a reset token; every session of the account ends.
 #[tracing::instrument(skip_all)]
-pub async fn reset_password(app: &AppState, token: &str, new_password: &str) -> AppResult<bool> {
+pub async fn reset_password(
+    app: &AppState,
+    token: &str,
+    new_password: &str,
+    origin: &Actor,
+) -> AppResult<bool> {
     check_password_strength(new_password, "newPassword")?;
     let now = Utc::now();
     let mut conn = app.pool.get().await?;
@@ -165,6 +171,7 @@ pub async fn reset_password(app: &AppState, token: &str, new_password: &str) -> 
                 conn,
                 token.user_id,
                 "user.password_reset",
+                origin,
             )
             .await?;
             Ok(token.user_id)
@@ -217,7 +224,7 @@ pub async fn request_email_change(
     user: &UserRow,
     new_email: &Email,
     current_password: Option<&str>,
-    client_ip: Option<IpAddr>,
+    origin: &Actor,
 ) -> AppResult<()> {
     let Some(current_password) = current_password else {
         return Err(AppError::bad_input(
@@ -250,7 +257,7 @@ pub async fn request_email_change(
             retry_after: 3600,
         });
     }
-    spend_mail_budget(app, client_ip).await?;
+    spend_mail_budget(app, origin.client_ip).await?;
     let (confirm, cancel) = conn
         .transaction::<_, AppError, _>(async |conn| {
             let confirm = create_mail_token(
@@ -275,6 +282,7 @@ pub async fn request_email_change(
                 conn,
                 user.id,
                 "user.email_change_requested",
+                origin,
             )
             .await?;
             Ok((confirm, cancel))
@@ -318,7 +326,7 @@ fn send_change_notice(app: &AppState, user: &UserRow, new_email: &Email, token: 
 /// working, and a change already confirmed is undone (the old address is back) with every session
 /// ended, so whoever asked for it is signed out.
 #[tracing::instrument(skip_all)]
-pub async fn cancel_email_change(app: &AppState, token: &str) -> AppResult<bool> {
+pub async fn cancel_email_change(app: &AppState, token: &str, origin: &Actor) -> AppResult<bool> {
     let now = Utc::now();
     let mut conn = app.pool.get().await?;
     let user_id = conn
@@ -351,6 +359,7 @@ pub async fn cancel_email_change(app: &AppState, token: &str) -> AppResult<bool>
                 conn,
                 token.user_id,
                 "user.email_change_cancelled",
+                origin,
             )
             .await?;
             Ok(token.user_id)

@@ -15,6 +15,7 @@ use super::repo;
 use super::throttle::{self, Verdict};
 use super::tokens::{hash_token, issue_access_token, random_token};
 use crate::app::AppState;
+use crate::audit::service::Actor;
 use crate::error::{AppError, AppResult};
 use crate::users::model::{
     Email, NewUser, Role, UserId, UserRow, UserStatus, check_password_strength, parse_name,
@@ -54,7 +55,7 @@ pub async fn register(
         let mut conn = app.pool.get().await?;
         let verdict = throttle::attempt(&mut conn, &keys, Utc::now()).await?;
         drop(conn);
-        if let Verdict::Refuse { retry_after } = verdict {
+        if let Verdict::Refuse { retry_after, .. } = verdict {
             tracing::warn!(
                 retry_after,
                 "registration refused: too many from this address"
@@ -98,13 +99,14 @@ pub async fn register(
 }
 
 /// Checks the password and opens a session, with brute-force protection per account and address.
-#[tracing::instrument(skip_all, fields(client_ip = ?client_ip))]
+#[tracing::instrument(skip_all, fields(client_ip = ?origin.client_ip))]
 pub async fn login(
     app: &AppState,
     email: &str,
     password: &str,
-    client_ip: Option<std::net::IpAddr>,
+    origin: &Actor,
 ) -> AppResult<Session> {
+    let client_ip = origin.client_ip;
     let email = Email::parse(email, "email").ok();
     let masked = email
         .as_ref()
@@ -138,9 +140,12 @@ pub async fn login(
         throttle::attempt(&mut conn, &keys, now).await?
     };
     match verdict {
-        Verdict::Refuse { retry_after } => {
+        Verdict::Refuse { retry_after, first } => {
             tracing::warn!(email = %masked, retry_after, "login refused: too many failed attempts");
             metrics::counter!("auth_login_attempts_total", "outcome" => "throttled").increment(1);
+            if first && let Some(email) = &email {
+                record_throttled(app, email, origin).await?;
+            }
         }
         Verdict::Slow(delay) => {
             tracing::info!(email = %masked, delay_ms = delay.as_millis() as u64, "login slowed after failed attempts");
@@ -179,15 +184,42 @@ pub async fn login(
         ));
     }
     throttle::succeeded(&mut conn, &forget_on_success, &uncount_on_success).await?;
-    let session = start_session(&mut conn, app, user, None, Utc::now()).await?;
+    let session = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            let session = start_session(conn, app, user, None, Utc::now()).await?;
+            crate::audit::service::record_account_event_in(
+                conn,
+                session.user.id,
+                "user.login",
+                origin,
+            )
+            .await?;
+            Ok(session)
+        })
+        .await?;
     tracing::info!(user_id = %session.user.id, "login succeeded");
     metrics::counter!("auth_login_attempts_total", "outcome" => "succeeded").increment(1);
     Ok(session)
 }
 
+/// Records, for a known account, that failed logins were just cut off (once per window and counter).
+async fn record_throttled(app: &AppState, email: &Email, origin: &Actor) -> AppResult<()> {
+    let mut conn = app.pool.get().await?;
+    if let Some(user) = users::find_by_email(&mut conn, email.as_str()).await? {
+        crate::audit::service::record_account_event_in(
+            &mut conn,
+            user.id,
+            "user.login_throttled",
+            origin,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Rotates a refresh token: the old one is used up, a new one (same family) is returned.
 #[tracing::instrument(skip_all)]
-pub async fn refresh(app: &AppState, token: &str) -> AppResult<Session> {
+pub async fn refresh(app: &AppState, token: &str, origin: &Actor) -> AppResult<Session> {
     let now = Utc::now();
     let mut conn = app.pool.get().await?;
     let row = repo::find_refresh_token(&mut conn, &hash_token(token))
@@ -221,6 +253,13 @@ pub async fn refresh(app: &AppState, token: &str) -> AppResult<Session> {
         None => {
             // Already used: someone else holds a copy. End every session of this family.
             let revoked = end_session(app, &mut conn, row.family_id, row.user_id).await?;
+            crate::audit::service::record_account_event_in(
+                &mut conn,
+                row.user_id,
+                "user.refresh_token_reused",
+                origin,
+            )
+            .await?;
             tracing::warn!(user_id = %row.user_id, family = %row.family_id, revoked, "refresh token reused; session family revoked");
             Err(AppError::Unauthenticated(
                 "This refresh token was already used, so the session was ended for safety. Log in again.".into(),
@@ -231,10 +270,17 @@ pub async fn refresh(app: &AppState, token: &str) -> AppResult<Session> {
 
 /// Ends the session the refresh token belongs to. Unknown tokens are ignored (nothing to end).
 #[tracing::instrument(skip_all)]
-pub async fn logout(app: &AppState, token: &str) -> AppResult<bool> {
+pub async fn logout(app: &AppState, token: &str, origin: &Actor) -> AppResult<bool> {
     let mut conn = app.pool.get().await?;
     if let Some(row) = repo::find_refresh_token(&mut conn, &hash_token(token)).await? {
         end_session(app, &mut conn, row.family_id, row.user_id).await?;
+        crate::audit::service::record_account_event_in(
+            &mut conn,
+            row.user_id,
+            "user.logout",
+            origin,
+        )
+        .await?;
         tracing::info!(user_id = %row.user_id, "logged out");
     }
     Ok(true)
@@ -247,6 +293,7 @@ pub async fn change_password(
     user: UserId,
     current: &str,
     new_password: &str,
+    origin: &Actor,
 ) -> AppResult<bool> {
     let row = {
         let mut conn = app.pool.get().await?;
@@ -269,8 +316,13 @@ pub async fn change_password(
         users::update_password(conn, user, &password_hash).await?;
         repo::revoke_all_for_user(conn, user.0, now).await?;
         repo::retire_email_tokens(conn, user.0, MailPurpose::ChangeEmail, now).await?;
-        crate::audit::service::record_account_event_in(conn, user.0, "user.password_changed")
-            .await?;
+        crate::audit::service::record_account_event_in(
+            conn,
+            user.0,
+            "user.password_changed",
+            origin,
+        )
+        .await?;
         Ok(())
     })
     .await?;

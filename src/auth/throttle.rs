@@ -100,9 +100,11 @@ pub enum Verdict {
     Allow,
     /// Answer, but only after this delay.
     Slow(Duration),
-    /// Refuse; the window ends in this many seconds.
+    /// Refuse; the window ends in this many seconds. `first` when this attempt is the first one a
+    /// counter refused in its window (the moment a burst is worth recording).
     Refuse {
         retry_after: u64,
+        first: bool,
     },
 }
 
@@ -133,7 +135,9 @@ pub async fn attempt(
             let retry_after = u64::try_from((window_end - now).num_seconds())
                 .unwrap_or(0)
                 .max(1);
-            verdict = Verdict::Refuse { retry_after };
+            let first = counter.failures == policy.refuse_after.saturating_add(1)
+                || matches!(verdict, Verdict::Refuse { first: true, .. });
+            verdict = Verdict::Refuse { retry_after, first };
         } else if counter.failures > policy.slow_after && verdict == Verdict::Allow {
             verdict = Verdict::Slow(policy.delay);
         }
@@ -160,7 +164,7 @@ pub async fn succeeded(
 /// `RATE_LIMITED` for a refused verdict, with `what` in the message; waits out a slow one.
 pub async fn enforce(verdict: Verdict, what: &str) -> Result<(), AppError> {
     match verdict {
-        Verdict::Refuse { retry_after } => Err(AppError::RateLimited {
+        Verdict::Refuse { retry_after, .. } => Err(AppError::RateLimited {
             message: format!("Too many {what}. Try again in {retry_after} seconds."),
             retry_after,
         }),

@@ -16,8 +16,24 @@ pub struct RequestContext {
     /// The `x-request-id` of the HTTP request (or of the WebSocket upgrade).
     pub request_id: String,
     pub caller: Caller,
-    /// The peer address of the connection.
+    /// The client's address: the connection's peer, or behind a trusted proxy the one it forwarded.
     pub client_ip: Option<IpAddr>,
+    /// The request's `User-Agent`, at most 256 characters.
+    pub user_agent: Option<String>,
+}
+
+impl RequestContext {
+    /// The `User-Agent` header, printable and at most 256 characters.
+    pub fn user_agent_of(headers: &axum::http::HeaderMap) -> Option<String> {
+        let agent = headers.get(axum::http::header::USER_AGENT)?.to_str().ok()?;
+        Some(
+            agent
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(256)
+                .collect(),
+        )
+    }
 }
 
 /// Typed access to the shared state and the request context from a resolver.
@@ -39,7 +55,20 @@ pub trait ContextExt {
     fn actor(&self) -> Result<Actor, AppError> {
         Ok(Actor {
             user_id: Some(self.user()?.id.0),
-            request_id: Some(self.request()?.request_id.clone()),
+            ..self.origin()?
+        })
+    }
+    /// This request, for the audit trail, whoever is calling (the caller's id when signed in).
+    fn origin(&self) -> Result<Actor, AppError> {
+        let request = self.request()?;
+        Ok(Actor {
+            user_id: match &request.caller {
+                Caller::User(user) => Some(user.id.0),
+                Caller::Anonymous => None,
+            },
+            request_id: Some(request.request_id.clone()),
+            client_ip: request.client_ip,
+            user_agent: request.user_agent.clone(),
         })
     }
 }

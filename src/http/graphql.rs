@@ -173,6 +173,7 @@ async fn execute(
         request_id,
         caller,
         client_ip,
+        user_agent: RequestContext::user_agent_of(headers),
     };
     let batch = match batch {
         BatchRequest::Single(request) => {

@@ -63,8 +63,10 @@ pub async fn websocket(
     Extension(RequestId(request_id)): Extension<RequestId>,
     Extension(ClientAddress(client_ip)): Extension<ClientAddress>,
     protocol: GraphQLProtocol,
+    headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let user_agent = RequestContext::user_agent_of(&headers);
     // The session outlives the upgrade request's span; give it one with the same request id.
     let span = tracing::info_span!("websocket", request_id = %request_id);
     // A message may be as large as an HTTP request body, no larger.
@@ -74,7 +76,7 @@ pub async fn websocket(
         .max_frame_size(max_message)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
-            serve(socket, state, protocol, request_id, client_ip).instrument(span)
+            serve(socket, state, protocol, request_id, client_ip, user_agent).instrument(span)
         })
 }
 
@@ -84,6 +86,7 @@ async fn serve(
     protocol: GraphQLProtocol,
     request_id: String,
     client_ip: Option<IpAddr>,
+    user_agent: Option<String>,
 ) {
     let HttpState { app, schema } = state;
     let session = SharedSession::default();
@@ -151,6 +154,7 @@ async fn serve(
                     request_id,
                     caller,
                     client_ip,
+                    user_agent,
                 });
                 Ok(data)
             })

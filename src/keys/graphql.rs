@@ -94,6 +94,7 @@ impl KeysMutation {
             &input.name,
             input.expires_at,
             input.scopes,
+            &ctx.origin()?,
         )
         .await?;
         Ok(CreatedApiKey {
@@ -108,6 +109,8 @@ impl KeysMutation {
         let user = ctx.user()?;
         let id = uuid::Uuid::parse_str(&id)
             .map_err(|_| AppError::NotFound("You have no API key with that id.".into()))?;
-        Ok(service::revoke(ctx.app()?, user.id, id).await?.into())
+        Ok(service::revoke(ctx.app()?, user.id, id, &ctx.origin()?)
+            .await?
+            .into())
     }
 }

@@ -7,6 +7,7 @@ use super::model::API_KEY_PREFIX;
 use super::model::{ApiKeyId, ApiKeyRow, DEFAULT_SCOPES, NewApiKey, Scope, Scopes};
 use super::repo;
 use crate::app::AppState;
+use crate::audit::service::Actor;
 use crate::auth::identity::{AuthenticatedUser, Credential};
 use crate::auth::tokens::{hash_token, random_token};
 use crate::error::{AppError, AppResult};
@@ -32,6 +33,7 @@ pub async fn create(
     name: &str,
     expires_at: Option<DateTime<Utc>>,
     scopes: Option<Vec<Scope>>,
+    origin: &Actor,
 ) -> AppResult<CreatedKey> {
     creator.require_verified_email(app.config.require_verified_email, "create API keys")?;
     let user = creator.id;
@@ -77,19 +79,25 @@ pub async fn create(
     }
     let (secret, hash) = random_token(API_KEY_PREFIX);
     let prefix: String = secret.chars().take(API_KEY_PREFIX.len() + 8).collect();
-    let row = repo::insert(
-        &mut conn,
-        NewApiKey {
-            id: Uuid::now_v7(),
-            user_id: user.0,
-            name,
-            prefix: &prefix,
-            key_hash: &hash,
-            expires_at,
-            scopes: scopes.to_vec(),
-        },
-    )
-    .await?;
+    let row =
+        diesel_async::AsyncConnection::transaction::<_, AppError, _>(&mut *conn, async |conn| {
+            let row = repo::insert(
+                conn,
+                NewApiKey {
+                    id: Uuid::now_v7(),
+                    user_id: user.0,
+                    name,
+                    prefix: &prefix,
+                    key_hash: &hash,
+                    expires_at,
+                    scopes: scopes.to_vec(),
+                },
+            )
+            .await?;
+            audit_key(conn, origin, "api_key.create", &row).await?;
+            Ok(row)
+        })
+        .await?;
     tracing::info!(key_id = %row.id, prefix = %row.prefix, scopes = ?row.scopes, "API key created");
     Ok(CreatedKey { secret, row })
 }
@@ -100,14 +108,48 @@ pub async fn list(app: &AppState, user: UserId) -> AppResult<Vec<ApiKeyRow>> {
 }
 
 #[tracing::instrument(skip_all, fields(user_id = %user.0, key_id = %id))]
-pub async fn revoke(app: &AppState, user: UserId, id: Uuid) -> AppResult<ApiKeyRow> {
+pub async fn revoke(
+    app: &AppState,
+    user: UserId,
+    id: Uuid,
+    origin: &Actor,
+) -> AppResult<ApiKeyRow> {
     let mut conn = app.pool.get().await?;
-    let row = repo::revoke(&mut conn, user.0, id, Utc::now())
-        .await?
-        .ok_or_else(|| AppError::NotFound("You have no API key with that id.".into()))?;
+    let row =
+        diesel_async::AsyncConnection::transaction::<_, AppError, _>(&mut *conn, async |conn| {
+            let row = repo::revoke(conn, user.0, id, Utc::now())
+                .await?
+                .ok_or_else(|| AppError::NotFound("You have no API key with that id.".into()))?;
+            audit_key(conn, origin, "api_key.revoke", &row).await?;
+            Ok(row)
+        })
+        .await?;
     app.caches.invalidate_user(row.user_id);
     tracing::info!(prefix = %row.prefix, "API key revoked");
     Ok(row)
+}
+
+/// Records an owner's action on their key (the secret is never in it).
+async fn audit_key(
+    conn: &mut diesel_async::AsyncPgConnection,
+    origin: &Actor,
+    action: &str,
+    row: &ApiKeyRow,
+) -> diesel::QueryResult<()> {
+    crate::audit::service::record_in(
+        conn,
+        &origin.as_user(row.user_id),
+        crate::audit::service::Event {
+            action,
+            target_type: "api_key",
+            target_id: Some(row.id.to_string()),
+            before: None,
+            after: Some(
+                serde_json::json!({ "name": row.name, "prefix": row.prefix, "scopes": row.scopes }),
+            ),
+        },
+    )
+    .await
 }
 
 /// Revokes any user's key (administrators), recording it in the audit trail in the same transaction.

@@ -187,7 +187,7 @@ impl UsersMutation {
             input.name.as_deref(),
             input.email.as_deref(),
             input.current_password.as_deref(),
-            ctx.request()?.client_ip,
+            &ctx.origin()?,
         )
         .await?;
         Ok(row.into())
@@ -208,6 +208,7 @@ impl UsersMutation {
             user.id,
             &current_password,
             &new_password,
+            &ctx.origin()?,
         )
         .await?)
     }

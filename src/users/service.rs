@@ -25,7 +25,7 @@ pub async fn update_profile(
     name: Option<&str>,
     email: Option<&str>,
     current_password: Option<&str>,
-    client_ip: Option<std::net::IpAddr>,
+    origin: &crate::audit::service::Actor,
 ) -> AppResult<UserRow> {
     let name = name.map(parse_name).transpose()?;
     let email = email.map(|e| Email::parse(e, "email")).transpose()?;
@@ -37,14 +37,8 @@ pub async fn update_profile(
     if let Some(email) = email
         && email.as_str() != user.email
     {
-        crate::auth::mail_links::request_email_change(
-            app,
-            &user,
-            &email,
-            current_password,
-            client_ip,
-        )
-        .await?;
+        crate::auth::mail_links::request_email_change(app, &user, &email, current_password, origin)
+            .await?;
     }
     Ok(user)
 }

@@ -25,6 +25,7 @@ mod limits;
 mod live_sessions;
 mod mail_flows;
 mod schema;
+mod security_events;
 mod shutdown;
 mod statements;
 mod throttles;
