@@ -116,6 +116,48 @@ pub async fn ensure_database(admin_url: &str, name: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Sets up the owned cluster for serving: the application role (not a superuser), the application
+/// database it owns, and everything in its schema owned by it (objects made by earlier versions, which
+/// connected as the superuser, change hands). Runs as the superuser, on every start; idempotent.
+async fn prepare_owned(owned: &embedded::OwnedPostgres) -> anyhow::Result<()> {
+    use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+    let role = quote_ident(embedded::APPLICATION_ROLE);
+    let admin_url = owned.url("postgres");
+    let mut admin = AsyncPgConnection::establish(&admin_url)
+        .await
+        .context("cannot connect to the owned PostgreSQL")?;
+    admin
+        .batch_execute(&format!(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{name}') THEN \
+             CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS; \
+             END IF; END $$;",
+            name = embedded::APPLICATION_ROLE
+        ))
+        .await
+        .context("cannot create the application role")?;
+    ensure_database(&admin_url, OWNED_DATABASE).await?;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {} OWNER TO {role}",
+            quote_ident(OWNED_DATABASE)
+        ))
+        .await
+        .context("cannot hand the application database to its role")?;
+    drop(admin);
+    let mut database = AsyncPgConnection::establish(&owned.url(OWNED_DATABASE))
+        .await
+        .context("cannot connect to the application database")?;
+    database
+        .batch_execute(
+            &include_str!("hand_over.sql")
+                .replace("{role_name}", embedded::APPLICATION_ROLE)
+                .replace("{role}", &role),
+        )
+        .await
+        .context("cannot hand the schema to the application role")?;
+    Ok(())
+}
+
 /// Quotes an SQL identifier.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -141,11 +183,11 @@ impl Database {
                 })
                 .await
                 .context("the database start-up task stopped unexpectedly")??;
-                if let Err(e) = ensure_database(&owned.url("postgres"), OWNED_DATABASE).await {
+                if let Err(e) = prepare_owned(&owned).await {
                     stop_owned(owned).await;
                     return Err(e);
                 }
-                (owned.url(OWNED_DATABASE), Some(owned))
+                (owned.application_url(OWNED_DATABASE), Some(owned))
             }
         };
         let migrated = run_migrations(&url).await;

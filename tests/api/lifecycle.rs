@@ -152,6 +152,32 @@ async fn the_binary_owns_its_postgres_keeps_data_and_leaves_nothing_behind() {
     let mut conn = AsyncPgConnection::establish(&socket_url(&data_dir))
         .await
         .unwrap();
+    // The server connects as an application role that owns the schema and is not a superuser.
+    #[derive(diesel::QueryableByName, Debug)]
+    struct Roles {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        superuser: bool,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        foreign_owned: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        app_sessions: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        superuser_sessions: i64,
+    }
+    let roles: Roles = diesel::sql_query(
+        "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = 'joyfull_hub') AS superuser, \
+           (SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tableowner <> 'joyfull_hub') AS foreign_owned, \
+           (SELECT count(*) FROM pg_stat_activity WHERE datname = 'joyfull_hub' AND usename = 'joyfull_hub') AS app_sessions, \
+           (SELECT count(*) FROM pg_stat_activity WHERE datname = 'joyfull_hub' AND usename = 'postgres' \
+              AND pid <> pg_backend_pid()) AS superuser_sessions",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert!(!roles.superuser, "{roles:?}");
+    assert_eq!(roles.foreign_owned, 0, "{roles:?}");
+    assert!(roles.app_sessions > 0, "{roles:?}");
+    assert_eq!(roles.superuser_sessions, 0, "{roles:?}");
     conn.batch_execute(
         "CREATE TABLE lifecycle_marker (value int); INSERT INTO lifecycle_marker VALUES (42)",
     )

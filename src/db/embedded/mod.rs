@@ -96,15 +96,23 @@ pub fn running_url(data_dir: &Path, database: &str) -> Option<String> {
     if lines.get(7)?.trim() != "ready" {
         return None;
     }
-    Some(url_for(Path::new(lines.get(4)?.trim()), database))
+    Some(url_for(
+        Path::new(lines.get(4)?.trim()),
+        database,
+        APPLICATION_ROLE,
+    ))
 }
 
-fn url_for(socket_dir: &Path, database: &str) -> String {
+fn url_for(socket_dir: &Path, database: &str, user: &str) -> String {
     format!(
-        "postgresql:///{database}?user=postgres&host={}&port={PORT}",
+        "postgresql:///{database}?user={user}&host={}&port={PORT}",
         percent_encode(&socket_dir.to_string_lossy())
     )
 }
+
+/// The role the server connects as: it owns the application database and its schema, and is not a
+/// superuser (see `db::prepare_owned`).
+pub const APPLICATION_ROLE: &str = "joyfull_hub";
 
 /// The port number names the socket file (`.s.PGSQL.5432`); nothing listens on TCP.
 pub(super) const PORT: u16 = 5432;
@@ -230,8 +238,14 @@ impl OwnedPostgres {
     }
 
     /// A connection URL for `database` over the private socket.
+    /// A superuser's URL, for setting the cluster up.
     pub fn url(&self, database: &str) -> String {
-        url_for(&self.socket_dir, database)
+        url_for(&self.socket_dir, database, "postgres")
+    }
+
+    /// The application role's URL, for serving.
+    pub fn application_url(&self, database: &str) -> String {
+        url_for(&self.socket_dir, database, APPLICATION_ROLE)
     }
 
     /// The cluster's data directory (`PGDATA`).
