@@ -611,3 +611,40 @@ async fn a_password_change_ends_a_pending_email_change() {
         "ada@example.com"
     );
 }
+
+#[tokio::test]
+async fn a_password_reset_ends_a_pending_email_change() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada", "ada@example.com").await;
+    app.graphql_as(
+        &user.access_token,
+        CHANGE_EMAIL,
+        json!({ "e": "new@example.com", "p": PASSWORD }),
+    )
+    .await;
+    let confirm = app
+        .wait_for_mail("new@example.com", "Confirm your email")
+        .await;
+    app.graphql_with(
+        "mutation($e: String!) { requestPasswordReset(email: $e) }",
+        json!({ "e": "ada@example.com" }),
+    )
+    .await;
+    let reset = app.wait_for_mail("ada@example.com", "Reset your").await;
+
+    let done = app
+        .graphql_with(
+            "mutation($t: String!, $p: String!) { resetPassword(token: $t, newPassword: $p) }",
+            json!({ "t": crate::helpers::token_in(&reset), "p": "An0ther-long-passphrase" }),
+        )
+        .await;
+    let late = app
+        .graphql_with(
+            VERIFY_EMAIL,
+            json!({ "t": crate::helpers::token_in(&confirm) }),
+        )
+        .await;
+
+    assert_eq!(done["data"]["resetPassword"], true, "{done}");
+    assert_eq!(error_code(&late), "BAD_USER_INPUT", "{late}");
+}

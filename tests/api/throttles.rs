@@ -120,3 +120,26 @@ async fn without_a_trusted_proxy_a_forwarded_address_changes_nothing() {
 
     assert_eq!(answers[10], "RATE_LIMITED", "{answers:?}");
 }
+
+#[tokio::test]
+async fn guesses_batched_as_aliases_in_one_request_get_no_more_tries() {
+    let app = TestApp::spawn().await;
+    app.register("Ada", "ada@example.com").await;
+    let aliases: String = (0..13)
+        .map(|n| {
+            format!("a{n}: login(input: {{email: \"ada@example.com\", password: \"alias-guess-{n}\"}}) {{ accessToken }} ")
+        })
+        .collect();
+
+    let batched = app.graphql(&format!("mutation {{ {aliases} }}")).await;
+
+    let codes: Vec<&str> = batched["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{batched}"))
+        .iter()
+        .map(|e| e["extensions"]["code"].as_str().unwrap_or("?"))
+        .collect();
+    let checked = codes.iter().filter(|c| **c == "UNAUTHENTICATED").count();
+    let refused = codes.iter().filter(|c| **c == "RATE_LIMITED").count();
+    assert_eq!((checked, refused), (10, 3), "{codes:?}");
+}
