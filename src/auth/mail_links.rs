@@ -311,15 +311,7 @@ fn send_change_notice(app: &AppState, user: &UserRow, new_email: &Email, token: 
         ),
         "If it was you, there is nothing to do. Then consider changing your password.",
     );
-    let mailer = app.mailer.clone();
-    tokio::spawn(
-        async move {
-            if let Err(e) = mailer.send(mail).await {
-                tracing::error!(error = ?e, "could not send an email change notice");
-            }
-        }
-        .instrument(tracing::Span::current()),
-    );
+    send_in_background(app, mail, "an email change notice");
 }
 
 /// Cancels an email change from the link mailed to the old address: pending confirmations stop
@@ -436,6 +428,20 @@ pub(super) async fn create_mail_token(
     Ok(token)
 }
 
+/// Sends a mail from a task of its own (the request does not wait for the mail server); a failure is
+/// logged.
+fn send_in_background(app: &AppState, mail: crate::mail::OutgoingMail, what: &'static str) {
+    let mailer = app.mailer.clone();
+    tokio::spawn(
+        async move {
+            if let Err(e) = mailer.send(mail).await {
+                tracing::error!(error = ?e, "could not send {what}");
+            }
+        }
+        .instrument(tracing::Span::current()),
+    );
+}
+
 /// Sends the verification mail in the background; a failure is logged, and the user can ask for
 /// another with `resendVerificationEmail`.
 pub(super) fn send_verification(app: &AppState, name: &str, to: &str, token: &str) {
@@ -451,13 +457,5 @@ pub(super) fn send_verification(app: &AppState, name: &str, to: &str, token: &st
             "The link works once, for {hours} hours. If you did not sign up, ignore this mail."
         ),
     );
-    let mailer = app.mailer.clone();
-    tokio::spawn(
-        async move {
-            if let Err(e) = mailer.send(mail).await {
-                tracing::error!(error = ?e, "could not send a verification mail");
-            }
-        }
-        .instrument(tracing::Span::current()),
-    );
+    send_in_background(app, mail, "a verification mail");
 }

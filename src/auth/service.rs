@@ -147,13 +147,18 @@ pub async fn login(
                 record_throttled(app, email, origin).await?;
             }
         }
-        Verdict::Slow(delay) => {
-            tracing::info!(email = %masked, delay_ms = delay.as_millis() as u64, "login slowed after failed attempts");
-        }
-        Verdict::Allow => {}
+        Verdict::Slow(_) | Verdict::Allow => {}
     }
-    // A slowed answer waits without holding a database connection.
-    throttle::enforce(verdict, "failed logins").await?;
+    // Refused attempts end here. A slowed one is answered late only if it fails: a guesser waits, the
+    // owner typing the right password does not.
+    let failure_delay = match verdict {
+        Verdict::Refuse { .. } => {
+            throttle::enforce(verdict, "failed logins").await?;
+            None
+        }
+        Verdict::Slow(delay) => Some(delay),
+        Verdict::Allow => None,
+    };
     let user = {
         let mut conn = app.pool.get().await?;
         match &email {
@@ -167,15 +172,18 @@ pub async fn login(
         .hasher
         .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
         .await?;
-    let mut conn = app.pool.get().await?;
     let user = match (user, verified) {
         (Some(user), true) => user,
         (user, _) => {
             tracing::warn!(email = %masked, known_account = user.is_some(), "login failed");
             metrics::counter!("auth_login_attempts_total", "outcome" => "failed").increment(1);
+            if let Some(delay) = failure_delay {
+                tokio::time::sleep(delay).await;
+            }
             return Err(AppError::Unauthenticated(WRONG_CREDENTIALS.into()));
         }
     };
+    let mut conn = app.pool.get().await?;
     if user.status() == UserStatus::Suspended {
         tracing::warn!(user_id = %user.id, "login refused: account suspended");
         metrics::counter!("auth_login_attempts_total", "outcome" => "suspended").increment(1);

@@ -1,8 +1,8 @@
 //! Brute-force protection, shared by every server instance (the counters live in PostgreSQL). Each
 //! attempt is counted before it is judged, in one atomic step per counter, so a burst of concurrent or
 //! batched attempts gets no more tries than the rule allows. Counters run in fixed windows: past a first
-//! threshold answers are slowed, past a second they are refused with `RATE_LIMITED` until the window
-//! ends.
+//! threshold answers are slowed (a login only when it fails), past a second they are refused with
+//! `RATE_LIMITED` until the window ends.
 //!
 //! Logins count per account *and* address together (the guesser's budget), per address (a budget for
 //! everything from one place), and per account alone, which only ever slows: a refusal keyed by the

@@ -291,7 +291,7 @@ async fn repeated_failures_are_slowed_then_refused_with_retry_after() {
 }
 
 #[tokio::test]
-async fn logins_after_a_few_failures_are_slowed_down() {
+async fn failures_after_a_few_are_answered_slowly_but_the_right_password_is_not() {
     let app = TestApp::spawn().await;
     app.register("Ada", "ada@example.com").await;
     for _ in 0..3 {
@@ -299,16 +299,24 @@ async fn logins_after_a_few_failures_are_slowed_down() {
     }
 
     let started = std::time::Instant::now();
+    let fourth = app.login("ada@example.com", "Wrong-Passw0rd").await;
+    let slowed = started.elapsed();
+    let started = std::time::Instant::now();
     let body = app.login("ada@example.com", PASSWORD).await;
+    let served = started.elapsed();
 
+    assert_eq!(error_code(&fourth), "UNAUTHENTICATED");
     assert!(
-        started.elapsed() >= std::time::Duration::from_millis(900),
-        "{:?}",
-        started.elapsed()
+        slowed >= std::time::Duration::from_millis(900),
+        "{slowed:?}"
     );
     assert!(
         body["data"]["login"].is_object(),
         "a correct password still works: {body}"
+    );
+    assert!(
+        served < std::time::Duration::from_millis(900),
+        "the owner is not made to wait: {served:?}"
     );
 }
 
@@ -479,6 +487,19 @@ async fn a_session_ends_at_its_maximum_age_however_often_it_is_refreshed() {
 }
 
 const CHANGE_EMAIL: &str = "mutation($e: String!, $p: String) { updateProfile(input: {email: $e, currentPassword: $p}) { email } }";
+/// Asks (with the password) to move the user's login to `to`; the confirmation mail it sends there.
+async fn pending_email_change(app: &TestApp, user: &crate::helpers::TestUser, to: &str) -> String {
+    let asked = app
+        .graphql_as(
+            &user.access_token,
+            CHANGE_EMAIL,
+            json!({ "e": to, "p": PASSWORD }),
+        )
+        .await;
+    assert!(asked.get("errors").is_none(), "{asked}");
+    app.wait_for_mail(to, "Confirm your email").await
+}
+
 const CANCEL_CHANGE: &str = "mutation($t: String!) { cancelEmailChange(token: $t) }";
 const VERIFY_EMAIL: &str = "mutation($t: String!) { verifyEmail(token: $t) }";
 
@@ -526,15 +547,7 @@ async fn an_email_change_needs_the_current_password_and_tells_the_old_address() 
 async fn the_old_address_undoes_a_confirmed_change_and_signs_everyone_out() {
     let app = TestApp::spawn().await;
     let user = app.register("Ada", "ada@example.com").await;
-    app.graphql_as(
-        &user.access_token,
-        CHANGE_EMAIL,
-        json!({ "e": "thief@example.com", "p": PASSWORD }),
-    )
-    .await;
-    let confirm = app
-        .wait_for_mail("thief@example.com", "Confirm your email")
-        .await;
+    let confirm = pending_email_change(&app, &user, "thief@example.com").await;
     let notice = app
         .wait_for_mail(
             "ada@example.com",
@@ -580,15 +593,7 @@ async fn the_old_address_undoes_a_confirmed_change_and_signs_everyone_out() {
 async fn a_password_change_ends_a_pending_email_change() {
     let app = TestApp::spawn().await;
     let user = app.register("Ada", "ada@example.com").await;
-    app.graphql_as(
-        &user.access_token,
-        CHANGE_EMAIL,
-        json!({ "e": "new@example.com", "p": PASSWORD }),
-    )
-    .await;
-    let confirm = app
-        .wait_for_mail("new@example.com", "Confirm your email")
-        .await;
+    let confirm = pending_email_change(&app, &user, "new@example.com").await;
 
     let changed = app
         .graphql_as(
@@ -616,15 +621,7 @@ async fn a_password_change_ends_a_pending_email_change() {
 async fn a_password_reset_ends_a_pending_email_change() {
     let app = TestApp::spawn().await;
     let user = app.register("Ada", "ada@example.com").await;
-    app.graphql_as(
-        &user.access_token,
-        CHANGE_EMAIL,
-        json!({ "e": "new@example.com", "p": PASSWORD }),
-    )
-    .await;
-    let confirm = app
-        .wait_for_mail("new@example.com", "Confirm your email")
-        .await;
+    let confirm = pending_email_change(&app, &user, "new@example.com").await;
     app.graphql_with(
         "mutation($e: String!) { requestPasswordReset(email: $e) }",
         json!({ "e": "ada@example.com" }),
