@@ -21,7 +21,7 @@ pub fn spawn(app: AppState, every: Duration) -> tokio::task::JoinHandle<()> {
                 if let Err(e) = crate::billing::renewal::sweep(&app, now).await {
                     tracing::warn!(error = %e.public_message(), "billing sweep failed; retrying next interval");
                 }
-                if let Err(e) = crate::auth::service::sweep_ended_sessions(&app).await {
+                if let Err(e) = crate::auth::sessions::sweep_ended_sessions(&app).await {
                     tracing::warn!(error = %e.public_message(), "sweeping ended sessions failed; retrying next interval");
                 }
                 if let Err(e) = crate::usage::service::apply_retention(&app, now).await {

@@ -1,8 +1,10 @@
 use async_graphql::{Context, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
+use super::email_change;
 use super::mail_links;
-use super::service::{self, Session};
+use super::service;
+use super::sessions::Session;
 use crate::graphql::context::ContextExt;
 use crate::graphql::guards::Scoped;
 use crate::keys::model::Scope;
@@ -140,7 +142,7 @@ impl AuthMutation {
         ctx: &Context<'_>,
         #[graphql(secret)] token: String,
     ) -> async_graphql::Result<bool> {
-        Ok(mail_links::cancel_email_change(ctx.app()?, &token, &ctx.origin()?).await?)
+        Ok(email_change::cancel_email_change(ctx.app()?, &token, &ctx.origin()?).await?)
     }
 
     /// Mails a new verification link for the caller's unconfirmed address.

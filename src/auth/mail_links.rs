@@ -1,4 +1,5 @@
-//! Links sent by mail: email verification, confirming a new address, and password resets.
+//! Links sent by mail: email verification and password resets, and what every mail flow shares (limits,
+//! tokens, sending). Email changes are in `email_change`.
 //!
 //! Mail tokens are single-use, hashed and time-limited. Asking for a reset answers the same whether or
 //! not the address exists, and does the work in the background so timing says nothing either.
@@ -28,7 +29,7 @@ const CANCEL_LINK_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 
 const MAILS_PER_HOUR: i64 = 3;
 
 /// Whether another mail of `purpose` may go to the user now.
-async fn within_hourly_limit(
+pub(super) async fn within_hourly_limit(
     conn: &mut AsyncPgConnection,
     user: Uuid,
     purpose: MailPurpose,
@@ -64,7 +65,7 @@ pub async fn request_password_reset(
 
 /// Counts a mail asked for from `client_ip` against that address's hourly budget (whatever the
 /// account, so one place cannot mail without limit).
-async fn spend_mail_budget(app: &AppState, client_ip: Option<IpAddr>) -> AppResult<()> {
+pub(super) async fn spend_mail_budget(app: &AppState, client_ip: Option<IpAddr>) -> AppResult<()> {
     let Some(ip) = client_ip else {
         return Ok(());
     };
@@ -216,152 +217,6 @@ pub async fn verify_email(app: &AppState, token: &str) -> AppResult<bool> {
     Ok(true)
 }
 
-/// Asks the owner of `new_email` to confirm it; the address changes when they do.
-/// The new address gets a confirmation link; the current one a notice with a link that cancels the
-/// change. Needs the current password: a stolen session alone cannot move the account's login.
-pub async fn request_email_change(
-    app: &AppState,
-    user: &UserRow,
-    new_email: &Email,
-    current_password: Option<&str>,
-    origin: &Actor,
-) -> AppResult<()> {
-    let Some(current_password) = current_password else {
-        return Err(AppError::bad_input(
-            "currentPassword",
-            "Confirm an email change with your current password.",
-        ));
-    };
-    if !app
-        .hasher
-        .verify(current_password, Some(&user.password_hash))
-        .await?
-    {
-        tracing::warn!(user_id = %user.id, "email change refused: wrong current password");
-        return Err(AppError::bad_input(
-            "currentPassword",
-            "The current password is wrong.",
-        ));
-    }
-    let now = Utc::now();
-    let mut conn = app.pool.get().await?;
-    if users::email_taken(&mut conn, new_email.as_str()).await? {
-        return Err(AppError::Conflict(
-            "That email address is already registered.".into(),
-        ));
-    }
-    if !within_hourly_limit(&mut conn, user.id, MailPurpose::ChangeEmail, now).await? {
-        return Err(AppError::RateLimited {
-            message: "Several email changes were asked for in the last hour: try again later."
-                .into(),
-            retry_after: 3600,
-        });
-    }
-    spend_mail_budget(app, origin.client_ip).await?;
-    let (confirm, cancel) = conn
-        .transaction::<_, AppError, _>(async |conn| {
-            let confirm = create_mail_token(
-                conn,
-                app,
-                user,
-                MailPurpose::ChangeEmail,
-                new_email.as_str().to_owned(),
-                now,
-            )
-            .await?;
-            let cancel = create_mail_token(
-                conn,
-                app,
-                user,
-                MailPurpose::CancelEmailChange,
-                user.email.clone(),
-                now,
-            )
-            .await?;
-            crate::audit::service::record_account_event_in(
-                conn,
-                user.id,
-                "user.email_change_requested",
-                origin,
-            )
-            .await?;
-            Ok((confirm, cancel))
-        })
-        .await?;
-    tracing::info!(user_id = %user.id, new_email = %new_email.masked(), "email change requested");
-    send_verification(app, &user.name, new_email.as_str(), &confirm);
-    send_change_notice(app, user, new_email, &cancel);
-    Ok(())
-}
-
-/// Tells the current address that a change to `new_email` was asked for, with the link that undoes it.
-fn send_change_notice(app: &AppState, user: &UserRow, new_email: &Email, token: &str) {
-    let mail = action_mail(
-        &user.email,
-        "Your Joyfull Hub email address is being changed",
-        &user.name,
-        &format!(
-            "Someone signed in to your account asked to change its email address to {}.",
-            new_email.masked()
-        ),
-        "If this was not you, cancel the change (this also signs out every session)",
-        &format!(
-            "{}/cancel-email-change?token={token}",
-            app.mailer.public_url
-        ),
-        "If it was you, there is nothing to do. Then consider changing your password.",
-    );
-    send_in_background(app, mail, "an email change notice");
-}
-
-/// Cancels an email change from the link mailed to the old address: pending confirmations stop
-/// working, and a change already confirmed is undone (the old address is back) with every session
-/// ended, so whoever asked for it is signed out.
-#[tracing::instrument(skip_all)]
-pub async fn cancel_email_change(app: &AppState, token: &str, origin: &Actor) -> AppResult<bool> {
-    let now = Utc::now();
-    let mut conn = app.pool.get().await?;
-    let user_id = conn
-        .transaction::<_, AppError, _>(async |conn| {
-            let token = repo::consume_email_token(
-                conn,
-                &hash_token(token),
-                &[MailPurpose::CancelEmailChange],
-                now,
-            )
-            .await?
-            .ok_or_else(|| {
-                AppError::bad_input("token", "This link is invalid, used or expired.")
-            })?;
-            repo::retire_email_tokens(conn, token.user_id, MailPurpose::ChangeEmail, now).await?;
-            let current = users::find_by_id(conn, UserId(token.user_id))
-                .await?
-                .ok_or_else(|| AppError::NotFound("This account no longer exists.".into()))?;
-            if current.email != token.email {
-                if users::email_taken(conn, &token.email).await? {
-                    return Err(AppError::Conflict(
-                        "The previous address now belongs to another account; contact support."
-                            .into(),
-                    ));
-                }
-                users::restore_email(conn, token.user_id, &token.email, now).await?;
-                repo::revoke_all_for_user(conn, token.user_id, now).await?;
-            }
-            crate::audit::service::record_account_event_in(
-                conn,
-                token.user_id,
-                "user.email_change_cancelled",
-                origin,
-            )
-            .await?;
-            Ok(token.user_id)
-        })
-        .await?;
-    app.caches.invalidate_user(user_id);
-    tracing::info!(user_id = %user_id, "email change cancelled from the old address");
-    Ok(true)
-}
-
 /// Mails a new verification link for the current, unverified address.
 #[tracing::instrument(skip_all, fields(user_id = %user.0))]
 pub async fn resend_verification(
@@ -430,7 +285,11 @@ pub(super) async fn create_mail_token(
 
 /// Sends a mail from a task of its own (the request does not wait for the mail server); a failure is
 /// logged.
-fn send_in_background(app: &AppState, mail: crate::mail::OutgoingMail, what: &'static str) {
+pub(super) fn send_in_background(
+    app: &AppState,
+    mail: crate::mail::OutgoingMail,
+    what: &'static str,
+) {
     let mailer = app.mailer.clone();
     tokio::spawn(
         async move {

@@ -3,34 +3,27 @@
 //! - Access tokens are short-lived JWTs; refresh tokens are opaque, stored hashed, and rotate on every
 //!   use. A used refresh token presented again means it was stolen: the whole family is revoked.
 //! - Password hashing never holds a database connection, so a login storm cannot drain the pool.
-//! - Links sent by mail (verification, address change, password reset) are in `mail_links`.
+//! - Links sent by mail (verification, password reset) are in `mail_links`, email changes in
+//!   `email_change`, what a session is and how it ends in `sessions`.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use uuid::Uuid;
 
 use super::mail_links::{create_mail_token, send_verification};
-use super::model::{MailPurpose, NewRefreshToken};
+use super::model::MailPurpose;
 use super::repo;
+use super::sessions::{Session, end_session, session_ends_at, start_session};
 use super::throttle::{self, Verdict};
-use super::tokens::{hash_token, issue_access_token, random_token};
+use super::tokens::hash_token;
 use crate::app::AppState;
 use crate::audit::service::Actor;
 use crate::error::{AppError, AppResult};
 use crate::users::model::{
-    Email, NewUser, Role, UserId, UserRow, UserStatus, check_password_strength, parse_name,
+    Email, NewUser, Role, UserId, UserStatus, check_password_strength, parse_name,
 };
 use crate::users::repo as users;
 
-/// What a successful login, registration or refresh hands out.
-pub struct Session {
-    pub access_token: String,
-    pub access_token_expires_at: DateTime<Utc>,
-    pub refresh_token: String,
-    pub user: UserRow,
-}
-
-const REFRESH_PREFIX: &str = "jhr_";
 const WRONG_CREDENTIALS: &str = "The email or password is wrong.";
 const INVALID_REFRESH: &str = "The refresh token is not valid: log in again.";
 
@@ -337,89 +330,6 @@ pub async fn change_password(
     app.caches.invalidate_user(user.0);
     tracing::info!("password changed; every session ended");
     Ok(true)
-}
-
-/// Issues an access token and a refresh token (a new family unless `family` continues one).
-/// Ends a session at once, on every instance: its refresh tokens are revoked, and its access tokens are
-/// refused from now on (the ended session is remembered until the last of them has expired). Returns
-/// how many refresh tokens were revoked.
-async fn end_session(
-    app: &AppState,
-    conn: &mut AsyncPgConnection,
-    family: Uuid,
-    user: Uuid,
-) -> AppResult<usize> {
-    let now = Utc::now();
-    // Tokens are accepted up to the decoder's leeway past their expiry.
-    let forget_after =
-        crate::clock::after(now, app.config.auth.access_token_ttl) + chrono::Duration::seconds(60);
-    let revoked = conn
-        .transaction::<_, AppError, _>(async |conn| {
-            let revoked = repo::revoke_family(conn, family, now).await?;
-            repo::end_session(conn, family, user, now, forget_after).await?;
-            Ok(revoked)
-        })
-        .await?;
-    app.caches.invalidate_user(user);
-    Ok(revoked)
-}
-
-/// Forgets ended sessions whose access tokens have all expired.
-pub async fn sweep_ended_sessions(app: &AppState) -> AppResult<usize> {
-    let mut conn = app.pool.get().await?;
-    Ok(repo::forget_ended_sessions(&mut conn, Utc::now()).await?)
-}
-
-/// When a session (a refresh-token family) ends however often it is refreshed: its login plus
-/// `HUB_SESSION_MAX_DAYS`. Family ids are UUIDv7, so the login time is the id's own timestamp.
-fn session_ends_at(app: &AppState, family: Uuid) -> DateTime<Utc> {
-    let started = family
-        .get_timestamp()
-        .and_then(|ts| {
-            let (seconds, nanos) = ts.to_unix();
-            DateTime::from_timestamp(i64::try_from(seconds).ok()?, nanos)
-        })
-        .unwrap_or(DateTime::<Utc>::MIN_UTC);
-    crate::clock::after(started, app.config.auth.refresh_family_lifetime)
-}
-
-async fn start_session(
-    conn: &mut AsyncPgConnection,
-    app: &AppState,
-    user: UserRow,
-    family: Option<Uuid>,
-    now: DateTime<Utc>,
-) -> AppResult<Session> {
-    let family = family.unwrap_or_else(Uuid::now_v7);
-    let expires_at = crate::clock::after(now, app.config.auth.refresh_token_ttl)
-        .min(session_ends_at(app, family));
-    let (refresh_token, hash) = random_token(REFRESH_PREFIX);
-    repo::insert_refresh_token(
-        conn,
-        NewRefreshToken {
-            id: Uuid::now_v7(),
-            user_id: user.id,
-            family_id: family,
-            token_hash: &hash,
-            expires_at,
-        },
-    )
-    .await?;
-    let (access_token, access_token_expires_at) = issue_access_token(
-        &app.keys,
-        user.id(),
-        user.role(),
-        user.session_version,
-        family,
-        now,
-        app.config.auth.access_token_ttl,
-    )?;
-    Ok(Session {
-        access_token,
-        access_token_expires_at,
-        refresh_token,
-        user,
-    })
 }
 
 /// Forgets a user's sessions and mail tokens inside the caller's transaction (the account is being

@@ -37,8 +37,14 @@ pub async fn update_profile(
     if let Some(email) = email
         && email.as_str() != user.email
     {
-        crate::auth::mail_links::request_email_change(app, &user, &email, current_password, origin)
-            .await?;
+        crate::auth::email_change::request_email_change(
+            app,
+            &user,
+            &email,
+            current_password,
+            origin,
+        )
+        .await?;
     }
     Ok(user)
 }
