@@ -65,7 +65,7 @@ pub fn schema_builder(
         MutationRoot::default(),
         SubscriptionRoot::default(),
     )
-    .limit_depth(limits.max_depth)
+    // Depth is bounded by `limits` (ordinary fields by `max_depth`, introspection by its own rules).
     .limit_complexity(limits.max_complexity)
     .extension(limits::RequestLimits {
         limits,

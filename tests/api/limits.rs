@@ -4,8 +4,8 @@ use crate::helpers::{TestApp, error_code};
 
 #[tokio::test]
 async fn a_query_nested_deeper_than_the_limit_is_refused() {
-    let app = TestApp::spawn_with(|c| c.graphql.max_depth = 5).await;
-    let deep = "{ __schema { types { fields { type { ofType { ofType { name } } } } } } }";
+    let app = TestApp::spawn_with(|c| c.graphql.max_depth = 3).await;
+    let deep = "query { ...Me } fragment Me on Query { me { subscription { plan { tier } } } }";
 
     let body = app.graphql(deep).await;
 
@@ -14,18 +14,19 @@ async fn a_query_nested_deeper_than_the_limit_is_refused() {
         body["errors"][0]["message"]
             .as_str()
             .unwrap()
-            .contains("limit 5")
+            .contains("limit 3")
     );
     assert!(body["data"].is_null());
 }
 
 #[tokio::test]
 async fn a_query_within_the_depth_limit_runs() {
-    let app = TestApp::spawn_with(|c| c.graphql.max_depth = 5).await;
+    let app = TestApp::spawn_with(|c| c.graphql.max_depth = 3).await;
 
-    let body = app.graphql("{ __schema { queryType { name } } }").await;
+    let body = app.graphql("{ me { subscription { status } } }").await;
 
-    assert_eq!(body["data"]["__schema"]["queryType"]["name"], "Query");
+    assert!(body.get("errors").is_none(), "{body}");
+    assert!(body["data"]["me"].is_null());
 }
 
 #[tokio::test]
@@ -114,4 +115,144 @@ async fn introspection_is_off_when_configured_off() {
     );
     assert_eq!(graphiql.status(), 400);
     assert_eq!(playground.status(), 404);
+}
+
+/// The query graphql-js's `getIntrospectionQuery` builds with every option on (descriptions,
+/// `specifiedByURL`, `isRepeatable`, the schema description, input value deprecation), as GraphiQL,
+/// Playground, Apollo Sandbox, Postman and graphql-codegen send it.
+const STANDARD_INTROSPECTION: &str = r#"
+query IntrospectionQuery {
+  __schema {
+    description
+    queryType { name kind }
+    mutationType { name kind }
+    subscriptionType { name kind }
+    types { ...FullType }
+    directives {
+      name
+      description
+      isRepeatable
+      locations
+      args(includeDeprecated: true) { ...InputValue }
+    }
+  }
+}
+fragment FullType on __Type {
+  kind
+  name
+  description
+  specifiedByURL
+  fields(includeDeprecated: true) {
+    name
+    description
+    args(includeDeprecated: true) { ...InputValue }
+    type { ...TypeRef }
+    isDeprecated
+    deprecationReason
+  }
+  inputFields(includeDeprecated: true) { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue {
+  name
+  description
+  type { ...TypeRef }
+  defaultValue
+  isDeprecated
+  deprecationReason
+}
+fragment TypeRef on __Type {
+  kind
+  name
+  ofType {
+    kind
+    name
+    ofType {
+      kind
+      name
+      ofType {
+        kind
+        name
+        ofType {
+          kind
+          name
+          ofType {
+            kind
+            name
+            ofType {
+              kind
+              name
+              ofType {
+                kind
+                name
+                ofType {
+                  kind
+                  name
+                  ofType { kind name }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+"#;
+
+#[tokio::test]
+async fn the_standard_introspection_query_of_every_ide_is_answered_with_the_default_limits() {
+    let app = TestApp::spawn().await;
+
+    let body = app
+        .post_graphql(
+            &json!({ "query": STANDARD_INTROSPECTION, "operationName": "IntrospectionQuery" }),
+        )
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+
+    assert!(body.get("errors").is_none(), "{body}");
+    let types = body["data"]["__schema"]["types"].as_array().unwrap();
+    assert!(types.iter().any(|t| t["name"] == "Query"));
+    assert_eq!(body["data"]["__schema"]["queryType"]["name"], "Query");
+}
+
+#[tokio::test]
+async fn introspection_stays_bounded_by_rules_of_its_own() {
+    let app = TestApp::spawn().await;
+    let circular =
+        "{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }";
+    let aliased = "{ a: __schema { queryType { name } } b: __schema { queryType { name } } c: __schema { queryType { name } } }";
+    let deep = format!(
+        "{{ __type(name: \"Query\") {{ {}name{} }} }}",
+        "ofType { ".repeat(12),
+        " }".repeat(12)
+    );
+
+    for query in [circular, aliased, deep.as_str()] {
+        let body = app.graphql(query).await;
+        assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{query}: {body}");
+        assert!(body["data"].is_null(), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_directives_are_refused_before_anything_runs() {
+    let app = TestApp::spawn().await;
+    let many: String = (0..1000).map(|n| format!("@d{n} ")).collect();
+
+    let flooded = app
+        .graphql(&format!("{{ serverInfo {many}{{ version }} }}"))
+        .await;
+    let known = app
+        .graphql("query($no: Boolean = false) { serverInfo { version @include(if: true) } me @skip(if: $no) { id } }")
+        .await;
+
+    assert_eq!(error_code(&flooded), "BAD_USER_INPUT", "{flooded}");
+    assert!(flooded["data"].is_null());
+    assert!(known.get("errors").is_none(), "{known}");
 }

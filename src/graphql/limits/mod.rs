@@ -1,10 +1,14 @@
 //! Limits on what one GraphQL request may cost, and the final say on every error's `extensions.code`.
 //!
-//! async-graphql enforces depth and complexity during validation; this extension adds a bound on the
-//! query text and on aliases (each alias can multiply work without adding depth), rewrites the library's
-//! limit messages into the contract's `QUERY_TOO_COMPLEX`, and gives every error that has no code yet
-//! one: errors raised before execution, or while coercing arguments, are the client's (`BAD_USER_INPUT`).
+//! async-graphql enforces complexity during validation; this extension bounds the query text, aliases
+//! (each alias can multiply work without adding depth) and the nesting depth of ordinary fields, and
+//! gives introspection rules of its own (see [`introspection`]) so the standard introspection query of
+//! every IDE and code generator is answered while a hostile one is not. It rewrites the library's limit
+//! messages into the contract's `QUERY_TOO_COMPLEX`, and gives every error that has no code yet one:
+//! errors raised before execution, or while coercing arguments, are the client's (`BAD_USER_INPUT`).
 //! `INTERNAL` errors get the request id, which the log lines carry too.
+
+pub mod introspection;
 
 use std::sync::Arc;
 
@@ -117,6 +121,27 @@ impl Extension for LimitsExtension {
                 "FORBIDDEN",
             ));
         }
+        if let Some(directive) = unknown_directive(&document) {
+            return Err(coded_error(
+                format!(
+                    "Unknown directive `@{directive}`: this server knows `@skip` and `@include`."
+                ),
+                "BAD_USER_INPUT",
+            ));
+        }
+        let shape = introspection::shape(&document);
+        if shape.depth > limits.max_depth {
+            return Err(coded_error(
+                format!(
+                    "The query is nested too deeply (limit {} levels).",
+                    limits.max_depth
+                ),
+                "QUERY_TOO_COMPLEX",
+            ));
+        }
+        if let Some(refusal) = shape.introspection_refusal {
+            return Err(coded_error(refusal, "QUERY_TOO_COMPLEX"));
+        }
         Ok(document)
     }
 }
@@ -158,6 +183,41 @@ pub fn count_selections(document: &ExecutableDocument) -> SelectionCounts {
     counts
 }
 
+/// The first directive in the document that is not one an executable document may use here.
+pub fn unknown_directive(document: &ExecutableDocument) -> Option<String> {
+    use async_graphql::Positioned;
+    use async_graphql::parser::types::Directive;
+    fn check(directives: &[Positioned<Directive>]) -> Option<String> {
+        directives
+            .iter()
+            .map(|d| d.node.name.node.as_str())
+            .find(|name| !matches!(*name, "skip" | "include"))
+            .map(str::to_owned)
+    }
+    fn walk(set: &SelectionSet) -> Option<String> {
+        set.items.iter().find_map(|item| match &item.node {
+            Selection::Field(field) => {
+                check(&field.node.directives).or_else(|| walk(&field.node.selection_set.node))
+            }
+            Selection::InlineFragment(fragment) => {
+                check(&fragment.node.directives).or_else(|| walk(&fragment.node.selection_set.node))
+            }
+            Selection::FragmentSpread(spread) => check(&spread.node.directives),
+        })
+    }
+    document
+        .operations
+        .iter()
+        .find_map(|(_, operation)| {
+            check(&operation.node.directives).or_else(|| walk(&operation.node.selection_set.node))
+        })
+        .or_else(|| {
+            document.fragments.values().find_map(|fragment| {
+                check(&fragment.node.directives).or_else(|| walk(&fragment.node.selection_set.node))
+            })
+        })
+}
+
 fn classify(error: &mut ServerError, limits: &GraphqlLimits, request_id: Option<&str>) {
     let code = error
         .extensions
@@ -175,13 +235,6 @@ fn classify(error: &mut ServerError, limits: &GraphqlLimits, request_id: Option<
                     error.message = format!(
                         "The query is too complex (limit {}): ask for fewer fields or smaller pages.",
                         limits.max_complexity
-                    );
-                    "QUERY_TOO_COMPLEX"
-                }
-                "Query is nested too deep." => {
-                    error.message = format!(
-                        "The query is nested too deeply (limit {} levels).",
-                        limits.max_depth
                     );
                     "QUERY_TOO_COMPLEX"
                 }
