@@ -164,10 +164,13 @@ pub async fn succeeded(
 /// `RATE_LIMITED` for a refused verdict, with `what` in the message; waits out a slow one.
 pub async fn enforce(verdict: Verdict, what: &str) -> Result<(), AppError> {
     match verdict {
-        Verdict::Refuse { retry_after, .. } => Err(AppError::RateLimited {
-            message: format!("Too many {what}. Try again in {retry_after} seconds."),
-            retry_after,
-        }),
+        Verdict::Refuse { retry_after, .. } => {
+            metrics::counter!("rate_limited_total", "reason" => "throttle").increment(1);
+            Err(AppError::RateLimited {
+                message: format!("Too many {what}. Try again in {retry_after} seconds."),
+                retry_after,
+            })
+        }
         Verdict::Slow(delay) => {
             tokio::time::sleep(delay).await;
             Ok(())

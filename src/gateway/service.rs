@@ -190,7 +190,12 @@ async fn timed_upstream(
 /// Calls the upstream through the breaker; the answer or the error to report.
 async fn call_upstream(app: &AppState, call: &Call) -> Result<serde_json::Value, AppError> {
     let tool = &call.tool;
+    let outcome = |label: &'static str| {
+        metrics::counter!("gateway_upstream_calls_total", "tool" => tool.slug.clone(), "outcome" => label)
+            .increment(1);
+    };
     if let Permit::Refused { retry_after } = app.breakers.permit(tool.id) {
+        outcome("circuit_open");
         return Err(AppError::UpstreamUnavailable(format!(
             "The {} tool is failing, so calls to it are paused; try again in {} s.",
             tool.name,
@@ -201,6 +206,7 @@ async fn call_upstream(app: &AppState, call: &Call) -> Result<serde_json::Value,
         destination::literal_refused(&tool.endpoint, app.config.gateway.allow_private_upstreams)
     {
         tracing::warn!(tool = %tool.slug, %why, "upstream refused: not a public address");
+        outcome("not_public");
         return Err(AppError::UpstreamUnavailable(format!(
             "The {} tool's endpoint is not a public address, so it is not called.",
             tool.name
@@ -217,7 +223,16 @@ async fn call_upstream(app: &AppState, call: &Call) -> Result<serde_json::Value,
         request_id: &call.request_id,
         deadline: Instant::now() + timeout,
     };
+    let called = Instant::now();
     let result = upstream::call(&app.http, &request).await;
+    metrics::histogram!("gateway_upstream_duration_seconds", "tool" => tool.slug.clone())
+        .record(called.elapsed().as_secs_f64());
+    outcome(match &result {
+        Ok(_) => "ok",
+        Err(CallError::Timeout) => "timeout",
+        Err(CallError::Unavailable(_)) => "unavailable",
+        Err(CallError::Rejected(_)) => "rejected",
+    });
     match &result {
         Ok(_) => app.breakers.record_success(tool.id),
         Err(e) if e.is_upstream_fault() => app.breakers.record_failure(tool.id),
@@ -376,6 +391,7 @@ async fn deny(
         return e;
     }
     metrics::counter!("gateway_invocations_total", "status" => "DENIED").increment(1);
+    metrics::counter!("gateway_refusals_total", "code" => denial.code()).increment(1);
     tracing::info!(code = denial.code(), "invocation refused");
     denial
 }

@@ -47,6 +47,22 @@ const CLOSE_INIT_TIMEOUT: u16 = 4408;
 /// Close code: the socket started more operations than one socket may.
 const CLOSE_TOO_MANY_OPERATIONS: u16 = 4429;
 
+/// Counts an open socket in the `websocket_connections_open` gauge for as long as it lives.
+struct OpenSocket;
+
+impl OpenSocket {
+    fn new() -> Self {
+        metrics::gauge!("websocket_connections_open").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for OpenSocket {
+    fn drop(&mut self) {
+        metrics::gauge!("websocket_connections_open").decrement(1.0);
+    }
+}
+
 /// The credentials a socket was opened with, and who they stood for then.
 #[derive(Clone)]
 struct Session {
@@ -89,6 +105,7 @@ async fn serve(
     user_agent: Option<String>,
 ) {
     let HttpState { app, schema } = state;
+    let _open = OpenSocket::new();
     let session = SharedSession::default();
     let (mut socket_out, socket_in) = socket.split();
     let (close_tx, mut close_rx) = tokio::sync::mpsc::channel::<u16>(1);

@@ -680,3 +680,48 @@ async fn a_token_count_out_of_range_is_ignored_the_estimate_is_charged_and_the_c
                 .unwrap()
     );
 }
+
+#[tokio::test]
+async fn metrics_show_each_tools_upstream_latency_and_outcomes_and_refusals_by_code() {
+    let s = setup().await;
+    let tool = s.tool("/ok", json!({})).await;
+    let refused = s
+        .app
+        .invoke(&s.user.access_token, &tool, json!({}), None)
+        .await;
+    s.app.subscribe_free(&s.user).await;
+    s.app
+        .invoke(&s.user.access_token, &tool, json!({}), None)
+        .await;
+    let slug = s
+        .app
+        .sql_text(&format!("SELECT slug AS t FROM tools WHERE id = '{tool}'"))
+        .await;
+
+    let text = s.app.get("/metrics").await.text().await.unwrap();
+
+    assert_eq!(error_code(&refused), "SUBSCRIPTION_REQUIRED");
+    let has = |prefix: &str, parts: &[&str]| {
+        text.lines()
+            .any(|l| l.starts_with(prefix) && parts.iter().all(|p| l.contains(p)))
+    };
+    let tool_label = format!("tool=\"{slug}\"");
+    assert!(
+        has("gateway_upstream_duration_seconds_bucket", &[&tool_label]),
+        "{text}"
+    );
+    assert!(
+        has(
+            "gateway_upstream_calls_total",
+            &[&tool_label, "outcome=\"ok\""]
+        ),
+        "{text}"
+    );
+    assert!(
+        has(
+            "gateway_refusals_total",
+            &["code=\"SUBSCRIPTION_REQUIRED\""]
+        ),
+        "{text}"
+    );
+}

@@ -239,3 +239,21 @@ async fn a_websocket_message_is_no_larger_than_a_request_body() {
 
     assert!(matches!(ended, None | Some(1009)), "{ended:?}");
 }
+
+#[tokio::test]
+async fn open_sockets_are_counted_in_the_metrics() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada", "ada@example.com").await;
+    let _socket = subscribed(&app, bearer(&user.access_token)).await;
+
+    let text = app.get("/metrics").await.text().await.unwrap();
+
+    let open: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("websocket_connections_open "))
+        .unwrap_or_else(|| panic!("no gauge in {text}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(open >= 1.0, "{open}");
+}
