@@ -8,8 +8,8 @@ use crate::audit::graphql::AuditEntry;
 use crate::billing::model::PlanTier;
 use crate::error::AppError;
 use crate::graphql::context::ContextExt;
-use crate::graphql::cursor;
 use crate::graphql::guards::AdminOnly;
+use crate::graphql::{cursor, ids};
 use crate::tools::graphql::ConnectionTotal;
 use crate::users::graphql::User;
 use crate::users::model::{ListFilter, ListSort, Listed, Role, UserId, UserStatus};
@@ -154,9 +154,7 @@ impl AdminQuery {
     /// One account, with its API keys (never secrets), recent usage and subscription history.
     #[graphql(guard = "AdminOnly")]
     async fn user(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<User>> {
-        let Ok(id) = Uuid::parse_str(&id) else {
-            return Ok(None);
-        };
+        let id = ids::parse(&id, "id")?;
         match service::get(ctx.app()?, UserId(id)).await {
             Ok(row) if row.deleted_at.is_none() => Ok(Some(row.into())),
             Ok(_) | Err(AppError::NotFound(_)) => Ok(None),
@@ -266,7 +264,7 @@ impl AdminMutation {
         id: ID,
         input: UpdateUserInput,
     ) -> async_graphql::Result<User> {
-        let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound("No such user.".into()))?;
+        let id = ids::parse(&id, "id")?;
         let row = service::admin_update(
             ctx.app()?,
             &ctx.actor()?,
@@ -286,8 +284,7 @@ impl AdminMutation {
         ctx: &Context<'_>,
         id: ID,
     ) -> async_graphql::Result<crate::keys::graphql::ApiKey> {
-        let id = Uuid::parse_str(&id)
-            .map_err(|_| AppError::NotFound("There is no API key with that id.".into()))?;
+        let id = ids::parse(&id, "id")?;
         Ok(
             crate::keys::service::admin_revoke(ctx.app()?, &ctx.actor()?, id)
                 .await?
@@ -299,7 +296,7 @@ impl AdminMutation {
     /// platform statistics without the person. The last active administrator cannot be deleted.
     #[graphql(guard = "AdminOnly")]
     async fn delete_user(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
-        let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound("No such user.".into()))?;
+        let id = ids::parse(&id, "id")?;
         service::admin_delete(ctx.app()?, &ctx.actor()?, UserId(id)).await?;
         Ok(true)
     }

@@ -63,7 +63,7 @@ impl GatewayMutation {
         let result = service::invoke(
             ctx.app()?,
             caller,
-            parse_id(&tool_id)?,
+            parse_id(&tool_id, "toolId")?,
             input.0,
             idempotency_key,
             &request_id,

@@ -6,6 +6,7 @@
 pub mod context;
 pub mod cursor;
 pub mod guards;
+pub mod ids;
 pub mod limits;
 pub mod loaders;
 

@@ -3,7 +3,6 @@ use chrono::{DateTime, Utc};
 
 use super::model::{ApiKeyRow, Scope};
 use super::service;
-use crate::error::AppError;
 use crate::graphql::context::ContextExt;
 use crate::graphql::guards::Scoped;
 
@@ -107,8 +106,7 @@ impl KeysMutation {
     #[graphql(guard = "Scoped(Scope::Manage)")]
     async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ApiKey> {
         let user = ctx.user()?;
-        let id = uuid::Uuid::parse_str(&id)
-            .map_err(|_| AppError::NotFound("You have no API key with that id.".into()))?;
+        let id = crate::graphql::ids::parse(&id, "id")?;
         Ok(service::revoke(ctx.app()?, user.id, id, &ctx.origin()?)
             .await?
             .into())

@@ -11,8 +11,8 @@ use crate::auth::identity::Caller;
 use crate::billing::model::PlanTier;
 use crate::error::AppError;
 use crate::graphql::context::ContextExt;
-use crate::graphql::cursor;
 use crate::graphql::guards::AdminOnly;
+use crate::graphql::{cursor, ids};
 use crate::users::model::Role;
 
 /// An AI tool of the catalogue.
@@ -168,10 +168,9 @@ fn is_admin(ctx: &Context<'_>) -> Result<bool, AppError> {
     Ok(matches!(&ctx.request()?.caller, Caller::User(u) if u.role == Role::Admin))
 }
 
-pub fn parse_id(id: &ID) -> Result<ToolId, AppError> {
-    Uuid::parse_str(id)
-        .map(ToolId)
-        .map_err(|_| service::not_found())
+/// A tool id argument (see `graphql::ids`).
+pub fn parse_id(id: &ID, argument: &str) -> Result<ToolId, AppError> {
+    ids::parse(id, argument).map(ToolId)
 }
 
 fn encode_cursor(row: &ToolRow) -> String {
@@ -239,9 +238,7 @@ impl ToolsQuery {
 
     /// One tool; null when there is none (or, for users, when it is disabled).
     async fn tool(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Tool>> {
-        let Ok(id) = Uuid::parse_str(&id) else {
-            return Ok(None);
-        };
+        let id = ids::parse(&id, "id")?;
         let row = service::get(ctx.app()?, ToolId(id), is_admin(ctx)?).await?;
         Ok(row.map(Tool::try_from).transpose()?)
     }
@@ -271,7 +268,7 @@ impl ToolsMutation {
         id: ID,
         input: ToolInputObject,
     ) -> async_graphql::Result<Tool> {
-        let id = parse_id(&id)?;
+        let id = parse_id(&id, "id")?;
         let row = service::update(ctx.app()?, &ctx.actor()?, id, input.into()).await?;
         Ok(row.try_into()?)
     }
@@ -279,7 +276,7 @@ impl ToolsMutation {
     /// Removes a tool from the catalogue (administrators). Its usage history stays.
     #[graphql(guard = "AdminOnly")]
     async fn delete_tool(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
-        let id = parse_id(&id)?;
+        let id = parse_id(&id, "id")?;
         service::delete(ctx.app()?, &ctx.actor()?, id).await?;
         Ok(true)
     }

@@ -160,17 +160,11 @@ impl UsageQuery {
             return Err(AppError::bad_input("first", "Ask for 0 to 100 entries at a time.").into());
         }
         let tool = match tool_id {
-            Some(id) => Some(
-                Uuid::parse_str(&id)
-                    .map_err(|_| AppError::bad_input("toolId", "That is not a tool id."))?,
-            ),
+            Some(id) => Some(crate::graphql::ids::parse(&id, "toolId")?),
             None => None,
         };
         let api_key = match api_key_id {
-            Some(id) => Some(
-                Uuid::parse_str(&id)
-                    .map_err(|_| AppError::bad_input("apiKeyId", "That is not an API key id."))?,
-            ),
+            Some(id) => Some(crate::graphql::ids::parse(&id, "apiKeyId")?),
             None => None,
         };
         let after = after.as_deref().map(cursor::decode_time_id).transpose()?;

@@ -78,7 +78,10 @@ impl User {
         #[graphql(default = 20)] first: i32,
     ) -> async_graphql::Result<Vec<crate::usage::graphql::UsageEntry>> {
         own_or_admin(ctx, self.row_id)?;
-        let first = i64::from(first.clamp(0, 100));
+        if !(0..=100).contains(&first) {
+            return Err(AppError::bad_input("first", "Ask for 0 to 100 entries at a time.").into());
+        }
+        let first = i64::from(first);
         let filter = crate::usage::model::Filter {
             user: self.row_id,
             from: None,

@@ -19,6 +19,7 @@ mod gateway;
 mod health;
 mod helpers;
 mod http_surface;
+mod ids_and_pages;
 mod key_scopes;
 mod lifecycle;
 mod limits;
