@@ -5,6 +5,7 @@ pub mod graphql;
 pub mod health;
 pub mod middleware;
 pub mod websocket;
+pub mod ws_protocol;
 
 use std::any::Any;
 

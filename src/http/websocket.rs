@@ -29,6 +29,7 @@ use tracing::Instrument;
 
 use super::HttpState;
 use super::middleware::{ClientAddress, RequestId};
+use super::ws_protocol::{self, Protocol};
 use crate::app::AppState;
 use crate::auth::caller;
 use crate::auth::identity::Caller;
@@ -73,6 +74,13 @@ struct Session {
 
 type SharedSession = Arc<Mutex<Option<Session>>>;
 
+/// Why the server closes a socket: its session stopped holding, or a message broke the protocol.
+#[derive(Debug, Clone, Copy)]
+enum Close {
+    Session(u16),
+    Protocol(u16),
+}
+
 /// `GET /graphql/ws`.
 pub async fn websocket(
     State(state): State<HttpState>,
@@ -83,6 +91,11 @@ pub async fn websocket(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let user_agent = RequestContext::user_agent_of(&headers);
+    let strict = Protocol::strict_for(
+        headers
+            .get(header::SEC_WEBSOCKET_PROTOCOL)
+            .and_then(|v| v.to_str().ok()),
+    );
     // The session outlives the upgrade request's span; give it one with the same request id.
     let span = tracing::info_span!("websocket", request_id = %request_id);
     // A message may be as large as an HTTP request body, no larger.
@@ -92,7 +105,11 @@ pub async fn websocket(
         .max_frame_size(max_message)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
-            serve(socket, state, protocol, request_id, client_ip, user_agent).instrument(span)
+            let rules = Protocol::new(strict);
+            serve(
+                socket, state, protocol, rules, request_id, client_ip, user_agent,
+            )
+            .instrument(span)
         })
 }
 
@@ -100,15 +117,17 @@ async fn serve(
     socket: WebSocket,
     state: HttpState,
     protocol: GraphQLProtocol,
+    rules: Protocol,
     request_id: String,
     client_ip: Option<IpAddr>,
     user_agent: Option<String>,
 ) {
+    let rules = Arc::new(rules);
     let HttpState { app, schema } = state;
     let _open = OpenSocket::new();
     let session = SharedSession::default();
     let (mut socket_out, socket_in) = socket.split();
-    let (close_tx, mut close_rx) = tokio::sync::mpsc::channel::<u16>(1);
+    let (close_tx, mut close_rx) = tokio::sync::mpsc::channel::<Close>(1);
     let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Message>(16);
 
     let limits = app.config.connections;
@@ -117,10 +136,21 @@ async fn serve(
     let incoming = {
         let (app, session, close_tx) = (app.clone(), Arc::clone(&session), close_tx.clone());
         let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let rules = Arc::clone(&rules);
         socket_in.then(move |message| {
             let (app, session, close_tx) = (app.clone(), Arc::clone(&session), close_tx.clone());
             let started = Arc::clone(&started);
+            let rules = Arc::clone(&rules);
             async move {
+                if let Ok(Message::Text(text)) = &message {
+                    let initialised = session.lock().is_ok_and(|s| s.is_some());
+                    if let Err(code) = rules.incoming(text.as_str(), initialised) {
+                        let _ = close_tx.try_send(Close::Protocol(code));
+                        return Err(axum::Error::new(std::io::Error::other(
+                            "the message breaks the protocol",
+                        )));
+                    }
+                }
                 if let Ok(Message::Text(text)) = &message
                     && is_subscribe(text.as_str())
                 {
@@ -131,7 +161,7 @@ async fn serve(
                         recheck(&app, &session).await
                     };
                     if let Some(code) = refusal {
-                        let _ = close_tx.try_send(code);
+                        let _ = close_tx.try_send(Close::Session(code));
                         return Err(axum::Error::new(std::io::Error::other(
                             "the socket may not start this operation",
                         )));
@@ -183,11 +213,11 @@ async fn serve(
             tokio::time::sleep(RECHECK_EVERY).await;
             let initialised = session.lock().is_ok_and(|s| s.is_some());
             if !initialised && tokio::time::Instant::now() >= init_deadline {
-                let _ = close_tx.send(CLOSE_INIT_TIMEOUT).await;
+                let _ = close_tx.send(Close::Session(CLOSE_INIT_TIMEOUT)).await;
                 return;
             }
             if let Some(code) = recheck(&app, &session).await {
-                let _ = close_tx.send(code).await;
+                let _ = close_tx.send(Close::Session(code)).await;
                 return;
             }
         }
@@ -196,13 +226,25 @@ async fn serve(
         loop {
             tokio::select! {
                 biased;
-                Some(code) = close_rx.recv() => {
+                Some(close) = close_rx.recv() => {
+                    let (code, reason) = match close {
+                        Close::Session(code) => (code, close_reason(code)),
+                        Close::Protocol(code) => (code, ws_protocol::reason(code)),
+                    };
                     tracing::info!(code, "closing the socket");
-                    let frame = CloseFrame { code, reason: close_reason(code).into() };
+                    let frame = CloseFrame { code, reason: reason.into() };
                     let _ = socket_out.send(Message::Close(Some(frame))).await;
                     break;
                 }
                 message = out_rx.recv() => match message {
+                    Some(Message::Text(text)) => {
+                        let Some(text) = rules.outgoing(text.as_str()) else {
+                            continue;
+                        };
+                        if socket_out.send(Message::Text(text.into())).await.is_err() {
+                            break;
+                        }
+                    }
                     Some(message) => {
                         if socket_out.send(message).await.is_err() {
                             break;
@@ -238,7 +280,7 @@ fn close_reason(code: u16) -> &'static str {
     match code {
         CLOSE_EXPIRED => "The access token expired: log in again and reconnect.",
         CLOSE_INIT_TIMEOUT => "Connection initialisation timeout",
-        CLOSE_TOO_MANY_OPERATIONS => "Too many operations on one socket: open another.",
+        CLOSE_TOO_MANY_OPERATIONS => "Too many requests on one socket: open another.",
         _ => "These credentials no longer allow this connection.",
     }
 }
