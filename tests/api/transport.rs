@@ -169,4 +169,36 @@ mod protocol_rules {
         );
         assert_eq!(next["id"], "2");
     }
+
+    #[tokio::test]
+    async fn ping_is_answered_with_pong_and_complete_works_both_ways() {
+        let app = TestApp::spawn().await;
+        let mut socket = open(&app).await;
+        send(&mut socket, INIT).await;
+        assert_eq!(next_json(&mut socket).await["type"], "connection_ack");
+
+        send(&mut socket, r#"{"type":"ping"}"#).await;
+        let pong = next_json(&mut socket).await;
+        send(
+            &mut socket,
+            r#"{"id":"q","type":"subscribe","payload":{"query":"{ __typename }"}}"#,
+        )
+        .await;
+        let next = next_json(&mut socket).await;
+        let done = next_json(&mut socket).await;
+        // The client may complete an id the server has finished; the id can then be used again.
+        send(&mut socket, r#"{"id":"q","type":"complete"}"#).await;
+        send(
+            &mut socket,
+            r#"{"id":"q","type":"subscribe","payload":{"query":"{ __typename }"}}"#,
+        )
+        .await;
+        let again = next_json(&mut socket).await;
+
+        assert_eq!(pong["type"], "pong", "{pong}");
+        assert_eq!(next["type"], "next", "{next}");
+        assert_eq!(done["type"], "complete", "{done}");
+        assert_eq!(done["id"], "q");
+        assert_eq!(again["type"], "next", "{again}");
+    }
 }
