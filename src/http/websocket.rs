@@ -142,18 +142,22 @@ async fn serve(
             let started = Arc::clone(&started);
             let rules = Arc::clone(&rules);
             async move {
-                if let Ok(Message::Text(text)) = &message {
-                    let initialised = session.lock().is_ok_and(|s| s.is_some());
-                    if let Err(code) = rules.incoming(text.as_str(), initialised) {
-                        let _ = close_tx.try_send(Close::Protocol(code));
-                        return Err(axum::Error::new(std::io::Error::other(
-                            "the message breaks the protocol",
-                        )));
+                let starts_operation = match &message {
+                    Ok(Message::Text(text)) => {
+                        let initialised = session.lock().is_ok_and(|s| s.is_some());
+                        match rules.incoming(text.as_str(), initialised) {
+                            Ok(starts) => starts,
+                            Err(code) => {
+                                let _ = close_tx.try_send(Close::Protocol(code));
+                                return Err(axum::Error::new(std::io::Error::other(
+                                    "the message breaks the protocol",
+                                )));
+                            }
+                        }
                     }
-                }
-                if let Ok(Message::Text(text)) = &message
-                    && is_subscribe(text.as_str())
-                {
+                    _ => false,
+                };
+                if starts_operation {
                     let count = started.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                     let refusal = if count > limits.ws_max_operations {
                         Some(CLOSE_TOO_MANY_OPERATIONS)
@@ -283,14 +287,6 @@ fn close_reason(code: u16) -> &'static str {
         CLOSE_TOO_MANY_OPERATIONS => "Too many requests on one socket: open another.",
         _ => "These credentials no longer allow this connection.",
     }
-}
-
-/// Whether a client message starts an operation (`subscribe`, or `start` in the legacy protocol).
-fn is_subscribe(text: &str) -> bool {
-    serde_json::from_str::<serde_json::Value>(text)
-        .ok()
-        .and_then(|value| value.get("type")?.as_str().map(str::to_owned))
-        .is_some_and(|kind| kind == "subscribe" || kind == "start")
 }
 
 /// Credentials from a `connection_init` payload, read like request headers (keys case-insensitive).

@@ -70,19 +70,22 @@ impl Protocol {
             == Some("graphql-transport-ws")
     }
 
-    /// Judges a client's text message: `Err(code)` closes the socket.
-    pub fn incoming(&self, text: &str, initialised: bool) -> Result<(), u16> {
-        if !self.strict {
-            return Ok(());
-        }
-        let message: Value = serde_json::from_str(text).map_err(|_| CLOSE_INVALID_MESSAGE)?;
+    /// Judges a client's text message: `Ok(true)` when it starts an operation (`subscribe`, or
+    /// `start` in the legacy protocol), `Err(code)` when it closes the socket.
+    pub fn incoming(&self, text: &str, initialised: bool) -> Result<bool, u16> {
+        let message: Option<Value> = serde_json::from_str(text).ok();
         let kind = message
-            .get("type")
-            .and_then(Value::as_str)
-            .ok_or(CLOSE_INVALID_MESSAGE)?;
+            .as_ref()
+            .and_then(|m| m.get("type"))
+            .and_then(Value::as_str);
+        if !self.strict {
+            return Ok(matches!(kind, Some("start" | "subscribe")));
+        }
+        let kind = kind.ok_or(CLOSE_INVALID_MESSAGE)?;
+        let message = message.as_ref().ok_or(CLOSE_INVALID_MESSAGE)?;
         let id = message.get("id").and_then(Value::as_str);
         let Ok(mut seen) = self.seen.lock() else {
-            return Ok(());
+            return Ok(kind == "subscribe");
         };
         match kind {
             "connection_init" => {
@@ -110,7 +113,7 @@ impl Protocol {
             "ping" | "pong" => {}
             _ => return Err(CLOSE_INVALID_MESSAGE),
         }
-        Ok(())
+        Ok(kind == "subscribe")
     }
 
     /// Rewrites a server's text message; `None` drops it.
@@ -195,19 +198,19 @@ mod tests {
         assert_eq!(protocol.incoming(subscribe, false), Err(CLOSE_UNAUTHORIZED));
         assert_eq!(
             protocol.incoming(r#"{"type":"connection_init"}"#, false),
-            Ok(())
+            Ok(false)
         );
         assert_eq!(
             protocol.incoming(r#"{"type":"connection_init"}"#, true),
             Err(CLOSE_TOO_MANY)
         );
-        assert_eq!(protocol.incoming(subscribe, true), Ok(()));
+        assert_eq!(protocol.incoming(subscribe, true), Ok(true));
         assert_eq!(protocol.incoming(subscribe, true), Err(CLOSE_DUPLICATE_ID));
         assert_eq!(
             protocol.incoming(r#"{"id":"1","type":"complete"}"#, true),
-            Ok(())
+            Ok(false)
         );
-        assert_eq!(protocol.incoming(subscribe, true), Ok(()));
+        assert_eq!(protocol.incoming(subscribe, true), Ok(true));
         assert!(Protocol::new(false).incoming("not json", false).is_ok());
     }
 

@@ -200,18 +200,10 @@ async fn an_unknown_key_is_refused_and_nobody_revokes_someone_elses_key() {
 async fn a_key_authenticates_over_the_websocket_connection_init() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
     let app = TestApp::spawn().await;
     let user = app.register("Ada", "ada@example.com").await;
-    let mut request = format!("ws://{}/graphql/ws", app.address)
-        .into_client_request()
-        .unwrap();
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut socket = crate::helpers::ws::connect(&app).await;
 
     socket
         .send(Message::text(

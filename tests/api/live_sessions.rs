@@ -6,25 +6,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio_tungstenite::MaybeTlsStream;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+use crate::helpers::ws::{Socket, connect};
 use crate::helpers::{PASSWORD, TestApp, TestUser};
-
-type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect(app: &TestApp) -> Socket {
-    let mut request = format!("ws://{}/graphql/ws", app.address)
-        .into_client_request()
-        .unwrap();
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    tokio_tungstenite::connect_async(request).await.unwrap().0
-}
 
 /// A socket past `connection_init`, with a live usage subscription running.
 async fn subscribed(app: &TestApp, credentials: Value) -> Socket {

@@ -66,35 +66,13 @@ async fn the_websocket_endpoint_speaks_graphql_transport_ws() {
 
 mod protocol_rules {
     use super::*;
+    use crate::helpers::ws::{Socket, connect as open};
 
-    async fn open(
-        app: &TestApp,
-    ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>
-    {
-        let mut request = format!("ws://{}/graphql/ws", app.address)
-            .into_client_request()
-            .unwrap();
-        request.headers_mut().insert(
-            "sec-websocket-protocol",
-            "graphql-transport-ws".parse().unwrap(),
-        );
-        tokio_tungstenite::connect_async(request).await.unwrap().0
-    }
-
-    async fn send(
-        socket: &mut tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-        >,
-        text: &str,
-    ) {
+    async fn send(socket: &mut Socket, text: &str) {
         socket.send(Message::text(text.to_owned())).await.unwrap();
     }
 
-    async fn close_code(
-        socket: &mut tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-        >,
-    ) -> u16 {
+    async fn close_code(socket: &mut Socket) -> u16 {
         loop {
             let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
                 .await

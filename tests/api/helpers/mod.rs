@@ -2,6 +2,7 @@
 
 pub mod db;
 pub mod upstream;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
