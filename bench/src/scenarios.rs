@@ -227,7 +227,7 @@ async fn seed(server: &Server, upstream: SocketAddr) -> anyhow::Result<Seed> {
             let body = server
                 .graphql(
                     Some(&admin),
-                    "mutation U($id: ID!, $input: ToolInputObject!) { updateTool(id: $id, input: $input) { id } }",
+                    "mutation U($id: ID!, $input: ToolInput!) { updateTool(id: $id, input: $input) { id } }",
                     json!({ "id": id, "input": input }),
                 )
                 .await?;
@@ -238,7 +238,7 @@ async fn seed(server: &Server, upstream: SocketAddr) -> anyhow::Result<Seed> {
             let body = server
                 .graphql(
                     Some(&admin),
-                    "mutation C($input: ToolInputObject!) { createTool(input: $input) { id } }",
+                    "mutation C($input: ToolInput!) { createTool(input: $input) { id } }",
                     json!({ "input": input }),
                 )
                 .await?;

@@ -140,7 +140,7 @@ impl AdminQuery {
             after.is_some(),
             page.has_next,
             ConnectionTotal {
-                total_count: page.total,
+                total_count: page.total.into(),
             },
         );
         for (row, listed) in page.users {

@@ -8,27 +8,29 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::error::AppResult;
+use crate::graphql::big_int::BigInt;
 use crate::graphql::loaders::Loaders;
 use crate::tools::graphql::Tool;
+use crate::usage::graphql::DayUsage;
 use crate::usage::model::LATENCY_BOUNDS_MS;
 
 /// Accounts.
 #[derive(SimpleObject)]
 pub struct UserStats {
-    pub total: i64,
+    pub total: BigInt,
     /// Created in the range.
-    pub new: i64,
+    pub new: BigInt,
     /// With at least one invocation in the range.
-    pub active: i64,
+    pub active: BigInt,
 }
 
 /// One tool's figures.
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct ToolStats {
-    pub invocations: i64,
-    pub tokens: i64,
-    pub errors: i64,
+    pub invocations: BigInt,
+    pub tokens: BigInt,
+    pub errors: BigInt,
     /// Errors / invocations, 0 to 1.
     pub error_rate: f64,
     /// The 95th percentile latency, as the upper bound of its histogram bucket (ms); null when above 30 s.
@@ -51,48 +53,40 @@ impl ToolStats {
     }
 }
 
-/// One day's figures (UTC).
-#[derive(SimpleObject)]
-pub struct DayStats {
-    pub day: NaiveDate,
-    pub invocations: i64,
-    pub tokens: i64,
-}
-
 /// One plan tier's usage (`NONE`: calls refused for lack of a subscription).
 #[derive(SimpleObject)]
 pub struct TierUsage {
     pub tier: String,
-    pub invocations: i64,
-    pub tokens: i64,
+    pub invocations: BigInt,
+    pub tokens: BigInt,
 }
 
 /// Current subscriptions of one tier.
 #[derive(SimpleObject)]
 pub struct TierSubscriptions {
     pub tier: String,
-    pub active: i64,
+    pub active: BigInt,
     /// Cancelled, running until the period end.
-    pub cancelled: i64,
+    pub cancelled: BigInt,
 }
 
 /// An amount of money.
 #[derive(SimpleObject)]
 pub struct Money {
     pub currency: String,
-    pub amount_cents: i64,
+    pub amount_cents: BigInt,
 }
 
 /// Platform statistics for a range of whole days (UTC).
 #[derive(SimpleObject)]
 pub struct PlatformStats {
     pub users: UserStats,
-    pub invocations: i64,
-    pub tokens: i64,
+    pub invocations: BigInt,
+    pub tokens: BigInt,
     pub error_rate: f64,
     /// Per tool, most invocations first.
     pub by_tool: Vec<ToolStats>,
-    pub by_day: Vec<DayStats>,
+    pub by_day: Vec<DayUsage>,
     pub by_tier: Vec<TierUsage>,
     pub subscriptions: Vec<TierSubscriptions>,
     /// Monthly recurring revenue of active subscriptions, from plan prices, per currency.
@@ -170,9 +164,9 @@ pub async fn compute(
         .into_iter()
         .map(
             |(tool_id, (invocations, tokens, errors, histogram))| ToolStats {
-                invocations,
-                tokens,
-                errors,
+                invocations: invocations.into(),
+                tokens: tokens.into(),
+                errors: errors.into(),
                 error_rate: rate(errors, invocations),
                 p95_latency_ms: p95(&histogram),
                 tool_id,
@@ -199,43 +193,43 @@ pub async fn compute(
     }
     Ok(PlatformStats {
         users: UserStats {
-            total: total_users,
-            new: new_users,
-            active,
+            total: total_users.into(),
+            new: new_users.into(),
+            active: active.into(),
         },
-        invocations,
-        tokens: days.iter().map(|d| d.tokens).sum(),
+        invocations: invocations.into(),
+        tokens: days.iter().map(|d| d.tokens).sum::<i64>().into(),
         error_rate: rate(errors, invocations),
         by_tool,
         by_day: by_day
             .into_iter()
-            .map(|(day, (invocations, tokens))| DayStats {
+            .map(|(day, (invocations, tokens))| DayUsage {
                 day,
-                invocations,
-                tokens,
+                invocations: invocations.into(),
+                tokens: tokens.into(),
             })
             .collect(),
         by_tier: by_tier
             .into_iter()
             .map(|(tier, (invocations, tokens))| TierUsage {
                 tier,
-                invocations,
-                tokens,
+                invocations: invocations.into(),
+                tokens: tokens.into(),
             })
             .collect(),
         subscriptions: subscriptions
             .into_iter()
             .map(|(tier, (active, cancelled))| TierSubscriptions {
                 tier,
-                active,
-                cancelled,
+                active: active.into(),
+                cancelled: cancelled.into(),
             })
             .collect(),
         monthly_recurring_revenue: revenue
             .into_iter()
             .map(|(currency, amount_cents)| Money {
                 currency,
-                amount_cents,
+                amount_cents: amount_cents.into(),
             })
             .collect(),
     })

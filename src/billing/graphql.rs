@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use super::model::{PlanChanges, PlanRow, PlanTier, SubscriptionStatus};
 use super::plans;
 use super::service::{self, SubscriptionView};
+use crate::graphql::big_int::BigInt;
 use crate::graphql::context::ContextExt;
 use crate::graphql::guards::{AdminOnly, Scoped};
 use crate::keys::model::Scope;
@@ -14,11 +15,11 @@ pub struct Plan {
     pub tier: PlanTier,
     pub name: String,
     /// Price per monthly period, in the currency's minor unit (cents).
-    pub price_cents: i64,
+    pub price_cents: BigInt,
     /// ISO 4217 code, e.g. USD.
     pub currency: String,
     /// Tokens per period; null means unlimited.
-    pub token_limit: Option<i64>,
+    pub token_limit: Option<BigInt>,
     /// Requests per minute; null means unlimited.
     pub requests_per_minute: Option<i32>,
     /// What the plan includes, for display.
@@ -40,9 +41,9 @@ impl From<PlanRow> for Plan {
                 })
                 .unwrap_or_default(),
             name: row.name,
-            price_cents: row.price_cents,
+            price_cents: row.price_cents.into(),
             currency: row.currency,
-            token_limit: row.token_limit,
+            token_limit: row.token_limit.map(BigInt::from),
             requests_per_minute: row.requests_per_minute,
         }
     }
@@ -61,13 +62,13 @@ pub struct PlanSubscription {
     /// A downgrade that takes effect at the period end.
     pub scheduled_tier: Option<PlanTier>,
     /// Tokens used this period.
-    pub tokens_used: i64,
+    pub tokens_used: BigInt,
     /// Tokens set aside for calls in flight.
-    pub tokens_reserved: i64,
+    pub tokens_reserved: BigInt,
     /// The plan's limit per period; null means unlimited.
-    pub token_limit: Option<i64>,
+    pub token_limit: Option<BigInt>,
     /// What is left this period; null means unlimited.
-    pub tokens_remaining: Option<i64>,
+    pub tokens_remaining: Option<BigInt>,
 }
 
 impl From<SubscriptionView> for PlanSubscription {
@@ -76,15 +77,15 @@ impl From<SubscriptionView> for PlanSubscription {
         let row = view.row;
         Self {
             status: row.status(),
-            token_limit: view.plan.token_limit,
+            token_limit: view.plan.token_limit.map(BigInt::from),
             plan: view.plan.into(),
             current_period_start: row.current_period_start,
             current_period_end: row.current_period_end,
             cancel_at_period_end: row.cancel_at_period_end,
             scheduled_tier: row.scheduled_tier,
-            tokens_used: row.tokens_used,
-            tokens_reserved: row.tokens_reserved,
-            tokens_remaining,
+            tokens_used: row.tokens_used.into(),
+            tokens_reserved: row.tokens_reserved.into(),
+            tokens_remaining: tokens_remaining.map(BigInt::from),
         }
     }
 }
@@ -93,10 +94,10 @@ impl From<SubscriptionView> for PlanSubscription {
 #[derive(InputObject)]
 pub struct UpdatePlanInput {
     pub name: Option<String>,
-    pub price_cents: Option<i64>,
+    pub price_cents: Option<BigInt>,
     pub currency: Option<String>,
     /// Tokens per period; null makes the plan unlimited.
-    pub token_limit: MaybeUndefined<i64>,
+    pub token_limit: MaybeUndefined<BigInt>,
     /// Requests per minute; null removes the limit.
     pub requests_per_minute: MaybeUndefined<i32>,
     pub features: Option<Vec<String>>,
@@ -171,9 +172,9 @@ impl BillingMutation {
     ) -> async_graphql::Result<Plan> {
         let changes = PlanChanges {
             name: input.name.map(|n| n.trim().to_owned()),
-            price_cents: input.price_cents,
+            price_cents: input.price_cents.map(i64::from),
             currency: input.currency,
-            token_limit: maybe(input.token_limit),
+            token_limit: maybe(input.token_limit).map(|limit| limit.map(i64::from)),
             requests_per_minute: maybe(input.requests_per_minute),
             features: input.features.map(serde_json::Value::from),
         };

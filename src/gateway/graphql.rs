@@ -2,6 +2,7 @@ use async_graphql::{Context, ID, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::service::{self, InvocationResult};
+use crate::graphql::big_int::BigInt;
 use crate::graphql::context::ContextExt;
 use crate::graphql::guards::Scoped;
 use crate::keys::model::Scope;
@@ -15,7 +16,7 @@ pub struct Invocation {
     /// The upstream's answer, as JSON.
     pub output: Json<serde_json::Value>,
     /// Tokens charged to the plan for this call.
-    pub tokens_used: i64,
+    pub tokens_used: BigInt,
     /// True when the answer had no token count and an estimate was charged.
     pub tokens_estimated: bool,
     pub status: InvocationStatus,
@@ -31,7 +32,7 @@ impl From<InvocationResult> for Invocation {
         Self {
             id: ID(result.id.to_string()),
             output: Json(result.output),
-            tokens_used: result.tokens_used,
+            tokens_used: result.tokens_used.into(),
             tokens_estimated: result.tokens_estimated,
             status: result.status,
             latency_ms: result.latency_ms,

@@ -3,6 +3,7 @@
 //! A domain adds its query part as a `#[derive(Default)]` struct with an `#[Object]` impl in its own
 //! `graphql.rs`, and one line in [`QueryRoot`] below.
 
+pub mod big_int;
 pub mod context;
 pub mod cursor;
 pub mod guards;

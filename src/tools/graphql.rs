@@ -10,6 +10,7 @@ use super::service;
 use crate::auth::identity::Caller;
 use crate::billing::model::PlanTier;
 use crate::error::AppError;
+use crate::graphql::big_int::BigInt;
 use crate::graphql::context::ContextExt;
 use crate::graphql::guards::AdminOnly;
 use crate::graphql::{cursor, ids};
@@ -30,7 +31,7 @@ pub struct Tool {
     pub min_tier: PlanTier,
     pub enabled: bool,
     /// Tokens reserved per call before the actual count is known.
-    pub estimated_tokens: i64,
+    pub estimated_tokens: BigInt,
     pub created_at: DateTime<Utc>,
     /// The upstream URL (administrators only).
     #[graphql(guard = "AdminOnly")]
@@ -80,7 +81,7 @@ impl TryFrom<ToolRow> for Tool {
             usage: row.usage_notes,
             category: row.category,
             enabled: row.enabled,
-            estimated_tokens: row.estimated_tokens,
+            estimated_tokens: row.estimated_tokens.into(),
             created_at: row.created_at,
             endpoint: row.endpoint,
             method: row.method,
@@ -95,7 +96,7 @@ impl TryFrom<ToolRow> for Tool {
 #[derive(SimpleObject)]
 pub struct ConnectionTotal {
     /// How many items match, over all pages.
-    pub total_count: i64,
+    pub total_count: BigInt,
 }
 
 /// A page of tools (Relay connection).
@@ -114,7 +115,8 @@ pub struct ToolHeaderInput {
 
 /// A new tool, or changes to one (omitted fields stay as they are).
 #[derive(InputObject)]
-pub struct ToolInputObject {
+#[graphql(name = "ToolInput")]
+pub struct ToolInputFields {
     pub name: Option<String>,
     pub slug: Option<String>,
     pub description: Option<String>,
@@ -130,13 +132,13 @@ pub struct ToolInputObject {
     pub timeout_ms: Option<i32>,
     /// Dot path to the token count in the answer (default usage.total_tokens).
     pub tokens_path: Option<String>,
-    pub estimated_tokens: Option<i64>,
+    pub estimated_tokens: Option<BigInt>,
     pub min_tier: Option<PlanTier>,
     pub enabled: Option<bool>,
 }
 
-impl From<ToolInputObject> for ToolInput {
-    fn from(input: ToolInputObject) -> Self {
+impl From<ToolInputFields> for ToolInput {
+    fn from(input: ToolInputFields) -> Self {
         Self {
             name: input.name,
             slug: input.slug,
@@ -157,7 +159,7 @@ impl From<ToolInputObject> for ToolInput {
             }),
             timeout_ms: input.timeout_ms,
             tokens_path: input.tokens_path,
-            estimated_tokens: input.estimated_tokens,
+            estimated_tokens: input.estimated_tokens.map(i64::from),
             min_tier: input.min_tier,
             enabled: input.enabled,
         }
@@ -225,7 +227,9 @@ impl ToolsQuery {
         let mut connection = Connection::with_additional_fields(
             after.is_some(),
             has_next,
-            ConnectionTotal { total_count: total },
+            ConnectionTotal {
+                total_count: total.into(),
+            },
         );
         for row in rows {
             let cursor = encode_cursor(&row);
@@ -254,7 +258,7 @@ impl ToolsMutation {
     async fn create_tool(
         &self,
         ctx: &Context<'_>,
-        input: ToolInputObject,
+        input: ToolInputFields,
     ) -> async_graphql::Result<Tool> {
         let row = service::create(ctx.app()?, &ctx.actor()?, input.into()).await?;
         Ok(row.try_into()?)
@@ -266,7 +270,7 @@ impl ToolsMutation {
         &self,
         ctx: &Context<'_>,
         id: ID,
-        input: ToolInputObject,
+        input: ToolInputFields,
     ) -> async_graphql::Result<Tool> {
         let id = parse_id(&id, "id")?;
         let row = service::update(ctx.app()?, &ctx.actor()?, id, input.into()).await?;

@@ -1,8 +1,8 @@
 use std::collections::BTreeMap;
 
-use async_graphql::connection::{Connection, Edge};
+use async_graphql::connection::{Connection, ConnectionNameType, Edge, EdgeNameType, EmptyFields};
 use async_graphql::futures_util::{Stream, StreamExt};
-use async_graphql::{ComplexObject, Context, ID, Object, SimpleObject, Subscription};
+use async_graphql::{ComplexObject, Context, ID, Object, OutputType, SimpleObject, Subscription};
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
@@ -10,6 +10,7 @@ use super::model::Filter;
 use super::model::{InvocationStatus, UsageEvent};
 use super::service;
 use crate::error::AppError;
+use crate::graphql::big_int::BigInt;
 use crate::graphql::context::ContextExt;
 use crate::graphql::cursor;
 use crate::graphql::guards::Scoped;
@@ -22,7 +23,7 @@ use crate::tools::graphql::Tool;
 #[graphql(complex)]
 pub struct UsageEntry {
     pub id: ID,
-    pub tokens_used: i64,
+    pub tokens_used: BigInt,
     /// True when the answer had no token count and an estimate was charged.
     pub tokens_estimated: bool,
     pub status: InvocationStatus,
@@ -40,7 +41,7 @@ impl From<&UsageEvent> for UsageEntry {
     fn from(event: &UsageEvent) -> Self {
         Self {
             id: ID(event.id.to_string()),
-            tokens_used: event.tokens_used,
+            tokens_used: event.tokens_used.into(),
             tokens_estimated: event.tokens_estimated,
             status: event.status,
             error_code: event.error_code.clone(),
@@ -81,20 +82,45 @@ pub struct UsageConnectionFields {
 #[Object]
 impl UsageConnectionFields {
     /// How many invocations match, over all pages (counted only when asked for).
-    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
-        Ok(service::count(ctx.app()?, &self.filter).await?)
+    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<BigInt> {
+        Ok(service::count(ctx.app()?, &self.filter).await?.into())
     }
 }
 
-/// A page of usage (Relay connection).
-pub type UsageConnection = Connection<String, UsageEntry, UsageConnectionFields>;
+/// A page of usage (Relay connection), named `UsageConnection` with `UsageEdge`s.
+pub type UsageConnection = Connection<
+    String,
+    UsageEntry,
+    UsageConnectionFields,
+    EmptyFields,
+    UsageConnectionName,
+    UsageEdgeName,
+>;
+
+/// Names the usage connection after what it lists, not after its node type.
+pub struct UsageConnectionName;
+
+impl ConnectionNameType for UsageConnectionName {
+    fn type_name<T: OutputType>() -> String {
+        "UsageConnection".to_owned()
+    }
+}
+
+/// Names the usage connection's edges to match [`UsageConnectionName`].
+pub struct UsageEdgeName;
+
+impl EdgeNameType for UsageEdgeName {
+    fn type_name<T: OutputType>() -> String {
+        "UsageEdge".to_owned()
+    }
+}
 
 /// Tokens and invocations of one tool.
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct ToolUsage {
-    pub tokens: i64,
-    pub invocations: i64,
+    pub tokens: BigInt,
+    pub invocations: BigInt,
     #[graphql(skip)]
     pub tool_id: Uuid,
 }
@@ -106,27 +132,27 @@ impl ToolUsage {
     }
 }
 
-/// Tokens and invocations of one day (UTC).
+/// Tokens and invocations of one day (UTC), for one user or the whole platform.
 #[derive(SimpleObject)]
 pub struct DayUsage {
     pub day: NaiveDate,
-    pub tokens: i64,
-    pub invocations: i64,
+    pub tokens: BigInt,
+    pub invocations: BigInt,
 }
 
 /// Totals over a range, and what is left of the current period.
 #[derive(SimpleObject)]
 pub struct UsageSummary {
-    pub total_tokens: i64,
-    pub total_invocations: i64,
+    pub total_tokens: BigInt,
+    pub total_invocations: BigInt,
     /// Per tool, most tokens first.
     pub by_tool: Vec<ToolUsage>,
     /// Per day, oldest first (days without usage are left out).
     pub by_day: Vec<DayUsage>,
     /// The current period's limit; null when unlimited or without a subscription.
-    pub token_limit: Option<i64>,
+    pub token_limit: Option<BigInt>,
     /// What is left this period; null when unlimited or without a subscription.
-    pub tokens_remaining: Option<i64>,
+    pub tokens_remaining: Option<BigInt>,
     pub current_period_start: Option<DateTime<Utc>>,
     pub current_period_end: Option<DateTime<Utc>>,
 }
@@ -215,27 +241,33 @@ impl UsageQuery {
         let mut by_tool: Vec<ToolUsage> = by_tool
             .into_iter()
             .map(|(tool_id, (tokens, invocations))| ToolUsage {
-                tokens,
-                invocations,
+                tokens: tokens.into(),
+                invocations: invocations.into(),
                 tool_id,
             })
             .collect();
         by_tool.sort_by(|a, b| b.tokens.cmp(&a.tokens).then(a.tool_id.cmp(&b.tool_id)));
         let subscription = crate::billing::service::current(app, user.id).await?;
         Ok(UsageSummary {
-            total_tokens: totals.iter().map(|t| t.tokens).sum(),
-            total_invocations: totals.iter().map(|t| t.invocations).sum(),
+            total_tokens: totals.iter().map(|t| t.tokens).sum::<i64>().into(),
+            total_invocations: totals.iter().map(|t| t.invocations).sum::<i64>().into(),
             by_tool,
             by_day: by_day
                 .into_iter()
                 .map(|(day, (tokens, invocations))| DayUsage {
                     day,
-                    tokens,
-                    invocations,
+                    tokens: tokens.into(),
+                    invocations: invocations.into(),
                 })
                 .collect(),
-            token_limit: subscription.as_ref().and_then(|s| s.plan.token_limit),
-            tokens_remaining: subscription.as_ref().and_then(|s| s.tokens_remaining()),
+            token_limit: subscription
+                .as_ref()
+                .and_then(|s| s.plan.token_limit)
+                .map(BigInt::from),
+            tokens_remaining: subscription
+                .as_ref()
+                .and_then(|s| s.tokens_remaining())
+                .map(BigInt::from),
             current_period_start: subscription.as_ref().map(|s| s.row.current_period_start),
             current_period_end: subscription.as_ref().map(|s| s.row.current_period_end),
         })

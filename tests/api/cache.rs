@@ -144,7 +144,7 @@ async fn a_cached_tool_follows_changes_made_here_at_once_and_elsewhere_promptly(
     let updated = app
         .graphql_as(
             &admin.access_token,
-            "mutation($id: ID!, $i: ToolInputObject!) { updateTool(id: $id, input: $i) { id } }",
+            "mutation($id: ID!, $i: ToolInput!) { updateTool(id: $id, input: $i) { id } }",
             json!({ "id": tool, "i": { "endpoint": upstream.url("/no-usage") } }),
         )
         .await;

@@ -179,8 +179,7 @@ async fn a_disabled_tool_cannot_be_invoked_and_changes_apply_to_the_next_call() 
     let s = setup().await;
     let tool = s.tool("/ok", json!({})).await;
     s.app.subscribe_free(&s.user).await;
-    let update =
-        "mutation($id: ID!, $i: ToolInputObject!) { updateTool(id: $id, input: $i) { id } }";
+    let update = "mutation($id: ID!, $i: ToolInput!) { updateTool(id: $id, input: $i) { id } }";
 
     s.app
         .graphql_as(

@@ -12,6 +12,7 @@ mod admin;
 mod admin_bootstrap;
 mod api_keys;
 mod architecture;
+mod big_counters;
 mod billing;
 mod cache;
 mod connection_limits;

@@ -12,7 +12,7 @@ async fn admins_create_tools_with_checked_fields_and_users_cannot() {
     let app = TestApp::spawn().await;
     let admin = app.admin("root@example.com").await;
     let user = app.register("Ada", "ada@example.com").await;
-    let create = "mutation($i: ToolInputObject!) { createTool(input: $i) { id slug name usage minTier enabled endpoint method timeoutMs tokensPath estimatedTokens } }";
+    let create = "mutation($i: ToolInput!) { createTool(input: $i) { id slug name usage minTier enabled endpoint method timeoutMs tokensPath estimatedTokens } }";
 
     let created = app
         .graphql_as(
@@ -173,7 +173,7 @@ async fn secret_headers_are_encrypted_at_rest_never_shown_and_sent_upstream() {
     // A change that omits the secret's value keeps it.
     app.graphql_as(
         &admin.access_token,
-        "mutation($id: ID!, $i: ToolInputObject!) { updateTool(id: $id, input: $i) { id } }",
+        "mutation($id: ID!, $i: ToolInput!) { updateTool(id: $id, input: $i) { id } }",
         json!({ "id": tool, "i": { "headers": [{ "name": "authorization", "secret": true }] } }),
     )
     .await;
@@ -266,7 +266,7 @@ async fn a_tool_or_plan_change_whose_audit_entry_cannot_be_written_does_not_happ
     let renamed = app
         .graphql_as(
             &admin.access_token,
-            "mutation($id: ID!, $i: ToolInputObject!) { updateTool(id: $id, input: $i) { id } }",
+            "mutation($id: ID!, $i: ToolInput!) { updateTool(id: $id, input: $i) { id } }",
             json!({ "id": tool, "i": { "name": "Renamed" } }),
         )
         .await;
@@ -280,7 +280,7 @@ async fn a_tool_or_plan_change_whose_audit_entry_cannot_be_written_does_not_happ
     let created = app
         .graphql_as(
             &admin.access_token,
-            "mutation($i: ToolInputObject!) { createTool(input: $i) { id } }",
+            "mutation($i: ToolInput!) { createTool(input: $i) { id } }",
             json!({ "i": { "name": "Unaudited", "endpoint": "http://127.0.0.1:9/y" } }),
         )
         .await;

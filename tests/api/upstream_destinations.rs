@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::helpers::upstream::Upstream;
 use crate::helpers::{TestApp, error_code};
 
-const CREATE: &str = "mutation($i: ToolInputObject!) { createTool(input: $i) { id } }";
+const CREATE: &str = "mutation($i: ToolInput!) { createTool(input: $i) { id } }";
 
 #[tokio::test]
 async fn without_private_upstreams_no_call_reaches_loopback_by_literal_or_by_name() {

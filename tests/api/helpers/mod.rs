@@ -267,7 +267,7 @@ impl TestApp {
         let body = self
             .graphql_as(
                 &admin.access_token,
-                "mutation($i: ToolInputObject!) { createTool(input: $i) { id } }",
+                "mutation($i: ToolInput!) { createTool(input: $i) { id } }",
                 json!({ "i": input }),
             )
             .await;

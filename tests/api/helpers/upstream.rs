@@ -17,7 +17,11 @@ struct Counters {
     failures_left: Arc<AtomicUsize>,
 }
 
-/// Routes: `/ok` (usage.total_tokens = 42), `/ten` (10 tokens), `/custom` (meta.tokens.count = 7),
+/// Tokens `/billions` answers: more than an unsigned 32-bit integer holds.
+pub const BILLIONS: i64 = 4_500_000_123;
+
+/// Routes: `/ok` (usage.total_tokens = 42), `/ten` (10 tokens), `/billions` ([`BILLIONS`] tokens),
+/// `/custom` (meta.tokens.count = 7),
 /// `/no-usage`, `/flaky` (503 while failures are left, then like `/ok`), `/fail` (500), `/slow` (2 s),
 /// `/bad-request` (400), `/headers` (echoes the request headers).
 pub struct Upstream {
@@ -31,6 +35,7 @@ impl Upstream {
         let router = Router::new()
             .route("/ok", post(|| async { tokens_answer(42) }))
             .route("/ten", post(|| async { tokens_answer(10) }))
+            .route("/billions", post(|| async { tokens_answer(BILLIONS) }))
             .route(
                 "/overflow",
                 post(|| async {
