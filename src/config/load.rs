@@ -106,6 +106,12 @@ impl Config {
                 256,
                 1024 * 1024,
             ) as usize,
+            persisted_queries_bytes: number(
+                "HUB_PERSISTED_QUERIES_BYTES",
+                d.persisted_queries_bytes as u64,
+                0,
+                1024 * 1024 * 1024,
+            ) as usize,
         };
 
         let usage_retention_days = number("HUB_USAGE_RETENTION_DAYS", 400, 0, 36_500) as u32;

@@ -112,6 +112,8 @@ pub struct GraphqlLimits {
     pub max_aliases: usize,
     pub max_batch: usize,
     pub max_query_bytes: usize,
+    /// Query text the automatic persisted queries may hold; 0 turns them off.
+    pub persisted_queries_bytes: usize,
 }
 
 impl Default for GraphqlLimits {
@@ -122,6 +124,7 @@ impl Default for GraphqlLimits {
             max_aliases: 30,
             max_batch: 10,
             max_query_bytes: 32 * 1024,
+            persisted_queries_bytes: 4 * 1024 * 1024,
         }
     }
 }

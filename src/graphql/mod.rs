@@ -10,6 +10,7 @@ pub mod guards;
 pub mod ids;
 pub mod limits;
 pub mod loaders;
+pub mod persisted_queries;
 
 use async_graphql::{MergedObject, MergedSubscription, SDLExportOptions, Schema, SchemaBuilder};
 

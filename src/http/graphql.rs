@@ -4,26 +4,27 @@
 //!   with a GraphQL error (`BAD_USER_INPUT`), never a bare 400 text.
 //! - `GET /graphql`: browsers get GraphiQL; a GraphQL GET request may run queries only (a mutation
 //!   over GET is refused with 405, as the GraphQL-over-HTTP spec asks, so links cannot change state).
-//! - `GET /playground`: GraphQL Playground.
+//! - Both take automatic persisted queries (see `graphql::persisted_queries`); the text a hash stands for
+//!   passes the same checks as a text sent in full.
 //!
 //! Responses are `application/json` unless the client asks for `application/graphql-response+json`,
 //! in which case a request that failed before execution answers 400, per that media type's rules.
 
-use async_graphql::http::{
-    GraphQLPlaygroundConfig, GraphiQLSource, parse_query_string, playground_source,
-};
+use async_graphql::http::parse_query_string;
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql::{BatchRequest, BatchResponse, Request};
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 
 use super::middleware::{ClientAddress, RequestId};
 use super::{HttpState, error_response};
 use crate::graphql::context::RequestContext;
+use crate::graphql::limits::coded_error;
 use crate::graphql::loaders::Loaders;
+use crate::graphql::persisted_queries::{self, Outcome, Refusal};
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 
@@ -61,7 +62,13 @@ pub async fn post(
             );
         }
     };
-    execute(&state, request_id, client_ip, &headers, batch, media).await
+    let call = Call {
+        request_id,
+        client_ip,
+        method: Method::Post,
+        media,
+    };
+    execute(&state, call, &headers, batch).await
 }
 
 /// `GET /graphql`: GraphiQL for browsers, queries for everyone else.
@@ -73,17 +80,12 @@ pub async fn get(
     RawQuery(query): RawQuery,
 ) -> Response {
     let query = query.unwrap_or_default();
-    let has_query = query.split('&').any(|pair| pair.starts_with("query="));
-    if !has_query {
+    let is_request = query
+        .split('&')
+        .any(|pair| pair.starts_with("query=") || pair.starts_with("extensions="));
+    if !is_request {
         if wants_html(&headers) && state.app.config.introspection {
-            return Html(
-                GraphiQLSource::build()
-                    .endpoint("/graphql")
-                    .subscription_endpoint("/graphql/ws")
-                    .title("Joyfull Hub GraphiQL")
-                    .finish(),
-            )
-            .into_response();
+            return super::ide::graphiql(&state);
         }
         return error_response(
             StatusCode::BAD_REQUEST,
@@ -101,84 +103,49 @@ pub async fn get(
             );
         }
     };
-    if !is_query_operation(&request) {
-        let mut response = error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "BAD_USER_INPUT",
-            "Only queries may be sent with GET; send mutations and subscriptions with POST.",
-        );
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST"));
-        return response;
-    }
     let media = ResponseMedia::negotiate(&headers);
-    execute(
-        &state,
+    let call = Call {
         request_id,
         client_ip,
-        &headers,
-        BatchRequest::Single(request),
+        method: Method::Get,
         media,
-    )
-    .await
+    };
+    execute(&state, call, &headers, BatchRequest::Single(request)).await
 }
 
-/// `GET /playground`.
-pub async fn playground(State(state): State<HttpState>) -> Response {
-    if !state.app.config.introspection {
-        return error_response(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            "The GraphQL Playground is turned off on this server.",
-        );
-    }
-    Html(playground_source(
-        GraphQLPlaygroundConfig::new("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .title("Joyfull Hub Playground"),
-    ))
-    .into_response()
+/// Who sent a request, and how.
+struct Call {
+    request_id: String,
+    client_ip: Option<std::net::IpAddr>,
+    method: Method,
+    media: ResponseMedia,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Post,
+}
+
+/// One request of a batch, once its persisted query is resolved.
+enum Slot {
+    Run {
+        request: Box<Request>,
+        register: Option<(persisted_queries::Hash, String)>,
+    },
+    Refused(Refusal),
 }
 
 async fn execute(
     state: &HttpState,
-    request_id: String,
-    client_ip: Option<std::net::IpAddr>,
+    call: Call,
     headers: &HeaderMap,
     batch: BatchRequest,
-    media: ResponseMedia,
 ) -> Response {
     let limits = state.app.config.graphql;
-    if batch.iter().any(|request| request.query.trim().is_empty()) {
-        return error_response(
-            StatusCode::BAD_REQUEST,
-            "BAD_USER_INPUT",
-            "The request has no query: send {\"query\": \"…\"}.",
-        );
-    }
-    let caller = match crate::auth::caller::authenticate(&state.app, headers).await {
-        Ok(caller) => caller,
-        Err(e) => {
-            let mut response = error_response(e.http_status(), e.code(), e.public_message());
-            if e.code() == "UNAUTHENTICATED" {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            return response;
-        }
-    };
-    let context = RequestContext {
-        request_id,
-        caller,
-        client_ip,
-        user_agent: RequestContext::user_agent_of(headers),
-    };
-    let batch = match batch {
-        BatchRequest::Single(request) => {
-            BatchRequest::Single(request.data(context).data(Loaders::new(&state.app)))
-        }
+    let single = matches!(batch, BatchRequest::Single(_));
+    let requests = match batch {
+        BatchRequest::Single(request) => vec![request],
         BatchRequest::Batch(requests) if requests.is_empty() => {
             return error_response(
                 StatusCode::BAD_REQUEST,
@@ -197,42 +164,142 @@ async fn execute(
                 ),
             );
         }
-        BatchRequest::Batch(requests) => BatchRequest::Batch(
-            requests
-                .into_iter()
-                .map(|request| request.data(context.clone()).data(Loaders::new(&state.app)))
-                .collect(),
-        ),
+        BatchRequest::Batch(requests) => requests,
     };
-    let operations: Vec<String> = batch
-        .iter()
-        .map(|request| operation_label(state, request))
+    let slots: Vec<Slot> = requests
+        .into_iter()
+        .map(|request| resolve(state, request))
         .collect();
-
-    let response = state.schema.execute_batch(batch).await;
-
-    let responses: Vec<&async_graphql::Response> = match &response {
-        BatchResponse::Single(r) => vec![r],
-        BatchResponse::Batch(rs) => rs.iter().collect(),
-    };
-    for (operation, single) in operations.iter().zip(&responses) {
-        let status = single
-            .errors
-            .first()
-            .and_then(|e| e.extensions.as_ref())
-            .and_then(|ext| ext.get("code"))
-            .map(|code| code.to_string().trim_matches('"').to_owned())
-            .unwrap_or_else(|| "OK".to_owned());
-        metrics::counter!(
-            "graphql_requests_total",
-            "operation" => operation.clone(),
-            "status" => status
-        )
-        .increment(1);
+    if let Some(refused) = first_transport_refusal(&slots, call.method) {
+        return refused;
     }
-    // A request error (nothing executed) is a 400 under the graphql-response+json media type.
+    let caller = match crate::auth::caller::authenticate(&state.app, headers).await {
+        Ok(caller) => caller,
+        Err(e) => {
+            let mut response = error_response(e.http_status(), e.code(), e.public_message());
+            if e.code() == "UNAUTHENTICATED" {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            return response;
+        }
+    };
+    let context = RequestContext {
+        request_id: call.request_id,
+        caller,
+        client_ip: call.client_ip,
+        user_agent: RequestContext::user_agent_of(headers),
+    };
+
+    let mut responses = Vec::with_capacity(slots.len());
+    let mut only_persisted_query_misses = true;
+    for slot in slots {
+        let response = match slot {
+            Slot::Run { request, register } => {
+                only_persisted_query_misses = false;
+                let operation = operation_label(state, &request);
+                let request = request.data(context.clone()).data(Loaders::new(&state.app));
+                let response = state.schema.execute(request).await;
+                if let Some((hash, query)) = register
+                    && response.data != async_graphql::Value::Null
+                {
+                    state.persisted_queries.insert(hash, &query);
+                }
+                count_request(operation, &response);
+                response
+            }
+            Slot::Refused(refusal) => {
+                only_persisted_query_misses &=
+                    matches!(refusal, Refusal::NotFound | Refusal::NotSupported);
+                async_graphql::Response::from_errors(vec![coded_error(
+                    refusal.message(),
+                    refusal.code(),
+                )])
+            }
+        };
+        responses.push(response);
+    }
+    let response = match (single, responses.pop()) {
+        (true, Some(response)) => BatchResponse::Single(response),
+        (_, last) => {
+            responses.extend(last);
+            BatchResponse::Batch(responses)
+        }
+    };
+    respond(response, call.media, only_persisted_query_misses)
+}
+
+/// Fills in a persisted query's text, or says why it cannot run.
+fn resolve(state: &HttpState, mut request: Request) -> Slot {
+    match state.persisted_queries.resolve(&mut request) {
+        Ok(Outcome::Register(hash)) => {
+            let query = request.query.clone();
+            Slot::Run {
+                request: Box::new(request),
+                register: Some((hash, query)),
+            }
+        }
+        Ok(Outcome::Plain | Outcome::Hit) => Slot::Run {
+            request: Box::new(request),
+            register: None,
+        },
+        Err(refusal) => Slot::Refused(refusal),
+    }
+}
+
+/// A request without a query, or an operation other than a query over GET, refuses the whole call.
+fn first_transport_refusal(slots: &[Slot], method: Method) -> Option<Response> {
+    for slot in slots {
+        let Slot::Run { request, .. } = slot else {
+            continue;
+        };
+        if request.query.trim().is_empty() {
+            return Some(error_response(
+                StatusCode::BAD_REQUEST,
+                "BAD_USER_INPUT",
+                "The request has no query: send {\"query\": \"…\"}.",
+            ));
+        }
+        if method == Method::Get && !is_query_operation(request) {
+            let mut response = error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "BAD_USER_INPUT",
+                "Only queries may be sent with GET; send mutations and subscriptions with POST.",
+            );
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            return Some(response);
+        }
+    }
+    None
+}
+
+fn count_request(operation: String, response: &async_graphql::Response) {
+    let status = response
+        .errors
+        .first()
+        .and_then(|e| e.extensions.as_ref())
+        .and_then(|ext| ext.get("code"))
+        .map(|code| code.to_string().trim_matches('"').to_owned())
+        .unwrap_or_else(|| "OK".to_owned());
+    metrics::counter!("graphql_requests_total", "operation" => operation, "status" => status)
+        .increment(1);
+}
+
+/// The HTTP response. A request error (nothing executed) is a 400 under the graphql-response+json media
+/// type, except a persisted-query miss, which is a 200 that must not be cached, as Apollo clients expect.
+fn respond(
+    response: BatchResponse,
+    media: ResponseMedia,
+    only_persisted_query_misses: bool,
+) -> Response {
     let request_error = matches!(&response, BatchResponse::Single(r) if !r.errors.is_empty() && r.data == async_graphql::Value::Null);
-    let status = if media == ResponseMedia::GraphqlResponseJson && request_error {
+    let status = if media == ResponseMedia::GraphqlResponseJson
+        && request_error
+        && !only_persisted_query_misses
+    {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
@@ -257,6 +324,12 @@ async fn execute(
         header::CONTENT_TYPE,
         HeaderValue::from_static(media.content_type()),
     );
+    if only_persisted_query_misses {
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-cache, must-revalidate"),
+        );
+    }
     http_response
 }
 

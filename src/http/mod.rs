@@ -3,11 +3,13 @@
 
 pub mod graphql;
 pub mod health;
+pub mod ide;
 pub mod middleware;
 pub mod websocket;
 pub mod ws_protocol;
 
 use std::any::Any;
+use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
@@ -25,12 +27,14 @@ use crate::app::AppState;
 use crate::config::CorsOrigins;
 use crate::error::INTERNAL_MESSAGE;
 use crate::graphql::HubSchema;
+use crate::graphql::persisted_queries::PersistedQueries;
 
 /// What the handlers share: the application state and the schema built over it.
 #[derive(Clone)]
 pub struct HttpState {
     pub app: AppState,
     pub schema: HubSchema,
+    pub persisted_queries: Arc<PersistedQueries>,
 }
 
 /// Builds the whole router, exactly as production serves it.
@@ -39,12 +43,19 @@ pub fn router(app: AppState) -> Router {
     let schema = crate::graphql::schema_builder(config.graphql, config.introspection)
         .data(app.clone())
         .finish();
-    let state = HttpState { app, schema };
+    let persisted_queries = Arc::new(PersistedQueries::new(
+        config.graphql.persisted_queries_bytes,
+    ));
+    let state = HttpState {
+        app,
+        schema,
+        persisted_queries,
+    };
 
     Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/graphql/ws", get(websocket::websocket))
-        .route("/playground", get(graphql::playground))
+        .route("/playground", get(ide::playground))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))

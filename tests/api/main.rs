@@ -26,6 +26,7 @@ mod lifecycle;
 mod limits;
 mod live_sessions;
 mod mail_flows;
+mod persisted_queries;
 mod schema;
 mod security_events;
 mod shutdown;
