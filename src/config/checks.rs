@@ -40,3 +40,16 @@ pub fn parse_key_hex(text: &str) -> Option<[u8; 32]> {
 pub(super) fn http_header_safe(value: &str) -> bool {
     value.bytes().all(|b| b.is_ascii_graphic())
 }
+
+/// An http(s) URL that can stand in an HTML attribute as it is.
+pub fn is_plain_http_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    rest.is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\'' | '<' | '>' | '`' | '\\'))
+    })
+}

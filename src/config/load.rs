@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::checks::{http_header_safe, parse_key_hex, weak_secret};
+use super::checks::{http_header_safe, is_plain_http_url, parse_key_hex, weak_secret};
 use super::*;
 
 impl Config {
@@ -181,6 +181,15 @@ impl Config {
             max_hash_wait: Duration::from_millis(number("HUB_MAX_HASH_WAIT_MS", 250, 1, 60_000)),
         };
 
+        let ide_assets_url = get("HUB_IDE_ASSETS_URL")
+            .unwrap_or_else(|| DEFAULT_IDE_ASSETS_URL.to_owned())
+            .trim_end_matches('/')
+            .to_owned();
+        if !is_plain_http_url(&ide_assets_url) {
+            errors.push(format!(
+                "HUB_IDE_ASSETS_URL={ide_assets_url} must be an http(s) URL without quotes, spaces or angle brackets, such as {DEFAULT_IDE_ASSETS_URL}"
+            ));
+        }
         let mut flag = |key: &str, default: bool| -> bool {
             match get(key).map(|v| v.to_ascii_lowercase()).as_deref() {
                 None => default,
@@ -345,6 +354,7 @@ impl Config {
             jwt_secret,
             encryption_key,
             introspection,
+            ide_assets_url,
             cors_origins,
             request_timeout,
             max_body_bytes,

@@ -159,6 +159,9 @@ pub struct Config {
     pub encryption_key: Option<Secret<String>>,
     /// GraphQL introspection and the GraphiQL/Playground pages.
     pub introspection: bool,
+    /// `HUB_IDE_ASSETS_URL`: where the IDE pages load their pinned scripts and styles from, laid out like
+    /// the npm CDNs (`<base>/<package>@<version>/<file>`).
+    pub ide_assets_url: String,
     pub cors_origins: Option<CorsOrigins>,
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
@@ -262,6 +265,9 @@ pub struct MailSettings {
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
 pub struct ConfigError(pub Vec<String>);
+
+/// The npm CDN the IDE pages load their assets from unless `HUB_IDE_ASSETS_URL` names a mirror.
+pub const DEFAULT_IDE_ASSETS_URL: &str = "https://cdn.jsdelivr.net/npm";
 
 /// Minimum length of `HUB_JWT_SECRET` in production.
 pub const MIN_SECRET_LEN: usize = 32;

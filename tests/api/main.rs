@@ -20,6 +20,7 @@ mod gateway;
 mod health;
 mod helpers;
 mod http_surface;
+mod ide_pages;
 mod ids_and_pages;
 mod key_scopes;
 mod lifecycle;

@@ -1,5 +1,6 @@
 //! The test application: the real router on a random port, over a database of its own.
 
+pub mod browser;
 pub mod db;
 pub mod upstream;
 pub mod ws;
