@@ -65,7 +65,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    joyfull_hub::telemetry::init_logging(config.log_format);
+    let _traces = joyfull_hub::telemetry::init(config.log_format, config.otlp_endpoint.as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.worker_threads)
         .enable_all()

@@ -190,6 +190,14 @@ impl Config {
                 "HUB_IDE_ASSETS_URL={ide_assets_url} must be an http(s) URL without quotes, spaces or angle brackets, such as {DEFAULT_IDE_ASSETS_URL}"
             ));
         }
+        let otlp_endpoint = get("HUB_OTLP_ENDPOINT");
+        if let Some(endpoint) = &otlp_endpoint
+            && !is_plain_http_url(endpoint)
+        {
+            errors.push(format!(
+                "HUB_OTLP_ENDPOINT={endpoint} must be the http(s) URL of an OTLP collector, such as http://127.0.0.1:4318"
+            ));
+        }
         let mut flag = |key: &str, default: bool| -> bool {
             match get(key).map(|v| v.to_ascii_lowercase()).as_deref() {
                 None => default,
@@ -355,6 +363,7 @@ impl Config {
             encryption_key,
             introspection,
             ide_assets_url,
+            otlp_endpoint,
             cors_origins,
             request_timeout,
             max_body_bytes,

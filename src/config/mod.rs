@@ -162,6 +162,9 @@ pub struct Config {
     /// `HUB_IDE_ASSETS_URL`: where the IDE pages load their pinned scripts and styles from, laid out like
     /// the npm CDNs (`<base>/<package>@<version>/<file>`).
     pub ide_assets_url: String,
+    /// `HUB_OTLP_ENDPOINT`: the OTLP/HTTP collector traces go to (`/v1/traces` is added); unset, no
+    /// exporter runs.
+    pub otlp_endpoint: Option<String>,
     pub cors_origins: Option<CorsOrigins>,
     pub request_timeout: Duration,
     pub max_body_bytes: usize,

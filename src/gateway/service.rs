@@ -223,16 +223,32 @@ async fn call_upstream(app: &AppState, call: &Call) -> Result<serde_json::Value,
         request_id: &call.request_id,
         deadline: Instant::now() + timeout,
     };
+    let span = if crate::telemetry::traces::exporting() {
+        tracing::info_span!(
+            "upstream",
+            otel.name = %format_args!("upstream {}", tool.slug),
+            otel.kind = "client",
+            tool = %tool.slug,
+            http.request.method = %request.method,
+            outcome = tracing::field::Empty,
+        )
+    } else {
+        tracing::Span::none()
+    };
     let called = Instant::now();
-    let result = upstream::call(&app.http, &request).await;
+    let result = upstream::call(&app.http, &request)
+        .instrument(span.clone())
+        .await;
     metrics::histogram!("gateway_upstream_duration_seconds", "tool" => tool.slug.clone())
         .record(called.elapsed().as_secs_f64());
-    outcome(match &result {
+    let label = match &result {
         Ok(_) => "ok",
         Err(CallError::Timeout) => "timeout",
         Err(CallError::Unavailable(_)) => "unavailable",
         Err(CallError::Rejected(_)) => "rejected",
-    });
+    };
+    span.record("outcome", label);
+    outcome(label);
     match &result {
         Ok(_) => app.breakers.record_success(tool.id),
         Err(e) if e.is_upstream_fault() => app.breakers.record_failure(tool.id),

@@ -56,6 +56,9 @@ pub async fn call(
     client: &reqwest::Client,
     request: &UpstreamRequest<'_>,
 ) -> Result<CallOutcome, CallError> {
+    // The call's span travels along as `traceparent`, so the upstream's own spans join the trace.
+    let mut trace_headers = reqwest::header::HeaderMap::new();
+    crate::telemetry::traces::propagate(&tracing::Span::current(), &mut trace_headers);
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -70,6 +73,7 @@ pub async fn call(
         for (name, value) in request.headers {
             builder = builder.header(name.as_str(), value.as_str());
         }
+        builder = builder.headers(trace_headers.clone());
         if request.method != Method::GET {
             builder = builder.json(request.body);
         }

@@ -10,8 +10,11 @@
 //! Responses are `application/json` unless the client asks for `application/graphql-response+json`,
 //! in which case a request that failed before execution answers 400, per that media type's rules.
 
+use async_graphql::Positioned;
 use async_graphql::http::parse_query_string;
-use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, OperationDefinition, OperationType,
+};
 use async_graphql::{BatchRequest, BatchResponse, Request};
 use axum::Extension;
 use axum::body::Bytes;
@@ -25,6 +28,7 @@ use crate::graphql::context::RequestContext;
 use crate::graphql::limits::coded_error;
 use crate::graphql::loaders::Loaders;
 use crate::graphql::persisted_queries::{self, Outcome, Refusal};
+use crate::telemetry::traces;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 
@@ -170,6 +174,7 @@ async fn execute(
         .into_iter()
         .map(|request| resolve(state, request))
         .collect();
+    name_trace_span(&slots);
     if let Some(refused) = first_transport_refusal(&slots, call.method) {
         return refused;
     }
@@ -355,16 +360,58 @@ fn is_query_operation(request: &Request) -> bool {
     let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
         return true;
     };
-    let operation = match (&document.operations, request.operation_name.as_deref()) {
-        (DocumentOperations::Single(op), _) => Some(op),
+    selected_operation(&document, request.operation_name.as_deref())
+        .is_none_or(|(_, op)| op.node.ty == OperationType::Query)
+}
+
+/// The operation a request runs, with its name if it has one.
+fn selected_operation<'a>(
+    document: &'a ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<(Option<&'a str>, &'a Positioned<OperationDefinition>)> {
+    match (&document.operations, operation_name) {
+        (DocumentOperations::Single(op), _) => Some((None, op)),
         (DocumentOperations::Multiple(ops), Some(name)) => ops
             .iter()
             .find(|(n, _)| n.as_str() == name)
-            .map(|(_, op)| op),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
+            .map(|(n, op)| (Some(n.as_str()), op)),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.iter().next().map(|(n, op)| (Some(n.as_str()), op))
+        }
         (DocumentOperations::Multiple(_), None) => None,
+    }
+}
+
+/// Names the request's trace span after its GraphQL operation, as `query Plans` (semantic conventions
+/// for GraphQL), or `GraphQL batch`.
+fn name_trace_span(slots: &[Slot]) {
+    if !traces::exporting() {
+        return;
+    }
+    let name = match slots {
+        [Slot::Run { request, .. }] => operation_span_name(request),
+        [_] => "GraphQL Operation".to_owned(),
+        _ => "GraphQL batch".to_owned(),
     };
-    operation.is_none_or(|op| op.node.ty == OperationType::Query)
+    traces::rename(&tracing::Span::current(), name);
+}
+
+fn operation_span_name(request: &Request) -> String {
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return "GraphQL Operation".to_owned();
+    };
+    let Some((name, op)) = selected_operation(&document, request.operation_name.as_deref()) else {
+        return "GraphQL Operation".to_owned();
+    };
+    let kind = match op.node.ty {
+        OperationType::Query => "query",
+        OperationType::Mutation => "mutation",
+        OperationType::Subscription => "subscription",
+    };
+    match name {
+        Some(name) => format!("{kind} {name}"),
+        None => kind.to_owned(),
+    }
 }
 
 fn wants_html(headers: &HeaderMap) -> bool {

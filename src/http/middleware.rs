@@ -138,17 +138,26 @@ pub async fn request_context(
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = request.method().clone();
+    // Named `METHOD /route` for traces until the GraphQL handler names it after its operation.
     let span = tracing::info_span!(
         "request",
         request_id = %id,
         method = %method,
         path = %request.uri().path(),
+        otel.name = tracing::field::Empty,
+        otel.kind = "server",
+        http.response.status_code = tracing::field::Empty,
     );
+    if crate::telemetry::traces::exporting() {
+        span.record("otel.name", format!("{method} {route}"));
+        crate::telemetry::traces::continue_trace(&span, request.headers());
+    }
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = response.status();
 
+    span.record("http.response.status_code", status.as_u16());
     span.in_scope(|| {
         tracing::info!(
             status = status.as_u16(),

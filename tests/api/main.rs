@@ -34,6 +34,7 @@ mod shutdown;
 mod statements;
 mod throttles;
 mod tools;
+mod traces;
 mod transport;
 mod upstream_destinations;
 mod usage;

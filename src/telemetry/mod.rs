@@ -1,4 +1,4 @@
-//! Logs and metrics. Logs are human-readable in development and JSON in production; every line written
+//! Logs, metrics and traces. Logs are human-readable in development and JSON in production; every line written
 //! while serving a request carries its `request_id` through the request span (see `http::middleware`).
 //! Metrics are rendered in Prometheus text format at `/metrics`.
 
@@ -8,11 +8,15 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, OnceLock};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing::Level;
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::{Layer as _, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
+
+pub mod traces;
 
 /// How many batches the GraphQL DataLoaders ran (per server instance), for tests.
 #[derive(Default)]
@@ -21,11 +25,27 @@ pub struct LoaderStats {
     pub subscription_batches: AtomicU64,
 }
 
-/// Installs the global log subscriber. `RUST_LOG` overrides the default filter.
-pub fn init_logging(format: LogFormat) {
+/// Installs the global subscriber: logs (`RUST_LOG` overrides the default filter) and, with an OTLP
+/// endpoint, the hub's spans exported as traces. Keep the returned pipeline until exit: dropping it
+/// sends the spans still buffered.
+pub fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> Option<traces::TracePipeline> {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn,diesel_async=warn"));
-    let registry = tracing_subscriber::registry().with(filter);
+    let (pipeline, trace_layer) = match otlp_endpoint.map(traces::pipeline) {
+        Some(Ok((pipeline, tracer))) => {
+            let spans = Targets::new().with_target("joyfull_hub", Level::INFO);
+            let layer = tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(spans);
+            (Some(pipeline), Some(layer))
+        }
+        Some(Err(e)) => {
+            eprintln!("joyfull-hub: traces are off, the OTLP exporter cannot start: {e:#}");
+            (None, None)
+        }
+        None => (None, None),
+    };
+    let registry = tracing_subscriber::registry().with(trace_layer);
     // A second initialisation (tests) keeps the first subscriber; that is fine.
     let _ = match format {
         LogFormat::Json => registry
@@ -33,13 +53,19 @@ pub fn init_logging(format: LogFormat) {
                 tracing_subscriber::fmt::layer()
                     .json()
                     .with_current_span(true)
-                    .with_span_list(false),
+                    .with_span_list(false)
+                    .with_filter(filter),
             )
             .try_init(),
         LogFormat::Pretty => registry
-            .with(tracing_subscriber::fmt::layer().with_ansi(std::io::stdout().is_terminal()))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::stdout().is_terminal())
+                    .with_filter(filter),
+            )
             .try_init(),
     };
+    pipeline
 }
 
 /// Latency buckets in seconds, from 1 ms to 30 s (the request timeout).
