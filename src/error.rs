@@ -59,6 +59,25 @@ pub enum AppError {
 pub const INTERNAL_MESSAGE: &str =
     "Something went wrong on our side. If it persists, report it with the request id.";
 
+/// Every `extensions.code` the API answers with; README's error table lists each one.
+pub const ERROR_CODES: [&str; 15] = [
+    "UNAUTHENTICATED",
+    "FORBIDDEN",
+    "BAD_USER_INPUT",
+    "NOT_FOUND",
+    "CONFLICT",
+    "SUBSCRIPTION_REQUIRED",
+    "PLAN_REQUIRED",
+    "QUOTA_EXCEEDED",
+    "RATE_LIMITED",
+    "UPSTREAM_UNAVAILABLE",
+    "UPSTREAM_TIMEOUT",
+    "QUERY_TOO_COMPLEX",
+    "INTERNAL",
+    "PERSISTED_QUERY_NOT_FOUND",
+    "PERSISTED_QUERY_NOT_SUPPORTED",
+];
+
 impl AppError {
     pub fn bad_input(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::BadUserInput {
@@ -217,6 +236,32 @@ mod tests {
         .into();
         let ext = err.extensions.unwrap();
         assert_eq!(ext.get("retryAfter"), Some(&async_graphql::Value::from(30)));
+    }
+
+    #[test]
+    fn every_error_answers_a_listed_code() {
+        let errors = [
+            AppError::Unauthenticated(String::new()),
+            AppError::Forbidden(String::new()),
+            AppError::bad_input("x", ""),
+            AppError::NotFound(String::new()),
+            AppError::Conflict(String::new()),
+            AppError::SubscriptionRequired(String::new()),
+            AppError::PlanRequired(String::new()),
+            AppError::QuotaExceeded(String::new()),
+            AppError::RateLimited {
+                message: String::new(),
+                retry_after: 1,
+            },
+            AppError::UpstreamUnavailable(String::new()),
+            AppError::UpstreamTimeout(String::new()),
+            AppError::QueryTooComplex(String::new()),
+            AppError::Unavailable(anyhow::anyhow!("down")),
+            AppError::internal(anyhow::anyhow!("bug")),
+        ];
+        for error in &errors {
+            assert!(ERROR_CODES.contains(&error.code()), "{}", error.code());
+        }
     }
 
     #[test]
