@@ -30,6 +30,13 @@ pub enum Permit {
     },
 }
 
+/// A change of a circuit's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Opened,
+    Closed,
+}
+
 pub struct Breakers {
     threshold: u32,
     cooldown: Duration,
@@ -69,38 +76,40 @@ impl Breakers {
         }
     }
 
-    pub fn record_success(&self, tool: Uuid) {
-        if let Ok(mut states) = self.states.lock() {
-            let previous = states.insert(tool, State::Closed { failures: 0 });
-            if matches!(previous, Some(State::HalfOpen | State::Open { .. })) {
-                tracing::info!(tool_id = %tool, "circuit closed: the upstream answers again");
-                metrics::gauge!("gateway_circuit_open", "tool" => tool.to_string()).set(0.0);
-            }
+    /// Records an answer; `Closed` when this closed the circuit.
+    pub fn record_success(&self, tool: Uuid) -> Option<Transition> {
+        let mut states = self.states.lock().ok()?;
+        let previous = states.insert(tool, State::Closed { failures: 0 });
+        if matches!(previous, Some(State::HalfOpen | State::Open { .. })) {
+            tracing::info!(tool_id = %tool, "circuit closed: the upstream answers again");
+            return Some(Transition::Closed);
         }
+        None
     }
 
-    pub fn record_failure(&self, tool: Uuid) {
-        if let Ok(mut states) = self.states.lock() {
-            let state = states.entry(tool).or_insert(State::Closed { failures: 0 });
-            let open = match *state {
-                State::Closed { failures } if failures + 1 >= self.threshold => true,
-                State::Closed { failures } => {
-                    *state = State::Closed {
-                        failures: failures + 1,
-                    };
-                    false
-                }
-                State::HalfOpen => true,
-                State::Open { .. } => false,
-            };
-            if open {
-                *state = State::Open {
-                    until: Instant::now() + self.cooldown,
+    /// Records a failure; `Opened` when this opened the circuit.
+    pub fn record_failure(&self, tool: Uuid) -> Option<Transition> {
+        let mut states = self.states.lock().ok()?;
+        let state = states.entry(tool).or_insert(State::Closed { failures: 0 });
+        let open = match *state {
+            State::Closed { failures } if failures + 1 >= self.threshold => true,
+            State::Closed { failures } => {
+                *state = State::Closed {
+                    failures: failures + 1,
                 };
-                tracing::warn!(tool_id = %tool, cooldown_ms = self.cooldown.as_millis() as u64, "circuit opened: the upstream keeps failing");
-                metrics::gauge!("gateway_circuit_open", "tool" => tool.to_string()).set(1.0);
+                false
             }
+            State::HalfOpen => true,
+            State::Open { .. } => false,
+        };
+        if open {
+            *state = State::Open {
+                until: Instant::now() + self.cooldown,
+            };
+            tracing::warn!(tool_id = %tool, cooldown_ms = self.cooldown.as_millis() as u64, "circuit opened: the upstream keeps failing");
+            return Some(Transition::Opened);
         }
+        None
     }
 }
 

@@ -21,7 +21,7 @@ use reqwest::Method;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::breaker::Permit;
+use super::breaker::{Permit, Transition};
 use super::destination;
 use super::meter::{KeyOutcome, Settlement};
 use super::repo::{self as idempotency, Claim};
@@ -187,6 +187,16 @@ async fn timed_upstream(
     (outcome, (started, Instant::now()))
 }
 
+/// Shows a tool's circuit in `gateway_circuit_open` (1 open, 0 closed) when it changes.
+fn circuit_changed(tool: &ToolRow, transition: Option<Transition>) {
+    let open = match transition {
+        Some(Transition::Opened) => 1.0,
+        Some(Transition::Closed) => 0.0,
+        None => return,
+    };
+    metrics::gauge!("gateway_circuit_open", "tool" => tool.slug.clone()).set(open);
+}
+
 /// Calls the upstream through the breaker; the answer or the error to report.
 async fn call_upstream(app: &AppState, call: &Call) -> Result<serde_json::Value, AppError> {
     let tool = &call.tool;
@@ -250,8 +260,10 @@ async fn call_upstream(app: &AppState, call: &Call) -> Result<serde_json::Value,
     span.record("outcome", label);
     outcome(label);
     match &result {
-        Ok(_) => app.breakers.record_success(tool.id),
-        Err(e) if e.is_upstream_fault() => app.breakers.record_failure(tool.id),
+        Ok(_) => circuit_changed(tool, app.breakers.record_success(tool.id)),
+        Err(e) if e.is_upstream_fault() => {
+            circuit_changed(tool, app.breakers.record_failure(tool.id))
+        }
         Err(_) => {}
     }
     match result {

@@ -228,6 +228,19 @@ async fn an_exhausted_quota_refuses_before_calling_the_upstream() {
     assert_eq!(s.usage_rows("error_code = 'QUOTA_EXCEEDED'").await, 1);
 }
 
+/// The `gateway_circuit_open` value `/metrics` shows for a tool, by its slug.
+async fn circuit_gauge(s: &Setup, tool: &str) -> Option<String> {
+    let slug = s
+        .app
+        .sql_text(&format!("SELECT slug AS t FROM tools WHERE id = '{tool}'"))
+        .await;
+    let text = s.app.get("/metrics").await.text().await.ok()?;
+    let prefix = format!("gateway_circuit_open{{tool=\"{slug}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map(str::to_owned)
+}
+
 #[tokio::test]
 async fn a_failing_upstream_opens_the_circuit_which_recovers_after_a_successful_probe() {
     let s = setup().await;
@@ -263,6 +276,7 @@ async fn a_failing_upstream_opens_the_circuit_which_recovers_after_a_successful_
         calls_when_open,
         "an open circuit does not call"
     );
+    assert_eq!(circuit_gauge(&s, &tool).await.as_deref(), Some("1"));
 
     s.upstream.fail_next(0);
     tokio::time::sleep(Duration::from_millis(350)).await;
@@ -277,6 +291,7 @@ async fn a_failing_upstream_opens_the_circuit_which_recovers_after_a_successful_
 
     assert_eq!(probe["data"]["invokeTool"]["status"], "SUCCESS", "{probe}");
     assert_eq!(after["data"]["invokeTool"]["status"], "SUCCESS");
+    assert_eq!(circuit_gauge(&s, &tool).await.as_deref(), Some("0"));
     assert_eq!(s.used().await, 84);
     assert_eq!(
         s.usage_rows("error_code = 'UPSTREAM_UNAVAILABLE' AND tokens_used = 0")

@@ -119,6 +119,13 @@ async fn without_a_trusted_proxy_a_forwarded_address_changes_nothing() {
     }
 
     assert_eq!(answers[10], "RATE_LIMITED", "{answers:?}");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("rate_limited_total{reason=\"throttle\"} ")),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
