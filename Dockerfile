@@ -1,9 +1,11 @@
 # Build: a release binary with no libpq and no OpenSSL (pure-Rust PostgreSQL protocol, rustls).
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
+# Every workspace member's manifest must be present for cargo to load the workspace.
 COPY Cargo.toml Cargo.lock rust-toolchain.toml ./
 COPY src ./src
 COPY migrations ./migrations
+COPY bench ./bench
 RUN cargo build --release --locked --bin joyfull-hub
 
 # Run: a small image, an unprivileged user, data under /data.

@@ -47,7 +47,8 @@ pub enum AppError {
     /// `QUERY_TOO_COMPLEX`: a request limit (depth, complexity, aliases, batch, size) was exceeded.
     #[error("{0}")]
     QueryTooComplex(String),
-    /// `INTERNAL` with `retryable: true`: the database is briefly unreachable or the pool is exhausted.
+    /// `SERVICE_UNAVAILABLE` with `retryAfter` (seconds): the database is briefly unreachable (restarting,
+    /// failing over) or the pool is exhausted; the same request may succeed in a moment.
     #[error("the service is busy; please retry shortly")]
     Unavailable(#[source] anyhow::Error),
     /// `INTERNAL`: a bug or an unexpected failure. The cause is logged, never sent.
@@ -59,8 +60,11 @@ pub enum AppError {
 pub const INTERNAL_MESSAGE: &str =
     "Something went wrong on our side. If it persists, report it with the request id.";
 
+/// Seconds a client should wait before retrying a `SERVICE_UNAVAILABLE` request.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 1;
+
 /// Every `extensions.code` the API answers with; README's error table lists each one.
-pub const ERROR_CODES: [&str; 15] = [
+pub const ERROR_CODES: [&str; 16] = [
     "UNAUTHENTICATED",
     "FORBIDDEN",
     "BAD_USER_INPUT",
@@ -73,6 +77,7 @@ pub const ERROR_CODES: [&str; 15] = [
     "UPSTREAM_UNAVAILABLE",
     "UPSTREAM_TIMEOUT",
     "QUERY_TOO_COMPLEX",
+    "SERVICE_UNAVAILABLE",
     "INTERNAL",
     "PERSISTED_QUERY_NOT_FOUND",
     "PERSISTED_QUERY_NOT_SUPPORTED",
@@ -86,8 +91,18 @@ impl AppError {
         }
     }
 
+    /// An unexpected failure; one caused by losing the database is `Unavailable` instead.
     pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
-        Self::Internal(cause.into())
+        let cause = cause.into();
+        let lost = cause
+            .chain()
+            .filter_map(|e| e.downcast_ref::<DieselError>())
+            .any(is_connection_loss);
+        if lost {
+            Self::Unavailable(cause)
+        } else {
+            Self::Internal(cause)
+        }
     }
 
     /// The message a person may see (internal causes stay out).
@@ -127,8 +142,26 @@ impl AppError {
             Self::UpstreamUnavailable(_) => "UPSTREAM_UNAVAILABLE",
             Self::UpstreamTimeout(_) => "UPSTREAM_TIMEOUT",
             Self::QueryTooComplex(_) => "QUERY_TOO_COMPLEX",
-            Self::Unavailable(_) | Self::Internal(_) => "INTERNAL",
+            Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            Self::Internal(_) => "INTERNAL",
         }
+    }
+}
+
+/// Whether `error` says the database went away (closed connection, server shutting down, crashed or
+/// starting up) rather than that the statement was wrong: worth a retry once it is back.
+pub fn is_connection_loss(error: &DieselError) -> bool {
+    match error {
+        DieselError::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        ) => true,
+        DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            let message = info.message();
+            message.starts_with("terminating connection")
+                || message.starts_with("the database system is")
+        }
+        _ => false,
     }
 }
 
@@ -139,9 +172,7 @@ impl From<DieselError> for AppError {
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
                 Self::Conflict(conflict_message(info.constraint_name()))
             }
-            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
-                Self::Unavailable(anyhow::Error::new(error))
-            }
+            ref lost if is_connection_loss(lost) => Self::Unavailable(anyhow::Error::new(error)),
             other => Self::Internal(anyhow::Error::new(other)),
         }
     }
@@ -190,7 +221,10 @@ impl ErrorExtensions for AppError {
                     field: Some(field), ..
                 } => ext.set("field", field.as_str()),
                 Self::RateLimited { retry_after, .. } => ext.set("retryAfter", *retry_after),
-                Self::Unavailable(_) => ext.set("retryable", true),
+                Self::Unavailable(_) => {
+                    ext.set("retryAfter", UNAVAILABLE_RETRY_AFTER_SECS);
+                    ext.set("retryable", true);
+                }
                 _ => {}
             }
         })

@@ -29,6 +29,7 @@ pub mod usage;
 pub mod users;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -47,7 +48,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} (HUB_LISTEN)", config.listen))?;
-    let database = Database::open(&config).await?;
+    let mut database = Database::open(&config).await?;
     let grace = config.shutdown_timeout;
     let limits = config.connections;
     let state = match AppState::new(config, database.pool.clone(), keys) {
@@ -81,11 +82,30 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         workers,
         "serving GraphQL at http://{address}/graphql (GraphiQL in a browser, POST for clients)"
     );
-    let served = serve_on(listener, router, shutdown_signal(), grace, limits).await;
+    // A database the hub cannot bring back also stops it, with that reason as its exit message.
+    let lost = database.lost();
+    let lost_reason = Arc::new(std::sync::Mutex::new(None));
+    let reason = lost_reason.clone();
+    let stop = async move {
+        tokio::select! {
+            () = shutdown_signal() => {}
+            why = lost => {
+                *reason.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
+            }
+        }
+    };
+    let served = serve_on(listener, router, stop, grace, limits).await;
     drop(background);
     database.close().await;
     tracing::info!("stopped");
-    served
+    let lost = lost_reason
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    match lost {
+        Some(why) => Err(anyhow::anyhow!(why)),
+        None => served,
+    }
 }
 
 /// The server's background tasks; dropping this stops them.

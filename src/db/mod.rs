@@ -7,6 +7,7 @@ pub mod compose;
 pub mod embedded;
 pub mod listener;
 pub mod schema;
+pub mod supervisor;
 pub mod text_enum;
 
 use std::time::Duration;
@@ -168,7 +169,8 @@ pub struct Database {
     pub pool: DbPool,
     /// Where the pool connects (for connections outside it, such as the notification listener).
     pub url: String,
-    owned: Option<embedded::OwnedPostgres>,
+    /// The owned cluster, kept running by its supervisor; `None` with `DATABASE_URL`.
+    owned: Option<supervisor::Supervision>,
 }
 
 impl Database {
@@ -198,7 +200,11 @@ impl Database {
             pool_for(config, &url)
         });
         match pool {
-            Ok(pool) => Ok(Self { pool, url, owned }),
+            Ok(pool) => Ok(Self {
+                pool,
+                url,
+                owned: owned.map(supervisor::Supervision::start),
+            }),
             Err(e) => {
                 if let Some(owned) = owned {
                     stop_owned(owned).await;
@@ -228,16 +234,26 @@ impl Database {
         }
     }
 
+    /// Resolves with the reason when the owned cluster is gone for good and cannot be restarted;
+    /// never resolves otherwise (and never with `DATABASE_URL`).
+    pub fn lost(&mut self) -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>> {
+        match &mut self.owned {
+            Some(supervision) => Box::pin(supervision.lost()),
+            None => Box::pin(std::future::pending()),
+        }
+    }
+
     /// Closes the pool and stops the owned cluster, if any.
     pub async fn close(self) {
         self.pool.close();
         if let Some(owned) = self.owned {
-            stop_owned(owned).await;
+            owned.stop().await;
         }
     }
 }
 
-async fn stop_owned(owned: embedded::OwnedPostgres) {
+/// Stops a cluster that never came under supervision (its set-up failed).
+async fn stop_owned(mut owned: embedded::OwnedPostgres) {
     match tokio::task::spawn_blocking(move || owned.stop()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "stopping the owned PostgreSQL"),

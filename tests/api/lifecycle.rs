@@ -289,7 +289,7 @@ fn a_stale_postmaster_pid_from_a_crash_does_not_block_the_next_start() {
     );
     std::fs::write(&pid_file, fake).unwrap();
 
-    let owned = OwnedPostgres::start(&data_dir, &options).unwrap();
+    let mut owned = OwnedPostgres::start(&data_dir, &options).unwrap();
 
     let pid: u32 = std::fs::read_to_string(&pid_file)
         .unwrap()
@@ -300,5 +300,218 @@ fn a_stale_postmaster_pid_from_a_crash_does_not_block_the_next_start() {
         .unwrap();
     assert_ne!(pid, 999_999);
     owned.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+/// Invokes `tool` as `token` until `stop`; the ids of acknowledged invocations, and the codes of refusals.
+async fn invoke_until(
+    port: u16,
+    token: String,
+    tool: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (Vec<String>, Vec<String>) {
+    let client = reqwest::Client::new();
+    let (mut acknowledged, mut refused) = (Vec::new(), Vec::new());
+    while !std::sync::atomic::AtomicBool::load(&stop, std::sync::atomic::Ordering::Relaxed) {
+        let answer = client
+            .post(format!("http://127.0.0.1:{port}/graphql"))
+            .bearer_auth(&token)
+            .json(&json!({ "query": "mutation($t: ID!) { invokeTool(toolId: $t, input: {messages: [{role: \"user\", content: \"hi\"}]}) { id } }",
+                           "variables": { "t": tool } }))
+            .send()
+            .await;
+        let Ok(answer) = answer else {
+            refused.push("NO_ANSWER".to_owned());
+            continue;
+        };
+        let body: Value = answer.json().await.unwrap_or(Value::Null);
+        match body["data"]["invokeTool"]["id"].as_str() {
+            Some(id) => acknowledged.push(id.to_owned()),
+            None => {
+                refused.push(
+                    body["errors"][0]["extensions"]["code"]
+                        .as_str()
+                        .unwrap_or("NONE")
+                        .to_owned(),
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    (acknowledged, refused)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_postgres_is_restarted_under_load_and_no_acknowledged_invocation_is_lost() {
+    let data_dir = test_root().join(format!("db-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let mut hub = start_hub(&data_dir, "log-crash");
+    wait_ready(&mut hub).await;
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{}/graphql", hub.port);
+    let call = |body: Value, token: Option<String>| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let mut request = client.post(url).json(&body);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            request.send().await.unwrap().json::<Value>().await.unwrap()
+        }
+    };
+    let registered = call(json!({ "query": "mutation { register(input: {name: \"Ada\", email: \"ada@example.com\", password: \"Corr3ct-Horse!\"}) { accessToken } }" }), None).await;
+    let token = registered["data"]["register"]["accessToken"]
+        .as_str()
+        .expect("a token")
+        .to_owned();
+    let subscribed = call(
+        json!({ "query": "mutation { subscribe(tier: ENTERPRISE) { status } }" }),
+        Some(token.clone()),
+    )
+    .await;
+    assert_eq!(
+        subscribed["data"]["subscribe"]["status"], "ACTIVE",
+        "{subscribed}"
+    );
+    let tools = call(
+        json!({ "query": "{ tools(search: \"demo\") { nodes { id } } }" }),
+        None,
+    )
+    .await;
+    let tool = tools["data"]["tools"]["nodes"][0]["id"]
+        .as_str()
+        .expect("a demo tool")
+        .to_owned();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            tokio::spawn(invoke_until(
+                hub.port,
+                token.clone(),
+                tool.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pid_file =
+        std::fs::read_to_string(data_dir.join("postgres").join("postmaster.pid")).unwrap();
+    let postmaster = pid_file.lines().next().unwrap().trim().to_owned();
+    let killed = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &postmaster])
+            .status()
+            .unwrap()
+            .success()
+    );
+
+    // Ready again (and invoking) within 10 s.
+    let mut was_unready = false;
+    loop {
+        let ready = client
+            .get(format!("http://127.0.0.1:{}/ready", hub.port))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        if ready == 503 {
+            was_unready = true;
+        }
+        if ready == 200 && was_unready {
+            break;
+        }
+        assert!(hub.child.try_wait().unwrap().is_none(), "the hub exited");
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "not ready again within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let back_after = killed.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acknowledged = Vec::new();
+    let mut refused = Vec::new();
+    for client in clients {
+        let (ids, codes) = client.await.unwrap();
+        acknowledged.extend(ids);
+        refused.extend(codes);
+    }
+
+    let mut conn = AsyncPgConnection::establish(&socket_url(&data_dir))
+        .await
+        .unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let ids: Vec<uuid::Uuid> = acknowledged.iter().map(|id| id.parse().unwrap()).collect();
+    let stored: Count =
+        diesel::sql_query("SELECT count(*) AS n FROM usage_events WHERE id = ANY($1)")
+            .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(&ids)
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+    let served_after = call(json!({ "query": "{ __typename }" }), None).await;
+    drop(conn);
+    signal(&hub, "TERM");
+    wait_exit(&mut hub, Duration::from_secs(60));
+
+    assert!(
+        acknowledged.len() > 10,
+        "the load ran: {} calls",
+        acknowledged.len()
+    );
+    assert_eq!(
+        stored.n as usize,
+        acknowledged.len(),
+        "every acknowledged invocation is in the log"
+    );
+    assert!(
+        refused.iter().all(|code| code == "SERVICE_UNAVAILABLE"),
+        "refusals in the gap are retryable: {refused:?}"
+    );
+    assert_eq!(served_after["data"]["__typename"], "Query");
+    eprintln!(
+        "ready again {back_after:?} after the kill; {} acknowledged, {} refused",
+        acknowledged.len(),
+        refused.len()
+    );
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_that_cannot_come_back_stops_the_hub_with_one_clear_line() {
+    let data_dir = test_root().join(format!("db-gone-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let mut hub = start_hub(&data_dir, "log-gone");
+    wait_ready(&mut hub).await;
+    let pgdata = data_dir.join("postgres");
+    let pid_file = std::fs::read_to_string(pgdata.join("postmaster.pid")).unwrap();
+    let postmaster = pid_file.lines().next().unwrap().trim().to_owned();
+
+    std::fs::rename(&pgdata, data_dir.join("moved-away")).unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &postmaster])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = wait_exit(&mut hub, Duration::from_secs(20));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(hub.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+
+    assert!(!status.success(), "{status}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(
+            "joyfull-hub: the owned PostgreSQL cannot be restarted: its data directory"
+        ) && last.ends_with("is gone"),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&data_dir);
 }

@@ -69,6 +69,8 @@ pub struct OwnedPostgres {
     pgdata: PathBuf,
     socket_dir: PathBuf,
     run_as: Option<SystemUser>,
+    log_path: PathBuf,
+    options: StartOptions,
     _lock: File,
 }
 
@@ -182,40 +184,14 @@ impl OwnedPostgres {
         clear_leftovers(&bin_dir, &pgdata, &socket_dir, run_as.as_ref())?;
 
         let log_path = data_dir.join("postgres.log");
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("cannot open {}", log_path.display()))?;
-        let mut command = Command::new("/bin/sh");
-        command
-            .arg("-c")
-            .arg(SUPERVISOR)
-            .arg("joyfull-hub-postgres")
-            .arg(bin_dir.join("postgres"))
-            .arg("-D")
-            .arg(&pgdata)
-            .arg("-k")
-            .arg(&socket_dir)
-            .arg("-p")
-            .arg(PORT.to_string());
-        for setting in cluster_settings(options.durable) {
-            command.arg("-c").arg(setting);
-        }
-        command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::from(
-                log.try_clone().context("cannot share the log file")?,
-            ))
-            .stderr(Stdio::from(log))
-            // Its own process group: a Ctrl-C meant for the hub must not stop the database before the
-            // hub has finished its in-flight requests.
-            .process_group(0);
-        if let Some(user) = &run_as {
-            command.uid(user.uid).gid(user.gid);
-        }
-        let mut supervisor = command.spawn().context("cannot start PostgreSQL")?;
-        let stdin = supervisor.stdin.take();
+        let (supervisor, stdin) = launch(
+            &bin_dir,
+            &pgdata,
+            &socket_dir,
+            run_as.as_ref(),
+            &log_path,
+            options,
+        )?;
         let mut owned = Self {
             supervisor,
             stdin,
@@ -223,9 +199,11 @@ impl OwnedPostgres {
             pgdata,
             socket_dir,
             run_as,
+            log_path,
+            options: options.clone(),
             _lock: lock,
         };
-        if let Err(e) = owned.wait_ready(options.startup_timeout, &log_path) {
+        if let Err(e) = owned.wait_ready() {
             let _ = owned.shutdown();
             return Err(e);
         }
@@ -235,6 +213,46 @@ impl OwnedPostgres {
             "owned PostgreSQL is ready"
         );
         Ok(owned)
+    }
+
+    /// Whether PostgreSQL has exited (crashed or killed: the hub never stops it but through `stop`).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.supervisor.try_wait().ok().flatten()
+    }
+
+    /// Whether the cluster's files are still there.
+    pub fn cluster_exists(&self) -> bool {
+        self.pgdata.join("PG_VERSION").is_file()
+    }
+
+    /// Starts PostgreSQL again after it exited; it runs crash recovery from its WAL as on any start.
+    /// Fails for good when the cluster's files are gone.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        if !self.cluster_exists() {
+            bail!(
+                "the owned PostgreSQL cannot be restarted: its data directory {} is gone",
+                self.pgdata.display()
+            );
+        }
+        drop(self.stdin.take());
+        let _ = self.supervisor.wait();
+        clear_leftovers(
+            &self.bin_dir,
+            &self.pgdata,
+            &self.socket_dir,
+            self.run_as.as_ref(),
+        )?;
+        let (supervisor, stdin) = launch(
+            &self.bin_dir,
+            &self.pgdata,
+            &self.socket_dir,
+            self.run_as.as_ref(),
+            &self.log_path,
+            &self.options,
+        )?;
+        self.supervisor = supervisor;
+        self.stdin = stdin;
+        self.wait_ready()
     }
 
     /// A connection URL for `database` over the private socket.
@@ -254,7 +272,7 @@ impl OwnedPostgres {
     }
 
     /// Fast shutdown: lets PostgreSQL end sessions and checkpoint, then waits for it to exit.
-    pub fn stop(mut self) -> anyhow::Result<()> {
+    pub fn stop(&mut self) -> anyhow::Result<()> {
         if self.shutdown() {
             tracing::info!("owned PostgreSQL stopped");
             Ok(())
@@ -288,7 +306,9 @@ impl OwnedPostgres {
     }
 
     /// Waits until `postmaster.pid` says `ready` and the socket exists, or the server exits.
-    fn wait_ready(&mut self, timeout: Duration, log_path: &Path) -> anyhow::Result<()> {
+    fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let timeout = self.options.startup_timeout;
+        let log_path = self.log_path.clone();
         let deadline = Instant::now() + timeout;
         let socket = self.socket_dir.join(format!(".s.PGSQL.{PORT}"));
         loop {
@@ -300,7 +320,7 @@ impl OwnedPostgres {
                 bail!(
                     "PostgreSQL exited during start-up ({status}); its log {} ends with:\n{}",
                     log_path.display(),
-                    tail(log_path, 15)
+                    tail(&log_path, 15)
                 );
             }
             let ready = fs::read_to_string(self.pgdata.join("postmaster.pid"))
@@ -326,6 +346,52 @@ impl Drop for OwnedPostgres {
         // Without waiting: the supervisor shuts PostgreSQL down once its stdin closes.
         drop(self.stdin.take());
     }
+}
+
+/// Starts the postmaster under the supervisor shell (see [`SUPERVISOR`]), logging to `log_path`.
+fn launch(
+    bin_dir: &Path,
+    pgdata: &Path,
+    socket_dir: &Path,
+    run_as: Option<&SystemUser>,
+    log_path: &Path,
+    options: &StartOptions,
+) -> anyhow::Result<(Child, Option<ChildStdin>)> {
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let mut command = Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg(SUPERVISOR)
+        .arg("joyfull-hub-postgres")
+        .arg(bin_dir.join("postgres"))
+        .arg("-D")
+        .arg(pgdata)
+        .arg("-k")
+        .arg(socket_dir)
+        .arg("-p")
+        .arg(PORT.to_string());
+    for setting in cluster_settings(options.durable) {
+        command.arg("-c").arg(setting);
+    }
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::from(
+            log.try_clone().context("cannot share the log file")?,
+        ))
+        .stderr(Stdio::from(log))
+        // Its own process group: a Ctrl-C meant for the hub must not stop the database before the
+        // hub has finished its in-flight requests.
+        .process_group(0);
+    if let Some(user) = run_as {
+        command.uid(user.uid).gid(user.gid);
+    }
+    let mut supervisor = command.spawn().context("cannot start PostgreSQL")?;
+    let stdin = supervisor.stdin.take();
+    Ok((supervisor, stdin))
 }
 
 fn cluster_settings(durable: bool) -> Vec<String> {
