@@ -13,6 +13,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::db::DbPool;
 use crate::db::batch::Batcher;
+use crate::db::vitals::Vitals;
 use crate::gateway::breaker::Breakers;
 use crate::gateway::meter::Meter;
 use crate::mail::Mailer;
@@ -48,6 +49,8 @@ pub struct AppState {
     /// API keys, users and tools, kept fresh by the same listener as `live`.
     pub caches: Arc<Caches>,
     pub loader_stats: Arc<LoaderStats>,
+    /// When the database last answered and how long batches run, for liveness.
+    pub vitals: Arc<Vitals>,
 }
 
 impl AppState {
@@ -64,18 +67,21 @@ impl AppState {
                 allow_private: config.gateway.allow_private_upstreams,
             })
             .build()?;
+        let vitals = Arc::new(Vitals::default());
         Ok(Self {
             live: Arc::new(LiveUsage::default()),
             caches: Arc::new(Caches::default()),
             loader_stats: Arc::new(LoaderStats::default()),
             http,
-            meter: Meter::start(pool.clone()),
+            meter: Meter::start(pool.clone(), &vitals),
             reservations: Batcher::start(
                 pool.clone(),
                 Reserve,
                 crate::billing::batch::WRITERS,
                 "reservation",
+                Arc::clone(&vitals),
             ),
+            vitals,
             breakers: Arc::new(Breakers::new(
                 config.gateway.breaker_threshold,
                 config.gateway.breaker_cooldown,

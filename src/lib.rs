@@ -124,6 +124,11 @@ impl Drop for Background {
 pub fn start_background(state: &AppState, database_url: &str) -> Background {
     Background(vec![
         sweeper::spawn(state.clone(), std::time::Duration::from_secs(60)),
+        db::vitals::spawn_probe(
+            state.pool.clone(),
+            state.vitals.clone(),
+            state.config.liveness.probe_every(),
+        ),
         db::listener::spawn(
             database_url.to_owned(),
             vec![state.live.clone(), state.caches.clone()],

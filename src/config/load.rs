@@ -118,6 +118,21 @@ impl Config {
         let breaker_threshold = number("HUB_BREAKER_THRESHOLD", 5, 1, 1000) as u32;
         let breaker_cooldown =
             Duration::from_millis(number("HUB_BREAKER_COOLDOWN_MS", 30_000, 10, 3_600_000));
+        let d = LivenessLimits::default();
+        let liveness = LivenessLimits {
+            database_silence: Duration::from_secs(number(
+                "HUB_LIVENESS_DB_SECS",
+                d.database_silence.as_secs(),
+                1,
+                86_400,
+            )),
+            batch_running: Duration::from_secs(number(
+                "HUB_LIVENESS_BATCH_SECS",
+                d.batch_running.as_secs(),
+                1,
+                86_400,
+            )),
+        };
         let d = ConnectionLimits::default();
         let connections = ConnectionLimits {
             header_read_timeout: Duration::from_secs(number(
@@ -364,6 +379,7 @@ impl Config {
             introspection,
             ide_assets_url,
             otlp_endpoint,
+            liveness,
             cors_origins,
             request_timeout,
             max_body_bytes,

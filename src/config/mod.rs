@@ -191,6 +191,31 @@ pub struct Config {
     pub trusted_proxies: Vec<Cidr>,
     /// Connection limits of HTTP and WebSocket clients.
     pub connections: ConnectionLimits,
+    /// When `/health` says the process cannot do its job.
+    pub liveness: LivenessLimits,
+}
+
+/// How long the database may stay silent, and a batch may run, before `/health` fails.
+#[derive(Debug, Clone, Copy)]
+pub struct LivenessLimits {
+    pub database_silence: Duration,
+    pub batch_running: Duration,
+}
+
+impl Default for LivenessLimits {
+    fn default() -> Self {
+        Self {
+            database_silence: Duration::from_secs(60),
+            batch_running: Duration::from_secs(60),
+        }
+    }
+}
+
+impl LivenessLimits {
+    /// How often the database is probed: often enough to notice silence well within the limit.
+    pub fn probe_every(&self) -> Duration {
+        (self.database_silence / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
+    }
 }
 
 /// What one client connection may hold.

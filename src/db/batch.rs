@@ -18,6 +18,7 @@ use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::DbPool;
+use super::vitals::Vitals;
 use crate::error::{AppError, AppResult};
 
 /// Most requests in one batch.
@@ -64,7 +65,14 @@ impl<S: BatchStatement> Clone for Batcher<S> {
 impl<S: BatchStatement> Batcher<S> {
     /// Starts `writers` writers on the current Tokio runtime; they stop when the last clone is dropped.
     /// `name` labels the batch-size metric.
-    pub fn start(pool: DbPool, statement: S, writers: usize, name: &'static str) -> Self {
+    /// `vitals` learns how long each batch runs (a stuck writer fails liveness).
+    pub fn start(
+        pool: DbPool,
+        statement: S,
+        writers: usize,
+        name: &'static str,
+        vitals: Arc<Vitals>,
+    ) -> Self {
         let (jobs, receiver) = mpsc::unbounded_channel();
         let receiver = Arc::new(Mutex::new(receiver));
         let statement = Arc::new(statement);
@@ -78,6 +86,7 @@ impl<S: BatchStatement> Batcher<S> {
                 Arc::clone(&statement),
                 Arc::clone(&receiver),
                 name,
+                Arc::clone(&vitals),
             ));
         }
         Self { jobs }
@@ -151,6 +160,7 @@ async fn writer<S: BatchStatement>(
     statement: Arc<S>,
     receiver: Arc<Mutex<mpsc::UnboundedReceiver<Job<S>>>>,
     name: &'static str,
+    vitals: Arc<Vitals>,
 ) {
     let mut batch: Vec<Job<S>> = Vec::with_capacity(MAX_BATCH);
     loop {
@@ -161,6 +171,7 @@ async fn writer<S: BatchStatement>(
             }
         }
         metrics::histogram!("db_batch_size", "statement" => name).record(batch.len() as f64);
+        let _running = vitals.batch_running();
         let requests: Vec<&S::Request> = batch.iter().map(|job| &job.request).collect();
         match conn.run(statement.as_ref(), &requests).await {
             Ok(responses) => {

@@ -9,6 +9,7 @@ pub mod listener;
 pub mod schema;
 pub mod supervisor;
 pub mod text_enum;
+pub mod vitals;
 
 use std::time::Duration;
 

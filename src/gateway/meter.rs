@@ -17,6 +17,7 @@
 //! database-wide lock through its commit, which would make the two writers' commits take turns).
 //! A notification lost to a crash between the two costs a live feed one event; the usage row is kept.
 
+use std::sync::Arc;
 use std::sync::LazyLock;
 
 use diesel::QueryableByName;
@@ -30,6 +31,7 @@ use crate::db::DbPool;
 use crate::db::batch::{BatchStatement, Batcher};
 use crate::db::cached::CachedExt;
 use crate::db::compose;
+use crate::db::vitals::Vitals;
 use crate::error::AppResult;
 use crate::usage::model::UsageEvent;
 use crate::usage::record as usage;
@@ -66,10 +68,16 @@ pub struct Meter {
 
 impl Meter {
     /// Starts the writers on the current Tokio runtime; they stop when the last `Meter` is dropped.
-    pub fn start(pool: DbPool) -> Self {
+    pub fn start(pool: DbPool, vitals: &Arc<Vitals>) -> Self {
         Self {
-            batcher: Batcher::start(pool.clone(), Settle, WRITERS, "settlement"),
-            publisher: Batcher::start(pool, Publish, 1, "usage_notification"),
+            batcher: Batcher::start(
+                pool.clone(),
+                Settle,
+                WRITERS,
+                "settlement",
+                Arc::clone(vitals),
+            ),
+            publisher: Batcher::start(pool, Publish, 1, "usage_notification", Arc::clone(vitals)),
         }
     }
 

@@ -13,14 +13,41 @@ use sha2::{Digest, Sha256};
 use super::HttpState;
 use crate::config::Environment;
 
-/// Liveness: touches no dependency.
-pub async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+/// Liveness: whether this process can still do its job, from what it already knows (it touches no
+/// dependency). It fails — so an orchestrator restarts the process — when the database has not answered
+/// for `HUB_LIVENESS_DB_SECS` or a batch writer has held one batch for `HUB_LIVENESS_BATCH_SECS`.
+pub async fn health(State(state): State<HttpState>) -> Response {
+    let limits = state.app.config.liveness;
+    let vitals = &state.app.vitals;
+    let silent = vitals.silent_for();
+    let failure = if silent > limits.database_silence {
+        Some(format!(
+            "the database has not answered for {} s",
+            silent.as_secs()
+        ))
+    } else {
+        vitals
+            .oldest_batch()
+            .filter(|running| *running > limits.batch_running)
+            .map(|running| format!("a batch writer has been stuck for {} s", running.as_secs()))
+    };
+    match failure {
+        None => Json(json!({ "status": "ok" })).into_response(),
+        Some(reason) => {
+            tracing::error!(%reason, "liveness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "failing", "reason": reason })),
+            )
+                .into_response()
+        }
+    }
 }
 
 /// Readiness: 200 only when the database answers within two seconds.
 pub async fn ready(State(state): State<HttpState>) -> Response {
     if crate::db::ping(&state.app.pool, Duration::from_secs(2)).await {
+        state.app.vitals.answered();
         Json(json!({ "status": "ready", "database": "up" })).into_response()
     } else {
         tracing::warn!("readiness check failed: the database does not answer");

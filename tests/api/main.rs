@@ -16,6 +16,7 @@ mod big_counters;
 mod billing;
 mod cache;
 mod connection_limits;
+mod database_outage;
 mod gateway;
 mod health;
 mod helpers;

@@ -68,7 +68,12 @@ impl TestApp {
         config.auth.argon2_memory_kib = 4096;
         config.auth.argon2_iterations = 1;
         configure(&mut config);
-        let pool = joyfull_hub::db::pool_for(&config, &db.url).expect("a pool");
+        // A test may point the app at a server of its own; the test database then only holds nothing.
+        let url = config
+            .database_url
+            .as_ref()
+            .map_or_else(|| db.url.clone(), |url| url.expose().clone());
+        let pool = joyfull_hub::db::pool_for(&config, &url).expect("a pool");
         let mut state =
             AppState::new(config, pool, Keys::generate()).expect("the application state");
         // Microseconds, as PostgreSQL stores them, so times read back compare equal.
@@ -77,7 +82,7 @@ impl TestApp {
             6,
         )));
         state.clock = clock.clone();
-        let background = joyfull_hub::start_background(&state, &db.url);
+        let background = joyfull_hub::start_background(&state, &url);
         let router = joyfull_hub::http::router(state.clone());
         let limits = state.config.connections;
 

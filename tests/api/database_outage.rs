@@ -1,0 +1,140 @@
+//! An external PostgreSQL that goes away and comes back, under the hub: requests in the gap fail fast
+//! with `SERVICE_UNAVAILABLE`, `/ready` and then `/health` report it, and once the server is back the pool
+//! reconnects and writes succeed again. A `DATABASE_URL` naming several hosts finds the one that answers.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use joyfull_hub::config::Secret;
+use joyfull_hub::db::embedded::{OwnedPostgres, StartOptions};
+use serde_json::{Value, json};
+
+use crate::helpers::db::test_root;
+use crate::helpers::{TestApp, error_code};
+
+/// A PostgreSQL server of the test's own, migrated, on its own socket.
+async fn separate_server(name: &str) -> (Arc<Mutex<OwnedPostgres>>, String, std::path::PathBuf) {
+    let dir = test_root().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let start_dir = dir.clone();
+    let server = tokio::task::spawn_blocking(move || {
+        let options = StartOptions {
+            durable: false,
+            ..StartOptions::default()
+        };
+        OwnedPostgres::start(&start_dir, &options)
+    })
+    .await
+    .unwrap()
+    .expect("a separate PostgreSQL");
+    let url = server.url("postgres");
+    joyfull_hub::db::run_migrations(&url)
+        .await
+        .expect("migrated");
+    (Arc::new(Mutex::new(server)), url, dir)
+}
+
+async fn on_server<T: Send + 'static>(
+    server: &Arc<Mutex<OwnedPostgres>>,
+    work: impl FnOnce(&mut OwnedPostgres) -> T + Send + 'static,
+) -> T {
+    let server = server.clone();
+    tokio::task::spawn_blocking(move || work(&mut server.lock().unwrap()))
+        .await
+        .unwrap()
+}
+
+async fn status(app: &TestApp, path: &str) -> (u16, Value) {
+    let response = app.get(path).await;
+    let code = response.status().as_u16();
+    (code, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn register(app: &TestApp, email: &str) -> Value {
+    app.graphql_with(
+        "mutation($i: RegisterInput!) { register(input: $i) { user { id } } }",
+        json!({ "i": { "name": "Ada", "email": email, "password": crate::helpers::PASSWORD } }),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_and_returns_is_reported_then_served_again() {
+    let (server, url, dir) = separate_server("outage").await;
+    let app = TestApp::spawn_with(|config| {
+        config.database_url = Some(Secret::new(url));
+        config.liveness.database_silence = Duration::from_secs(1);
+    })
+    .await;
+    let before = register(&app, "before@example.com").await;
+    assert!(
+        before["data"]["register"]["user"]["id"].is_string(),
+        "{before}"
+    );
+    assert_eq!(status(&app, "/health").await.0, 200);
+
+    on_server(&server, |s| s.stop()).await.expect("stopped");
+    let refused = register(&app, "during@example.com").await;
+    let (ready, _) = status(&app, "/ready").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (health, why) = status(&app, "/health").await;
+
+    assert_eq!(error_code(&refused), "SERVICE_UNAVAILABLE", "{refused}");
+    assert_eq!(refused["errors"][0]["extensions"]["retryAfter"], 1);
+    assert_eq!(ready, 503);
+    assert_eq!(health, 503, "{why}");
+    assert!(
+        why["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("database"),
+        "{why}"
+    );
+
+    on_server(&server, |s| s.restart())
+        .await
+        .expect("restarted");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let body = register(&app, "after@example.com").await;
+        if body["data"]["register"]["user"]["id"].is_string() {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "never served again: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(after["errors"].is_null());
+    assert_eq!(status(&app, "/ready").await.0, 200);
+    assert_eq!(status(&app, "/health").await.0, 200);
+
+    drop(app);
+    on_server(&server, |s| s.stop()).await.ok();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_with_several_hosts_reaches_the_writable_one() {
+    let (server, url, dir) = separate_server("multihost").await;
+    let live = url
+        .split("host=")
+        .nth(1)
+        .and_then(|rest| rest.split('&').next())
+        .expect("a socket host")
+        .to_owned();
+    let dead = test_root().join("no-server-here");
+    // libpq's form for several hosts: in the authority, socket directories percent-encoded.
+    let authority = |dir: &str| dir.replace('/', "%2F") + ":5432";
+    let several = format!(
+        "postgresql://{},{}/postgres?user=postgres&target_session_attrs=read-write",
+        authority(&dead.display().to_string()),
+        authority(&live.replace("%2F", "/")),
+    );
+    let app = TestApp::spawn_with(|config| config.database_url = Some(Secret::new(several))).await;
+
+    let body = register(&app, "ada@example.com").await;
+
+    assert!(body["data"]["register"]["user"]["id"].is_string(), "{body}");
+    drop(app);
+    on_server(&server, |s| s.stop()).await.ok();
+    let _ = std::fs::remove_dir_all(dir);
+}
