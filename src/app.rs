@@ -26,6 +26,9 @@ use crate::usage::live::LiveUsage;
 pub struct AppState {
     pub config: Arc<Config>,
     pub pool: DbPool,
+    /// Reads that may lag behind writes (usage history and summaries, platform statistics): the
+    /// replica of `DATABASE_READ_URL`, else `pool`. Whatever must see its own writes uses `pool`.
+    pub read_pool: DbPool,
     pub keys: Arc<Keys>,
     pub metrics: PrometheusHandle,
     /// Bounds the operation-name label of the GraphQL metrics.
@@ -68,6 +71,10 @@ impl AppState {
             })
             .build()?;
         let vitals = Arc::new(Vitals::default());
+        let read_pool = match &config.database_read_url {
+            Some(url) => crate::db::pool_for(&config, url.expose())?,
+            None => pool.clone(),
+        };
         Ok(Self {
             live: Arc::new(LiveUsage::default()),
             caches: Arc::new(Caches::default()),
@@ -89,6 +96,7 @@ impl AppState {
             hasher: Arc::new(PasswordHasher::new(&config.auth)?),
             mailer: Arc::new(Mailer::from_config(&config)?),
             config: Arc::new(config),
+            read_pool,
             pool,
             keys: Arc::new(keys),
             metrics: telemetry::metrics_handle(),

@@ -299,7 +299,7 @@ pub async fn forget_user_in(
 
 /// Current subscriptions per tier and status, with the plan's price.
 pub async fn tier_counts(app: &AppState) -> AppResult<Vec<TierCount>> {
-    let mut conn = app.pool.get().await?;
+    let mut conn = app.read_pool.get().await?;
     Ok(repo::tier_counts(&mut conn).await?)
 }
 

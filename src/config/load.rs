@@ -58,13 +58,18 @@ impl Config {
         let data_dir = PathBuf::from(get("HUB_DATA_DIR").unwrap_or_else(|| "./data".into()));
 
         let database_url = get("DATABASE_URL").map(Secret::new);
-        if let Some(url) = &database_url {
-            let url = url.expose();
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                errors.push(
-                    "DATABASE_URL must be a PostgreSQL URL such as postgres://user:password@host:5432/dbname"
-                        .into(),
-                );
+        let database_read_url = get("DATABASE_READ_URL").map(Secret::new);
+        for (key, url) in [
+            ("DATABASE_URL", &database_url),
+            ("DATABASE_READ_URL", &database_read_url),
+        ] {
+            if let Some(url) = url {
+                let url = url.expose();
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    errors.push(format!(
+                        "{key} must be a PostgreSQL URL such as postgres://user:password@host:5432/dbname"
+                    ));
+                }
             }
         }
 
@@ -371,6 +376,7 @@ impl Config {
             listen,
             data_dir,
             database_url,
+            database_read_url,
             db_pool_size,
             worker_threads,
             db_acquire_timeout,

@@ -148,6 +148,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `DATABASE_URL`; `None` means "start and own a private PostgreSQL under the data dir".
     pub database_url: Option<Secret<String>>,
+    /// `DATABASE_READ_URL`: a replica for reads that may lag (usage history and summaries, platform
+    /// statistics); unset, they read from the primary.
+    pub database_read_url: Option<Secret<String>>,
     pub db_pool_size: usize,
     pub db_acquire_timeout: Duration,
     /// `HUB_WORKER_THREADS`: threads running requests. Default: one per core, less one when the hub

@@ -30,7 +30,7 @@ pub async fn page(
     first: i64,
 ) -> AppResult<(Vec<UsageEvent>, bool)> {
     check_range(filter.from, filter.to)?;
-    let mut conn = app.pool.get().await?;
+    let mut conn = app.read_pool.get().await?;
     let mut rows = repo::page(&mut conn, filter, after, first + 1).await?;
     let has_next = rows.len() > usize::try_from(first).unwrap_or(usize::MAX);
     rows.truncate(usize::try_from(first).unwrap_or(usize::MAX));
@@ -38,7 +38,7 @@ pub async fn page(
 }
 
 pub async fn count(app: &AppState, filter: &Filter) -> AppResult<i64> {
-    let mut conn = app.pool.get().await?;
+    let mut conn = app.read_pool.get().await?;
     Ok(repo::count(&mut conn, filter).await?)
 }
 
@@ -64,7 +64,7 @@ pub async fn daily_totals(
         }
     });
     let end_full = to.map(|t| t.date_naive());
-    let mut conn = app.pool.get().await?;
+    let mut conn = app.read_pool.get().await?;
     if let (Some(a), Some(b)) = (first_full, end_full)
         && a >= b
     {
@@ -118,7 +118,7 @@ pub async fn platform(
     from_day: Option<NaiveDate>,
     to_day: Option<NaiveDate>,
 ) -> AppResult<(Vec<repo::PlatformDay>, i64)> {
-    let mut conn = app.pool.get().await?;
+    let mut conn = app.read_pool.get().await?;
     let days = repo::platform_days(&mut conn, from_day, to_day).await?;
     let active = repo::active_users(&mut conn, from_day, to_day).await?;
     Ok((days, active))

@@ -260,7 +260,7 @@ pub async fn admin_delete(
     Ok(())
 }
 
-/// Accounts in all, and created in `[from, to)` (deleted accounts left out).
+/// Accounts in all, and created in `[from, to)` (deleted accounts left out), from the read replica.
 pub async fn counts(
     app: &AppState,
     from: Option<chrono::DateTime<Utc>>,
@@ -269,7 +269,7 @@ pub async fn counts(
     use crate::db::schema::users;
     use diesel::prelude::*;
     use diesel_async::RunQueryDsl;
-    let mut conn = app.pool.get().await?;
+    let mut conn = app.read_pool.get().await?;
     let total: i64 = users::table
         .filter(users::deleted_at.is_null())
         .count()

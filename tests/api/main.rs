@@ -16,7 +16,7 @@ mod big_counters;
 mod billing;
 mod cache;
 mod connection_limits;
-mod database_outage;
+mod database_servers;
 mod gateway;
 mod health;
 mod helpers;

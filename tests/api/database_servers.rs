@@ -1,6 +1,7 @@
-//! An external PostgreSQL that goes away and comes back, under the hub: requests in the gap fail fast
-//! with `SERVICE_UNAVAILABLE`, `/ready` and then `/health` report it, and once the server is back the pool
-//! reconnects and writes succeed again. A `DATABASE_URL` naming several hosts finds the one that answers.
+//! The database servers under the hub. An external PostgreSQL that goes away and comes back: requests in
+//! the gap fail fast with `SERVICE_UNAVAILABLE`, `/ready` and then `/health` report it, and once the server
+//! is back the pool reconnects and writes succeed again. A `DATABASE_URL` naming several hosts finds the
+//! writable one. `DATABASE_READ_URL` takes the reads that may lag.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -137,4 +138,62 @@ async fn a_url_with_several_hosts_reaches_the_writable_one() {
     drop(app);
     on_server(&server, |s| s.stop()).await.ok();
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Usage history, summaries and platform statistics read from `DATABASE_READ_URL`; the call itself and
+/// the caller's subscription come from the primary. The "replica" here is another database that never
+/// receives the writes, so any read that went to it shows it.
+#[tokio::test]
+async fn lagging_reads_go_to_the_replica_and_own_writes_come_from_the_primary() {
+    let replica = crate::helpers::db::TestDb::create().await;
+    let replica_url = replica.url.clone();
+    let app = TestApp::spawn_with(move |config| {
+        config.database_read_url = Some(Secret::new(replica_url));
+    })
+    .await;
+    let upstream = crate::helpers::upstream::Upstream::start().await;
+    let root = app.admin("root@example.com").await;
+    let tool = app
+        .create_tool(
+            &root,
+            json!({ "name": "Echo", "endpoint": upstream.url("/ok") }),
+        )
+        .await;
+    let ada = app.register("Ada", "ada@example.com").await;
+    app.subscribe_free(&ada).await;
+
+    let call = app.invoke(&ada.access_token, &tool, json!({}), None).await;
+    let own = app
+        .graphql_as(
+            &ada.access_token,
+            "{ me { subscription { tokensUsed } } usage { totalCount } usageSummary { totalTokens } }",
+            json!({}),
+        )
+        .await;
+    let platform = app
+        .graphql_as(
+            &root.access_token,
+            "{ admin { stats { invocations users { total } } } }",
+            json!({}),
+        )
+        .await;
+
+    assert_eq!(call["data"]["invokeTool"]["tokensUsed"], 42, "{call}");
+    assert_eq!(
+        own["data"]["me"]["subscription"]["tokensUsed"], 42,
+        "the primary: {own}"
+    );
+    assert_eq!(own["data"]["usage"]["totalCount"], 0, "the replica: {own}");
+    assert_eq!(
+        own["data"]["usageSummary"]["totalTokens"], 0,
+        "the replica: {own}"
+    );
+    assert_eq!(
+        platform["data"]["admin"]["stats"]["invocations"], 0,
+        "{platform}"
+    );
+    assert_eq!(
+        platform["data"]["admin"]["stats"]["users"]["total"], 0,
+        "{platform}"
+    );
 }
