@@ -112,13 +112,22 @@ async fn listen(
                 }
             }
             _ = ping_due.tick() => {
-                // Sent on a connection of its own: it must travel through the server to come back.
-                let mut pinger = AsyncPgConnection::establish(url).await?;
-                diesel::sql_query("SELECT pg_notify($1, $2)")
-                    .bind::<diesel::sql_types::Text, _>(PING_CHANNEL)
-                    .bind::<diesel::sql_types::Text, _>(&token)
-                    .execute(&mut pinger)
-                    .await?;
+                // Sent on a connection of its own: it must travel through the server to come back. A
+                // server that stopped answering must not hold the listener here, so the ping has the
+                // same deadline as its echo.
+                let ping = async {
+                    let mut pinger = AsyncPgConnection::establish(url).await?;
+                    diesel::sql_query("SELECT pg_notify($1, $2)")
+                        .bind::<diesel::sql_types::Text, _>(PING_CHANNEL)
+                        .bind::<diesel::sql_types::Text, _>(&token)
+                        .execute(&mut pinger)
+                        .await?;
+                    anyhow::Ok(())
+                };
+                match tokio::time::timeout(liveness.ping_deadline, ping).await {
+                    Ok(sent) => sent?,
+                    Err(_) => anyhow::bail!("the database did not take the listener's ping in time"),
+                }
                 awaiting_pong.get_or_insert(tokio::time::Instant::now() + liveness.ping_deadline);
             }
             () = pong_deadline => {

@@ -192,3 +192,38 @@ mod tests {
         assert!(!acceptable(&"a".repeat(129)));
     }
 }
+
+/// How long a request may run (`HUB_REQUEST_TIMEOUT_SECS`).
+#[derive(Clone, Copy)]
+pub struct RequestDeadline(pub std::time::Duration);
+
+/// Stops a request that runs past its deadline and answers `SERVICE_UNAVAILABLE` (503, `retryAfter`),
+/// so a client is never left waiting on a stuck request. A WebSocket is bounded only until its upgrade.
+pub async fn request_deadline(
+    State(RequestDeadline(limit)): State<RequestDeadline>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(
+                limit_secs = limit.as_secs(),
+                "a request ran past its deadline and was stopped"
+            );
+            let mut response = super::error_response(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "SERVICE_UNAVAILABLE",
+                format!(
+                    "The request took longer than {} s and was stopped; try again.",
+                    limit.as_secs()
+                ),
+            );
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from_static("1"),
+            );
+            response
+        }
+    }
+}

@@ -21,7 +21,6 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::app::AppState;
 use crate::config::CorsOrigins;
@@ -73,9 +72,9 @@ pub fn router(app: AppState) -> Router {
                     middleware::request_context,
                 ))
                 .layer(CatchPanicLayer::custom(panic_response))
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::REQUEST_TIMEOUT,
-                    config.request_timeout,
+                .layer(axum::middleware::from_fn_with_state(
+                    middleware::RequestDeadline(config.request_timeout),
+                    middleware::request_deadline,
                 ))
                 .layer(cors_layer(config.cors_origins.as_ref()))
                 .layer(CompressionLayer::new())

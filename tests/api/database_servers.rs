@@ -197,3 +197,112 @@ async fn lagging_reads_go_to_the_replica_and_own_writes_come_from_the_primary() 
         "{platform}"
     );
 }
+
+/// Records what the listener tells its subscriber.
+#[derive(Default)]
+struct Recorder {
+    states: Mutex<Vec<bool>>,
+    payloads: Mutex<Vec<String>>,
+}
+
+impl joyfull_hub::db::listener::Subscriber for Recorder {
+    fn channel(&self) -> &'static str {
+        "listener_test"
+    }
+    fn connected(&self, up: bool) {
+        self.states.lock().unwrap().push(up);
+    }
+    fn notify(&self, payload: &str) {
+        self.payloads.lock().unwrap().push(payload.to_owned());
+    }
+}
+
+async fn eventually(what: &str, within: Duration, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The listener's self-ping: a connection that silently stops carrying data (nothing closes it) is
+/// noticed within the ping's deadline, the subscriber hears the stream is down, and the listener comes
+/// back on a fresh connection once the path carries data again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silently_frozen_listening_connection_is_noticed_and_replaced() {
+    let (server, url, dir) = separate_server("frozen-listener").await;
+    let socket_dir = url
+        .split("host=")
+        .nth(1)
+        .and_then(|rest| rest.split('&').next())
+        .expect("a socket host")
+        .replace("%2F", "/");
+    let proxy = crate::helpers::freezer::FreezingProxy::start(
+        std::path::PathBuf::from(socket_dir).join(".s.PGSQL.5432"),
+    )
+    .await;
+    let proxied = format!("postgresql://postgres@127.0.0.1:{}/postgres", proxy.port);
+    let recorder = Arc::new(Recorder::default());
+    let liveness = joyfull_hub::db::listener::Liveness {
+        ping_every: Duration::from_millis(200),
+        ping_deadline: Duration::from_millis(400),
+    };
+    let listener = joyfull_hub::db::listener::spawn(proxied, vec![recorder.clone()], liveness);
+    let notify = |payload: &'static str| {
+        let url = url.clone();
+        async move {
+            let mut conn =
+                <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&url)
+                    .await
+                    .unwrap();
+            diesel_async::RunQueryDsl::execute(
+                diesel::sql_query(format!("NOTIFY listener_test, '{payload}'")),
+                &mut conn,
+            )
+            .await
+            .unwrap();
+        }
+    };
+    eventually("the listener connects", Duration::from_secs(5), || {
+        recorder.states.lock().unwrap().as_slice() == [true]
+    })
+    .await;
+    notify("before").await;
+    eventually("a notification arrives", Duration::from_secs(5), || {
+        recorder
+            .payloads
+            .lock()
+            .unwrap()
+            .contains(&"before".to_owned())
+    })
+    .await;
+
+    proxy.freeze(true);
+    let frozen_at = Instant::now();
+    eventually(
+        "the frozen stream is noticed",
+        Duration::from_secs(3),
+        || recorder.states.lock().unwrap().last() == Some(&false),
+    )
+    .await;
+    let noticed_after = frozen_at.elapsed();
+    proxy.freeze(false);
+    eventually("the listener reconnects", Duration::from_secs(10), || {
+        recorder.states.lock().unwrap().ends_with(&[false, true])
+    })
+    .await;
+    notify("after").await;
+    eventually("notifications flow again", Duration::from_secs(5), || {
+        recorder
+            .payloads
+            .lock()
+            .unwrap()
+            .contains(&"after".to_owned())
+    })
+    .await;
+
+    assert!(noticed_after < Duration::from_secs(1), "{noticed_after:?}");
+    listener.abort();
+    on_server(&server, |s| s.stop()).await.ok();
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,4 +1,5 @@
 use std::io::Read;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -292,4 +293,35 @@ async fn a_body_over_the_limit_is_refused_with_413() {
 
     assert_eq!(response.status(), 413);
     assert!(response.headers().contains_key("x-request-id"));
+}
+
+#[tokio::test]
+async fn a_request_past_its_deadline_is_stopped_with_a_retryable_error() {
+    let app = TestApp::spawn_with(|config| config.request_timeout = Duration::from_secs(1)).await;
+    let upstream = crate::helpers::upstream::Upstream::start().await;
+    let root = app.admin("root@example.com").await;
+    let tool = app
+        .create_tool(
+            &root,
+            json!({ "name": "Slow", "endpoint": upstream.url("/slow") }),
+        )
+        .await;
+    app.subscribe_free(&root).await;
+
+    let started = std::time::Instant::now();
+    let response = app
+        .client
+        .post(app.url("/graphql"))
+        .bearer_auth(&root.access_token)
+        .json(&json!({ "query": "mutation($t: ID!) { invokeTool(toolId: $t, input: {}) { id } }", "variables": { "t": tool } }))
+        .send()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(error_code(&body), "SERVICE_UNAVAILABLE", "{body}");
+    assert!(waited < Duration::from_millis(1900), "{waited:?}");
 }

@@ -2,6 +2,7 @@
 
 pub mod browser;
 pub mod db;
+pub mod freezer;
 pub mod upstream;
 pub mod ws;
 
