@@ -152,15 +152,11 @@ async fn lagging_reads_go_to_the_replica_and_own_writes_come_from_the_primary() 
     })
     .await;
     let upstream = crate::helpers::upstream::Upstream::start().await;
-    let root = app.admin("root@example.com").await;
-    let tool = app
-        .create_tool(
-            &root,
-            json!({ "name": "Echo", "endpoint": upstream.url("/ok") }),
-        )
-        .await;
-    let ada = app.register("Ada", "ada@example.com").await;
-    app.subscribe_free(&ada).await;
+    let crate::helpers::Catalogue {
+        root,
+        tool,
+        user: ada,
+    } = app.catalogue(upstream.url("/ok")).await;
 
     let call = app.invoke(&ada.access_token, &tool, json!({}), None).await;
     let own = app

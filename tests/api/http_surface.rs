@@ -299,21 +299,14 @@ async fn a_body_over_the_limit_is_refused_with_413() {
 async fn a_request_past_its_deadline_is_stopped_with_a_retryable_error() {
     let app = TestApp::spawn_with(|config| config.request_timeout = Duration::from_secs(1)).await;
     let upstream = crate::helpers::upstream::Upstream::start().await;
-    let root = app.admin("root@example.com").await;
-    let tool = app
-        .create_tool(
-            &root,
-            json!({ "name": "Slow", "endpoint": upstream.url("/slow") }),
-        )
-        .await;
-    app.subscribe_free(&root).await;
+    let catalogue = app.catalogue(upstream.url("/slow")).await;
 
     let started = std::time::Instant::now();
     let response = app
         .client
         .post(app.url("/graphql"))
-        .bearer_auth(&root.access_token)
-        .json(&json!({ "query": "mutation($t: ID!) { invokeTool(toolId: $t, input: {}) { id } }", "variables": { "t": tool } }))
+        .bearer_auth(&catalogue.user.access_token)
+        .json(&json!({ "query": "mutation($t: ID!) { invokeTool(toolId: $t, input: {}) { id } }", "variables": { "t": catalogue.tool } }))
         .send()
         .await
         .unwrap();

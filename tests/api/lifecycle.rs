@@ -303,6 +303,22 @@ fn a_stale_postmaster_pid_from_a_crash_does_not_block_the_next_start() {
     let _ = std::fs::remove_dir_all(&data_dir);
 }
 
+/// A hub serving from a new data directory named after `name`.
+async fn fresh_hub(name: &str) -> (PathBuf, Hub) {
+    let data_dir = test_root().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let mut hub = start_hub(&data_dir, "log");
+    wait_ready(&mut hub).await;
+    (data_dir, hub)
+}
+
+/// The process id of the owned cluster's postmaster (the first line of its `postmaster.pid`).
+fn postmaster_pid(data_dir: &Path) -> String {
+    let pid_file =
+        std::fs::read_to_string(data_dir.join("postgres").join("postmaster.pid")).unwrap();
+    pid_file.lines().next().unwrap().trim().to_owned()
+}
+
 /// Invokes `tool` as `token` until `stop`; the ids of acknowledged invocations, and the codes of refusals.
 async fn invoke_until(
     port: u16,
@@ -343,10 +359,7 @@ async fn invoke_until(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_postgres_is_restarted_under_load_and_no_acknowledged_invocation_is_lost() {
-    let data_dir = test_root().join(format!("db-crash-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data_dir);
-    let mut hub = start_hub(&data_dir, "log-crash");
-    wait_ready(&mut hub).await;
+    let (data_dir, mut hub) = fresh_hub("db-crash").await;
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{}/graphql", hub.port);
     let call = |body: Value, token: Option<String>| {
@@ -395,9 +408,7 @@ async fn a_killed_postgres_is_restarted_under_load_and_no_acknowledged_invocatio
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let pid_file =
-        std::fs::read_to_string(data_dir.join("postgres").join("postmaster.pid")).unwrap();
-    let postmaster = pid_file.lines().next().unwrap().trim().to_owned();
+    let postmaster = postmaster_pid(&data_dir);
     let killed = Instant::now();
     assert!(
         Command::new("kill")
@@ -485,13 +496,9 @@ async fn a_killed_postgres_is_restarted_under_load_and_no_acknowledged_invocatio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_that_cannot_come_back_stops_the_hub_with_one_clear_line() {
-    let data_dir = test_root().join(format!("db-gone-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data_dir);
-    let mut hub = start_hub(&data_dir, "log-gone");
-    wait_ready(&mut hub).await;
+    let (data_dir, mut hub) = fresh_hub("db-gone").await;
     let pgdata = data_dir.join("postgres");
-    let pid_file = std::fs::read_to_string(pgdata.join("postmaster.pid")).unwrap();
-    let postmaster = pid_file.lines().next().unwrap().trim().to_owned();
+    let postmaster = postmaster_pid(&data_dir);
 
     std::fs::rename(&pgdata, data_dir.join("moved-away")).unwrap();
     assert!(

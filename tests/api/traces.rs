@@ -162,15 +162,7 @@ fn attribute(span: &Span, key: &str) -> Option<String> {
 async fn a_traced_invocation_reaches_the_collector_with_its_upstream_and_database_spans() {
     let app = TestApp::spawn().await;
     let upstream = Upstream::start().await;
-    let root = app.admin("root@example.com").await;
-    let tool = app
-        .create_tool(
-            &root,
-            json!({ "name": "Echo", "endpoint": upstream.url("/headers") }),
-        )
-        .await;
-    let ada = app.register("Ada", "ada@example.com").await;
-    app.subscribe_free(&ada).await;
+    let tool = app.catalogue(upstream.url("/headers")).await.tool;
     let collector = Collector::start().await;
     let hub = start_hub(
         &app,

@@ -25,6 +25,13 @@ pub use db::TestDb;
 /// A password that satisfies the policy.
 pub const PASSWORD: &str = "Corr3ct-Horse!";
 
+/// See [`TestApp::catalogue`].
+pub struct Catalogue {
+    pub root: TestUser,
+    pub tool: String,
+    pub user: TestUser,
+}
+
 pub struct TestApp {
     pub address: SocketAddr,
     pub client: reqwest::Client,
@@ -267,6 +274,18 @@ impl TestApp {
             )
             .await;
         assert_eq!(body["data"]["subscribe"]["status"], "ACTIVE", "{body}");
+    }
+
+    /// An administrator, a tool calling `endpoint`, and Ada on the Free plan: where most gateway tests
+    /// start.
+    pub async fn catalogue(&self, endpoint: String) -> Catalogue {
+        let root = self.admin("root@example.com").await;
+        let tool = self
+            .create_tool(&root, json!({ "name": "Echo", "endpoint": endpoint }))
+            .await;
+        let user = self.register("Ada", "ada@example.com").await;
+        self.subscribe_free(&user).await;
+        Catalogue { root, tool, user }
     }
 
     /// Creates a tool as `admin` and returns its id.
