@@ -1,6 +1,11 @@
-//! One circuit breaker per tool. After `threshold` consecutive failures it opens: calls are refused at
-//! once with `UPSTREAM_UNAVAILABLE` for `cooldown`; then one probe call is let through (half-open); its
-//! success closes the circuit, its failure opens it again.
+//! One circuit breaker per tool. After consecutive failures from `threshold` different callers it opens:
+//! calls are refused at once with `UPSTREAM_UNAVAILABLE` for `cooldown`; then one probe call is let through
+//! (half-open); its success closes the circuit, its failure opens it again.
+//!
+//! Failures count once per caller: a user whose own inputs make the upstream fail or time out (an
+//! oversized prompt, say) cannot open the circuit for everyone, however often they retry. Only failures
+//! the upstream is to blame for count at all (see `CallError::is_upstream_fault`): not a refusal of the
+//! request (4xx) and not the upstream asking callers to slow down (429).
 //!
 //! The state is per server instance, as in most proxies: each instance learns an upstream's health from
 //! its own calls, and nothing breaks if instances disagree for a cooldown.
@@ -11,11 +16,24 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum State {
-    Closed { failures: u32 },
-    Open { until: Instant },
+    /// The callers whose calls failed since the last success.
+    Closed {
+        failing_callers: Vec<Uuid>,
+    },
+    Open {
+        until: Instant,
+    },
     HalfOpen,
+}
+
+impl State {
+    fn closed() -> Self {
+        Self::Closed {
+            failing_callers: Vec::new(),
+        }
+    }
 }
 
 /// What the breaker allows.
@@ -56,7 +74,7 @@ impl Breakers {
         let Ok(mut states) = self.states.lock() else {
             return Permit::Call;
         };
-        let state = states.entry(tool).or_insert(State::Closed { failures: 0 });
+        let state = states.entry(tool).or_insert_with(State::closed);
         match *state {
             State::Closed { .. } => Permit::Call,
             State::Open { until } => {
@@ -79,7 +97,7 @@ impl Breakers {
     /// Records an answer; `Closed` when this closed the circuit.
     pub fn record_success(&self, tool: Uuid) -> Option<Transition> {
         let mut states = self.states.lock().ok()?;
-        let previous = states.insert(tool, State::Closed { failures: 0 });
+        let previous = states.insert(tool, State::closed());
         if matches!(previous, Some(State::HalfOpen | State::Open { .. })) {
             tracing::info!(tool_id = %tool, "circuit closed: the upstream answers again");
             return Some(Transition::Closed);
@@ -87,17 +105,16 @@ impl Breakers {
         None
     }
 
-    /// Records a failure; `Opened` when this opened the circuit.
-    pub fn record_failure(&self, tool: Uuid) -> Option<Transition> {
+    /// Records a failure of `caller`'s call; `Opened` when this opened the circuit.
+    pub fn record_failure(&self, tool: Uuid, caller: Uuid) -> Option<Transition> {
         let mut states = self.states.lock().ok()?;
-        let state = states.entry(tool).or_insert(State::Closed { failures: 0 });
-        let open = match *state {
-            State::Closed { failures } if failures + 1 >= self.threshold => true,
-            State::Closed { failures } => {
-                *state = State::Closed {
-                    failures: failures + 1,
-                };
-                false
+        let state = states.entry(tool).or_insert_with(State::closed);
+        let open = match state {
+            State::Closed { failing_callers } => {
+                if !failing_callers.contains(&caller) {
+                    failing_callers.push(caller);
+                }
+                failing_callers.len() >= self.threshold as usize
             }
             State::HalfOpen => true,
             State::Open { .. } => false,
@@ -122,10 +139,10 @@ mod tests {
         let breakers = Breakers::new(3, Duration::from_millis(30));
         let tool = Uuid::new_v4();
         for _ in 0..2 {
-            breakers.record_failure(tool);
+            breakers.record_failure(tool, Uuid::new_v4());
             assert_eq!(breakers.permit(tool), Permit::Call);
         }
-        breakers.record_failure(tool);
+        breakers.record_failure(tool, Uuid::new_v4());
         assert!(matches!(breakers.permit(tool), Permit::Refused { .. }));
 
         std::thread::sleep(Duration::from_millis(40));
@@ -134,7 +151,7 @@ mod tests {
             matches!(breakers.permit(tool), Permit::Refused { .. }),
             "one probe at a time"
         );
-        breakers.record_failure(tool);
+        breakers.record_failure(tool, Uuid::new_v4());
         assert!(
             matches!(breakers.permit(tool), Permit::Refused { .. }),
             "a failed probe reopens"
@@ -150,9 +167,21 @@ mod tests {
     fn a_success_resets_the_failure_count() {
         let breakers = Breakers::new(2, Duration::from_secs(60));
         let tool = Uuid::new_v4();
-        breakers.record_failure(tool);
+        breakers.record_failure(tool, Uuid::new_v4());
         breakers.record_success(tool);
-        breakers.record_failure(tool);
+        breakers.record_failure(tool, Uuid::new_v4());
         assert_eq!(breakers.permit(tool), Permit::Call);
+    }
+
+    #[test]
+    fn one_caller_alone_never_opens_the_circuit() {
+        let breakers = Breakers::new(2, Duration::from_secs(60));
+        let (tool, caller) = (Uuid::new_v4(), Uuid::new_v4());
+        for _ in 0..100 {
+            breakers.record_failure(tool, caller);
+        }
+        assert_eq!(breakers.permit(tool), Permit::Call);
+        breakers.record_failure(tool, Uuid::new_v4());
+        assert!(matches!(breakers.permit(tool), Permit::Refused { .. }));
     }
 }

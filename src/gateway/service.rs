@@ -256,13 +256,14 @@ async fn call_upstream(app: &AppState, call: &Call) -> Result<serde_json::Value,
         Err(CallError::Timeout) => "timeout",
         Err(CallError::Unavailable(_)) => "unavailable",
         Err(CallError::Rejected(_)) => "rejected",
+        Err(CallError::Throttled(_)) => "throttled",
     };
     span.record("outcome", label);
     outcome(label);
     match &result {
         Ok(_) => circuit_changed(tool, app.breakers.record_success(tool.id)),
         Err(e) if e.is_upstream_fault() => {
-            circuit_changed(tool, app.breakers.record_failure(tool.id))
+            circuit_changed(tool, app.breakers.record_failure(tool.id, call.user))
         }
         Err(_) => {}
     }
@@ -289,6 +290,16 @@ async fn call_upstream(app: &AppState, call: &Call) -> Result<serde_json::Value,
                 "The {} tool is not available right now; try again shortly.",
                 tool.name
             )))
+        }
+        Err(CallError::Throttled(retry_after)) => {
+            tracing::info!(tool = %tool.slug, ?retry_after, "upstream asked to slow down");
+            Err(AppError::RateLimited {
+                message: format!(
+                    "The {} tool asks callers to slow down; try again later.",
+                    tool.name
+                ),
+                retry_after: retry_after.unwrap_or(1),
+            })
         }
         Err(CallError::Rejected(status)) => {
             tracing::info!(tool = %tool.slug, %status, "upstream refused the input");

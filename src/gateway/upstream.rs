@@ -21,13 +21,28 @@ pub enum CallError {
     Unavailable(String),
     /// The upstream refused the input (4xx).
     Rejected(StatusCode),
+    /// The upstream asked to slow down (429), for this many seconds when it said.
+    Throttled(Option<u64>),
 }
 
 impl CallError {
-    /// Whether the failure speaks about the upstream's health (it counts for the circuit breaker).
+    /// Whether the failure speaks about the upstream's health (it counts for the circuit breaker): not a
+    /// refusal of the input, and not a request to slow down.
     pub fn is_upstream_fault(&self) -> bool {
-        !matches!(self, Self::Rejected(_))
+        !matches!(self, Self::Rejected(_) | Self::Throttled(_))
     }
+}
+
+/// Seconds from a `Retry-After` header given as a number (an HTTP date is not followed), at most an hour.
+fn retry_after_secs(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|secs| secs.min(3600))
 }
 
 /// What to call.
@@ -93,10 +108,9 @@ pub async fn call(
                         | StatusCode::GATEWAY_TIMEOUT
                 ) {
                     CallError::Unavailable(format!("HTTP {status}"))
-                } else if status == StatusCode::TOO_MANY_REQUESTS
-                    || status.is_server_error()
-                    || status.is_redirection()
-                {
+                } else if status == StatusCode::TOO_MANY_REQUESTS {
+                    return Err(CallError::Throttled(retry_after_secs(response.headers())));
+                } else if status.is_server_error() || status.is_redirection() {
                     // Redirects are not followed: secret headers go to the configured host only.
                     return Err(CallError::Unavailable(format!("HTTP {status}")));
                 } else {

@@ -48,6 +48,20 @@ impl Setup {
             .await
     }
 
+    /// `count` more users on the Free plan.
+    async fn subscribed_users(&self, count: usize) -> Vec<TestUser> {
+        let mut users = Vec::with_capacity(count);
+        for n in 0..count {
+            let user = self
+                .app
+                .register("Other", &format!("other{n}@example.com"))
+                .await;
+            self.app.subscribe_free(&user).await;
+            users.push(user);
+        }
+        users
+    }
+
     async fn used(&self) -> i64 {
         self.app
             .sql_number(&format!(
@@ -246,12 +260,14 @@ async fn a_failing_upstream_opens_the_circuit_which_recovers_after_a_successful_
     let s = setup().await;
     let tool = s.tool("/flaky", json!({})).await;
     s.app.subscribe_free(&s.user).await;
+    let others = s.subscribed_users(2).await;
     s.upstream.fail_next(1000);
 
-    for _ in 0..3 {
+    // Failures count once per caller: three callers fail.
+    for caller in std::iter::once(&s.user).chain(&others) {
         let failed = s
             .app
-            .invoke(&s.user.access_token, &tool, json!({}), None)
+            .invoke(&caller.access_token, &tool, json!({}), None)
             .await;
         assert_eq!(error_code(&failed), "UPSTREAM_UNAVAILABLE");
     }
@@ -737,5 +753,74 @@ async fn metrics_show_each_tools_upstream_latency_and_outcomes_and_refusals_by_c
             &["code=\"SUBSCRIPTION_REQUIRED\""]
         ),
         "{text}"
+    );
+}
+
+#[tokio::test]
+async fn one_callers_failures_never_open_the_circuit_for_everyone() {
+    let s = setup().await;
+    let tool = s.tool("/flaky", json!({})).await;
+    s.app.subscribe_free(&s.user).await;
+    let other = s.subscribed_users(1).await.remove(0);
+    s.upstream.fail_next(30);
+
+    for _ in 0..10 {
+        let failed = s
+            .app
+            .invoke(&s.user.access_token, &tool, json!({}), None)
+            .await;
+        assert_eq!(error_code(&failed), "UPSTREAM_UNAVAILABLE", "{failed}");
+    }
+    s.upstream.fail_next(0);
+    let served = s
+        .app
+        .invoke(&other.access_token, &tool, json!({}), None)
+        .await;
+
+    assert_eq!(
+        served["data"]["invokeTool"]["status"], "SUCCESS",
+        "{served}"
+    );
+    assert_eq!(
+        circuit_gauge(&s, &tool).await,
+        None,
+        "the circuit never opened"
+    );
+}
+
+#[tokio::test]
+async fn an_upstreams_429_tells_the_caller_to_slow_down_and_leaves_the_circuit_closed() {
+    let s = setup().await;
+    let tool = s.tool("/throttled", json!({})).await;
+    s.app.subscribe_free(&s.user).await;
+    let others = s.subscribed_users(3).await;
+    s.upstream.fail_next(4);
+
+    for caller in std::iter::once(&s.user).chain(&others) {
+        let slowed = s
+            .app
+            .invoke(&caller.access_token, &tool, json!({}), None)
+            .await;
+        assert_eq!(error_code(&slowed), "RATE_LIMITED", "{slowed}");
+        assert_eq!(
+            slowed["errors"][0]["extensions"]["retryAfter"], 7,
+            "{slowed}"
+        );
+    }
+    let calls = s.upstream.calls();
+    let served = s
+        .app
+        .invoke(&s.user.access_token, &tool, json!({}), None)
+        .await;
+
+    assert_eq!(calls, 4, "a 429 is not retried");
+    assert_eq!(
+        served["data"]["invokeTool"]["status"], "SUCCESS",
+        "{served}"
+    );
+    assert_eq!(
+        circuit_gauge(&s, &tool).await,
+        None,
+        "the circuit never opened"
     );
 }

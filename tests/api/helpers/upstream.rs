@@ -22,7 +22,7 @@ pub const BILLIONS: i64 = 4_500_000_123;
 
 /// Routes: `/ok` (usage.total_tokens = 42), `/ten` (10 tokens), `/billions` ([`BILLIONS`] tokens),
 /// `/custom` (meta.tokens.count = 7),
-/// `/no-usage`, `/flaky` (503 while failures are left, then like `/ok`), `/fail` (500), `/slow` (2 s),
+/// `/no-usage`, `/flaky` (503 while failures are left, then like `/ok`), `/throttled` (429 likewise), `/fail` (500), `/slow` (2 s),
 /// `/bad-request` (400), `/headers` (echoes the request headers).
 pub struct Upstream {
     pub base: String,
@@ -57,6 +57,7 @@ impl Upstream {
                 post(|| async { axum::Json(json!({ "text": "an answer without a token count" })) }),
             )
             .route("/flaky", post(flaky))
+            .route("/throttled", post(throttled))
             .route(
                 "/fail",
                 post(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
@@ -125,6 +126,26 @@ async fn count(
 ) -> Response {
     counters.calls.fetch_add(1, Ordering::SeqCst);
     next.run(request).await
+}
+
+/// 429 with `Retry-After: 7` while failures are left, then like `/ok`.
+async fn throttled(State(counters): State<Counters>) -> Response {
+    let throttling = counters
+        .failures_left
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+            left.checked_sub(1)
+        })
+        .is_ok();
+    if throttling {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "7")],
+            "slow down",
+        )
+            .into_response()
+    } else {
+        tokens_answer(42).into_response()
+    }
 }
 
 async fn flaky(State(counters): State<Counters>) -> Response {
