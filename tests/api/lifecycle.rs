@@ -312,6 +312,16 @@ async fn fresh_hub(name: &str) -> (PathBuf, Hub) {
     (data_dir, hub)
 }
 
+/// SIGKILLs the owned cluster's postmaster, as a crash or the OOM killer would.
+fn kill_postmaster(data_dir: &Path) {
+    kill_pid(&postmaster_pid(data_dir));
+}
+
+fn kill_pid(pid: &str) {
+    let killed = Command::new("kill").args(["-KILL", pid]).status().unwrap();
+    assert!(killed.success(), "kill -KILL {pid}");
+}
+
 /// The process id of the owned cluster's postmaster (the first line of its `postmaster.pid`).
 fn postmaster_pid(data_dir: &Path) -> String {
     let pid_file =
@@ -408,15 +418,8 @@ async fn a_killed_postgres_is_restarted_under_load_and_no_acknowledged_invocatio
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let postmaster = postmaster_pid(&data_dir);
+    kill_postmaster(&data_dir);
     let killed = Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-KILL", &postmaster])
-            .status()
-            .unwrap()
-            .success()
-    );
 
     // Ready again (and invoking) within 10 s.
     let mut was_unready = false;
@@ -499,15 +502,8 @@ async fn a_postgres_that_cannot_come_back_stops_the_hub_with_one_clear_line() {
     let (data_dir, mut hub) = fresh_hub("db-gone").await;
     let pgdata = data_dir.join("postgres");
     let postmaster = postmaster_pid(&data_dir);
-
     std::fs::rename(&pgdata, data_dir.join("moved-away")).unwrap();
-    assert!(
-        Command::new("kill")
-            .args(["-KILL", &postmaster])
-            .status()
-            .unwrap()
-            .success()
-    );
+    kill_pid(&postmaster);
     let status = wait_exit(&mut hub, Duration::from_secs(20));
     let mut stderr = String::new();
     std::io::Read::read_to_string(hub.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
