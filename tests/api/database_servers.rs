@@ -51,9 +51,13 @@ async fn status(app: &TestApp, path: &str) -> (u16, Value) {
     (code, response.json().await.unwrap_or(Value::Null))
 }
 
+async fn url_of(server: &Arc<Mutex<OwnedPostgres>>) -> String {
+    on_server(server, |s| s.url("postgres")).await
+}
+
 async fn register(app: &TestApp, email: &str) -> Value {
     app.graphql_with(
-        "mutation($i: RegisterInput!) { register(input: $i) { user { id } } }",
+        "mutation($i: RegisterInput!) { register(input: $i) { accessToken user { id } } }",
         json!({ "i": { "name": "Ada", "email": email, "password": crate::helpers::PASSWORD } }),
     )
     .await
@@ -79,7 +83,12 @@ async fn a_server_that_stops_and_returns_is_reported_then_served_again() {
     let (ready, _) = status(&app, "/ready").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (health, why) = status(&app, "/health").await;
+    let caches_live_during_outage = app.state.caches.is_live();
 
+    assert!(
+        !caches_live_during_outage,
+        "cached rows are not served across the gap"
+    );
     assert_eq!(error_code(&refused), "SERVICE_UNAVAILABLE", "{refused}");
     assert_eq!(refused["errors"][0]["extensions"]["retryAfter"], 1);
     assert_eq!(ready, 503);
@@ -107,6 +116,52 @@ async fn a_server_that_stops_and_returns_is_reported_then_served_again() {
     assert!(after["errors"].is_null());
     assert_eq!(status(&app, "/ready").await.0, 200);
     assert_eq!(status(&app, "/health").await.0, 200);
+
+    // The listener subscribes again, so the caches serve again and hear of changes made in the database.
+    let token = after["data"]["register"]["accessToken"]
+        .as_str()
+        .expect("a token")
+        .to_owned();
+    let key = app
+        .graphql_as(
+            &token,
+            "mutation { createApiKey(input: {name: \"k\"}) { key } }",
+            json!({}),
+        )
+        .await["data"]["createApiKey"]["key"]
+        .as_str()
+        .expect("a key")
+        .to_owned();
+    let caches = app.state.caches.clone();
+    eventually("the listener is back", Duration::from_secs(10), move || {
+        caches.is_live()
+    })
+    .await;
+    let me = "{ me { id } }";
+    assert!(app.graphql_as(&key, me, json!({})).await["data"]["me"]["id"].is_string());
+    let revoke_url = url_of(&server).await;
+    let mut conn =
+        <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&revoke_url)
+            .await
+            .unwrap();
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query("UPDATE api_keys SET revoked_at = now()"),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    let revoked_at = Instant::now();
+    loop {
+        let answer = app.graphql_as(&key, me, json!({})).await;
+        if answer["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED" {
+            break;
+        }
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(3),
+            "a revoked key still served: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     drop(app);
     on_server(&server, |s| s.stop()).await.ok();
