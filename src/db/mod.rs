@@ -255,9 +255,5 @@ impl Database {
 
 /// Stops a cluster that never came under supervision (its set-up failed).
 async fn stop_owned(mut owned: embedded::OwnedPostgres) {
-    match tokio::task::spawn_blocking(move || owned.stop()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "stopping the owned PostgreSQL"),
-        Err(e) => tracing::warn!(error = %e, "the PostgreSQL stop task failed"),
-    }
+    supervisor::stop_in_background(move || owned.stop()).await;
 }

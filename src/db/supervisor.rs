@@ -60,15 +60,17 @@ impl Supervision {
         self.watcher.abort();
         let _ = self.watcher.await;
         let owned = self.owned;
-        let stopped = tokio::task::spawn_blocking(move || {
-            owned.lock().unwrap_or_else(PoisonError::into_inner).stop()
-        })
-        .await;
-        match stopped {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "stopping the owned PostgreSQL"),
-            Err(e) => tracing::warn!(error = %e, "the PostgreSQL stop task failed"),
-        }
+        stop_in_background(move || owned.lock().unwrap_or_else(PoisonError::into_inner).stop())
+            .await;
+    }
+}
+
+/// Runs a cluster's `stop` on the blocking pool (it waits for processes), logging what went wrong.
+pub(super) async fn stop_in_background(stop: impl FnOnce() -> anyhow::Result<()> + Send + 'static) {
+    match tokio::task::spawn_blocking(stop).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "stopping the owned PostgreSQL"),
+        Err(e) => tracing::warn!(error = %e, "the PostgreSQL stop task failed"),
     }
 }
 

@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_graphql::{Request, Value};
 use sha2::{Digest, Sha256};
 
+use crate::secrets::from_hex;
+
 /// The one version of the protocol.
 const VERSION: i64 = 1;
 
@@ -183,21 +185,11 @@ fn parse_extension(extension: &Value) -> Result<Hash, Refusal> {
         Some(Value::String(hex)) => hex.as_str(),
         _ => "",
     };
-    decode_hash(hex).ok_or(Refusal::Malformed(
-        "`extensions.persistedQuery.sha256Hash` must be 64 hexadecimal digits.",
-    ))
-}
-
-fn decode_hash(hex: &str) -> Option<Hash> {
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut hash = [0u8; 32];
-    for (byte, pair) in hash.iter_mut().zip(hex.as_bytes().chunks(2)) {
-        let text = std::str::from_utf8(pair).ok()?;
-        *byte = u8::from_str_radix(text, 16).ok()?;
-    }
-    Some(hash)
+    from_hex(hex)
+        .and_then(|bytes| Hash::try_from(bytes).ok())
+        .ok_or(Refusal::Malformed(
+            "`extensions.persistedQuery.sha256Hash` must be 64 hexadecimal digits.",
+        ))
 }
 
 #[cfg(test)]
@@ -211,7 +203,7 @@ mod tests {
     }
 
     fn hex(hash: &Hash) -> String {
-        hash.iter().map(|b| format!("{b:02x}")).collect()
+        crate::secrets::hex(hash)
     }
 
     fn request(query: &str, hash: &str) -> Request {

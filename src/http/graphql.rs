@@ -10,11 +10,7 @@
 //! Responses are `application/json` unless the client asks for `application/graphql-response+json`,
 //! in which case a request that failed before execution answers 400, per that media type's rules.
 
-use async_graphql::Positioned;
 use async_graphql::http::parse_query_string;
-use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, OperationDefinition, OperationType,
-};
 use async_graphql::{BatchRequest, BatchResponse, Request};
 use axum::Extension;
 use axum::body::Bytes;
@@ -23,6 +19,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::middleware::{ClientAddress, RequestId};
+use super::operation;
 use super::{HttpState, error_response};
 use crate::graphql::context::RequestContext;
 use crate::graphql::limits::coded_error;
@@ -266,7 +263,7 @@ fn first_transport_refusal(slots: &[Slot], method: Method) -> Option<Response> {
                 "The request has no query: send {\"query\": \"…\"}.",
             ));
         }
-        if method == Method::Get && !is_query_operation(request) {
+        if method == Method::Get && !operation::is_query(request) {
             let mut response = error_response(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "BAD_USER_INPUT",
@@ -354,34 +351,6 @@ fn operation_label(state: &HttpState, request: &Request) -> String {
     }
 }
 
-/// Whether the operation a GET request would run is a query. Unparsable documents pass: execution
-/// reports the syntax error properly.
-fn is_query_operation(request: &Request) -> bool {
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
-        return true;
-    };
-    selected_operation(&document, request.operation_name.as_deref())
-        .is_none_or(|(_, op)| op.node.ty == OperationType::Query)
-}
-
-/// The operation a request runs, with its name if it has one.
-fn selected_operation<'a>(
-    document: &'a ExecutableDocument,
-    operation_name: Option<&str>,
-) -> Option<(Option<&'a str>, &'a Positioned<OperationDefinition>)> {
-    match (&document.operations, operation_name) {
-        (DocumentOperations::Single(op), _) => Some((None, op)),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops
-            .iter()
-            .find(|(n, _)| n.as_str() == name)
-            .map(|(n, op)| (Some(n.as_str()), op)),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
-            ops.iter().next().map(|(n, op)| (Some(n.as_str()), op))
-        }
-        (DocumentOperations::Multiple(_), None) => None,
-    }
-}
-
 /// Names the request's trace span after its GraphQL operation, as `query Plans` (semantic conventions
 /// for GraphQL), or `GraphQL batch`.
 fn name_trace_span(slots: &[Slot]) {
@@ -389,29 +358,11 @@ fn name_trace_span(slots: &[Slot]) {
         return;
     }
     let name = match slots {
-        [Slot::Run { request, .. }] => operation_span_name(request),
+        [Slot::Run { request, .. }] => operation::span_name(request),
         [_] => "GraphQL Operation".to_owned(),
         _ => "GraphQL batch".to_owned(),
     };
     traces::rename(&tracing::Span::current(), name);
-}
-
-fn operation_span_name(request: &Request) -> String {
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
-        return "GraphQL Operation".to_owned();
-    };
-    let Some((name, op)) = selected_operation(&document, request.operation_name.as_deref()) else {
-        return "GraphQL Operation".to_owned();
-    };
-    let kind = match op.node.ty {
-        OperationType::Query => "query",
-        OperationType::Mutation => "mutation",
-        OperationType::Subscription => "subscription",
-    };
-    match name {
-        Some(name) => format!("{kind} {name}"),
-        None => kind.to_owned(),
-    }
 }
 
 fn wants_html(headers: &HeaderMap) -> bool {

@@ -5,6 +5,7 @@ pub mod graphql;
 pub mod health;
 pub mod ide;
 pub mod middleware;
+pub mod operation;
 pub mod websocket;
 pub mod ws_protocol;
 

@@ -62,6 +62,20 @@ impl Setup {
         users
     }
 
+    /// One call to `tool` from Ada, then from each of `others` more subscribed users; their answers.
+    async fn one_call_each(&self, tool: &str, others: usize) -> Vec<serde_json::Value> {
+        let others = self.subscribed_users(others).await;
+        let mut answers = Vec::with_capacity(others.len() + 1);
+        for caller in std::iter::once(&self.user).chain(&others) {
+            answers.push(
+                self.app
+                    .invoke(&caller.access_token, tool, json!({}), None)
+                    .await,
+            );
+        }
+        answers
+    }
+
     async fn used(&self) -> i64 {
         self.app
             .sql_number(&format!(
@@ -260,15 +274,10 @@ async fn a_failing_upstream_opens_the_circuit_which_recovers_after_a_successful_
     let s = setup().await;
     let tool = s.tool("/flaky", json!({})).await;
     s.app.subscribe_free(&s.user).await;
-    let others = s.subscribed_users(2).await;
     s.upstream.fail_next(1000);
 
     // Failures count once per caller: three callers fail.
-    for caller in std::iter::once(&s.user).chain(&others) {
-        let failed = s
-            .app
-            .invoke(&caller.access_token, &tool, json!({}), None)
-            .await;
+    for failed in s.one_call_each(&tool, 2).await {
         assert_eq!(error_code(&failed), "UPSTREAM_UNAVAILABLE");
     }
     let calls_when_open = s.upstream.calls();
@@ -793,14 +802,9 @@ async fn an_upstreams_429_tells_the_caller_to_slow_down_and_leaves_the_circuit_c
     let s = setup().await;
     let tool = s.tool("/throttled", json!({})).await;
     s.app.subscribe_free(&s.user).await;
-    let others = s.subscribed_users(3).await;
     s.upstream.fail_next(4);
 
-    for caller in std::iter::once(&s.user).chain(&others) {
-        let slowed = s
-            .app
-            .invoke(&caller.access_token, &tool, json!({}), None)
-            .await;
+    for slowed in s.one_call_each(&tool, 3).await {
         assert_eq!(error_code(&slowed), "RATE_LIMITED", "{slowed}");
         assert_eq!(
             slowed["errors"][0]["extensions"]["retryAfter"], 7,

@@ -9,10 +9,7 @@ use crate::helpers::{TestApp, error_code};
 const QUERY: &str = "query Plans { plans { tier name } }";
 
 fn sha256_hex(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    joyfull_hub::secrets::hex(&Sha256::digest(text.as_bytes()))
 }
 
 fn extension(text: &str) -> Value {

@@ -17,6 +17,17 @@ struct Counters {
     failures_left: Arc<AtomicUsize>,
 }
 
+impl Counters {
+    /// Uses up one of the failures left; `false` when none are.
+    fn take_failure(&self) -> bool {
+        self.failures_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok()
+    }
+}
+
 /// Tokens `/billions` answers: more than an unsigned 32-bit integer holds.
 pub const BILLIONS: i64 = 4_500_000_123;
 
@@ -130,13 +141,7 @@ async fn count(
 
 /// 429 with `Retry-After: 7` while failures are left, then like `/ok`.
 async fn throttled(State(counters): State<Counters>) -> Response {
-    let throttling = counters
-        .failures_left
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-            left.checked_sub(1)
-        })
-        .is_ok();
-    if throttling {
+    if counters.take_failure() {
         (
             StatusCode::TOO_MANY_REQUESTS,
             [("retry-after", "7")],
@@ -149,13 +154,7 @@ async fn throttled(State(counters): State<Counters>) -> Response {
 }
 
 async fn flaky(State(counters): State<Counters>) -> Response {
-    let failing = counters
-        .failures_left
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-            left.checked_sub(1)
-        })
-        .is_ok();
-    if failing {
+    if counters.take_failure() {
         StatusCode::SERVICE_UNAVAILABLE.into_response()
     } else {
         tokens_answer(42).into_response()
