@@ -137,3 +137,23 @@ fn trusted_proxies_are_address_blocks() {
     let bad = config(&[("HUB_TRUSTED_PROXIES", "10.0.0.0/8, nonsense")]).unwrap_err();
     assert!(bad.0.iter().any(|e| e.contains("nonsense")), "{bad:?}");
 }
+
+#[test]
+fn urls_for_pages_traces_and_replicas_are_checked() {
+    let err = config(&[
+        ("HUB_IDE_ASSETS_URL", "https://cdn.example/\"><script>"),
+        ("HUB_OTLP_ENDPOINT", "collector:4318"),
+        ("DATABASE_READ_URL", "mysql://replica"),
+        ("HUB_LIVENESS_DB_SECS", "0"),
+    ])
+    .unwrap_err();
+    assert_eq!(err.0.len(), 4, "{err}");
+
+    let ok = config(&[
+        ("HUB_IDE_ASSETS_URL", "https://mirror.example/npm/"),
+        ("HUB_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+    ])
+    .unwrap();
+    assert_eq!(ok.ide_assets_url, "https://mirror.example/npm");
+    assert_eq!(ok.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4318"));
+}

@@ -78,6 +78,36 @@ async fn an_enterprise_user_past_three_billion_tokens_sees_exact_totals_everywhe
 }
 
 #[tokio::test]
+async fn a_big_int_that_is_not_a_whole_64_bit_number_is_bad_user_input() {
+    let app = TestApp::spawn().await;
+    let root = app.admin("root@example.com").await;
+    for estimate in [
+        json!("12abc"),
+        json!(1.5),
+        json!("99999999999999999999"),
+        json!(true),
+    ] {
+        let body = app
+            .graphql_as(
+                &root.access_token,
+                "mutation($i: ToolInput!) { createTool(input: $i) { id } }",
+                json!({ "i": { "name": "Odd", "endpoint": "https://tool.example/v1", "estimatedTokens": estimate } }),
+            )
+            .await;
+        assert_eq!(
+            crate::helpers::error_code(&body),
+            "BAD_USER_INPUT",
+            "{estimate}: {body}"
+        );
+    }
+    assert_eq!(
+        app.sql_number("SELECT count(*) AS n FROM tools").await,
+        0,
+        "nothing was created"
+    );
+}
+
+#[tokio::test]
 async fn every_counter_field_is_the_big_int_scalar() {
     let app = TestApp::spawn().await;
     let field_type = |type_name: &'static str, field: &'static str| {
