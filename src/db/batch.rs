@@ -9,9 +9,17 @@
 //! arrays for every batch, which took as long as running it). The connection is dropped after any
 //! failure and taken again on next use. A failed batch is run again one request at a time, so one bad
 //! request cannot fail the others.
+//!
+//! A batch that fails because the database went away (a restart, a crash, a failover) may still have
+//! committed: the commit can land and its answer be lost with the connection. A statement that can
+//! tell ([`BatchStatement::committed`]) has such batches tried again, with backoff, for
+//! [`BatchStatement::RETRY_AFTER_LOSS`]: on a fresh connection it first asks whether the batch
+//! committed and runs it again only if not, so a request is neither lost nor applied twice. Callers
+//! keep waiting meanwhile; a batch still failing after that long answers the loss.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use diesel_async::pooled_connection::deadpool::Object;
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
@@ -32,6 +40,20 @@ pub trait BatchStatement: Send + Sync + 'static {
     /// Session settings for each writer's connection (one or more statements), run once when it is
     /// taken from the pool.
     const SETTINGS: &'static str = "SET plan_cache_mode = force_generic_plan";
+
+    /// How long a batch lost with the database is tried again; zero (the default) answers the loss
+    /// at once. Not zero only for statements whose [`Self::committed`] can tell.
+    const RETRY_AFTER_LOSS: Duration = Duration::ZERO;
+
+    /// For a batch whose answer was lost with its connection: its responses if it committed, `None`
+    /// if it did not (so it is run again). Asked on a fresh connection.
+    fn committed(
+        &self,
+        _conn: &mut AsyncPgConnection,
+        _requests: &[&Self::Request],
+    ) -> impl Future<Output = AppResult<Option<Vec<Self::Response>>>> + Send {
+        async { Ok(None) }
+    }
 
     /// Runs the requests together; exactly one response per request, in their order. `writer`
     /// (0 to `writers - 1`) tells which writer runs them: batches of different writers may be in
@@ -155,6 +177,70 @@ impl WriterConnection {
     }
 }
 
+/// First pause before a batch lost with the database is tried again; it doubles up to
+/// `LOSS_BACKOFF_MAX`.
+const LOSS_BACKOFF: Duration = Duration::from_millis(50);
+const LOSS_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+impl WriterConnection {
+    /// [`Self::run`], trying again a batch lost with the database (see the module documentation).
+    async fn run_surviving_loss<S: BatchStatement>(
+        &mut self,
+        statement: &S,
+        requests: &[&S::Request],
+    ) -> AppResult<Vec<S::Response>> {
+        let mut result = self.run(statement, requests).await;
+        let lost_at = Instant::now();
+        let mut backoff = LOSS_BACKOFF;
+        let mut attempts = 1u32;
+        while matches!(result, Err(AppError::Unavailable(_)))
+            && lost_at.elapsed() < S::RETRY_AFTER_LOSS
+        {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(LOSS_BACKOFF_MAX);
+            attempts += 1;
+            result = self.run_unless_committed(statement, requests).await;
+        }
+        if attempts > 1 {
+            match &result {
+                Ok(_) => tracing::info!(
+                    size = requests.len(),
+                    attempts,
+                    "a batch lost with the database was written"
+                ),
+                Err(error) => tracing::error!(
+                    size = requests.len(),
+                    attempts,
+                    error = %error,
+                    "a batch lost with the database could not be written"
+                ),
+            }
+        }
+        result
+    }
+
+    async fn run_unless_committed<S: BatchStatement>(
+        &mut self,
+        statement: &S,
+        requests: &[&S::Request],
+    ) -> AppResult<Vec<S::Response>> {
+        let committed = match statement.committed(self.get::<S>().await?, requests).await {
+            Ok(committed) => committed,
+            Err(error) => {
+                self.conn = None;
+                return Err(error);
+            }
+        };
+        match committed {
+            Some(responses) if responses.len() == requests.len() => Ok(responses),
+            Some(_) => Err(AppError::internal(anyhow::anyhow!(
+                "a committed batch answered the wrong number of responses"
+            ))),
+            None => self.run(statement, requests).await,
+        }
+    }
+}
+
 async fn writer<S: BatchStatement>(
     mut conn: WriterConnection,
     statement: Arc<S>,
@@ -173,7 +259,7 @@ async fn writer<S: BatchStatement>(
         metrics::histogram!("db_batch_size", "statement" => name).record(batch.len() as f64);
         let _running = vitals.batch_running();
         let requests: Vec<&S::Request> = batch.iter().map(|job| &job.request).collect();
-        match conn.run(statement.as_ref(), &requests).await {
+        match conn.run_surviving_loss(statement.as_ref(), &requests).await {
             Ok(responses) => {
                 for (job, response) in batch.drain(..).zip(responses) {
                     let _ = job.done.send(Ok(response));
@@ -188,7 +274,7 @@ async fn writer<S: BatchStatement>(
                 tracing::warn!(statement = name, error = %error.public_message(), size = batch.len(), "a batch failed; running its requests one by one");
                 for job in batch.drain(..) {
                     let result = conn
-                        .run(statement.as_ref(), &[&job.request])
+                        .run_surviving_loss(statement.as_ref(), &[&job.request])
                         .await
                         .and_then(|responses| {
                             responses.into_iter().next().ok_or_else(|| {

@@ -10,7 +10,8 @@
 //!
 //! The batching itself is `db::batch`: two writers take turns, so one batch can be filled while the
 //! other is committing, and a failed batch is written again one settlement at a time, so one bad
-//! settlement cannot fail the others. Each batch locks subscriptions and rollup rows in key order, so
+//! settlement cannot fail the others; a batch lost with the database is written again once it is back,
+//! unless its usage rows show it committed. Each batch locks subscriptions and rollup rows in key order, so
 //! two batches never deadlock. Row locks are held until a commit is on disk, so the writers keep apart
 //! where they can: each adds to its own shard of the platform rollups, and the live-usage notifications
 //! go out after the commit, from a connection of their own (a transaction that notifies holds a
@@ -19,6 +20,7 @@
 
 use std::sync::Arc;
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Text};
@@ -126,6 +128,24 @@ struct Settle;
 impl BatchStatement for Settle {
     type Request = Settlement;
     type Response = ();
+
+    /// As long as liveness lets a writer hold a batch by default (`HUB_LIVENESS_BATCH_SECS`): the
+    /// usage of a call the upstream already answered outlives a database restart or failover of up to
+    /// a minute.
+    const RETRY_AFTER_LOSS: Duration = Duration::from_secs(60);
+
+    /// A batch's usage rows commit together, so its first row tells.
+    async fn committed(
+        &self,
+        conn: &mut AsyncPgConnection,
+        requests: &[&Settlement],
+    ) -> AppResult<Option<Vec<()>>> {
+        let Some(first) = requests.first() else {
+            return Ok(Some(Vec::new()));
+        };
+        let recorded = usage::recorded(conn, first.event.id).await?;
+        Ok(recorded.then(|| vec![(); requests.len()]))
+    }
 
     async fn run(
         &self,

@@ -2,6 +2,9 @@
 //! `db::compose` and `gateway::meter`). Kept apart from `service` because the meter lives in the shared
 //! state that services receive.
 
+use diesel_async::AsyncPgConnection;
+use uuid::Uuid;
+
 use super::model::UsageEvent;
 use super::repo;
 use crate::billing::model::PlanTier;
@@ -20,4 +23,10 @@ pub fn bind_records<'a>(
     shard: i16,
 ) -> Composed<'a> {
     repo::bind_record_batch(query, repo::batch_columns(events), shard)
+}
+
+/// Whether the usage row `id` was recorded: tells whether a batch whose answer was lost with its
+/// connection committed (the rows of a batch commit together).
+pub async fn recorded(conn: &mut AsyncPgConnection, id: Uuid) -> diesel::QueryResult<bool> {
+    repo::exists(conn, id).await
 }

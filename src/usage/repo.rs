@@ -224,6 +224,15 @@ pub async fn page(
         .await
 }
 
+/// Whether the usage row `id` exists.
+pub async fn exists(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        usage_events::table.filter(usage_events::id.eq(id)),
+    ))
+    .get_result(conn)
+    .await
+}
+
 pub async fn count(conn: &mut AsyncPgConnection, filter: &Filter) -> QueryResult<i64> {
     filtered(filter).count().get_result(conn).await
 }

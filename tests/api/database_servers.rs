@@ -7,52 +7,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use joyfull_hub::config::Secret;
-use joyfull_hub::db::embedded::{OwnedPostgres, StartOptions};
 use serde_json::{Value, json};
 
 use crate::helpers::db::test_root;
+use crate::helpers::separate_server::SeparateServer;
 use crate::helpers::{TestApp, error_code};
-
-/// A PostgreSQL server of the test's own, migrated, on its own socket.
-async fn separate_server(name: &str) -> (Arc<Mutex<OwnedPostgres>>, String, std::path::PathBuf) {
-    let dir = test_root().join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let start_dir = dir.clone();
-    let server = tokio::task::spawn_blocking(move || {
-        let options = StartOptions {
-            durable: false,
-            ..StartOptions::default()
-        };
-        OwnedPostgres::start(&start_dir, &options)
-    })
-    .await
-    .unwrap()
-    .expect("a separate PostgreSQL");
-    let url = server.url("postgres");
-    joyfull_hub::db::run_migrations(&url)
-        .await
-        .expect("migrated");
-    (Arc::new(Mutex::new(server)), url, dir)
-}
-
-async fn on_server<T: Send + 'static>(
-    server: &Arc<Mutex<OwnedPostgres>>,
-    work: impl FnOnce(&mut OwnedPostgres) -> T + Send + 'static,
-) -> T {
-    let server = server.clone();
-    tokio::task::spawn_blocking(move || work(&mut server.lock().unwrap()))
-        .await
-        .unwrap()
-}
 
 async fn status(app: &TestApp, path: &str) -> (u16, Value) {
     let response = app.get(path).await;
     let code = response.status().as_u16();
     (code, response.json().await.unwrap_or(Value::Null))
-}
-
-async fn url_of(server: &Arc<Mutex<OwnedPostgres>>) -> String {
-    on_server(server, |s| s.url("postgres")).await
 }
 
 async fn register(app: &TestApp, email: &str) -> Value {
@@ -65,7 +29,8 @@ async fn register(app: &TestApp, email: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_stops_and_returns_is_reported_then_served_again() {
-    let (server, url, dir) = separate_server("outage").await;
+    let server = SeparateServer::start("outage").await;
+    let url = server.url.clone();
     let app = TestApp::spawn_with(|config| {
         config.database_url = Some(Secret::new(url));
         config.liveness.database_silence = Duration::from_secs(1);
@@ -78,7 +43,7 @@ async fn a_server_that_stops_and_returns_is_reported_then_served_again() {
     );
     assert_eq!(status(&app, "/health").await.0, 200);
 
-    on_server(&server, |s| s.stop()).await.expect("stopped");
+    server.on(|s| s.stop()).await.expect("stopped");
     let refused = register(&app, "during@example.com").await;
     let (ready, _) = status(&app, "/ready").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -101,9 +66,7 @@ async fn a_server_that_stops_and_returns_is_reported_then_served_again() {
         "{why}"
     );
 
-    on_server(&server, |s| s.restart())
-        .await
-        .expect("restarted");
+    server.on(|s| s.restart()).await.expect("restarted");
     let deadline = Instant::now() + Duration::from_secs(10);
     let after = loop {
         let body = register(&app, "after@example.com").await;
@@ -139,7 +102,7 @@ async fn a_server_that_stops_and_returns_is_reported_then_served_again() {
     .await;
     let me = "{ me { id } }";
     assert!(app.graphql_as(&key, me, json!({})).await["data"]["me"]["id"].is_string());
-    let revoke_url = url_of(&server).await;
+    let revoke_url = server.current_url().await;
     let mut conn =
         <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&revoke_url)
             .await
@@ -164,13 +127,13 @@ async fn a_server_that_stops_and_returns_is_reported_then_served_again() {
     }
 
     drop(app);
-    on_server(&server, |s| s.stop()).await.ok();
-    let _ = std::fs::remove_dir_all(dir);
+    server.remove().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_url_with_several_hosts_reaches_the_writable_one() {
-    let (server, url, dir) = separate_server("multihost").await;
+    let server = SeparateServer::start("multihost").await;
+    let url = server.url.clone();
     let live = url
         .split("host=")
         .nth(1)
@@ -191,8 +154,7 @@ async fn a_url_with_several_hosts_reaches_the_writable_one() {
 
     assert!(body["data"]["register"]["user"]["id"].is_string(), "{body}");
     drop(app);
-    on_server(&server, |s| s.stop()).await.ok();
-    let _ = std::fs::remove_dir_all(dir);
+    server.remove().await;
 }
 
 /// Usage history, summaries and platform statistics read from `DATABASE_READ_URL`; the call itself and
@@ -287,17 +249,9 @@ async fn eventually(what: &str, within: Duration, check: impl Fn() -> bool) {
 /// back on a fresh connection once the path carries data again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silently_frozen_listening_connection_is_noticed_and_replaced() {
-    let (server, url, dir) = separate_server("frozen-listener").await;
-    let socket_dir = url
-        .split("host=")
-        .nth(1)
-        .and_then(|rest| rest.split('&').next())
-        .expect("a socket host")
-        .replace("%2F", "/");
-    let proxy = crate::helpers::freezer::FreezingProxy::start(
-        std::path::PathBuf::from(socket_dir).join(".s.PGSQL.5432"),
-    )
-    .await;
+    let server = SeparateServer::start("frozen-listener").await;
+    let url = server.url.clone();
+    let proxy = crate::helpers::faulty_proxy::FaultyProxy::start(server.socket()).await;
     let proxied = format!("postgresql://postgres@127.0.0.1:{}/postgres", proxy.port);
     let recorder = Arc::new(Recorder::default());
     let liveness = joyfull_hub::db::listener::Liveness {
@@ -352,6 +306,5 @@ async fn a_silently_frozen_listening_connection_is_noticed_and_replaced() {
 
     assert!(noticed_after < Duration::from_secs(1), "{noticed_after:?}");
     listener.abort();
-    on_server(&server, |s| s.stop()).await.ok();
-    let _ = std::fs::remove_dir_all(dir);
+    server.remove().await;
 }

@@ -27,6 +27,7 @@ mod key_scopes;
 mod lifecycle;
 mod limits;
 mod live_sessions;
+mod lost_settlements;
 mod mail_flows;
 mod persisted_queries;
 mod schema;

@@ -2,7 +2,8 @@
 
 pub mod browser;
 pub mod db;
-pub mod freezer;
+pub mod faulty_proxy;
+pub mod separate_server;
 pub mod upstream;
 pub mod ws;
 
