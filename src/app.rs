@@ -83,7 +83,9 @@ impl AppState {
             meter: Meter::start(pool.clone(), &vitals),
             reservations: Batcher::start(
                 pool.clone(),
-                Reserve,
+                Reserve {
+                    enforce_rates: config.gateway.enforce_request_rates,
+                },
                 crate::billing::batch::WRITERS,
                 "reservation",
                 Arc::clone(&vitals),

@@ -9,7 +9,7 @@ use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
 use super::model::PlanTier;
-use super::repo::{self, BatchReservation, Granted};
+use super::repo::{self, BatchReservation, Reserved};
 use crate::db::batch::{BatchStatement, Batcher};
 use crate::error::AppResult;
 
@@ -29,22 +29,24 @@ pub struct ReserveRequest {
     pub min_tier: PlanTier,
 }
 
-/// The batched reservation statement.
-pub struct Reserve;
+/// The batched reservation statement; `enforce_rates` applies the plans' request rates.
+pub struct Reserve {
+    pub enforce_rates: bool,
+}
 
 /// Reservations in batches; see the module documentation.
 pub type Reservations = Batcher<Reserve>;
 
 impl BatchStatement for Reserve {
     type Request = ReserveRequest;
-    type Response = Option<Granted>;
+    type Response = Option<Reserved>;
 
     async fn run(
         &self,
         conn: &mut AsyncPgConnection,
         _writer: usize,
         requests: &[&ReserveRequest],
-    ) -> AppResult<Vec<Option<Granted>>> {
+    ) -> AppResult<Vec<Option<Reserved>>> {
         // The batch's requests were made within moments of each other; the latest "now" decides
         // which periods are running and which leases have expired.
         let now = requests
@@ -62,11 +64,12 @@ impl BatchStatement for Reserve {
                 min_tier: r.min_tier,
             })
             .collect();
-        let mut granted: HashMap<Uuid, Granted> = repo::reserve_batch(conn, &batch, now)
-            .await?
-            .into_iter()
-            .map(|g| (g.id, g))
-            .collect();
+        let mut granted: HashMap<Uuid, Reserved> =
+            repo::reserve_batch(conn, &batch, now, self.enforce_rates)
+                .await?
+                .into_iter()
+                .map(|g| (g.id, g))
+                .collect();
         Ok(requests.iter().map(|r| granted.remove(&r.id)).collect())
     }
 }

@@ -27,11 +27,23 @@ pub struct Spend {
     pub lease: Duration,
 }
 
-/// Tokens set aside, and the plan tier they were granted on.
+/// Tokens set aside, the plan tier they were granted on, and where the plan's request rate stands.
 #[derive(Debug, Clone, Copy)]
 pub struct Grant {
     pub reservation: Reservation,
     pub tier: PlanTier,
+    /// `None` when the plan has no request rate (or rates are not enforced).
+    pub pace: Option<Pace>,
+}
+
+/// Where a subscription's request rate stands after a request (see `reserve_batch.sql`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    pub requests_per_minute: u32,
+    /// Requests that may follow at once.
+    pub burst_left: u32,
+    /// Until the whole burst is available again.
+    pub full_in: Duration,
 }
 
 /// Why billing refused.
@@ -41,6 +53,11 @@ pub enum Refusal {
     PlanTooLow { needed: PlanTier },
     /// The plan would reach, but the user has no current subscription.
     NoSubscription,
+    /// Over the plan's request rate; one request will be admitted after `retry_after`.
+    RateLimited {
+        requests_per_minute: u32,
+        retry_after: Duration,
+    },
     /// The tokens asked do not fit what is left of the period.
     QuotaExceeded {
         asked: i64,
@@ -69,6 +86,15 @@ impl Refused {
             Refusal::NoSubscription => AppError::SubscriptionRequired(
                 "Subscribe to a plan to use tools (the Free plan will do).".into(),
             ),
+            Refusal::RateLimited {
+                requests_per_minute,
+                retry_after,
+            } => AppError::RateLimited {
+                message: format!(
+                    "Your plan allows {requests_per_minute} calls per minute; try again in a moment."
+                ),
+                retry_after: retry_after.as_secs_f64().ceil().max(1.0) as u64,
+            },
             Refusal::QuotaExceeded {
                 asked,
                 remaining,
@@ -91,15 +117,19 @@ impl Refused {
 /// still declined is explained from the subscription as it stands.
 #[tracing::instrument(skip_all, fields(user_id = %request.user.0, tokens = request.tokens))]
 pub async fn spend(app: &AppState, request: Spend) -> AppResult<Result<Grant, Refused>> {
-    if let Some(grant) = reserve(app, &request).await? {
-        return Ok(Ok(grant));
+    match reserve(app, &request).await? {
+        Answer::Granted(grant) => return Ok(Ok(grant)),
+        Answer::OverRate(refused) => return Ok(Err(refused)),
+        Answer::Declined => {}
     }
     let subscription = service::current(app, request.user).await?;
     let refused = explain(app, &request, subscription.as_ref()).await?;
     let Some(refused) = refused else {
         // It fits now (a period rolled forward, or tokens came back in between): ask once more.
-        if let Some(grant) = reserve(app, &request).await? {
-            return Ok(Ok(grant));
+        match reserve(app, &request).await? {
+            Answer::Granted(grant) => return Ok(Ok(grant)),
+            Answer::OverRate(refused) => return Ok(Err(refused)),
+            Answer::Declined => {}
         }
         let subscription = service::current(app, request.user).await?;
         return Ok(Err(explain(app, &request, subscription.as_ref())
@@ -111,13 +141,22 @@ pub async fn spend(app: &AppState, request: Spend) -> AppResult<Result<Grant, Re
     Ok(Err(refused))
 }
 
+/// What the reservation statement answered for one request.
+enum Answer {
+    Granted(Grant),
+    /// Over the plan's request rate: nothing reserved, nothing counted.
+    OverRate(Refused),
+    /// Not granted for a reason [`explain`] finds.
+    Declined,
+}
+
 /// Runs the request through the reservation batcher.
-async fn reserve(app: &AppState, request: &Spend) -> AppResult<Option<Grant>> {
+async fn reserve(app: &AppState, request: &Spend) -> AppResult<Answer> {
     let tokens = request.tokens.max(1);
     let now = app.clock.now();
     let expires_at = crate::clock::after(now, request.lease);
     let id = Uuid::now_v7();
-    let granted = app
+    let reserved = app
         .reservations
         .submit(ReserveRequest {
             id,
@@ -128,14 +167,48 @@ async fn reserve(app: &AppState, request: &Spend) -> AppResult<Option<Grant>> {
             min_tier: request.min_tier,
         })
         .await?;
-    Ok(granted.map(|granted| Grant {
+    let Some(reserved) = reserved else {
+        return Ok(Answer::Declined);
+    };
+    let requests_per_minute = reserved
+        .requests_per_minute
+        .and_then(|r| u32::try_from(r).ok());
+    if let (Some(requests_per_minute), Some(retry_in_ms)) =
+        (requests_per_minute, reserved.retry_in_ms)
+    {
+        return Ok(Answer::OverRate(Refused {
+            refusal: Refusal::RateLimited {
+                requests_per_minute,
+                retry_after: millis(retry_in_ms),
+            },
+            subscription: Some(SubscriptionId(reserved.subscription_id)),
+            tier: Some(reserved.tier),
+        }));
+    }
+    if !reserved.granted {
+        return Ok(Answer::Declined);
+    }
+    let pace = requests_per_minute.map(|requests_per_minute| Pace {
+        requests_per_minute,
+        burst_left: reserved
+            .burst_left
+            .and_then(|left| u32::try_from(left).ok())
+            .unwrap_or(0),
+        full_in: millis(reserved.full_in_ms.unwrap_or(0)),
+    });
+    Ok(Answer::Granted(Grant {
         reservation: Reservation {
             id,
-            subscription_id: granted.subscription_id,
+            subscription_id: reserved.subscription_id,
             tokens,
         },
-        tier: granted.tier,
+        tier: reserved.tier,
+        pace,
     }))
+}
+
+fn millis(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 /// Why the request would be refused by the subscription as it stands, or `None` when it would fit.

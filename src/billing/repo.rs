@@ -179,24 +179,42 @@ pub struct BatchReservation {
     pub min_tier: PlanTier,
 }
 
-/// A reservation [`reserve_batch`] granted.
-#[derive(QueryableByName)]
-pub struct Granted {
+/// What [`reserve_batch`] decided for one request that reached a subscription.
+#[derive(QueryableByName, Debug, Clone, Copy)]
+pub struct Reserved {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
     pub id: Uuid,
     #[diesel(sql_type = diesel::sql_types::Uuid)]
     pub subscription_id: Uuid,
     #[diesel(sql_type = diesel::sql_types::Text)]
     pub tier: PlanTier,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub granted: bool,
+    /// The plan's rate; `None` when unlimited or not enforced (and then the fields below are too).
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
+    pub requests_per_minute: Option<i32>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
+    pub burst: Option<i32>,
+    /// Requests that may follow at once.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
+    pub burst_left: Option<i32>,
+    /// Milliseconds until the whole burst is available again.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    pub full_in_ms: Option<i64>,
+    /// Set when the request was over the rate: milliseconds until one would be admitted.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    pub retry_in_ms: Option<i64>,
 }
 
-/// Runs `reserve_batch.sql` (what it grants is described there); returns the granted requests only.
+/// Runs `reserve_batch.sql` (what it grants is described there); returns a row for each request that
+/// reached a subscription. `enforce_rates` applies the plans' request rates.
 pub async fn reserve_batch(
     conn: &mut AsyncPgConnection,
     requests: &[BatchReservation],
     now: DateTime<Utc>,
-) -> QueryResult<Vec<Granted>> {
-    use diesel::sql_types::{Array, BigInt, Text, Timestamptz, Uuid as SqlUuid};
+    enforce_rates: bool,
+) -> QueryResult<Vec<Reserved>> {
+    use diesel::sql_types::{Array, BigInt, Bool, Text, Timestamptz, Uuid as SqlUuid};
     diesel::sql_query(include_str!("reserve_batch.sql"))
         .bind::<Array<SqlUuid>, _>(requests.iter().map(|r| r.id).collect::<Vec<_>>())
         .bind::<Array<SqlUuid>, _>(requests.iter().map(|r| r.user).collect::<Vec<_>>())
@@ -209,6 +227,7 @@ pub async fn reserve_batch(
                 .collect::<Vec<_>>(),
         )
         .bind::<Timestamptz, _>(now)
+        .bind::<Bool, _>(enforce_rates)
         .cached()
         .load(conn)
         .await

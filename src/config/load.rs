@@ -237,6 +237,7 @@ impl Config {
             breaker_cooldown,
             max_tokens_per_call,
             allow_private_upstreams: flag("HUB_ALLOW_PRIVATE_UPSTREAMS", !production),
+            enforce_request_rates: flag("HUB_ENFORCE_REQUEST_RATES", true),
         };
 
         let log_format = match get("HUB_LOG_FORMAT").as_deref() {

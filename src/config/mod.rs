@@ -258,6 +258,8 @@ pub struct GatewaySettings {
     pub max_tokens_per_call: i64,
     /// Whether tools may call loopback, link-local, private and unique-local addresses (development).
     pub allow_private_upstreams: bool,
+    /// Whether plans' requests per minute are enforced on invocations.
+    pub enforce_request_rates: bool,
 }
 
 /// Lifetimes of credentials and the cost of password hashing.

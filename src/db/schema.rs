@@ -152,6 +152,7 @@ diesel::table! {
         tokens_reserved -> Int8,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        request_rate_tat -> Nullable<Timestamptz>,
     }
 }
 

@@ -1,6 +1,7 @@
 use async_graphql::{Context, ID, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
+use super::rate_headers::rate_limit_headers;
 use super::service::{self, InvocationResult};
 use crate::graphql::big_int::BigInt;
 use crate::graphql::context::ContextExt;
@@ -61,7 +62,7 @@ impl GatewayMutation {
     ) -> async_graphql::Result<Invocation> {
         let caller = ctx.user()?;
         let request_id = ctx.request()?.request_id.clone();
-        let result = service::invoke(
+        let invoked = service::invoke(
             ctx.app()?,
             caller,
             parse_id(&tool_id, "toolId")?,
@@ -69,7 +70,12 @@ impl GatewayMutation {
             idempotency_key,
             &request_id,
         )
-        .await?;
-        Ok(result.into())
+        .await;
+        if let Some(pace) = invoked.pace {
+            for (name, value) in rate_limit_headers(&pace) {
+                ctx.insert_http_header(name, value);
+            }
+        }
+        Ok(invoked.result?.into())
     }
 }

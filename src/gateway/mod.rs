@@ -5,6 +5,7 @@ pub mod breaker;
 pub mod destination;
 pub mod graphql;
 pub mod meter;
+pub mod rate_headers;
 pub mod repo;
 pub mod service;
 pub mod upstream;

@@ -14,6 +14,7 @@
 //! Every invocation past step 1, allowed or not, leaves a usage row. The work runs in a task of its own,
 //! so a client that disconnects mid-call cannot stop the metering.
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -30,7 +31,7 @@ use crate::app::AppState;
 use crate::auth::identity::AuthenticatedUser;
 use crate::billing::model::PlanTier;
 use crate::billing::model::Reservation;
-use crate::billing::quota::{self, Spend};
+use crate::billing::quota::{self, Pace, Refusal, Spend};
 use crate::error::{AppError, AppResult};
 use crate::tools::model::{ToolId, ToolRow};
 use crate::tools::service as tools;
@@ -48,6 +49,13 @@ pub struct InvocationResult {
     pub created_at: DateTime<Utc>,
     /// True when this answer is the stored result of an earlier call with the same idempotency key.
     pub replayed: bool,
+}
+
+/// An invocation's outcome, and where the caller's request rate stood when it was decided.
+pub struct Invoked {
+    pub result: AppResult<InvocationResult>,
+    /// `None` when the call never reached the rate (refused earlier) or the plan has none.
+    pub pace: Option<Pace>,
 }
 
 /// Who calls what.
@@ -71,6 +79,32 @@ pub async fn invoke(
     input: serde_json::Value,
     idempotency_key: Option<String>,
     request_id: &str,
+) -> Invoked {
+    let pace = Arc::new(OnceLock::new());
+    let result = invoke_reporting(
+        app,
+        caller,
+        tool_id,
+        input,
+        idempotency_key,
+        request_id,
+        Arc::clone(&pace),
+    )
+    .await;
+    Invoked {
+        result,
+        pace: pace.get().copied(),
+    }
+}
+
+async fn invoke_reporting(
+    app: &AppState,
+    caller: &AuthenticatedUser,
+    tool_id: ToolId,
+    input: serde_json::Value,
+    idempotency_key: Option<String>,
+    request_id: &str,
+    pace: Arc<OnceLock<Pace>>,
 ) -> AppResult<InvocationResult> {
     if let Some(key) = &idempotency_key
         && (key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()))
@@ -85,8 +119,19 @@ pub async fn invoke(
     let request_id = request_id.to_owned();
     let span = tracing::info_span!("invocation", tool_id = %tool_id, user_id = %caller.id.0);
     tokio::spawn(
-        async move { run(&app, &caller, tool_id, input, idempotency_key, request_id).await }
-            .instrument(span),
+        async move {
+            run(
+                &app,
+                &caller,
+                tool_id,
+                input,
+                idempotency_key,
+                request_id,
+                &pace,
+            )
+            .await
+        }
+        .instrument(span),
     )
     .await
     .map_err(|e| AppError::internal(anyhow::anyhow!("the invocation task failed: {e}")))?
@@ -99,6 +144,7 @@ async fn run(
     input: serde_json::Value,
     key: Option<String>,
     request_id: String,
+    pace: &OnceLock<Pace>,
 ) -> AppResult<InvocationResult> {
     let started = Instant::now();
     caller.require_verified_email(app.config.require_verified_email, "invoke tools")?;
@@ -158,8 +204,24 @@ async fn run(
         lease,
     };
     let grant = match quota::spend(app, spend).await? {
-        Ok(grant) => grant,
+        Ok(grant) => {
+            if let Some(now) = grant.pace {
+                let _ = pace.set(now);
+            }
+            grant
+        }
         Err(refused) => {
+            if let Refusal::RateLimited {
+                requests_per_minute,
+                retry_after,
+            } = refused.refusal
+            {
+                let _ = pace.set(Pace {
+                    requests_per_minute,
+                    burst_left: 0,
+                    full_in: retry_after,
+                });
+            }
             let call = Call {
                 tier: refused.tier,
                 ..call

@@ -332,7 +332,28 @@ fn respond(
             HeaderValue::from_static("private, no-cache, must-revalidate"),
         );
     }
+    if let Some(seconds) = retry_after(&response) {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     http_response
+}
+
+/// The longest `extensions.retryAfter` of the answer's errors: every refusal that says when to come
+/// back (`RATE_LIMITED`, `SERVICE_UNAVAILABLE`, an open circuit) says it in `Retry-After` too.
+fn retry_after(response: &BatchResponse) -> Option<u64> {
+    let responses: &[async_graphql::Response] = match response {
+        BatchResponse::Single(single) => std::slice::from_ref(single),
+        BatchResponse::Batch(batch) => batch,
+    };
+    responses
+        .iter()
+        .flat_map(|r| &r.errors)
+        .filter_map(|error| error.extensions.as_ref()?.get("retryAfter"))
+        .filter_map(|value| match value {
+            async_graphql::Value::Number(n) => n.as_u64(),
+            _ => None,
+        })
+        .max()
 }
 
 /// The metric label for a request: its operation name when it is a valid GraphQL name (bounded in

@@ -497,11 +497,12 @@ async fn a_batch_of_reservations_grants_in_order_while_the_running_total_fits() 
         request(&eve, 1, PlanTier::Free),  // no subscription
     ];
     let mut conn = app.state.pool.get().await.unwrap();
-    let granted: Vec<uuid::Uuid> = reserve_batch(&mut conn, &batch, now)
+    let granted: Vec<uuid::Uuid> = reserve_batch(&mut conn, &batch, now, false)
         .await
         .unwrap()
         .into_iter()
-        .map(|g| g.id)
+        .filter(|r| r.granted)
+        .map(|r| r.id)
         .collect();
     drop(conn);
 

@@ -30,6 +30,7 @@ mod live_sessions;
 mod lost_settlements;
 mod mail_flows;
 mod persisted_queries;
+mod request_rates;
 mod schema;
 mod security_events;
 mod shutdown;

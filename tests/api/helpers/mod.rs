@@ -76,6 +76,9 @@ impl TestApp {
         // Cheaper hashing keeps the suite fast; the benchmark measures the production parameters.
         config.auth.argon2_memory_kib = 4096;
         config.auth.argon2_iterations = 1;
+        // Most tests call tools many times a second on the Free plan (10 calls a minute); the tests of
+        // request rates (`request_rates.rs`) turn enforcement back on.
+        config.gateway.enforce_request_rates = false;
         configure(&mut config);
         // A test may point the app at a server of its own; the test database then only holds nothing.
         let url = config
