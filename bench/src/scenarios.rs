@@ -289,6 +289,27 @@ async fn seed(server: &Server, upstream: SocketAddr) -> anyhow::Result<Seed> {
     })
 }
 
+/// A request rate no load here reaches (its burst alone is a million calls): every call is paced,
+/// none refused.
+const PACED_RATE: i64 = 6_000_000;
+
+/// Sets the Enterprise plan's requests per minute (`None`: no rate).
+async fn set_enterprise_rate(
+    server: &Server,
+    admin: &str,
+    requests_per_minute: Option<i64>,
+) -> anyhow::Result<()> {
+    let body = server
+        .graphql(
+            Some(admin),
+            "mutation R($r: Int) { updatePlan(tier: ENTERPRISE, input: { requestsPerMinute: $r }) { requestsPerMinute } }",
+            json!({ "r": requests_per_minute }),
+        )
+        .await?;
+    data(&body, "updatePlan")?;
+    Ok(())
+}
+
 fn graphql(body: &Value, token: &str) -> Prepared {
     Prepared::post_json("/graphql", body).header("authorization", format!("Bearer {token}"))
 }
@@ -398,6 +419,10 @@ async fn run_scenarios(
             .iter()
             .map(|key| Prepared::post_json("/graphql", &body).header("x-api-key", key.clone()))
             .collect();
+        // The Enterprise plan's 1 200 calls a minute would refuse most of this load: first without
+        // a rate, then with one so high it never refuses, to measure what pacing costs.
+        let admin = login(server, ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+        set_enterprise_rate(server, &admin, None).await?;
         let open = options
             .invoke_rates
             .iter()
@@ -427,6 +452,18 @@ async fn run_scenarios(
                 )
                 .await?;
         }
+        set_enterprise_rate(server, &admin, Some(PACED_RATE)).await?;
+        bench
+            .measure(
+                "b. invokeTool via the hub, paced",
+                hub,
+                invokes.clone(),
+                CALLERS,
+                Mode::Closed,
+                Expect::GraphqlData,
+            )
+            .await?;
+        set_enterprise_rate(server, &admin, Some(1200)).await?;
     }
     if options.wants("c") {
         eprintln!(
