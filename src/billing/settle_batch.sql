@@ -4,6 +4,8 @@
 --             concurrent batches and reservations cannot deadlock on them
 -- $2 uuid[]   the reservations settled: they are deleted and their tokens leave the reserved counter
 -- $3 bigint[] the tokens used, per subscription of $1
+-- A subscription whose used tokens cross 80 % or 100 % of its plan's limit records the crossing once per
+-- period (`quota_events`).
 -- FOR UPDATE, not FOR NO KEY UPDATE: with the weaker lock a reservation could deadlock with other
 -- transactions' foreign-key checks. A reservation whose lease expired still charges its usage; its
 -- reserved tokens were returned when it expired.
@@ -14,4 +16,15 @@ charged AS (UPDATE subscriptions s
                   (SELECT sum(t.tokens) FROM taken t WHERE t.subscription_id = s.id), 0)::bigint, 0),
                 tokens_used = s.tokens_used + u.used
             FROM unnest($1::uuid[], $3::bigint[]) AS u(id, used) JOIN locked l ON l.id = u.id
-            WHERE s.id = u.id RETURNING 1)
+            WHERE s.id = u.id
+            RETURNING s.id, s.user_id, s.tier, s.current_period_start, s.tokens_used, u.used AS added),
+crossed AS (INSERT INTO quota_events (subscription_id, user_id, period_start, percent, tokens_used, token_limit)
+            SELECT c.id, c.user_id, c.current_period_start, t.percent, c.tokens_used, p.token_limit
+            FROM charged c JOIN plans p ON p.tier = c.tier
+            CROSS JOIN (VALUES (80::smallint), (100::smallint)) AS t(percent)
+            WHERE p.token_limit IS NOT NULL AND c.added > 0
+              AND c.tokens_used::numeric * 100 >= p.token_limit::numeric * t.percent
+              AND (c.tokens_used - c.added)::numeric * 100 < p.token_limit::numeric * t.percent
+            ORDER BY c.id, t.percent
+            ON CONFLICT (subscription_id, period_start, percent) DO NOTHING
+            RETURNING 1)

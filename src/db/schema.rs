@@ -102,6 +102,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    quota_events (id) {
+        id -> Uuid,
+        subscription_id -> Uuid,
+        user_id -> Uuid,
+        period_start -> Timestamptz,
+        percent -> Int2,
+        tokens_used -> Int8,
+        token_limit -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     quota_reservations (id) {
         id -> Uuid,
         subscription_id -> Uuid,
@@ -175,6 +188,7 @@ diesel::table! {
         deleted_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        max_tokens_per_call -> Int8,
     }
 }
 
@@ -191,6 +205,7 @@ diesel::table! {
         error_code -> Nullable<Text>,
         latency_ms -> Int4,
         created_at -> Timestamptz,
+        tokens_overrun -> Int8,
     }
 }
 
@@ -236,6 +251,7 @@ diesel::joinable!(invocation_idempotency -> tools (tool_id));
 diesel::joinable!(invocation_idempotency -> usage_events (usage_event_id));
 diesel::joinable!(invocation_idempotency -> users (user_id));
 diesel::joinable!(email_tokens -> users (user_id));
+diesel::joinable!(quota_events -> subscriptions (subscription_id));
 diesel::joinable!(quota_reservations -> subscriptions (subscription_id));
 diesel::joinable!(platform_daily -> tools (tool_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
@@ -261,6 +277,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     login_throttle,
     platform_daily,
     plans,
+    quota_events,
     quota_reservations,
     refresh_tokens,
     subscription_events,

@@ -92,6 +92,7 @@ fn demo_tool(slug: &str, name: &str, description: &str, endpoint: String) -> New
         timeout_ms: 10_000,
         tokens_path: "usage.total_tokens".to_owned(),
         estimated_tokens: 500,
+        max_tokens_per_call: crate::tools::service::DEFAULT_MAX_TOKENS_PER_CALL,
         min_tier: PlanTier::Free,
         enabled: true,
     }

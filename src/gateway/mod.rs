@@ -2,6 +2,7 @@
 //! through a circuit breaker with bounded retries, and meters the call exactly once.
 
 pub mod breaker;
+pub mod budget;
 pub mod destination;
 pub mod graphql;
 pub mod meter;

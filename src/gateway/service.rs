@@ -23,6 +23,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::breaker::{Permit, Transition};
+use super::budget::{self, Budget};
 use super::destination;
 use super::meter::{KeyOutcome, Settlement};
 use super::repo::{self as idempotency, Claim};
@@ -69,6 +70,8 @@ struct Call {
     started: Instant,
     /// The caller's plan tier when the call came in (`None` without a subscription).
     tier: Option<PlanTier>,
+    /// What the call reserves and how it is charged.
+    budget: Budget,
 }
 
 /// Runs an invocation to the end in its own task (see the module documentation).
@@ -151,6 +154,7 @@ async fn run(
     let tool = tools::get(app, tool_id, false)
         .await?
         .ok_or_else(tools::not_found)?;
+    let budget = budget::budget(&tool, &input);
     let call = Call {
         user: caller.id.0,
         api_key: caller.api_key().map(|key| key.0),
@@ -160,6 +164,7 @@ async fn run(
         request_id,
         started,
         tier: None,
+        budget,
     };
 
     let lease = Duration::from_millis(u64::try_from(call.tool.timeout_ms).unwrap_or(30_000)) * 3
@@ -200,7 +205,7 @@ async fn run(
     let spend = Spend {
         user: caller.id,
         min_tier: call.tool.min_tier,
-        tokens: call.tool.estimated_tokens,
+        tokens: call.budget.reserved,
         lease,
     };
     let grant = match quota::spend(app, spend).await? {
@@ -399,6 +404,17 @@ async fn finish(
         }
         Err(_) => (0, false),
     };
+    let charge = budget::charge(call.budget, tokens);
+    if charge.overrun > 0 {
+        metrics::counter!("gateway_overrun_tokens_total").increment(charge.overrun.unsigned_abs());
+        tracing::info!(
+            reserved = call.budget.reserved,
+            reported = tokens,
+            charged = charge.tokens,
+            "the upstream reported more tokens than the call reserved"
+        );
+    }
+    let tokens = charge.tokens;
     let event = UsageEvent {
         id: Uuid::now_v7(),
         user_id: call.user,
@@ -415,6 +431,7 @@ async fn finish(
         error_code: outcome.as_ref().err().map(|e| e.code().to_owned()),
         latency_ms: latency_ms(call.started),
         created_at: app.clock.now(),
+        tokens_overrun: charge.overrun,
     };
     app.meter
         .write(Settlement {
@@ -478,6 +495,7 @@ async fn deny(
         error_code: Some(denial.code().to_owned()),
         latency_ms: latency_ms(call.started),
         created_at: app.clock.now(),
+        tokens_overrun: 0,
     };
     let recorded = app
         .meter

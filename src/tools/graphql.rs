@@ -30,8 +30,11 @@ pub struct Tool {
     /// The lowest plan tier that may invoke it.
     pub min_tier: PlanTier,
     pub enabled: bool,
-    /// Tokens reserved per call before the actual count is known.
+    /// Tokens reserved per call before the actual count is known, when the call states no maximum.
     pub estimated_tokens: BigInt,
+    /// The most a call that states its own maximum (`max_tokens` or `max_completion_tokens` in its
+    /// input) reserves: that maximum plus its input, capped at this.
+    pub max_tokens_per_call: BigInt,
     pub created_at: DateTime<Utc>,
     /// The upstream URL (administrators only).
     #[graphql(guard = "AdminOnly")]
@@ -82,6 +85,7 @@ impl TryFrom<ToolRow> for Tool {
             category: row.category,
             enabled: row.enabled,
             estimated_tokens: row.estimated_tokens.into(),
+            max_tokens_per_call: row.max_tokens_per_call.into(),
             created_at: row.created_at,
             endpoint: row.endpoint,
             method: row.method,
@@ -133,6 +137,8 @@ pub struct ToolInputFields {
     /// Dot path to the token count in the answer (default usage.total_tokens).
     pub tokens_path: Option<String>,
     pub estimated_tokens: Option<BigInt>,
+    /// See `Tool.maxTokensPerCall` (default 100000).
+    pub max_tokens_per_call: Option<BigInt>,
     pub min_tier: Option<PlanTier>,
     pub enabled: Option<bool>,
 }
@@ -160,6 +166,7 @@ impl From<ToolInputFields> for ToolInput {
             timeout_ms: input.timeout_ms,
             tokens_path: input.tokens_path,
             estimated_tokens: input.estimated_tokens.map(i64::from),
+            max_tokens_per_call: input.max_tokens_per_call.map(i64::from),
             min_tier: input.min_tier,
             enabled: input.enabled,
         }

@@ -23,6 +23,7 @@ pub struct ToolInput {
     pub timeout_ms: Option<i32>,
     pub tokens_path: Option<String>,
     pub estimated_tokens: Option<i64>,
+    pub max_tokens_per_call: Option<i64>,
     pub min_tier: Option<PlanTier>,
     pub enabled: Option<bool>,
 }
@@ -234,10 +235,18 @@ pub(crate) fn check_timeout(ms: i32) -> AppResult<i32> {
 }
 
 pub(crate) fn check_estimate(tokens: i64) -> AppResult<i64> {
+    check_tokens("estimatedTokens", tokens)
+}
+
+pub(crate) fn check_max_tokens_per_call(tokens: i64) -> AppResult<i64> {
+    check_tokens("maxTokensPerCall", tokens)
+}
+
+fn check_tokens(field: &str, tokens: i64) -> AppResult<i64> {
     if (1..=100_000_000).contains(&tokens) {
         Ok(tokens)
     } else {
-        Err(bad("estimatedTokens", "Between 1 and 100000000 tokens."))
+        Err(bad(field, "Between 1 and 100000000 tokens."))
     }
 }
 

@@ -31,6 +31,8 @@ pub struct ToolRow {
     pub timeout_ms: i32,
     pub tokens_path: String,
     pub estimated_tokens: i64,
+    /// The most a call that states its own maximum reserves.
+    pub max_tokens_per_call: i64,
     pub min_tier: PlanTier,
     pub enabled: bool,
     pub deleted_at: Option<DateTime<Utc>>,
@@ -76,6 +78,7 @@ pub struct NewTool {
     pub timeout_ms: i32,
     pub tokens_path: String,
     pub estimated_tokens: i64,
+    pub max_tokens_per_call: i64,
     pub min_tier: PlanTier,
     pub enabled: bool,
 }
@@ -95,6 +98,7 @@ pub struct ToolChanges {
     pub timeout_ms: Option<i32>,
     pub tokens_path: Option<String>,
     pub estimated_tokens: Option<i64>,
+    pub max_tokens_per_call: Option<i64>,
     pub min_tier: Option<PlanTier>,
     pub enabled: Option<bool>,
 }

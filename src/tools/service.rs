@@ -6,8 +6,8 @@ use uuid::Uuid;
 
 use super::crypto;
 use super::input::{
-    ToolInput, bad, check_endpoint, check_estimate, check_method, check_slug, check_text,
-    check_timeout, check_tokens_path, slugify, store_headers,
+    ToolInput, bad, check_endpoint, check_estimate, check_max_tokens_per_call, check_method,
+    check_slug, check_text, check_timeout, check_tokens_path, slugify, store_headers,
 };
 use super::model::{NewTool, ToolChanges, ToolId, ToolRow};
 use super::repo::{self, Listing};
@@ -15,6 +15,9 @@ use crate::app::AppState;
 use crate::audit::service::{self as audit, Actor};
 use crate::billing::model::PlanTier;
 use crate::error::{AppError, AppResult};
+
+/// A tool's `max_tokens_per_call` unless its administrator sets one.
+pub const DEFAULT_MAX_TOKENS_PER_CALL: i64 = 100_000;
 
 /// Creates a tool (administrators).
 #[tracing::instrument(skip_all)]
@@ -58,6 +61,11 @@ pub async fn create(app: &AppState, actor: &Actor, input: ToolInput) -> AppResul
             input.tokens_path.as_deref().unwrap_or("usage.total_tokens"),
         )?,
         estimated_tokens: check_estimate(input.estimated_tokens.unwrap_or(1000))?,
+        max_tokens_per_call: check_max_tokens_per_call(
+            input
+                .max_tokens_per_call
+                .unwrap_or(DEFAULT_MAX_TOKENS_PER_CALL),
+        )?,
         min_tier: input.min_tier.unwrap_or(PlanTier::Free),
         enabled: input.enabled.unwrap_or(true),
     };
@@ -84,6 +92,7 @@ fn audit_view(row: &ToolRow) -> serde_json::Value {
         "timeoutMs": row.timeout_ms,
         "tokensPath": row.tokens_path,
         "estimatedTokens": row.estimated_tokens,
+        "maxTokensPerCall": row.max_tokens_per_call,
         "minTier": row.min_tier,
         "enabled": row.enabled,
     })
@@ -178,6 +187,10 @@ pub async fn update(
             .map(check_tokens_path)
             .transpose()?,
         estimated_tokens: input.estimated_tokens.map(check_estimate).transpose()?,
+        max_tokens_per_call: input
+            .max_tokens_per_call
+            .map(check_max_tokens_per_call)
+            .transpose()?,
         min_tier: input.min_tier,
         enabled: input.enabled,
     };

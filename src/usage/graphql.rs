@@ -26,6 +26,9 @@ pub struct UsageEntry {
     pub tokens_used: BigInt,
     /// True when the answer had no token count and an estimate was charged.
     pub tokens_estimated: bool,
+    /// Tokens the upstream reported beyond what the call reserved: included in `tokensUsed` unless the
+    /// call stated its maximum (`max_tokens`), which caps the charge at the reservation.
+    pub tokens_overrun: BigInt,
     pub status: InvocationStatus,
     /// The error code when the invocation failed or was refused.
     pub error_code: Option<String>,
@@ -43,6 +46,7 @@ impl From<&UsageEvent> for UsageEntry {
             id: ID(event.id.to_string()),
             tokens_used: event.tokens_used.into(),
             tokens_estimated: event.tokens_estimated,
+            tokens_overrun: event.tokens_overrun.into(),
             status: event.status,
             error_code: event.error_code.clone(),
             latency_ms: event.latency_ms,

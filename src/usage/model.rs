@@ -27,6 +27,9 @@ pub struct UsageEvent {
     pub error_code: Option<String>,
     pub latency_ms: i32,
     pub created_at: DateTime<Utc>,
+    /// Tokens the upstream reported beyond the call's reservation (see `gateway::budget`).
+    #[serde(default)]
+    pub tokens_overrun: i64,
 }
 
 /// Tokens and invocations of one tool on one day (from rollups or the raw log).

@@ -8,10 +8,13 @@
 -- $19-$25 platform_daily increments per (day, tool, tier): day, tool_id, tier, invocations, errors,
 --         tokens, latency histogram as bigint[] literals
 -- $26     the platform_daily shard this writer adds to (one per meter writer, so writers keep apart)
+-- $27     usage_events.tokens_overrun, per row of $1-$11
 events AS (INSERT INTO usage_events (id, user_id, api_key_id, tool_id, subscription_id, tokens_used,
-                                     tokens_estimated, status, error_code, latency_ms, created_at)
+                                     tokens_estimated, status, error_code, latency_ms, created_at,
+                                     tokens_overrun)
            SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::bigint[],
-                                $7::boolean[], $8::text[], $9::text[], $10::integer[], $11::timestamptz[])
+                                $7::boolean[], $8::text[], $9::text[], $10::integer[], $11::timestamptz[],
+                                $27::bigint[])
            RETURNING 1),
 active AS (INSERT INTO user_activity (day, user_id)
            SELECT DISTINCT d, u FROM unnest($12::uuid[], $14::date[]) AS a(u, d) ORDER BY d, u

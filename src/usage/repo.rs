@@ -63,6 +63,7 @@ pub struct EventColumns {
     pub error_code: Vec<Option<String>>,
     pub latency_ms: Vec<i32>,
     pub created_at: Vec<DateTime<Utc>>,
+    pub tokens_overrun: Vec<i64>,
 }
 
 /// `usage_daily` increments per (user, day, tool).
@@ -110,6 +111,7 @@ pub fn batch_columns(events: &[(&UsageEvent, Option<PlanTier>)]) -> BatchColumns
         e.error_code.push(event.error_code.clone());
         e.latency_ms.push(event.latency_ms);
         e.created_at.push(event.created_at);
+        e.tokens_overrun.push(event.tokens_overrun);
         let day = event.created_at.date_naive();
         daily
             .entry((event.user_id, day, event.tool_id))
@@ -147,7 +149,7 @@ pub fn batch_columns(events: &[(&UsageEvent, Option<PlanTier>)]) -> BatchColumns
 /// `record_batch.sql`: a part of the meter's statement (see `db::compose`).
 pub const RECORD_BATCH: Part = Part {
     sql: include_str!("record_batch.sql"),
-    params: 26,
+    params: 27,
 };
 
 /// Binds [`RECORD_BATCH`]'s parameters: the batch's columns and the platform rollup shard.
@@ -180,6 +182,7 @@ pub fn bind_record_batch(query: Composed<'_>, columns: BatchColumns, shard: i16)
         .bind::<Array<BigInt>, _>(platform.tokens)
         .bind::<Array<Text>, _>(platform.histogram)
         .bind::<SmallInt, _>(shard)
+        .bind::<Array<BigInt>, _>(events.tokens_overrun)
 }
 
 fn filtered(filter: &Filter) -> usage_events::BoxedQuery<'static, diesel::pg::Pg> {

@@ -659,6 +659,7 @@ async fn a_failing_metering_batch_is_retried_one_by_one_and_loses_no_other_settl
             error_code: Some("SUBSCRIPTION_REQUIRED".into()),
             latency_ms: 1,
             created_at: s.app.clock_now(),
+            tokens_overrun: 0,
         },
         tier: None,
         reservation: None,

@@ -36,6 +36,7 @@ mod security_events;
 mod shutdown;
 mod statements;
 mod throttles;
+mod token_limits;
 mod tools;
 mod traces;
 mod transport;

@@ -56,6 +56,7 @@ async fn without_private_upstreams_no_call_reaches_loopback_by_literal_or_by_nam
         timeout_ms: 1000,
         tokens_path: String::new(),
         estimated_tokens: 1,
+        max_tokens_per_call: joyfull_hub::tools::service::DEFAULT_MAX_TOKENS_PER_CALL,
         min_tier: joyfull_hub::billing::model::PlanTier::Free,
         enabled: true,
     };

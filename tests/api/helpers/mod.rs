@@ -152,6 +152,7 @@ impl TestApp {
             timeout_ms: 1000,
             tokens_path: String::new(),
             estimated_tokens: 1,
+            max_tokens_per_call: joyfull_hub::tools::service::DEFAULT_MAX_TOKENS_PER_CALL,
             min_tier: joyfull_hub::billing::model::PlanTier::Free,
             enabled: true,
         };
@@ -185,6 +186,7 @@ impl TestApp {
                     error_code: None,
                     latency_ms: 1,
                     created_at: self.clock_now(),
+                    tokens_overrun: 0,
                 },
                 tier: Some(joyfull_hub::billing::model::PlanTier::Free),
                 reservation: Some(reservation),
