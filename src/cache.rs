@@ -365,6 +365,8 @@ mod tests {
             last_used_at: None,
             created_at: chrono::Utc::now(),
             scopes: vec![crate::keys::model::Scope::Read],
+            requests_per_minute: None,
+            token_budget: None,
         }
     }
 }

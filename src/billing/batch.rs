@@ -27,6 +27,8 @@ pub struct ReserveRequest {
     pub expires_at: DateTime<Utc>,
     /// The lowest plan tier that may reserve.
     pub min_tier: PlanTier,
+    /// The API key making the call (`None` for a signed-in session).
+    pub api_key: Option<Uuid>,
 }
 
 /// The batched reservation statement; `enforce_rates` applies the plans' request rates.
@@ -62,6 +64,7 @@ impl BatchStatement for Reserve {
                 tokens: r.tokens,
                 expires_at: r.expires_at,
                 min_tier: r.min_tier,
+                api_key: r.api_key,
             })
             .collect();
         let mut granted: HashMap<Uuid, Reserved> =

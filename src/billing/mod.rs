@@ -11,6 +11,7 @@
 
 pub mod batch;
 pub mod graphql;
+pub mod key_spending;
 pub mod model;
 pub mod payment;
 pub mod periods;

@@ -25,9 +25,12 @@ pub struct Spend {
     pub tokens: i64,
     /// How long the reservation lasts if it is never settled.
     pub lease: Duration,
+    /// The API key making the call, whose own limits apply too (`None` for a signed-in session).
+    pub api_key: Option<Uuid>,
 }
 
-/// Tokens set aside, the plan tier they were granted on, and where the plan's request rate stands.
+/// Tokens set aside, the plan tier they were granted on, and where the narrower of the plan's and the
+/// key's request rates stands.
 #[derive(Debug, Clone, Copy)]
 pub struct Grant {
     pub reservation: Reservation,
@@ -58,6 +61,13 @@ pub enum Refusal {
         requests_per_minute: u32,
         retry_after: Duration,
     },
+    /// Over the API key's own request rate.
+    KeyRateLimited {
+        requests_per_minute: u32,
+        retry_after: Duration,
+    },
+    /// The tokens asked do not fit what is left of the API key's own budget this period.
+    KeyBudgetExceeded { asked: i64, budget: i64, left: i64 },
     /// The tokens asked do not fit what is left of the period.
     QuotaExceeded {
         asked: i64,
@@ -93,8 +103,24 @@ impl Refused {
                 message: format!(
                     "Your plan allows {requests_per_minute} calls per minute; try again in a moment."
                 ),
-                retry_after: retry_after.as_secs_f64().ceil().max(1.0) as u64,
+                retry_after: whole_seconds(retry_after),
             },
+            Refusal::KeyRateLimited {
+                requests_per_minute,
+                retry_after,
+            } => AppError::RateLimited {
+                message: format!(
+                    "This API key allows {requests_per_minute} calls per minute; try again in a moment."
+                ),
+                retry_after: whole_seconds(retry_after),
+            },
+            Refusal::KeyBudgetExceeded {
+                asked,
+                budget,
+                left,
+            } => AppError::QuotaExceeded(format!(
+                "This call may use up to {asked} tokens, but this API key's budget of {budget} tokens per period has {left} left."
+            )),
             Refusal::QuotaExceeded {
                 asked,
                 remaining,
@@ -119,7 +145,7 @@ impl Refused {
 pub async fn spend(app: &AppState, request: Spend) -> AppResult<Result<Grant, Refused>> {
     match reserve(app, &request).await? {
         Answer::Granted(grant) => return Ok(Ok(grant)),
-        Answer::OverRate(refused) => return Ok(Err(refused)),
+        Answer::OverLimit(refused) => return Ok(Err(refused)),
         Answer::Declined => {}
     }
     let subscription = service::current(app, request.user).await?;
@@ -128,7 +154,7 @@ pub async fn spend(app: &AppState, request: Spend) -> AppResult<Result<Grant, Re
         // It fits now (a period rolled forward, or tokens came back in between): ask once more.
         match reserve(app, &request).await? {
             Answer::Granted(grant) => return Ok(Ok(grant)),
-            Answer::OverRate(refused) => return Ok(Err(refused)),
+            Answer::OverLimit(refused) => return Ok(Err(refused)),
             Answer::Declined => {}
         }
         let subscription = service::current(app, request.user).await?;
@@ -144,8 +170,8 @@ pub async fn spend(app: &AppState, request: Spend) -> AppResult<Result<Grant, Re
 /// What the reservation statement answered for one request.
 enum Answer {
     Granted(Grant),
-    /// Over the plan's request rate: nothing reserved, nothing counted.
-    OverRate(Refused),
+    /// Over the plan's or the key's rate, or the key's budget: nothing reserved, nothing counted.
+    OverLimit(Refused),
     /// Not granted for a reason [`explain`] finds.
     Declined,
 }
@@ -165,37 +191,61 @@ async fn reserve(app: &AppState, request: &Spend) -> AppResult<Answer> {
             now,
             expires_at,
             min_tier: request.min_tier,
+            api_key: request.api_key,
         })
         .await?;
     let Some(reserved) = reserved else {
         return Ok(Answer::Declined);
     };
-    let requests_per_minute = reserved
-        .requests_per_minute
-        .and_then(|r| u32::try_from(r).ok());
-    if let (Some(requests_per_minute), Some(retry_in_ms)) =
-        (requests_per_minute, reserved.retry_in_ms)
-    {
-        return Ok(Answer::OverRate(Refused {
-            refusal: Refusal::RateLimited {
-                requests_per_minute,
-                retry_after: millis(retry_in_ms),
-            },
+    let refused = |refusal| {
+        Answer::OverLimit(Refused {
+            refusal,
             subscription: Some(SubscriptionId(reserved.subscription_id)),
             tier: Some(reserved.tier),
+        })
+    };
+    let key_rate = reserved
+        .key_requests_per_minute
+        .and_then(|r| u32::try_from(r).ok());
+    if let (Some(requests_per_minute), Some(retry_in_ms)) = (key_rate, reserved.key_retry_in_ms) {
+        return Ok(refused(Refusal::KeyRateLimited {
+            requests_per_minute,
+            retry_after: millis(retry_in_ms),
+        }));
+    }
+    if reserved.key_over_budget == Some(true) {
+        return Ok(refused(Refusal::KeyBudgetExceeded {
+            asked: tokens,
+            budget: reserved.key_token_budget.unwrap_or(0),
+            left: reserved.key_tokens_left.unwrap_or(0),
+        }));
+    }
+    let plan_rate = reserved
+        .requests_per_minute
+        .and_then(|r| u32::try_from(r).ok());
+    if let (Some(requests_per_minute), Some(retry_in_ms)) = (plan_rate, reserved.retry_in_ms) {
+        return Ok(refused(Refusal::RateLimited {
+            requests_per_minute,
+            retry_after: millis(retry_in_ms),
         }));
     }
     if !reserved.granted {
         return Ok(Answer::Declined);
     }
-    let pace = requests_per_minute.map(|requests_per_minute| Pace {
-        requests_per_minute,
-        burst_left: reserved
-            .burst_left
-            .and_then(|left| u32::try_from(left).ok())
-            .unwrap_or(0),
-        full_in: millis(reserved.full_in_ms.unwrap_or(0)),
-    });
+    let pace = |rate: Option<u32>, left: Option<i32>, full_in: Option<i64>| {
+        rate.map(|requests_per_minute| Pace {
+            requests_per_minute,
+            burst_left: left.and_then(|left| u32::try_from(left).ok()).unwrap_or(0),
+            full_in: millis(full_in.unwrap_or(0)),
+        })
+    };
+    let plan_pace = pace(plan_rate, reserved.burst_left, reserved.full_in_ms);
+    let key_pace = pace(key_rate, reserved.key_burst_left, reserved.key_full_in_ms);
+    let pace = match (plan_pace, key_pace) {
+        (Some(plan), Some(key)) if key.burst_left < plan.burst_left => Some(key),
+        (None, key) => key,
+        (plan, _) => plan,
+    };
     Ok(Answer::Granted(Grant {
         reservation: Reservation {
             id,
@@ -205,6 +255,10 @@ async fn reserve(app: &AppState, request: &Spend) -> AppResult<Answer> {
         tier: reserved.tier,
         pace,
     }))
+}
+
+fn whole_seconds(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
 }
 
 fn millis(ms: i64) -> Duration {

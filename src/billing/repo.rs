@@ -177,6 +177,8 @@ pub struct BatchReservation {
     pub tokens: i64,
     pub expires_at: DateTime<Utc>,
     pub min_tier: PlanTier,
+    /// The API key making the call (`None` for a signed-in session).
+    pub api_key: Option<Uuid>,
 }
 
 /// What [`reserve_batch`] decided for one request that reached a subscription.
@@ -204,6 +206,23 @@ pub struct Reserved {
     /// Set when the request was over the rate: milliseconds until one would be admitted.
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
     pub retry_in_ms: Option<i64>,
+    /// The key's own rate, and the same three figures for it; `None` when the key has none.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
+    pub key_requests_per_minute: Option<i32>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
+    pub key_burst_left: Option<i32>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    pub key_full_in_ms: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    pub key_retry_in_ms: Option<i64>,
+    /// The request was within the key's rate but over its token budget.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Bool>)]
+    pub key_over_budget: Option<bool>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    pub key_token_budget: Option<i64>,
+    /// The key's budget left before this batch's requests.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    pub key_tokens_left: Option<i64>,
 }
 
 /// Runs `reserve_batch.sql` (what it grants is described there); returns a row for each request that
@@ -228,6 +247,9 @@ pub async fn reserve_batch(
         )
         .bind::<Timestamptz, _>(now)
         .bind::<Bool, _>(enforce_rates)
+        .bind::<Array<diesel::sql_types::Nullable<SqlUuid>>, _>(
+            requests.iter().map(|r| r.api_key).collect::<Vec<_>>(),
+        )
         .cached()
         .load(conn)
         .await
@@ -274,15 +296,16 @@ pub async fn take_expired_reservations(
 /// `settle_batch.sql`: a part of the meter's statement (see `db::compose`).
 pub const SETTLE_BATCH: Part = Part {
     sql: include_str!("settle_batch.sql"),
-    params: 3,
+    params: 6,
 };
 
-/// Binds [`SETTLE_BATCH`]'s parameters: subscriptions in id order with the tokens each used, and the
-/// reservations settled.
+/// Binds [`SETTLE_BATCH`]'s parameters: subscriptions in id order with the tokens each used, the
+/// reservations settled, and API keys in id order with the tokens each used and its subscription.
 pub fn bind_settle_batch<'a>(
     query: Composed<'a>,
     used: &std::collections::BTreeMap<Uuid, i64>,
     reservations: Vec<Uuid>,
+    keys: &std::collections::BTreeMap<Uuid, (i64, Uuid)>,
 ) -> Composed<'a> {
     query
         .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(
@@ -291,6 +314,15 @@ pub fn bind_settle_batch<'a>(
         .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(reservations)
         .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(
             used.values().copied().collect::<Vec<_>>(),
+        )
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(
+            keys.keys().copied().collect::<Vec<_>>(),
+        )
+        .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(
+            keys.values().map(|(tokens, _)| *tokens).collect::<Vec<_>>(),
+        )
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(
+            keys.values().map(|(_, sid)| *sid).collect::<Vec<_>>(),
         )
 }
 
@@ -316,4 +348,47 @@ pub async fn events_of_user(
         .select(EventRow::as_select())
         .load(conn)
         .await
+}
+
+/// Gives `key` a spending row counted from `user`'s current period (or now, without a subscription),
+/// unless it has one.
+pub async fn open_key_spending(
+    conn: &mut AsyncPgConnection,
+    key: Uuid,
+    user: Uuid,
+) -> QueryResult<usize> {
+    diesel::sql_query(
+        "INSERT INTO api_key_spending (api_key_id, period_start) \
+         SELECT $1, coalesce((SELECT current_period_start FROM subscriptions WHERE user_id = $2), now()) \
+         ON CONFLICT (api_key_id) DO NOTHING",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(key)
+    .bind::<diesel::sql_types::Uuid, _>(user)
+    .execute(conn)
+    .await
+}
+
+/// Tokens each of `user`'s keys was charged in the user's current period (keys absent spent none).
+pub async fn key_tokens_this_period(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+) -> QueryResult<Vec<KeySpent>> {
+    diesel::sql_query(
+        "SELECT sp.api_key_id, sp.tokens_used FROM api_key_spending sp \
+         JOIN api_keys k ON k.id = sp.api_key_id \
+         JOIN subscriptions s ON s.user_id = k.user_id AND s.current_period_start = sp.period_start \
+         WHERE k.user_id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(user)
+    .load(conn)
+    .await
+}
+
+/// A key's tokens this period (see [`key_tokens_this_period`]).
+#[derive(QueryableByName)]
+pub struct KeySpent {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub api_key_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub tokens_used: i64,
 }

@@ -4,13 +4,18 @@
 --             concurrent batches and reservations cannot deadlock on them
 -- $2 uuid[]   the reservations settled: they are deleted and their tokens leave the reserved counter
 -- $3 bigint[] the tokens used, per subscription of $1
+-- $4 uuid[]   the API keys that made calls, in id order ($5 their tokens used, $6 their subscription):
+--             each key's spending this period grows, and its reserved tokens are returned
+-- $5 bigint[]
+-- $6 uuid[]
 -- A subscription whose used tokens cross 80 % or 100 % of its plan's limit records the crossing once per
 -- period (`quota_events`).
 -- FOR UPDATE, not FOR NO KEY UPDATE: with the weaker lock a reservation could deadlock with other
 -- transactions' foreign-key checks. A reservation whose lease expired still charges its usage; its
 -- reserved tokens were returned when it expired.
 locked AS (SELECT id FROM subscriptions WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE),
-taken AS (DELETE FROM quota_reservations WHERE id = ANY($2::uuid[]) RETURNING subscription_id, tokens),
+taken AS (DELETE FROM quota_reservations WHERE id = ANY($2::uuid[])
+          RETURNING subscription_id, tokens, api_key_id),
 charged AS (UPDATE subscriptions s
             SET tokens_reserved = GREATEST(s.tokens_reserved - coalesce(
                   (SELECT sum(t.tokens) FROM taken t WHERE t.subscription_id = s.id), 0)::bigint, 0),
@@ -27,4 +32,17 @@ crossed AS (INSERT INTO quota_events (subscription_id, user_id, period_start, pe
               AND (c.tokens_used - c.added)::numeric * 100 < p.token_limit::numeric * t.percent
             ORDER BY c.id, t.percent
             ON CONFLICT (subscription_id, period_start, percent) DO NOTHING
-            RETURNING 1)
+            RETURNING 1),
+key_spent AS (INSERT INTO api_key_spending AS sp (api_key_id, period_start, tokens_used)
+              SELECT k.id, c.current_period_start, k.used
+              FROM unnest($4::uuid[], $5::bigint[], $6::uuid[]) AS k(id, used, sid)
+              JOIN charged c ON c.id = k.sid
+              ORDER BY k.id
+              ON CONFLICT (api_key_id) DO UPDATE SET
+                tokens_used = CASE WHEN sp.period_start = EXCLUDED.period_start
+                                   THEN sp.tokens_used + EXCLUDED.tokens_used
+                                   ELSE EXCLUDED.tokens_used END,
+                period_start = EXCLUDED.period_start,
+                tokens_reserved = GREATEST(sp.tokens_reserved - coalesce(
+                  (SELECT sum(t.tokens) FROM taken t WHERE t.api_key_id = sp.api_key_id), 0), 0)::bigint
+              RETURNING 1)

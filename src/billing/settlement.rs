@@ -17,17 +17,23 @@ pub fn settlement_part() -> &'static Part {
 }
 
 /// Binds the settlement part: each reservation is settled with the tokens its call used (a negative
-/// count charges nothing). A reservation whose lease already expired still charges the usage; its
-/// reserved tokens were returned by then.
+/// count charges nothing), counted to the API key that made the call if any. A reservation whose lease
+/// already expired still charges the usage; its reserved tokens were returned by then.
 pub fn bind_settlements<'a>(
     query: Composed<'a>,
-    settled: impl IntoIterator<Item = (Reservation, i64)>,
+    settled: impl IntoIterator<Item = (Reservation, i64, Option<Uuid>)>,
 ) -> Composed<'a> {
     let mut used: BTreeMap<Uuid, i64> = BTreeMap::new();
+    let mut keys: BTreeMap<Uuid, (i64, Uuid)> = BTreeMap::new();
     let mut reservations = Vec::new();
-    for (reservation, tokens) in settled {
+    for (reservation, tokens, key) in settled {
         *used.entry(reservation.subscription_id).or_default() += tokens.max(0);
+        if let Some(key) = key {
+            keys.entry(key)
+                .or_insert((0, reservation.subscription_id))
+                .0 += tokens.max(0);
+        }
         reservations.push(reservation.id);
     }
-    repo::bind_settle_batch(query, &used, reservations)
+    repo::bind_settle_batch(query, &used, reservations, &keys)
 }

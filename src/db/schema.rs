@@ -17,6 +17,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    api_key_spending (api_key_id) {
+        api_key_id -> Uuid,
+        period_start -> Timestamptz,
+        tokens_used -> Int8,
+        tokens_reserved -> Int8,
+        request_rate_tat -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     api_keys (id) {
         id -> Uuid,
         user_id -> Uuid,
@@ -28,6 +38,8 @@ diesel::table! {
         last_used_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         scopes -> Array<Text>,
+        requests_per_minute -> Nullable<Int4>,
+        token_budget -> Nullable<Int8>,
     }
 }
 
@@ -251,6 +263,7 @@ diesel::joinable!(invocation_idempotency -> tools (tool_id));
 diesel::joinable!(invocation_idempotency -> usage_events (usage_event_id));
 diesel::joinable!(invocation_idempotency -> users (user_id));
 diesel::joinable!(email_tokens -> users (user_id));
+diesel::joinable!(api_key_spending -> api_keys (api_key_id));
 diesel::joinable!(quota_events -> subscriptions (subscription_id));
 diesel::joinable!(quota_reservations -> subscriptions (subscription_id));
 diesel::joinable!(platform_daily -> tools (tool_id));
@@ -269,6 +282,7 @@ diesel::joinable!(usage_events -> tools (tool_id));
 diesel::joinable!(usage_events -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    api_key_spending,
     api_keys,
     audit_log,
     email_tokens,

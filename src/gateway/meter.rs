@@ -207,9 +207,10 @@ async fn write_batch(
     let query = diesel::sql_query(STATEMENT.as_str()).into_boxed();
     let query = billing::bind_settlements(
         query,
-        settlements
-            .iter()
-            .filter_map(|s| s.reservation.map(|r| (r, s.event.tokens_used))),
+        settlements.iter().filter_map(|s| {
+            s.reservation
+                .map(|r| (r, s.event.tokens_used, s.event.api_key_id))
+        }),
     );
     let query = usage::bind_records(query, &rows, shard);
     let query = idempotency::bind_key_outcomes(query, keys);

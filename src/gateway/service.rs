@@ -207,6 +207,7 @@ async fn run(
         min_tier: call.tool.min_tier,
         tokens: call.budget.reserved,
         lease,
+        api_key: call.api_key,
     };
     let grant = match quota::spend(app, spend).await? {
         Ok(grant) => {
@@ -217,6 +218,10 @@ async fn run(
         }
         Err(refused) => {
             if let Refusal::RateLimited {
+                requests_per_minute,
+                retry_after,
+            }
+            | Refusal::KeyRateLimited {
                 requests_per_minute,
                 retry_after,
             } = refused.refusal

@@ -79,6 +79,10 @@ pub struct ApiKeyRow {
     pub last_used_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub scopes: Vec<Scope>,
+    /// The key's own request rate, narrowing the plan's.
+    pub requests_per_minute: Option<i32>,
+    /// The most tokens the key may spend in its owner's billing period.
+    pub token_budget: Option<i64>,
 }
 
 impl ApiKeyRow {
@@ -102,4 +106,19 @@ pub struct NewApiKey<'a> {
     pub key_hash: &'a [u8],
     pub expires_at: Option<DateTime<Utc>>,
     pub scopes: Vec<Scope>,
+    pub requests_per_minute: Option<i32>,
+    pub token_budget: Option<i64>,
+}
+
+/// A key's own limits; `None` leaves that dimension to the plan alone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyLimits {
+    pub requests_per_minute: Option<i32>,
+    pub token_budget: Option<i64>,
+}
+
+impl KeyLimits {
+    pub fn any(&self) -> bool {
+        self.requests_per_minute.is_some() || self.token_budget.is_some()
+    }
 }

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::model::{ApiKeyRow, NewApiKey};
+use super::model::{ApiKeyRow, KeyLimits, NewApiKey};
 use crate::db::schema::{api_keys, users};
 use crate::users::model::UserRow;
 
@@ -71,6 +71,24 @@ pub async fn find_by_hash(
 
 /// Revokes one of the user's keys (idempotent: the first revocation time stays); `None` when the
 /// user has no such key.
+/// Sets the limits of `user`'s key `id` (revoked or not); `None` when the user has no such key.
+pub async fn set_limits(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    id: Uuid,
+    limits: KeyLimits,
+) -> QueryResult<Option<ApiKeyRow>> {
+    diesel::update(api_keys::table.find(id).filter(api_keys::user_id.eq(user)))
+        .set((
+            api_keys::requests_per_minute.eq(limits.requests_per_minute),
+            api_keys::token_budget.eq(limits.token_budget),
+        ))
+        .returning(ApiKeyRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
 pub async fn revoke(
     conn: &mut AsyncPgConnection,
     user: Uuid,

@@ -4,7 +4,7 @@ use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 use super::model::API_KEY_PREFIX;
-use super::model::{ApiKeyId, ApiKeyRow, DEFAULT_SCOPES, NewApiKey, Scope, Scopes};
+use super::model::{ApiKeyId, ApiKeyRow, DEFAULT_SCOPES, KeyLimits, NewApiKey, Scope, Scopes};
 use super::repo;
 use crate::app::AppState;
 use crate::audit::service::Actor;
@@ -33,9 +33,11 @@ pub async fn create(
     name: &str,
     expires_at: Option<DateTime<Utc>>,
     scopes: Option<Vec<Scope>>,
+    limits: KeyLimits,
     origin: &Actor,
 ) -> AppResult<CreatedKey> {
     creator.require_verified_email(app.config.require_verified_email, "create API keys")?;
+    check_limits(limits)?;
     let user = creator.id;
     let scopes: Vec<Scope> = scopes.unwrap_or_else(|| DEFAULT_SCOPES.to_vec());
     if scopes.is_empty() {
@@ -91,9 +93,14 @@ pub async fn create(
                     key_hash: &hash,
                     expires_at,
                     scopes: scopes.to_vec(),
+                    requests_per_minute: limits.requests_per_minute,
+                    token_budget: limits.token_budget,
                 },
             )
             .await?;
+            if limits.any() {
+                crate::billing::key_spending::open_in(conn, row.id, user).await?;
+            }
             audit_key(conn, origin, "api_key.create", &row).await?;
             Ok(row)
         })
@@ -105,6 +112,61 @@ pub async fn create(
 pub async fn list(app: &AppState, user: UserId) -> AppResult<Vec<ApiKeyRow>> {
     let mut conn = app.pool.get().await?;
     Ok(repo::list_for_user(&mut conn, user.0).await?)
+}
+
+/// Sets the limits of one of the user's keys (replacing both); they narrow the plan's, which still
+/// apply.
+#[tracing::instrument(skip_all, fields(user_id = %user.0, key_id = %id))]
+pub async fn set_limits(
+    app: &AppState,
+    user: UserId,
+    id: Uuid,
+    limits: KeyLimits,
+    origin: &Actor,
+) -> AppResult<ApiKeyRow> {
+    check_limits(limits)?;
+    let mut conn = app.pool.get().await?;
+    let row =
+        diesel_async::AsyncConnection::transaction::<_, AppError, _>(&mut *conn, async |conn| {
+            let row = repo::set_limits(conn, user.0, id, limits)
+                .await?
+                .ok_or_else(|| AppError::NotFound("You have no API key with that id.".into()))?;
+            if limits.any() {
+                crate::billing::key_spending::open_in(conn, row.id, user).await?;
+            }
+            audit_key(conn, origin, "api_key.limits", &row).await?;
+            Ok(row)
+        })
+        .await?;
+    tracing::info!(?limits, "API key limits set");
+    Ok(row)
+}
+
+/// Most requests per minute a key may be given (no plan sells more).
+const MAX_KEY_REQUESTS_PER_MINUTE: i32 = 1_000_000;
+/// Largest token budget a key may be given.
+const MAX_KEY_TOKEN_BUDGET: i64 = 1_000_000_000_000_000;
+
+fn check_limits(limits: KeyLimits) -> AppResult<()> {
+    if limits
+        .requests_per_minute
+        .is_some_and(|r| !(1..=MAX_KEY_REQUESTS_PER_MINUTE).contains(&r))
+    {
+        return Err(AppError::bad_input(
+            "requestsPerMinute",
+            format!("Between 1 and {MAX_KEY_REQUESTS_PER_MINUTE}, or null for the plan's rate."),
+        ));
+    }
+    if limits
+        .token_budget
+        .is_some_and(|b| !(1..=MAX_KEY_TOKEN_BUDGET).contains(&b))
+    {
+        return Err(AppError::bad_input(
+            "tokenBudget",
+            format!("Between 1 and {MAX_KEY_TOKEN_BUDGET}, or null for the plan's limit alone."),
+        ));
+    }
+    Ok(())
 }
 
 #[tracing::instrument(skip_all, fields(user_id = %user.0, key_id = %id))]

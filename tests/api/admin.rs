@@ -9,7 +9,7 @@ use crate::helpers::upstream::Upstream;
 use crate::helpers::{PASSWORD, TestApp, error_code};
 
 /// Mutations anyone (or any user) may call; every other mutation is an admin mutation and must be guarded.
-const PUBLIC_MUTATIONS: [&str; 17] = [
+const PUBLIC_MUTATIONS: [&str; 18] = [
     "register",
     "login",
     "refreshToken",
@@ -23,6 +23,7 @@ const PUBLIC_MUTATIONS: [&str; 17] = [
     "changePassword",
     "createApiKey",
     "revokeApiKey",
+    "setApiKeyLimits",
     "invokeTool",
     "subscribe",
     "cancelSubscription",

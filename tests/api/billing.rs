@@ -29,6 +29,7 @@ async fn reserve(
         min_tier: PlanTier::Free,
         tokens,
         lease,
+        api_key: None,
     };
     quota::spend(state, spend)
         .await
@@ -485,6 +486,7 @@ async fn a_batch_of_reservations_grants_in_order_while_the_running_total_fits() 
         tokens,
         expires_at: now + chrono::Duration::seconds(60),
         min_tier,
+        api_key: None,
     };
     let batch = [
         request(&ada, 40, PlanTier::Free),
@@ -529,6 +531,7 @@ async fn billing_alone_decides_and_explains_each_refusal_with_its_type() {
         min_tier,
         tokens,
         lease: LEASE,
+        api_key: None,
     };
     let refusal = |outcome: Result<quota::Grant, quota::Refused>| match outcome {
         Ok(grant) => panic!("granted {grant:?}"),

@@ -23,6 +23,7 @@ mod helpers;
 mod http_surface;
 mod ide_pages;
 mod ids_and_pages;
+mod key_limits;
 mod key_scopes;
 mod lifecycle;
 mod limits;

@@ -252,6 +252,7 @@ async fn one_batch_paces_its_requests_in_order() {
         tokens,
         expires_at: now + chrono::Duration::seconds(60),
         min_tier: PlanTier::Free,
+        api_key: None,
     };
     let batch = [request(10), request(20), request(30), request(40)];
     let mut conn = app.state.pool.get().await.unwrap();
