@@ -17,6 +17,7 @@ use crate::db::vitals::Vitals;
 use crate::gateway::breaker::Breakers;
 use crate::gateway::meter::Meter;
 use crate::mail::Mailer;
+use crate::pacing::batch::Pacer;
 use crate::secrets::Keys;
 use crate::telemetry::{self, LoaderStats};
 use crate::usage::live::LiveUsage;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub meter: Meter,
     /// Reserves invocations' quota in batches.
     pub reservations: Reservations,
+    /// Paces anonymous addresses, in batches.
+    pub pacer: Pacer,
     /// Live usage events for WebSocket subscribers.
     pub live: Arc<LiveUsage>,
     /// API keys, users and tools, kept fresh by the same listener as `live`.
@@ -81,6 +84,7 @@ impl AppState {
             loader_stats: Arc::new(LoaderStats::default()),
             http,
             meter: Meter::start(pool.clone(), &vitals),
+            pacer: Pacer::start(pool.clone(), &vitals),
             reservations: Batcher::start(
                 pool.clone(),
                 Reserve {

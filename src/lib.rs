@@ -19,6 +19,7 @@ pub mod graphql;
 pub mod http;
 pub mod keys;
 pub mod mail;
+pub mod pacing;
 pub mod secrets;
 pub mod server;
 pub mod sweeper;

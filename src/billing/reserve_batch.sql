@@ -98,50 +98,55 @@ paced AS (SELECT w.*, e.every, e.burst, e.every * (e.burst - 1) AS tolerance, e.
 admitted AS (SELECT * FROM paced WHERE within),
 granted AS (SELECT * FROM admitted
             WHERE token_limit IS NULL OR tokens_used + reserved + running <= token_limit),
+-- Per subscription and per key, once (not a subquery per row): tokens granted, admitted requests and
+-- the TAT they leave.
+sub_granted AS (SELECT sid, sum(tokens)::bigint AS tokens FROM granted GROUP BY sid),
+sub_admitted AS (SELECT sid, count(*) AS admitted,
+                        max(tat) + make_interval(secs => count(*) * max(every) / 1000) AS tat
+                 FROM admitted WHERE rpm IS NOT NULL GROUP BY sid),
+key_granted AS (SELECT kid, sum(tokens)::bigint AS tokens FROM granted WHERE kid IS NOT NULL GROUP BY kid),
+key_admitted AS (SELECT kid, count(*) AS admitted,
+                        max(ktat) + make_interval(secs => count(*) * max(kevery) / 1000) AS tat
+                 FROM key_paced WHERE kwithin AND krpm IS NOT NULL GROUP BY kid),
 counted AS (UPDATE subscriptions s SET
-              tokens_reserved = l.reserved + coalesce(
-                (SELECT sum(g.tokens) FROM granted g WHERE g.sid = s.id), 0)::bigint,
-              request_rate_tat = coalesce(
-                (SELECT max(a.tat) + make_interval(secs => count(*) * max(a.every) / 1000)
-                 FROM admitted a WHERE a.sid = s.id AND a.rpm IS NOT NULL), s.request_rate_tat)
-            FROM left_over l WHERE s.id = l.id RETURNING s.id),
+              tokens_reserved = l.reserved + coalesce(g.tokens, 0),
+              request_rate_tat = coalesce(a.tat, s.request_rate_tat)
+            FROM left_over l LEFT JOIN sub_granted g ON g.sid = l.id LEFT JOIN sub_admitted a ON a.sid = l.id
+            WHERE s.id = l.id RETURNING s.id),
 key_counted AS (UPDATE api_key_spending sp SET
                   period_start = kk.period_start,
                   tokens_used = kk.kused,
-                  tokens_reserved = kl.kreserved + coalesce(
-                    (SELECT sum(g.tokens) FROM granted g WHERE g.kid = sp.api_key_id), 0)::bigint,
-                  request_rate_tat = coalesce(
-                    (SELECT max(k.ktat) + make_interval(secs => count(*) * max(k.kevery) / 1000)
-                     FROM key_paced k WHERE k.kid = sp.api_key_id AND k.kwithin AND k.krpm IS NOT NULL),
-                    sp.request_rate_tat)
+                  tokens_reserved = kl.kreserved + coalesce(g.tokens, 0),
+                  request_rate_tat = coalesce(a.tat, sp.request_rate_tat)
                 FROM keys kk JOIN key_left kl ON kl.kid = kk.kid
+                  LEFT JOIN key_granted g ON g.kid = kk.kid LEFT JOIN key_admitted a ON a.kid = kk.kid
                 WHERE sp.api_key_id = kk.kid RETURNING 1),
 held AS (INSERT INTO quota_reservations (id, subscription_id, tokens, expires_at, api_key_id)
          SELECT id, sid, tokens, expires_at, kid FROM granted RETURNING id)
 -- A request over a rate is answered from the TAT the batch leaves (base + admitted * every).
-SELECT k.id, k.sid AS subscription_id, k.tier,
-       EXISTS (SELECT 1 FROM granted g WHERE g.id = k.id) AS granted,
+SELECT k.id, k.sid AS subscription_id, k.tier, g.id IS NOT NULL AS granted,
        k.rpm AS requests_per_minute, p.burst,
        CASE WHEN k.rpm IS NULL OR p.id IS NULL THEN NULL
             WHEN p.within THEN floor((p.tolerance - p.ahead + 0.001) / p.every)::integer
             ELSE 0 END AS burst_left,
-       ceil(CASE WHEN p.within THEN p.ahead + p.every ELSE p.base + n.admitted * p.every END)::bigint
-         AS full_in_ms,
+       ceil(CASE WHEN p.within THEN p.ahead + p.every
+                 ELSE p.base + coalesce(n.admitted, 0) * p.every END)::bigint AS full_in_ms,
        CASE WHEN NOT p.within
-            THEN ceil(p.base + n.admitted * p.every - p.tolerance)::bigint END AS retry_in_ms,
+            THEN ceil(p.base + coalesce(n.admitted, 0) * p.every - p.tolerance)::bigint END AS retry_in_ms,
        k.krpm AS key_requests_per_minute,
        CASE WHEN k.krpm IS NULL THEN NULL
             WHEN k.kwithin THEN floor((k.ktolerance - k.kahead + 0.001) / k.kevery)::integer
             ELSE 0 END AS key_burst_left,
-       ceil(CASE WHEN k.kwithin THEN k.kahead + k.kevery ELSE k.kbase + kn.admitted * k.kevery END)::bigint
-         AS key_full_in_ms,
+       ceil(CASE WHEN k.kwithin THEN k.kahead + k.kevery
+                 ELSE k.kbase + coalesce(kn.admitted, 0) * k.kevery END)::bigint AS key_full_in_ms,
        CASE WHEN NOT k.kwithin
-            THEN ceil(k.kbase + kn.admitted * k.kevery - k.ktolerance)::bigint END AS key_retry_in_ms,
+            THEN ceil(k.kbase + coalesce(kn.admitted, 0) * k.kevery - k.ktolerance)::bigint END
+         AS key_retry_in_ms,
        k.kwithin AND NOT k.kfits AS key_over_budget,
        k.kbudget AS key_token_budget,
        GREATEST(k.kbudget - k.kused - k.kreserved, 0)::bigint AS key_tokens_left
 FROM key_checked k CROSS JOIN lease
 LEFT JOIN paced p ON p.id = k.id
-LEFT JOIN LATERAL (SELECT count(*) AS admitted FROM admitted a WHERE a.sid = k.sid) n ON true
-LEFT JOIN LATERAL (SELECT count(*) AS admitted FROM key_paced x
-                   WHERE x.kid = k.kid AND x.kwithin) kn ON true
+LEFT JOIN granted g ON g.id = k.id
+LEFT JOIN sub_admitted n ON n.sid = k.sid
+LEFT JOIN key_admitted kn ON kn.kid = k.kid

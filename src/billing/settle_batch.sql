@@ -16,11 +16,14 @@
 locked AS (SELECT id FROM subscriptions WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE),
 taken AS (DELETE FROM quota_reservations WHERE id = ANY($2::uuid[])
           RETURNING subscription_id, tokens, api_key_id),
+taken_by_sub AS (SELECT subscription_id, sum(tokens)::bigint AS tokens FROM taken GROUP BY 1),
+taken_by_key AS (SELECT api_key_id, sum(tokens)::bigint AS tokens FROM taken
+                 WHERE api_key_id IS NOT NULL GROUP BY 1),
 charged AS (UPDATE subscriptions s
-            SET tokens_reserved = GREATEST(s.tokens_reserved - coalesce(
-                  (SELECT sum(t.tokens) FROM taken t WHERE t.subscription_id = s.id), 0)::bigint, 0),
+            SET tokens_reserved = GREATEST(s.tokens_reserved - coalesce(t.tokens, 0), 0),
                 tokens_used = s.tokens_used + u.used
             FROM unnest($1::uuid[], $3::bigint[]) AS u(id, used) JOIN locked l ON l.id = u.id
+                 LEFT JOIN taken_by_sub t ON t.subscription_id = u.id
             WHERE s.id = u.id
             RETURNING s.id, s.user_id, s.tier, s.current_period_start, s.tokens_used, u.used AS added),
 crossed AS (INSERT INTO quota_events (subscription_id, user_id, period_start, percent, tokens_used, token_limit)
@@ -33,16 +36,18 @@ crossed AS (INSERT INTO quota_events (subscription_id, user_id, period_start, pe
             ORDER BY c.id, t.percent
             ON CONFLICT (subscription_id, period_start, percent) DO NOTHING
             RETURNING 1),
-key_spent AS (INSERT INTO api_key_spending AS sp (api_key_id, period_start, tokens_used)
-              SELECT k.id, c.current_period_start, k.used
+-- A key's returned reservations ride in `tokens_reserved` of the row proposed for insertion and are
+-- taken off the existing row's. Only a key with limits reserves, and it has a row from the moment it
+-- got them, so an inserted row always proposes 0.
+key_spent AS (INSERT INTO api_key_spending AS sp (api_key_id, period_start, tokens_used, tokens_reserved)
+              SELECT k.id, c.current_period_start, k.used, coalesce(t.tokens, 0)
               FROM unnest($4::uuid[], $5::bigint[], $6::uuid[]) AS k(id, used, sid)
-              JOIN charged c ON c.id = k.sid
+              JOIN charged c ON c.id = k.sid LEFT JOIN taken_by_key t ON t.api_key_id = k.id
               ORDER BY k.id
               ON CONFLICT (api_key_id) DO UPDATE SET
                 tokens_used = CASE WHEN sp.period_start = EXCLUDED.period_start
                                    THEN sp.tokens_used + EXCLUDED.tokens_used
                                    ELSE EXCLUDED.tokens_used END,
                 period_start = EXCLUDED.period_start,
-                tokens_reserved = GREATEST(sp.tokens_reserved - coalesce(
-                  (SELECT sum(t.tokens) FROM taken t WHERE t.api_key_id = sp.api_key_id), 0), 0)::bigint
+                tokens_reserved = GREATEST(sp.tokens_reserved - EXCLUDED.tokens_reserved, 0)
               RETURNING 1)

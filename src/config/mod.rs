@@ -114,6 +114,8 @@ pub struct GraphqlLimits {
     pub max_query_bytes: usize,
     /// Query text the automatic persisted queries may hold; 0 turns them off.
     pub persisted_queries_bytes: usize,
+    /// Queries per minute an anonymous client address may send (see `http::anonymous_pace`); 0: no limit.
+    pub anonymous_queries_per_minute: u32,
 }
 
 impl Default for GraphqlLimits {
@@ -125,6 +127,7 @@ impl Default for GraphqlLimits {
             max_batch: 10,
             max_query_bytes: 32 * 1024,
             persisted_queries_bytes: 4 * 1024 * 1024,
+            anonymous_queries_per_minute: 120,
         }
     }
 }

@@ -42,7 +42,8 @@ pub trait BatchStatement: Send + Sync + 'static {
     const SETTINGS: &'static str = "SET plan_cache_mode = force_generic_plan";
 
     /// How long a batch lost with the database is tried again; zero (the default) answers the loss
-    /// at once. Not zero only for statements whose [`Self::committed`] can tell.
+    /// at once. Not zero only for statements whose [`Self::committed`] can tell, or that may run twice
+    /// without harm.
     const RETRY_AFTER_LOSS: Duration = Duration::ZERO;
 
     /// For a batch whose answer was lost with its connection: its responses if it committed, `None`

@@ -114,6 +114,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    request_pacing (subject) {
+        subject -> Text,
+        tat -> Timestamptz,
+    }
+}
+
+diesel::table! {
     quota_events (id) {
         id -> Uuid,
         subscription_id -> Uuid,
@@ -294,6 +301,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     quota_events,
     quota_reservations,
     refresh_tokens,
+    request_pacing,
     subscription_events,
     subscriptions,
     tools,

@@ -3,14 +3,28 @@
 //! made at once, without waiting) and `X-RateLimit-Reset` (seconds until `Remaining` is back at the
 //! plan's whole burst). A refused call's answer also carries `Retry-After` (see `http::graphql`).
 
+use std::time::Duration;
+
 use crate::billing::quota::Pace;
 
 /// The header fields for `pace`, lower-case.
 pub fn rate_limit_headers(pace: &Pace) -> [(&'static str, String); 3] {
-    let reset = pace.full_in.as_secs_f64().ceil() as u64;
+    headers(
+        pace.requests_per_minute,
+        u64::from(pace.burst_left),
+        pace.full_in,
+    )
+}
+
+/// The header fields for a rate of `limit` a minute with `remaining` to spend at once, whole again
+/// after `reset`.
+pub fn headers(limit: u32, remaining: u64, reset: Duration) -> [(&'static str, String); 3] {
     [
-        ("x-ratelimit-limit", pace.requests_per_minute.to_string()),
-        ("x-ratelimit-remaining", pace.burst_left.to_string()),
-        ("x-ratelimit-reset", reset.to_string()),
+        ("x-ratelimit-limit", limit.to_string()),
+        ("x-ratelimit-remaining", remaining.to_string()),
+        (
+            "x-ratelimit-reset",
+            (reset.as_secs_f64().ceil() as u64).to_string(),
+        ),
     ]
 }

@@ -19,8 +19,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::middleware::{ClientAddress, RequestId};
-use super::operation;
 use super::{HttpState, error_response};
+use super::{anonymous_pace, operation};
 use crate::graphql::context::RequestContext;
 use crate::graphql::limits::coded_error;
 use crate::graphql::loaders::Loaders;
@@ -187,6 +187,20 @@ async fn execute(
             return response;
         }
     };
+    let anonymous_queries = if matches!(caller, crate::auth::identity::Caller::Anonymous) {
+        slots
+            .iter()
+            .filter(
+                |slot| matches!(slot, Slot::Run { request, .. } if operation::is_query(request)),
+            )
+            .count()
+    } else {
+        0
+    };
+    let pace = match anonymous_pace::pace(&state.app, call.client_ip, anonymous_queries).await {
+        Ok(pace) => pace,
+        Err(refused) => return refused,
+    };
     let context = RequestContext {
         request_id: call.request_id,
         caller,
@@ -229,7 +243,11 @@ async fn execute(
             BatchResponse::Batch(responses)
         }
     };
-    respond(response, call.media, only_persisted_query_misses)
+    let mut response = respond(response, call.media, only_persisted_query_misses);
+    if let Some(pace) = pace {
+        anonymous_pace::report(&mut response, &pace);
+    }
+    response
 }
 
 /// Fills in a persisted query's text, or says why it cannot run.

@@ -1,6 +1,7 @@
 //! The HTTP surface: routes, the GraphQL handlers, health/readiness/metrics, and the cross-cutting
 //! layers (request id, panics, timeout, CORS, compression, body limit).
 
+pub mod anonymous_pace;
 pub mod graphql;
 pub mod health;
 pub mod ide;

@@ -10,6 +10,7 @@
 mod accounts;
 mod admin;
 mod admin_bootstrap;
+mod anonymous_pace;
 mod api_keys;
 mod architecture;
 mod big_counters;

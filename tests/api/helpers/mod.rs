@@ -79,6 +79,8 @@ impl TestApp {
         // Most tests call tools many times a second on the Free plan (10 calls a minute); the tests of
         // request rates (`request_rates.rs`) turn enforcement back on.
         config.gateway.enforce_request_rates = false;
+        // Likewise for anonymous queries from 127.0.0.1 (`anonymous_pace.rs` tests them).
+        config.graphql.anonymous_queries_per_minute = 0;
         configure(&mut config);
         // A test may point the app at a server of its own; the test database then only holds nothing.
         let url = config
