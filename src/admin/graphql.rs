@@ -102,7 +102,10 @@ pub struct AdminQuery;
 #[Object]
 impl AdminQuery {
     /// Accounts, filtered and sorted, with their subscription and usage this period (one batch per page).
-    #[graphql(guard = "AdminOnly")]
+    #[graphql(
+        guard = "AdminOnly",
+        complexity = "crate::graphql::cost::page(first, child_complexity)"
+    )]
     #[expect(
         clippy::too_many_arguments,
         reason = "each argument is a filter of the contract"
@@ -174,7 +177,10 @@ impl AdminQuery {
     }
 
     /// The audit trail, newest first, optionally by action, actor or target.
-    #[graphql(guard = "AdminOnly")]
+    #[graphql(
+        guard = "AdminOnly",
+        complexity = "crate::graphql::cost::page(first, child_complexity)"
+    )]
     async fn audit_log(
         &self,
         ctx: &Context<'_>,

@@ -104,6 +104,12 @@ impl Config {
             ) as usize,
             max_aliases: number("HUB_GRAPHQL_MAX_ALIASES", d.max_aliases as u64, 0, 10_000)
                 as usize,
+            points_per_minute: number(
+                "HUB_QUERY_POINTS_PER_MINUTE",
+                u64::from(d.points_per_minute),
+                0,
+                1_000_000_000,
+            ) as u32,
             anonymous_queries_per_minute: number(
                 "HUB_ANONYMOUS_QUERIES_PER_MINUTE",
                 u64::from(d.anonymous_queries_per_minute),

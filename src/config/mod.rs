@@ -114,6 +114,9 @@ pub struct GraphqlLimits {
     pub max_query_bytes: usize,
     /// Query text the automatic persisted queries may hold; 0 turns them off.
     pub persisted_queries_bytes: usize,
+    /// Query points (see `graphql::cost`) each signed-in user and API key may spend a minute; 0: no
+    /// budget.
+    pub points_per_minute: u32,
     /// Queries per minute an anonymous client address may send (see `http::anonymous_pace`); 0: no limit.
     pub anonymous_queries_per_minute: u32,
 }
@@ -122,12 +125,13 @@ impl Default for GraphqlLimits {
     fn default() -> Self {
         Self {
             max_depth: 12,
-            max_complexity: 1000,
+            max_complexity: 5000,
             max_aliases: 30,
             max_batch: 10,
             max_query_bytes: 32 * 1024,
             persisted_queries_bytes: 4 * 1024 * 1024,
             anonymous_queries_per_minute: 120,
+            points_per_minute: 60_000,
         }
     }
 }

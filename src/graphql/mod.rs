@@ -5,6 +5,7 @@
 
 pub mod big_int;
 pub mod context;
+pub mod cost;
 pub mod cursor;
 pub mod guards;
 pub mod ids;
@@ -36,6 +37,7 @@ pub struct QueryRoot(
     ToolsQuery,
     UsageQuery,
     AdminRootQuery,
+    cost::RateLimitQuery,
 );
 
 /// Every mutation, merged from the domains.
@@ -73,7 +75,8 @@ pub fn schema_builder(
     .extension(limits::RequestLimits {
         limits,
         introspection,
-    });
+    })
+    .extension(cost::QueryBudget);
     if introspection {
         builder
     } else {

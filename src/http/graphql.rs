@@ -22,6 +22,7 @@ use super::middleware::{ClientAddress, RequestId};
 use super::{HttpState, error_response};
 use super::{anonymous_pace, operation};
 use crate::graphql::context::RequestContext;
+use crate::graphql::cost::CostSlot;
 use crate::graphql::limits::coded_error;
 use crate::graphql::loaders::Loaders;
 use crate::graphql::persisted_queries::{self, Outcome, Refusal};
@@ -210,13 +211,28 @@ async fn execute(
 
     let mut responses = Vec::with_capacity(slots.len());
     let mut only_persisted_query_misses = true;
+    let mut last_cost = None;
     for slot in slots {
         let response = match slot {
             Slot::Run { request, register } => {
                 only_persisted_query_misses = false;
                 let operation = operation_label(state, &request);
-                let request = request.data(context.clone()).data(Loaders::new(&state.app));
-                let response = state.schema.execute(request).await;
+                let wants_cost = request
+                    .extensions
+                    .get("cost")
+                    .is_some_and(|asked| *asked == async_graphql::Value::Boolean(true));
+                let cost = CostSlot::default();
+                let request = request
+                    .data(context.clone())
+                    .data(Loaders::new(&state.app))
+                    .data(cost.clone());
+                let mut response = state.schema.execute(request).await;
+                if let Some(spent) = cost.get() {
+                    if wants_cost && let Ok(value) = async_graphql::to_value(spent) {
+                        response.extensions.insert("cost".into(), value);
+                    }
+                    last_cost = Some(spent);
+                }
                 if let Some((hash, query)) = register
                     && response.data != async_graphql::Value::Null
                 {
@@ -246,6 +262,21 @@ async fn execute(
     let mut response = respond(response, call.media, only_persisted_query_misses);
     if let Some(pace) = pace {
         anonymous_pace::report(&mut response, &pace);
+    }
+    // An invocation's answer reports its call rate (set while it ran); any other the points budget.
+    if let Some(spent) = last_cost
+        && !response.headers().contains_key("x-ratelimit-limit")
+    {
+        let reset = (spent.reset_at - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default();
+        for (name, value) in
+            crate::gateway::rate_headers::headers(spent.limit, spent.remaining, reset)
+        {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
+            }
+        }
     }
     response
 }

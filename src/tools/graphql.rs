@@ -203,6 +203,7 @@ pub struct ToolsQuery;
 impl ToolsQuery {
     /// The catalogue, by name. Users see enabled tools; administrators see all. `search` matches the name
     /// or description. Pages hold `first` tools (default 20, at most 100) after the cursor `after`.
+    #[graphql(complexity = "crate::graphql::cost::page(first, child_complexity)")]
     async fn tools(
         &self,
         ctx: &Context<'_>,

@@ -169,7 +169,10 @@ impl UsageQuery {
     /// The caller's invocations, newest first, in `[from, to)`, optionally for one tool or the calls of
     /// one API key. Pages hold
     /// `first` entries (default 20, at most 100) after the cursor `after`.
-    #[graphql(guard = "Scoped(Scope::Read)")]
+    #[graphql(
+        guard = "Scoped(Scope::Read)",
+        complexity = "crate::graphql::cost::page(first, child_complexity)"
+    )]
     #[expect(
         clippy::too_many_arguments,
         reason = "each argument is a filter or page argument of the contract"

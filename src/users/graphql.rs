@@ -72,6 +72,7 @@ fn own_or_admin(ctx: &Context<'_>, user: uuid::Uuid) -> async_graphql::Result<()
 #[ComplexObject]
 impl User {
     /// The user's latest invocations, newest first (at most 100). Visible to the user and to administrators.
+    #[graphql(complexity = "crate::graphql::cost::page(Some(first), child_complexity)")]
     async fn recent_usage(
         &self,
         ctx: &Context<'_>,

@@ -32,6 +32,7 @@ mod live_sessions;
 mod lost_settlements;
 mod mail_flows;
 mod persisted_queries;
+mod query_cost;
 mod request_rates;
 mod schema;
 mod security_events;

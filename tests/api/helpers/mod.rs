@@ -81,6 +81,8 @@ impl TestApp {
         config.gateway.enforce_request_rates = false;
         // Likewise for anonymous queries from 127.0.0.1 (`anonymous_pace.rs` tests them).
         config.graphql.anonymous_queries_per_minute = 0;
+        // And for query points (`query_cost.rs` tests them).
+        config.graphql.points_per_minute = 0;
         configure(&mut config);
         // A test may point the app at a server of its own; the test database then only holds nothing.
         let url = config

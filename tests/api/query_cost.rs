@@ -1,0 +1,179 @@
+//! Query cost: list fields count by the page they ask for, a request over the maximum is refused before
+//! it runs, and each credential (a session's user, an API key) has a budget of points a minute, shared
+//! by every instance, reported by `rateLimit`, `extensions.cost` and the `X-RateLimit-*` headers.
+
+use joyfull_hub::config::Secret;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, error_code};
+
+const TOOLS: &str = "query($first: Int) { tools(first: $first) { nodes { id name slug description } } rateLimit { cost remaining limit resetAt } }";
+
+async fn post(app: &TestApp, credential: &str, body: Value) -> (reqwest::header::HeaderMap, Value) {
+    let response = app
+        .client
+        .post(app.url("/graphql"))
+        .bearer_auth(credential)
+        .json(&body)
+        .send()
+        .await
+        .expect("POST /graphql");
+    let headers = response.headers().clone();
+    (headers, response.json().await.expect("a JSON body"))
+}
+
+fn cost(body: &Value) -> u64 {
+    body["data"]["rateLimit"]["cost"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("a cost: {body}"))
+}
+
+#[tokio::test]
+async fn a_list_field_costs_its_selection_once_per_item_of_the_page() {
+    let app = TestApp::spawn_with(|config| config.graphql.points_per_minute = 60_000).await;
+    let ada = app.register("Ada", "ada@example.com").await;
+
+    let (_, one) = post(
+        &app,
+        &ada.access_token,
+        json!({ "query": TOOLS, "variables": { "first": 1 } }),
+    )
+    .await;
+    let (_, ten) = post(
+        &app,
+        &ada.access_token,
+        json!({ "query": TOOLS, "variables": { "first": 10 } }),
+    )
+    .await;
+    let (_, default) = post(&app, &ada.access_token, json!({ "query": TOOLS })).await;
+
+    // Per item: nodes' 4 fields and `nodes` itself; plus the field, plus rateLimit's 4 and itself.
+    assert_eq!(cost(&ten) - cost(&one), 9 * 5, "{one} {ten}");
+    assert_eq!(cost(&default) - cost(&one), 19 * 5);
+    assert!(
+        ten["data"]["rateLimit"]["remaining"].as_u64()
+            < one["data"]["rateLimit"]["remaining"].as_u64(),
+        "points are spent: {one} {ten}"
+    );
+    assert_eq!(ten["data"]["rateLimit"]["limit"], 60_000);
+}
+
+#[tokio::test]
+async fn a_request_over_the_maximum_is_refused_before_it_runs() {
+    let app = TestApp::spawn_with(|config| {
+        config.graphql.points_per_minute = 60_000;
+        config.graphql.max_complexity = 200;
+    })
+    .await;
+    let ada = app.register("Ada", "ada@example.com").await;
+    // 100 tools of 5 points each is 500: over 200, however few tools exist.
+    let (_, body) = post(
+        &app,
+        &ada.access_token,
+        json!({ "query": TOOLS, "variables": { "first": 100 } }),
+    )
+    .await;
+
+    assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{body}");
+    assert!(body["data"].is_null());
+}
+
+#[tokio::test]
+async fn a_credentials_budget_refuses_what_does_not_fit_and_says_so_everywhere() {
+    // 600 points a minute: a burst of 100, then 10 a second.
+    let app = TestApp::spawn_with(|config| config.graphql.points_per_minute = 600).await;
+    let ada = app.register("Ada", "ada@example.com").await;
+    let key = app
+        .graphql_as(
+            &ada.access_token,
+            "mutation { createApiKey(input: {name: \"k\"}) { key } }",
+            json!({}),
+        )
+        .await["data"]["createApiKey"]["key"]
+        .as_str()
+        .expect("a key")
+        .to_owned();
+    let asked =
+        json!({ "query": TOOLS, "variables": { "first": 10 }, "extensions": { "cost": true } });
+
+    let (headers, first) = post(&app, &ada.access_token, asked.clone()).await;
+    let mut refused = None;
+    for _ in 0..10 {
+        let (headers, body) = post(&app, &ada.access_token, asked.clone()).await;
+        if body["errors"].is_array() {
+            refused = Some((headers, body));
+            break;
+        }
+    }
+    let (refused_headers, refused) = refused.expect("the budget runs out");
+    let (_, by_key) = post(&app, &key, asked.clone()).await;
+
+    let spent = cost(&first);
+    assert_eq!(first["extensions"]["cost"]["cost"], spent, "{first}");
+    assert_eq!(headers["x-ratelimit-limit"], "600");
+    assert_eq!(
+        headers["x-ratelimit-remaining"].to_str().unwrap(),
+        first["extensions"]["cost"]["remaining"].to_string(),
+        "{first}"
+    );
+    assert_eq!(error_code(&refused), "RATE_LIMITED", "{refused}");
+    assert!(
+        refused["data"].is_null(),
+        "refused before it ran: {refused}"
+    );
+    let retry = refused["errors"][0]["extensions"]["retryAfter"]
+        .as_u64()
+        .unwrap();
+    assert!((1..=10).contains(&retry), "{refused}");
+    assert_eq!(
+        refused_headers["retry-after"].to_str().unwrap(),
+        retry.to_string()
+    );
+    assert!(
+        by_key["errors"].is_null(),
+        "the key has a budget of its own: {by_key}"
+    );
+}
+
+#[tokio::test]
+async fn two_instances_spend_one_budget() {
+    let first = TestApp::spawn_with(|config| config.graphql.points_per_minute = 600).await;
+    let url = first.db.url.clone();
+    let second = TestApp::spawn_with(move |config| {
+        config.graphql.points_per_minute = 600;
+        config.database_url = Some(Secret::new(url));
+    })
+    .await;
+    let ada = first.register("Ada", "ada@example.com").await;
+    let key = first
+        .graphql_as(
+            &ada.access_token,
+            "mutation { createApiKey(input: {name: \"k\"}) { key } }",
+            json!({}),
+        )
+        .await["data"]["createApiKey"]["key"]
+        .as_str()
+        .expect("a key")
+        .to_owned();
+    // About 31 points a request: three fit the burst of 100.
+    let asked = json!({ "query": TOOLS, "variables": { "first": 5 } });
+
+    let started = std::time::Instant::now();
+    let mut spent = 0;
+    let mut answered = 0;
+    for n in 0..20 {
+        let app = if n % 2 == 0 { &first } else { &second };
+        let (_, body) = post(app, &key, asked.clone()).await;
+        if body["errors"].is_null() {
+            spent += cost(&body);
+            answered += 1;
+        }
+    }
+
+    let earned = (started.elapsed().as_secs_f64() * 10.0).ceil() as u64;
+    assert!(answered >= 2, "{answered}");
+    assert!(
+        spent <= 100 + earned,
+        "one burst of 100 points and what {earned} points' time earned, across both instances: {spent}"
+    );
+}
