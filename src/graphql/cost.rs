@@ -4,11 +4,14 @@
 //! `recentUsage`, the admin `users` and `auditLog`) counts its selection once per item of the page it
 //! asks for (`first`, default 20), as GitHub's node limit does. A request over
 //! `HUB_GRAPHQL_MAX_COMPLEXITY` is refused before it runs (`QUERY_TOO_COMPLEX`). Every signed-in
-//! session's user and every API key has `HUB_QUERY_POINTS_PER_MINUTE` points a minute, paced like
-//! requests (`pacing`: a burst of a sixth of the minute's points, shared by every instance); a request
-//! whose cost does not fit is refused before it runs (`RATE_LIMITED` with `retryAfter`). What it cost and
-//! what is left are answered by `rateLimit`, by `extensions.cost` when the request's extensions ask
-//! (`"cost": true`), and by the `X-RateLimit-*` headers of answers that carry no call rate.
+//! session's user and every API key has `HUB_QUERY_POINTS_PER_MINUTE` points a minute for queries over
+//! HTTP, paced like requests (`pacing`: a burst of a sixth of the minute's points, shared by every
+//! instance); a query whose cost does not fit is refused before it runs (`RATE_LIMITED` with
+//! `retryAfter`). Mutations are limited by rules of their own (invocations by the plan's and the key's
+//! call rates, account actions by throttles) and spend no points; subscriptions are bounded by the
+//! connection limits. What a query cost and what is left are answered by `rateLimit`, by
+//! `extensions.cost` when the request's extensions ask (`"cost": true`), and by the `X-RateLimit-*`
+//! headers.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -50,17 +53,29 @@ pub struct RateLimit {
     pub cost: u32,
 }
 
-/// Where the extension leaves a request's [`RateLimit`]: inserted into each request's data.
+/// Whether a request's cost is charged, and where the extension leaves its [`RateLimit`]: inserted into
+/// each HTTP request's data.
 #[derive(Debug, Clone, Default)]
-pub struct CostSlot(Arc<Mutex<Option<RateLimit>>>);
+pub struct CostSlot {
+    charged: bool,
+    spent: Arc<Mutex<Option<RateLimit>>>,
+}
 
 impl CostSlot {
+    /// A slot for a request whose cost is charged (`charged`) or not.
+    pub fn new(charged: bool) -> Self {
+        Self {
+            charged,
+            spent: Arc::default(),
+        }
+    }
+
     pub fn get(&self) -> Option<RateLimit> {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        *self.spent.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn set(&self, rate_limit: RateLimit) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(rate_limit);
+        *self.spent.lock().unwrap_or_else(PoisonError::into_inner) = Some(rate_limit);
     }
 }
 
@@ -84,9 +99,11 @@ impl Extension for BudgetExtension {
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
         let result = next.run(ctx).await?;
-        let (Some(app), Some(request)) =
-            (ctx.data_opt::<AppState>(), ctx.data_opt::<RequestContext>())
-        else {
+        let (Some(app), Some(request), Some(slot)) = (
+            ctx.data_opt::<AppState>(),
+            ctx.data_opt::<RequestContext>(),
+            ctx.data_opt::<CostSlot>().filter(|slot| slot.charged),
+        ) else {
             return Ok(result);
         };
         let per_minute = app.config.graphql.points_per_minute;
@@ -115,9 +132,7 @@ impl Extension for BudgetExtension {
             reset_at: Utc::now() + chrono::Duration::from_std(verdict.reset).unwrap_or_default(),
             cost,
         };
-        if let Some(slot) = ctx.data_opt::<CostSlot>() {
-            slot.set(rate_limit);
-        }
+        slot.set(rate_limit);
         if verdict.admitted {
             return Ok(result);
         }
@@ -142,8 +157,8 @@ pub struct RateLimitQuery;
 
 #[Object]
 impl RateLimitQuery {
-    /// What this request cost and what is left of the caller's points this minute; null for anonymous
-    /// callers (who are paced per address instead).
+    /// What this query cost and what is left of the caller's points this minute; null for anonymous
+    /// callers (paced per address instead) and in mutations (which spend no points).
     async fn rate_limit(&self, ctx: &Context<'_>) -> Option<RateLimit> {
         ctx.data_opt::<CostSlot>().and_then(CostSlot::get)
     }

@@ -37,6 +37,10 @@ impl BatchStatement for Pace {
     type Request = PaceRequest;
     type Response = Paced;
 
+    /// A pace lost in a crash only lets a subject start afresh, so commits do not wait for the disk.
+    const SETTINGS: &'static str =
+        "SET plan_cache_mode = force_generic_plan; SET synchronous_commit = off";
+
     /// A batch lost with the database is paced again once it is back (its requests may then count
     /// twice, which only errs on the strict side), so a restart does not refuse the first queries
     /// after it.

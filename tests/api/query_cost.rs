@@ -113,9 +113,10 @@ async fn a_credentials_budget_refuses_what_does_not_fit_and_says_so_everywhere()
     assert_eq!(headers["x-ratelimit-limit"], "600");
     assert_eq!(
         headers["x-ratelimit-remaining"].to_str().unwrap(),
-        first["extensions"]["cost"]["remaining"].to_string(),
-        "{first}"
+        (100 - spent).to_string(),
+        "the key's creation (a mutation) spent no points: {first}"
     );
+    assert_eq!(first["extensions"]["cost"]["remaining"], 100 - spent);
     assert_eq!(error_code(&refused), "RATE_LIMITED", "{refused}");
     assert!(
         refused["data"].is_null(),
