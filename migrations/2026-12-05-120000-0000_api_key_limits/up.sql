@@ -4,7 +4,7 @@ ALTER TABLE api_keys ADD COLUMN requests_per_minute integer CHECK (requests_per_
 
 -- What each key spent in its owner's current billing period, and where its own request rate stands
 -- (billing's; read and moved under the owner's subscription row lock, like the subscription's counters).
--- A key with limits has a row from the moment they are set; any key gets one at its first settled call.
+-- Only keys with limits have a row, from the moment they are set.
 CREATE TABLE api_key_spending (
     api_key_id uuid PRIMARY KEY REFERENCES api_keys (id) ON DELETE CASCADE,
     period_start timestamptz NOT NULL,

@@ -1,6 +1,8 @@
 //! What API keys spend, for their own limits (`api_keys.requests_per_minute`, `token_budget`): counted
 //! by billing in `api_key_spending`, per the owner's billing period, by the reservation and settlement
-//! statements.
+//! statements, for the keys that have limits (a row is opened when a key gets them, counting what the
+//! key spent in the period so far). Other keys' spending is read from the usage log when asked, so their
+//! calls cost no extra write.
 
 use std::collections::HashMap;
 

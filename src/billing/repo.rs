@@ -350,16 +350,19 @@ pub async fn events_of_user(
         .await
 }
 
-/// Gives `key` a spending row counted from `user`'s current period (or now, without a subscription),
-/// unless it has one.
+/// Gives `key` a spending row for `user`'s current period (or from now, without a subscription),
+/// starting from what the key's calls were charged in that period so far, unless it has one.
 pub async fn open_key_spending(
     conn: &mut AsyncPgConnection,
     key: Uuid,
     user: Uuid,
 ) -> QueryResult<usize> {
     diesel::sql_query(
-        "INSERT INTO api_key_spending (api_key_id, period_start) \
-         SELECT $1, coalesce((SELECT current_period_start FROM subscriptions WHERE user_id = $2), now()) \
+        "INSERT INTO api_key_spending (api_key_id, period_start, tokens_used) \
+         SELECT $1, p.start, (SELECT coalesce(sum(e.tokens_used), 0)::bigint FROM usage_events e \
+                              WHERE e.api_key_id = $1 AND e.created_at >= p.start) \
+         FROM (SELECT coalesce((SELECT current_period_start FROM subscriptions WHERE user_id = $2), \
+                               now()) AS start) p \
          ON CONFLICT (api_key_id) DO NOTHING",
     )
     .bind::<diesel::sql_types::Uuid, _>(key)
@@ -368,15 +371,21 @@ pub async fn open_key_spending(
     .await
 }
 
-/// Tokens each of `user`'s keys was charged in the user's current period (keys absent spent none).
+/// Tokens each of `user`'s keys was charged in the user's current period: a key with limits from its
+/// spending row, any other from the usage log (keys absent spent none).
 pub async fn key_tokens_this_period(
     conn: &mut AsyncPgConnection,
     user: Uuid,
 ) -> QueryResult<Vec<KeySpent>> {
     diesel::sql_query(
-        "SELECT sp.api_key_id, sp.tokens_used FROM api_key_spending sp \
-         JOIN api_keys k ON k.id = sp.api_key_id \
-         JOIN subscriptions s ON s.user_id = k.user_id AND s.current_period_start = sp.period_start \
+        "SELECT k.id AS api_key_id, \
+           CASE WHEN sp.api_key_id IS NULL \
+                THEN (SELECT coalesce(sum(e.tokens_used), 0) FROM usage_events e \
+                      WHERE e.api_key_id = k.id AND e.created_at >= s.current_period_start) \
+                WHEN sp.period_start = s.current_period_start THEN sp.tokens_used \
+                ELSE 0 END::bigint AS tokens_used \
+         FROM api_keys k JOIN subscriptions s ON s.user_id = k.user_id \
+         LEFT JOIN api_key_spending sp ON sp.api_key_id = k.id \
          WHERE k.user_id = $1",
     )
     .bind::<diesel::sql_types::Uuid, _>(user)

@@ -5,7 +5,8 @@
 -- $2 uuid[]   the reservations settled: they are deleted and their tokens leave the reserved counter
 -- $3 bigint[] the tokens used, per subscription of $1
 -- $4 uuid[]   the API keys that made calls, in id order ($5 their tokens used, $6 their subscription):
---             each key's spending this period grows, and its reserved tokens are returned
+--             the spending this period of each key with limits (the keys with an `api_key_spending`
+--             row) grows, and its reserved tokens are returned
 -- $5 bigint[]
 -- $6 uuid[]
 -- A subscription whose used tokens cross 80 % or 100 % of its plan's limit records the crossing once per
@@ -36,18 +37,12 @@ crossed AS (INSERT INTO quota_events (subscription_id, user_id, period_start, pe
             ORDER BY c.id, t.percent
             ON CONFLICT (subscription_id, period_start, percent) DO NOTHING
             RETURNING 1),
--- A key's returned reservations ride in `tokens_reserved` of the row proposed for insertion and are
--- taken off the existing row's. Only a key with limits reserves, and it has a row from the moment it
--- got them, so an inserted row always proposes 0.
-key_spent AS (INSERT INTO api_key_spending AS sp (api_key_id, period_start, tokens_used, tokens_reserved)
-              SELECT k.id, c.current_period_start, k.used, coalesce(t.tokens, 0)
+key_spent AS (UPDATE api_key_spending sp SET
+                tokens_used = CASE WHEN sp.period_start = c.current_period_start
+                                   THEN sp.tokens_used + k.used ELSE k.used END,
+                period_start = c.current_period_start,
+                tokens_reserved = GREATEST(sp.tokens_reserved - coalesce(t.tokens, 0), 0)
               FROM unnest($4::uuid[], $5::bigint[], $6::uuid[]) AS k(id, used, sid)
-              JOIN charged c ON c.id = k.sid LEFT JOIN taken_by_key t ON t.api_key_id = k.id
-              ORDER BY k.id
-              ON CONFLICT (api_key_id) DO UPDATE SET
-                tokens_used = CASE WHEN sp.period_start = EXCLUDED.period_start
-                                   THEN sp.tokens_used + EXCLUDED.tokens_used
-                                   ELSE EXCLUDED.tokens_used END,
-                period_start = EXCLUDED.period_start,
-                tokens_reserved = GREATEST(sp.tokens_reserved - EXCLUDED.tokens_reserved, 0)
+                JOIN charged c ON c.id = k.sid LEFT JOIN taken_by_key t ON t.api_key_id = k.id
+              WHERE sp.api_key_id = k.id
               RETURNING 1)

@@ -198,3 +198,39 @@ async fn limits_are_set_by_the_owner_only_and_checked() {
         2
     );
 }
+
+#[tokio::test]
+async fn a_key_without_limits_shows_its_spending_and_limits_set_later_count_it() {
+    let app = TestApp::spawn().await;
+    let upstream = Upstream::start().await;
+    let Catalogue { tool, user, .. } = app.catalogue(upstream.url("/ten")).await;
+    app.sql(&format!(
+        "UPDATE tools SET estimated_tokens = 10 WHERE id = '{tool}'"
+    ))
+    .await;
+    let (key, id) = key_with(&app, &user, Value::Null, Value::Null).await;
+    for _ in 0..3 {
+        let answer = app.invoke(&key, &tool, json!({}), None).await;
+        assert_eq!(status(&answer), "SUCCESS", "{answer}");
+    }
+    let before_limits = listed(&app, &user, &id).await;
+
+    let limited = app
+        .graphql_as(
+            &user.access_token,
+            "mutation($id: ID!) { setApiKeyLimits(id: $id, input: {tokenBudget: 40}) { tokensUsedThisPeriod } }",
+            json!({ "id": id }),
+        )
+        .await;
+    let fourth = app.invoke(&key, &tool, json!({}), None).await;
+    let fifth = app.invoke(&key, &tool, json!({}), None).await;
+
+    assert_eq!(before_limits["tokensUsedThisPeriod"], 30, "{before_limits}");
+    assert_eq!(
+        limited["data"]["setApiKeyLimits"]["tokensUsedThisPeriod"], 30,
+        "{limited}"
+    );
+    assert_eq!(status(&fourth), "SUCCESS", "30 + 10 fits 40: {fourth}");
+    assert_eq!(error_code(&fifth), "QUOTA_EXCEEDED", "{fifth}");
+    assert_eq!(listed(&app, &user, &id).await["tokensUsedThisPeriod"], 40);
+}
