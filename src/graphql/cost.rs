@@ -13,14 +13,22 @@
 //! `extensions.cost` when the request's extensions ask (`"cost": true`), and by the `X-RateLimit-*`
 //! headers.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextValidation};
-use async_graphql::{Context, Object, ServerError, SimpleObject, ValidationResult};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest,
+    NextValidation,
+};
+use async_graphql::parser::types::{ExecutableDocument, OperationType};
+use async_graphql::{
+    Context, Object, Request, ServerError, ServerResult, SimpleObject, ValidationResult, Variables,
+};
 use chrono::{DateTime, Utc};
 
 use super::context::RequestContext;
 use super::limits::coded_error;
+use super::operation::selected_operation;
 use crate::app::AppState;
 use crate::auth::identity::Caller;
 use crate::pacing::service as pacing;
@@ -53,23 +61,14 @@ pub struct RateLimit {
     pub cost: u32,
 }
 
-/// Whether a request's cost is charged, and where the extension leaves its [`RateLimit`]: inserted into
-/// each HTTP request's data.
+/// Where the extension leaves a query's [`RateLimit`]: inserted into each HTTP request's data (a
+/// request without one spends no points).
 #[derive(Debug, Clone, Default)]
 pub struct CostSlot {
-    charged: bool,
     spent: Arc<Mutex<Option<RateLimit>>>,
 }
 
 impl CostSlot {
-    /// A slot for a request whose cost is charged (`charged`) or not.
-    pub fn new(charged: bool) -> Self {
-        Self {
-            charged,
-            spent: Arc::default(),
-        }
-    }
-
     pub fn get(&self) -> Option<RateLimit> {
         *self.spent.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -84,15 +83,52 @@ pub struct QueryBudget;
 
 impl ExtensionFactory for QueryBudget {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(BudgetExtension)
+        Arc::new(BudgetExtension::default())
     }
 }
 
-/// Spends a validated request's cost from its credential's budget before it runs.
-pub struct BudgetExtension;
+/// Spends a validated query's cost from its credential's budget before it runs. One per request: it
+/// keeps the operation name it is asked for and whether that operation is a query.
+#[derive(Default)]
+pub struct BudgetExtension {
+    operation_name: Mutex<Option<String>>,
+    is_query: AtomicBool,
+}
 
 #[async_graphql::async_trait::async_trait]
 impl Extension for BudgetExtension {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        *self
+            .operation_name
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = request.operation_name.clone();
+        next.run(ctx, request).await
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let document = next.run(ctx, query, variables).await?;
+        let name = self
+            .operation_name
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let is_query = selected_operation(&document, name.as_deref())
+            .is_some_and(|(_, op)| op.node.ty == OperationType::Query);
+        self.is_query.store(is_query, Ordering::Relaxed);
+        Ok(document)
+    }
+
     async fn validation(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -102,7 +138,8 @@ impl Extension for BudgetExtension {
         let (Some(app), Some(request), Some(slot)) = (
             ctx.data_opt::<AppState>(),
             ctx.data_opt::<RequestContext>(),
-            ctx.data_opt::<CostSlot>().filter(|slot| slot.charged),
+            ctx.data_opt::<CostSlot>()
+                .filter(|_| self.is_query.load(Ordering::Relaxed)),
         ) else {
             return Ok(result);
         };

@@ -11,6 +11,7 @@ pub mod guards;
 pub mod ids;
 pub mod limits;
 pub mod loaders;
+pub mod operation;
 pub mod persisted_queries;
 
 use async_graphql::{MergedObject, MergedSubscription, SDLExportOptions, Schema, SchemaBuilder};

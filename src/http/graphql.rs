@@ -221,7 +221,7 @@ async fn execute(
                     .extensions
                     .get("cost")
                     .is_some_and(|asked| *asked == async_graphql::Value::Boolean(true));
-                let cost = CostSlot::new(operation::is_query(&request));
+                let cost = CostSlot::default();
                 let request = request
                     .data(context.clone())
                     .data(Loaders::new(&state.app))
