@@ -83,45 +83,22 @@ pub async fn invoke(
     idempotency_key: Option<String>,
     request_id: &str,
 ) -> Invoked {
-    let pace = Arc::new(OnceLock::new());
-    let result = invoke_reporting(
-        app,
-        caller,
-        tool_id,
-        input,
-        idempotency_key,
-        request_id,
-        Arc::clone(&pace),
-    )
-    .await;
-    Invoked {
-        result,
-        pace: pace.get().copied(),
-    }
-}
-
-async fn invoke_reporting(
-    app: &AppState,
-    caller: &AuthenticatedUser,
-    tool_id: ToolId,
-    input: serde_json::Value,
-    idempotency_key: Option<String>,
-    request_id: &str,
-    pace: Arc<OnceLock<Pace>>,
-) -> AppResult<InvocationResult> {
     if let Some(key) = &idempotency_key
         && (key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()))
     {
-        return Err(AppError::bad_input(
-            "idempotencyKey",
-            "Use 1 to 255 visible ASCII characters, e.g. a UUID.",
-        ));
+        return Invoked {
+            result: Err(AppError::bad_input(
+                "idempotencyKey",
+                "Use 1 to 255 visible ASCII characters, e.g. a UUID.",
+            )),
+            pace: None,
+        };
     }
-    let app = app.clone();
-    let caller = caller.clone();
-    let request_id = request_id.to_owned();
+    let pace = Arc::new(OnceLock::new());
+    let (app, caller, request_id) = (app.clone(), caller.clone(), request_id.to_owned());
+    let reported = Arc::clone(&pace);
     let span = tracing::info_span!("invocation", tool_id = %tool_id, user_id = %caller.id.0);
-    tokio::spawn(
+    let result = tokio::spawn(
         async move {
             run(
                 &app,
@@ -130,14 +107,19 @@ async fn invoke_reporting(
                 input,
                 idempotency_key,
                 request_id,
-                &pace,
+                &reported,
             )
             .await
         }
         .instrument(span),
     )
     .await
-    .map_err(|e| AppError::internal(anyhow::anyhow!("the invocation task failed: {e}")))?
+    .map_err(|e| AppError::internal(anyhow::anyhow!("the invocation task failed: {e}")))
+    .and_then(|result| result);
+    Invoked {
+        result,
+        pace: pace.get().copied(),
+    }
 }
 
 async fn run(

@@ -122,16 +122,7 @@ async fn every_admin_field_and_mutation_refuses_anonymous_callers_and_users() {
     let app = TestApp::spawn().await;
     let admin = app.admin("root@example.com").await;
     let user = app.register("Ada", "ada@example.com").await;
-    let key = app
-        .graphql_as(
-            &user.access_token,
-            "mutation { createApiKey(input: {name: \"k\"}) { key } }",
-            json!({}),
-        )
-        .await["data"]["createApiKey"]["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = app.api_key(&user.access_token).await;
     let introspection = format!(
         "{{ __schema {{ mutationType {{ fields {{ name args {{ name type {{ {TYPE_REF} }} }} type {{ {TYPE_REF} }} }} }} \
            types {{ name kind enumValues {{ name }} inputFields {{ name defaultValue type {{ {TYPE_REF} }} }} \
@@ -331,16 +322,7 @@ async fn a_suspension_stops_tokens_and_keys_at_once_and_reactivation_restores_th
     let app = TestApp::spawn().await;
     let root = app.admin("root@example.com").await;
     let user = app.register("Ada", "ada@example.com").await;
-    let key = app
-        .graphql_as(
-            &user.access_token,
-            "mutation { createApiKey(input: {name: \"k\"}) { key } }",
-            json!({}),
-        )
-        .await["data"]["createApiKey"]["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = app.api_key(&user.access_token).await;
 
     app.graphql_as(
         &root.access_token,

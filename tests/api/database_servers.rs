@@ -85,16 +85,7 @@ async fn a_server_that_stops_and_returns_is_reported_then_served_again() {
         .as_str()
         .expect("a token")
         .to_owned();
-    let key = app
-        .graphql_as(
-            &token,
-            "mutation { createApiKey(input: {name: \"k\"}) { key } }",
-            json!({}),
-        )
-        .await["data"]["createApiKey"]["key"]
-        .as_str()
-        .expect("a key")
-        .to_owned();
+    let key = app.api_key(&token).await;
     let caches = app.state.caches.clone();
     eventually("the listener is back", Duration::from_secs(10), move || {
         caches.is_live()

@@ -100,10 +100,7 @@ async fn a_keys_budget_holds_under_parallel_calls_and_renews_with_the_period() {
     let app = Arc::new(TestApp::spawn().await);
     let upstream = Upstream::start().await;
     let Catalogue { tool, user, .. } = app.catalogue(upstream.url("/ten")).await;
-    app.sql(&format!(
-        "UPDATE tools SET estimated_tokens = 10 WHERE id = '{tool}'"
-    ))
-    .await;
+    app.set_estimate(&tool, 10).await;
     let (key, id) = key_with(&app, &user, Value::Null, json!(50)).await;
 
     let calls: Vec<_> = (0..20)
@@ -204,10 +201,7 @@ async fn a_key_without_limits_shows_its_spending_and_limits_set_later_count_it()
     let app = TestApp::spawn().await;
     let upstream = Upstream::start().await;
     let Catalogue { tool, user, .. } = app.catalogue(upstream.url("/ten")).await;
-    app.sql(&format!(
-        "UPDATE tools SET estimated_tokens = 10 WHERE id = '{tool}'"
-    ))
-    .await;
+    app.set_estimate(&tool, 10).await;
     let (key, id) = key_with(&app, &user, Value::Null, Value::Null).await;
     for _ in 0..3 {
         let answer = app.invoke(&key, &tool, json!({}), None).await;

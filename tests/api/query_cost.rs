@@ -83,16 +83,7 @@ async fn a_credentials_budget_refuses_what_does_not_fit_and_says_so_everywhere()
     // 600 points a minute: a burst of 100, then 10 a second.
     let app = TestApp::spawn_with(|config| config.graphql.points_per_minute = 600).await;
     let ada = app.register("Ada", "ada@example.com").await;
-    let key = app
-        .graphql_as(
-            &ada.access_token,
-            "mutation { createApiKey(input: {name: \"k\"}) { key } }",
-            json!({}),
-        )
-        .await["data"]["createApiKey"]["key"]
-        .as_str()
-        .expect("a key")
-        .to_owned();
+    let key = app.api_key(&ada.access_token).await;
     let asked =
         json!({ "query": TOOLS, "variables": { "first": 10 }, "extensions": { "cost": true } });
 
@@ -146,16 +137,7 @@ async fn two_instances_spend_one_budget() {
     })
     .await;
     let ada = first.register("Ada", "ada@example.com").await;
-    let key = first
-        .graphql_as(
-            &ada.access_token,
-            "mutation { createApiKey(input: {name: \"k\"}) { key } }",
-            json!({}),
-        )
-        .await["data"]["createApiKey"]["key"]
-        .as_str()
-        .expect("a key")
-        .to_owned();
+    let key = first.api_key(&ada.access_token).await;
     // About 31 points a request: three fit the burst of 100.
     let asked = json!({ "query": TOOLS, "variables": { "first": 5 } });
 

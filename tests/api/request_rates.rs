@@ -61,16 +61,7 @@ async fn the_free_plan_admits_its_burst_then_refuses_every_credential_before_the
     let Catalogue {
         tool, user: ada, ..
     } = app.catalogue(upstream.url("/ten")).await;
-    let key = app
-        .graphql_as(
-            &ada.access_token,
-            "mutation { createApiKey(input: {name: \"script\"}) { key } }",
-            json!({}),
-        )
-        .await["data"]["createApiKey"]["key"]
-        .as_str()
-        .expect("a key")
-        .to_owned();
+    let key = app.api_key(&ada.access_token).await;
 
     // Free: 10 a minute, so a burst of 2 and then one call every 6 s.
     let (first_headers, first) = invoke(&app, &ada.access_token, &tool).await;
@@ -172,16 +163,7 @@ async fn two_instances_on_one_database_enforce_one_rate() {
         .sql("UPDATE plans SET requests_per_minute = 600, token_limit = NULL WHERE tier = 'FREE'")
         .await;
     // An API key, since each instance signs its own access tokens here.
-    let key = first
-        .graphql_as(
-            &ada.access_token,
-            "mutation { createApiKey(input: {name: \"script\"}) { key } }",
-            json!({}),
-        )
-        .await["data"]["createApiKey"]["key"]
-        .as_str()
-        .expect("a key")
-        .to_owned();
+    let key = first.api_key(&ada.access_token).await;
 
     let apps = Arc::new([first, second]);
     let admitted = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);

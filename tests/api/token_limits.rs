@@ -127,10 +127,7 @@ async fn crossing_80_and_100_percent_is_recorded_once_per_period() {
     let app = TestApp::spawn().await;
     let upstream = Upstream::start().await;
     let Catalogue { tool, user, .. } = app.catalogue(upstream.url("/ten")).await;
-    app.sql(&format!(
-        "UPDATE tools SET estimated_tokens = 10 WHERE id = '{tool}'"
-    ))
-    .await;
+    app.set_estimate(&tool, 10).await;
     app.sql("UPDATE plans SET token_limit = 100 WHERE tier = 'FREE'")
         .await;
     let events =

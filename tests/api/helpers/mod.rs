@@ -274,6 +274,29 @@ impl TestApp {
         user
     }
 
+    /// A new API key of `token`'s user with the default scopes: its secret.
+    pub async fn api_key(&self, token: &str) -> String {
+        let body = self
+            .graphql_as(
+                token,
+                "mutation { createApiKey(input: {name: \"k\"}) { key } }",
+                json!({}),
+            )
+            .await;
+        body["data"]["createApiKey"]["key"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no key: {body}"))
+            .to_owned()
+    }
+
+    /// Sets the tokens a call of `tool` reserves when it states no maximum.
+    pub async fn set_estimate(&self, tool: &str, tokens: i64) {
+        self.sql(&format!(
+            "UPDATE tools SET estimated_tokens = {tokens} WHERE id = '{tool}'"
+        ))
+        .await;
+    }
+
     /// Subscribes `user` to the Free plan.
     pub async fn subscribe_free(&self, user: &TestUser) {
         let body = self
