@@ -118,7 +118,8 @@ pub struct KeysMutation;
 
 #[Object]
 impl KeysMutation {
-    /// Creates an API key for scripts. The secret is in the answer, and nowhere else, ever.
+    /// Creates an API key for scripts. The secret is in the answer, and nowhere else, ever. A key with
+    /// limits of its own cannot create keys (`FORBIDDEN`).
     #[graphql(guard = "Scoped(Scope::Manage)")]
     async fn create_api_key(
         &self,
@@ -145,8 +146,8 @@ impl KeysMutation {
         })
     }
 
-    /// Sets one of the caller's API keys' own limits (replacing both). Errors: `NOT_FOUND`,
-    /// `BAD_USER_INPUT` naming the field.
+    /// Sets one of the caller's API keys' own limits (replacing both); takes a signed-in session, so a
+    /// key cannot lift its own. Errors: `NOT_FOUND`, `FORBIDDEN`, `BAD_USER_INPUT` naming the field.
     #[graphql(guard = "Scoped(Scope::Manage)")]
     async fn set_api_key_limits(
         &self,
@@ -161,7 +162,7 @@ impl KeysMutation {
             requests_per_minute: input.requests_per_minute,
             token_budget: input.token_budget.map(i64::from),
         };
-        let row = service::set_limits(app, user.id, id, limits, &ctx.origin()?).await?;
+        let row = service::set_limits(app, user, id, limits, &ctx.origin()?).await?;
         let spent = crate::billing::key_spending::this_period(app, user.id).await?;
         Ok(ApiKey::with_spending(row, &spent))
     }

@@ -71,6 +71,22 @@ pub async fn find_by_hash(
 
 /// Revokes one of the user's keys (idempotent: the first revocation time stays); `None` when the
 /// user has no such key.
+/// The limits of key `id`, if it exists.
+pub async fn limits_of(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<KeyLimits>> {
+    api_keys::table
+        .find(id)
+        .select((api_keys::requests_per_minute, api_keys::token_budget))
+        .first::<(Option<i32>, Option<i64>)>(conn)
+        .await
+        .optional()
+        .map(|found| {
+            found.map(|(requests_per_minute, token_budget)| KeyLimits {
+                requests_per_minute,
+                token_budget,
+            })
+        })
+}
+
 /// Sets the limits of `user`'s key `id` (revoked or not); `None` when the user has no such key.
 pub async fn set_limits(
     conn: &mut AsyncPgConnection,

@@ -73,6 +73,16 @@ pub async fn create(
         ));
     }
     let mut conn = app.pool.get().await?;
+    // A key with limits of its own could otherwise mint keys without them.
+    if let Some(creating_key) = creator.api_key()
+        && repo::limits_of(&mut conn, creating_key.0)
+            .await?
+            .is_some_and(|limits| limits.any())
+    {
+        return Err(AppError::Forbidden(
+            "A key with limits of its own cannot create keys.".into(),
+        ));
+    }
     if repo::count_active_for_user(&mut conn, user.0, now).await? >= MAX_ACTIVE_KEYS {
         return Err(AppError::bad_input(
             "name",
@@ -114,17 +124,20 @@ pub async fn list(app: &AppState, user: UserId) -> AppResult<Vec<ApiKeyRow>> {
     Ok(repo::list_for_user(&mut conn, user.0).await?)
 }
 
-/// Sets the limits of one of the user's keys (replacing both); they narrow the plan's, which still
-/// apply.
-#[tracing::instrument(skip_all, fields(user_id = %user.0, key_id = %id))]
+/// Sets the limits of one of the caller's keys (replacing both), from a signed-in session; they narrow
+/// the plan's, which still apply.
+#[tracing::instrument(skip_all, fields(user_id = %caller.id.0, key_id = %id))]
 pub async fn set_limits(
     app: &AppState,
-    user: UserId,
+    caller: &AuthenticatedUser,
     id: Uuid,
     limits: KeyLimits,
     origin: &Actor,
 ) -> AppResult<ApiKeyRow> {
+    // A key could lift its own limits.
+    caller.require_session("Changing a key's limits")?;
     check_limits(limits)?;
+    let user = caller.id;
     let mut conn = app.pool.get().await?;
     let row =
         diesel_async::AsyncConnection::transaction::<_, AppError, _>(&mut *conn, async |conn| {

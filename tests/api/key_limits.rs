@@ -228,3 +228,50 @@ async fn a_key_without_limits_shows_its_spending_and_limits_set_later_count_it()
     assert_eq!(error_code(&fifth), "QUOTA_EXCEEDED", "{fifth}");
     assert_eq!(listed(&app, &user, &id).await["tokensUsedThisPeriod"], 40);
 }
+
+/// The attack a limited key invites: lifting its own limits, or minting an unlimited key, with the
+/// MANAGE scope it was given.
+#[tokio::test]
+async fn a_limited_key_can_neither_lift_its_limits_nor_mint_an_unlimited_key() {
+    let app = TestApp::spawn().await;
+    let ada = app.register("Ada", "ada@example.com").await;
+    let created = app
+        .graphql_as(
+            &ada.access_token,
+            "mutation { createApiKey(input: {name: \"ci\", scopes: [INVOKE, READ, MANAGE], tokenBudget: 100}) { key apiKey { id } } }",
+            json!({}),
+        )
+        .await;
+    let key = created["data"]["createApiKey"]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id = created["data"]["createApiKey"]["apiKey"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let lifted = app
+        .graphql_as(
+            &key,
+            "mutation($id: ID!) { setApiKeyLimits(id: $id, input: {}) { tokenBudget } }",
+            json!({ "id": id }),
+        )
+        .await;
+    let minted = app
+        .graphql_as(
+            &key,
+            "mutation { createApiKey(input: {name: \"free\"}) { key } }",
+            json!({}),
+        )
+        .await;
+
+    assert_eq!(error_code(&lifted), "FORBIDDEN", "{lifted}");
+    assert_eq!(error_code(&minted), "FORBIDDEN", "{minted}");
+    assert_eq!(listed(&app, &ada, &id).await["tokenBudget"], 100);
+    assert_eq!(
+        app.sql_number("SELECT count(*) AS n FROM api_keys").await,
+        1,
+        "nothing was minted"
+    );
+}
