@@ -143,19 +143,15 @@ impl Refused {
 /// still declined is explained from the subscription as it stands.
 #[tracing::instrument(skip_all, fields(user_id = %request.user.0, tokens = request.tokens))]
 pub async fn spend(app: &AppState, request: Spend) -> AppResult<Result<Grant, Refused>> {
-    match reserve(app, &request).await? {
-        Answer::Granted(grant) => return Ok(Ok(grant)),
-        Answer::OverLimit(refused) => return Ok(Err(refused)),
-        Answer::Declined => {}
+    if let Some(decided) = reserve(app, &request).await?.decided() {
+        return Ok(decided);
     }
     let subscription = service::current(app, request.user).await?;
     let refused = explain(app, &request, subscription.as_ref()).await?;
     let Some(refused) = refused else {
         // It fits now (a period rolled forward, or tokens came back in between): ask once more.
-        match reserve(app, &request).await? {
-            Answer::Granted(grant) => return Ok(Ok(grant)),
-            Answer::OverLimit(refused) => return Ok(Err(refused)),
-            Answer::Declined => {}
+        if let Some(decided) = reserve(app, &request).await?.decided() {
+            return Ok(decided);
         }
         let subscription = service::current(app, request.user).await?;
         return Ok(Err(explain(app, &request, subscription.as_ref())
@@ -174,6 +170,17 @@ enum Answer {
     OverLimit(Refused),
     /// Not granted for a reason [`explain`] finds.
     Declined,
+}
+
+impl Answer {
+    /// The outcome, unless it takes [`explain`] to find.
+    fn decided(self) -> Option<Result<Grant, Refused>> {
+        match self {
+            Self::Granted(grant) => Some(Ok(grant)),
+            Self::OverLimit(refused) => Some(Err(refused)),
+            Self::Declined => None,
+        }
+    }
 }
 
 /// Runs the request through the reservation batcher.

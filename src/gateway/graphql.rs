@@ -1,11 +1,11 @@
 use async_graphql::{Context, ID, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::rate_headers::rate_limit_headers;
 use super::service::{self, InvocationResult};
 use crate::graphql::big_int::BigInt;
 use crate::graphql::context::ContextExt;
 use crate::graphql::guards::Scoped;
+use crate::graphql::rate_headers;
 use crate::keys::model::Scope;
 use crate::tools::graphql::parse_id;
 use crate::usage::model::InvocationStatus;
@@ -72,7 +72,12 @@ impl GatewayMutation {
         )
         .await;
         if let Some(pace) = invoked.pace {
-            for (name, value) in rate_limit_headers(&pace) {
+            let report = rate_headers::headers(
+                pace.requests_per_minute,
+                u64::from(pace.burst_left),
+                pace.full_in,
+            );
+            for (name, value) in report {
                 ctx.insert_http_header(name, value);
             }
         }

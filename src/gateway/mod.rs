@@ -6,7 +6,6 @@ pub mod budget;
 pub mod destination;
 pub mod graphql;
 pub mod meter;
-pub mod rate_headers;
 pub mod repo;
 pub mod service;
 pub mod upstream;

@@ -13,6 +13,7 @@ pub mod limits;
 pub mod loaders;
 pub mod operation;
 pub mod persisted_queries;
+pub mod rate_headers;
 
 use async_graphql::{MergedObject, MergedSubscription, SDLExportOptions, Schema, SchemaBuilder};
 

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Json, Response};
 use crate::app::AppState;
 use crate::auth::throttle::address_group;
 use crate::error::AppError;
-use crate::gateway::rate_headers;
+use crate::graphql::rate_headers;
 use crate::pacing::service::{self as pacing, Verdict};
 
 /// Paces `queries` anonymous queries from `client_ip`: the verdict to report, or the refusal to send.
@@ -47,11 +47,12 @@ pub async fn pace(
 
 /// Adds the `X-RateLimit-*` headers of `verdict` to `response`.
 pub fn report(response: &mut Response, verdict: &Verdict) {
-    for (name, value) in rate_headers::headers(verdict.limit, verdict.remaining, verdict.reset) {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            response.headers_mut().insert(name, value);
-        }
-    }
+    rate_headers::insert(
+        response.headers_mut(),
+        verdict.limit,
+        verdict.remaining,
+        verdict.reset,
+    );
 }
 
 fn refusal(error: &AppError, verdict: Option<&Verdict>) -> Response {

@@ -26,6 +26,7 @@ use crate::graphql::cost::CostSlot;
 use crate::graphql::limits::coded_error;
 use crate::graphql::loaders::Loaders;
 use crate::graphql::persisted_queries::{self, Outcome, Refusal};
+use crate::graphql::rate_headers;
 use crate::telemetry::traces;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -270,13 +271,7 @@ async fn execute(
         let reset = (spent.reset_at - chrono::Utc::now())
             .to_std()
             .unwrap_or_default();
-        for (name, value) in
-            crate::gateway::rate_headers::headers(spent.limit, spent.remaining, reset)
-        {
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                response.headers_mut().insert(name, value);
-            }
-        }
+        rate_headers::insert(response.headers_mut(), spent.limit, spent.remaining, reset);
     }
     response
 }

@@ -70,8 +70,8 @@ impl FaultyProxy {
                     let doomed = Arc::new(AtomicBool::new(false));
                     // Either direction ending ends the connection: both sockets are dropped.
                     tokio::select! {
-                        () = requests(client_read, server_write, faults.clone(), doomed.clone()) => {}
-                        () = answers(server_read, client_write, faults, doomed) => {}
+                        () = pump(Direction::ClientToServer, client_read, server_write, faults.clone(), doomed.clone()) => {}
+                        () = pump(Direction::ServerToClient, server_read, client_write, faults, doomed) => {}
                     }
                 });
             }
@@ -100,32 +100,18 @@ async fn wait_thawed(faults: &Faults) {
     }
 }
 
-/// Client to server.
-async fn requests(
-    mut from: impl AsyncRead + Unpin,
-    mut to: impl AsyncWrite + Unpin,
-    faults: Arc<Faults>,
-    doomed: Arc<AtomicBool>,
-) {
-    let mut buffer = vec![0u8; 64 * 1024];
-    loop {
-        let Some(chunk) = read(&mut from, &mut buffer).await else {
-            return;
-        };
-        wait_thawed(&faults).await;
-        match faults.cut_for(chunk) {
-            Some(Cut::BeforeTheServer) => return,
-            Some(Cut::BeforeTheAnswer) => doomed.store(true, Ordering::SeqCst),
-            None => {}
-        }
-        if to.write_all(chunk).await.is_err() {
-            return;
-        }
-    }
+/// Which way a pump carries bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    ClientToServer,
+    ServerToClient,
 }
 
-/// Server to client.
-async fn answers(
+/// Carries bytes one way until either side closes or a cut ends the connection: a client message the
+/// proxy is armed for is dropped (`BeforeTheServer`) or marks the connection doomed
+/// (`BeforeTheAnswer`), and a doomed connection's next answer is dropped.
+async fn pump(
+    direction: Direction,
     mut from: impl AsyncRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
     faults: Arc<Faults>,
@@ -137,8 +123,14 @@ async fn answers(
             return;
         };
         wait_thawed(&faults).await;
-        if doomed.load(Ordering::SeqCst) {
-            return;
+        match direction {
+            Direction::ClientToServer => match faults.cut_for(chunk) {
+                Some(Cut::BeforeTheServer) => return,
+                Some(Cut::BeforeTheAnswer) => doomed.store(true, Ordering::SeqCst),
+                None => {}
+            },
+            Direction::ServerToClient if doomed.load(Ordering::SeqCst) => return,
+            Direction::ServerToClient => {}
         }
         if to.write_all(chunk).await.is_err() {
             return;
