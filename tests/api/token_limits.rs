@@ -184,3 +184,38 @@ async fn crossing_80_and_100_percent_is_recorded_once_per_period() {
         2
     );
 }
+
+#[tokio::test]
+async fn a_tools_maximum_per_call_is_checked_and_shown() {
+    let app = TestApp::spawn().await;
+    let root = app.admin("root@example.com").await;
+    let create = |max: Value| {
+        let app = &app;
+        let token = root.access_token.clone();
+        async move {
+            app.graphql_as(
+                &token,
+                "mutation($i: ToolInput!) { createTool(input: $i) { maxTokensPerCall } }",
+                json!({ "i": { "name": format!("Tool {max}"), "endpoint": "http://127.0.0.1:9/", "maxTokensPerCall": max } }),
+            )
+            .await
+        }
+    };
+
+    let zero = create(json!(0)).await;
+    let huge = create(json!(100_000_001)).await;
+    let fine = create(json!(4096)).await;
+
+    for refused in [&zero, &huge] {
+        assert_eq!(error_code(refused), "BAD_USER_INPUT", "{refused}");
+        assert_eq!(
+            refused["errors"][0]["extensions"]["field"],
+            "maxTokensPerCall"
+        );
+    }
+    assert_eq!(
+        fine["data"]["createTool"]["maxTokensPerCall"], 4096,
+        "{fine}"
+    );
+    assert_eq!(app.sql_number("SELECT count(*) AS n FROM tools").await, 1);
+}
