@@ -4,14 +4,15 @@
 //! `recentUsage`, the admin `users` and `auditLog`) counts its selection once per item of the page it
 //! asks for (`first`, default 20), as GitHub's node limit does. A request over
 //! `HUB_GRAPHQL_MAX_COMPLEXITY` is refused before it runs (`QUERY_TOO_COMPLEX`). Every signed-in
-//! session's user and every API key has `HUB_QUERY_POINTS_PER_MINUTE` points a minute for queries over
-//! HTTP, paced like requests (`pacing`: a burst of a sixth of the minute's points, shared by every
-//! instance); a query whose cost does not fit is refused before it runs (`RATE_LIMITED` with
-//! `retryAfter`). Mutations are limited by rules of their own (invocations by the plan's and the key's
-//! call rates, account actions by throttles) and spend no points; subscriptions are bounded by the
-//! connection limits. What a query cost and what is left are answered by `rateLimit`, by
-//! `extensions.cost` when the request's extensions ask (`"cost": true`), and by the `X-RateLimit-*`
-//! headers.
+//! session's user and every API key has `HUB_QUERY_POINTS_PER_MINUTE` points a minute, over HTTP and
+//! the WebSocket alike, paced like requests (`pacing`: a burst of a sixth of the minute's points,
+//! shared by every instance); a request whose cost does not fit is refused before it runs
+//! (`RATE_LIMITED` with `retryAfter`). Queries and mutations spend points, except a mutation that only
+//! invokes tools: invocations are paced by the plan's and the key's call rates instead, which their
+//! answers report. Subscriptions are bounded by the connection limits; anonymous callers are paced
+//! per address (`http::anonymous_pace`). What a request cost and what is left are answered by
+//! `rateLimit`, by `extensions.cost` when the request's extensions ask (`"cost": true`), and by the
+//! `X-RateLimit-*` headers.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,7 +21,9 @@ use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest,
     NextValidation,
 };
-use async_graphql::parser::types::{ExecutableDocument, OperationType};
+use async_graphql::parser::types::{
+    ExecutableDocument, OperationDefinition, OperationType, Selection,
+};
 use async_graphql::{
     Context, Object, Request, ServerError, ServerResult, SimpleObject, ValidationResult, Variables,
 };
@@ -61,8 +64,8 @@ pub struct RateLimit {
     pub cost: u32,
 }
 
-/// Where the extension leaves a query's [`RateLimit`]: inserted into each HTTP request's data (a
-/// request without one spends no points).
+/// Where the extension leaves a request's [`RateLimit`]: in each HTTP request's data and each
+/// WebSocket connection's (a request without one spends no points).
 #[derive(Debug, Clone, Default)]
 pub struct CostSlot {
     spent: Arc<Mutex<Option<RateLimit>>>,
@@ -87,12 +90,29 @@ impl ExtensionFactory for QueryBudget {
     }
 }
 
-/// Spends a validated query's cost from its credential's budget before it runs. One per request: it
-/// keeps the operation name it is asked for and whether that operation is a query.
+/// Root mutation fields paced by call rates of their own rather than by points.
+const PACED_ELSEWHERE: &[&str] = &["invokeTool"];
+
+/// Spends a validated request's cost from its credential's budget before it runs. One per request: it
+/// keeps the operation name it is asked for and whether that operation spends points.
 #[derive(Default)]
 pub struct BudgetExtension {
     operation_name: Mutex<Option<String>>,
-    is_query: AtomicBool,
+    spends_points: AtomicBool,
+}
+
+/// Whether `operation` spends points: a query does, a subscription does not, and a mutation does
+/// unless every root field it selects is paced elsewhere.
+fn spends_points(operation: &OperationDefinition) -> bool {
+    match operation.ty {
+        OperationType::Query => true,
+        OperationType::Subscription => false,
+        OperationType::Mutation => !operation.selection_set.node.items.iter().all(|item| {
+            matches!(&item.node, Selection::Field(field)
+                if PACED_ELSEWHERE.contains(&field.node.name.node.as_str())
+                    || field.node.name.node == "__typename")
+        }),
+    }
 }
 
 #[async_graphql::async_trait::async_trait]
@@ -123,9 +143,9 @@ impl Extension for BudgetExtension {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let is_query = selected_operation(&document, name.as_deref())
-            .is_some_and(|(_, op)| op.node.ty == OperationType::Query);
-        self.is_query.store(is_query, Ordering::Relaxed);
+        let spends = selected_operation(&document, name.as_deref())
+            .is_some_and(|(_, op)| spends_points(&op.node));
+        self.spends_points.store(spends, Ordering::Relaxed);
         Ok(document)
     }
 
@@ -139,7 +159,7 @@ impl Extension for BudgetExtension {
             ctx.data_opt::<AppState>(),
             ctx.data_opt::<RequestContext>(),
             ctx.data_opt::<CostSlot>()
-                .filter(|_| self.is_query.load(Ordering::Relaxed)),
+                .filter(|_| self.spends_points.load(Ordering::Relaxed)),
         ) else {
             return Ok(result);
         };
@@ -195,7 +215,7 @@ pub struct RateLimitQuery;
 #[Object]
 impl RateLimitQuery {
     /// What this query cost and what is left of the caller's points this minute; null for anonymous
-    /// callers (paced per address instead) and in mutations (which spend no points).
+    /// callers (paced per address instead).
     async fn rate_limit(&self, ctx: &Context<'_>) -> Option<RateLimit> {
         ctx.data_opt::<CostSlot>().and_then(CostSlot::get)
     }

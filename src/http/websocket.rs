@@ -34,6 +34,7 @@ use crate::app::AppState;
 use crate::auth::caller;
 use crate::auth::identity::Caller;
 use crate::graphql::context::RequestContext;
+use crate::graphql::cost::CostSlot;
 use crate::graphql::loaders::Loaders;
 
 /// How often an open socket's caller is checked again between operations.
@@ -201,6 +202,7 @@ async fn serve(
                 }
                 let mut data = Data::default();
                 data.insert(Loaders::new(&app));
+                data.insert(CostSlot::default());
                 data.insert(RequestContext {
                     request_id,
                     caller,

@@ -1,11 +1,18 @@
 //! Query cost: list fields count by the page they ask for, a request over the maximum is refused before
 //! it runs, and each credential (a session's user, an API key) has a budget of points a minute, shared
-//! by every instance, reported by `rateLimit`, `extensions.cost` and the `X-RateLimit-*` headers.
+//! by every instance and by HTTP and the WebSocket, spent by queries and mutations (not invocations,
+//! which keep to their call rate), reported by `rateLimit`, `extensions.cost` and the `X-RateLimit-*`
+//! headers.
 
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
 use joyfull_hub::config::Secret;
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{TestApp, error_code};
+use crate::helpers::upstream::Upstream;
+use crate::helpers::{Catalogue, TestApp, error_code};
 
 const TOOLS: &str = "query($first: Int) { tools(first: $first) { nodes { id name slug description } } rateLimit { cost remaining limit resetAt } }";
 
@@ -84,6 +91,8 @@ async fn a_credentials_budget_refuses_what_does_not_fit_and_says_so_everywhere()
     let app = TestApp::spawn_with(|config| config.graphql.points_per_minute = 600).await;
     let ada = app.register("Ada", "ada@example.com").await;
     let key = app.api_key(&ada.access_token).await;
+    // The key's creation spent from Ada's budget too; a new minute's burst starts the test.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let asked =
         json!({ "query": TOOLS, "variables": { "first": 10 }, "extensions": { "cost": true } });
 
@@ -105,7 +114,7 @@ async fn a_credentials_budget_refuses_what_does_not_fit_and_says_so_everywhere()
     assert_eq!(
         headers["x-ratelimit-remaining"].to_str().unwrap(),
         (100 - spent).to_string(),
-        "the key's creation (a mutation) spent no points: {first}"
+        "{first}"
     );
     assert_eq!(first["extensions"]["cost"]["remaining"], 100 - spent);
     assert_eq!(error_code(&refused), "RATE_LIMITED", "{refused}");
@@ -158,5 +167,125 @@ async fn two_instances_spend_one_budget() {
     assert!(
         spent <= 100 + earned,
         "one burst of 100 points and what {earned} points' time earned, across both instances: {spent}"
+    );
+}
+
+/// Where Ada's points budget stands: its theoretical arrival time, in microseconds.
+async fn points_tat(app: &TestApp) -> i64 {
+    app.sql_number(
+        "SELECT (extract(epoch FROM p.tat) * 1000000)::bigint AS n FROM request_pacing p \
+         JOIN users u ON p.subject = 'points:user:' || u.id WHERE u.email = 'ada@example.com'",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_mutation_spends_points_and_an_invocation_keeps_to_its_call_rate() {
+    let app = TestApp::spawn_with(|config| {
+        config.graphql.points_per_minute = 600;
+        config.gateway.enforce_request_rates = true;
+    })
+    .await;
+    let upstream = Upstream::start().await;
+    let Catalogue {
+        tool, user: ada, ..
+    } = app.catalogue(upstream.url("/ten")).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let (created_headers, created) = post(
+        &app,
+        &ada.access_token,
+        json!({ "query": "mutation { createApiKey(input: {name: \"ci\"}) { key apiKey { id name } } }" }),
+    )
+    .await;
+    let after_mutation = points_tat(&app).await;
+    let (invoked_headers, invoked) = post(
+        &app,
+        &ada.access_token,
+        json!({
+            "query": "mutation($t: ID!) { invokeTool(toolId: $t, input: {}) { status } }",
+            "variables": { "t": tool }
+        }),
+    )
+    .await;
+    let after_invocation = points_tat(&app).await;
+
+    assert!(created["errors"].is_null(), "{created}");
+    assert_eq!(created_headers["x-ratelimit-limit"], "600");
+    let remaining: u64 = created_headers["x-ratelimit-remaining"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        remaining < 100,
+        "the mutation spent points: {remaining} of a burst of 100"
+    );
+    assert_eq!(
+        invoked["data"]["invokeTool"]["status"], "SUCCESS",
+        "{invoked}"
+    );
+    assert_eq!(
+        invoked_headers["x-ratelimit-limit"], "10",
+        "an invocation reports the Free plan's call rate"
+    );
+    assert_eq!(
+        after_invocation, after_mutation,
+        "an invocation spends no points"
+    );
+}
+
+#[tokio::test]
+async fn queries_over_the_websocket_spend_the_same_budget() {
+    let app = TestApp::spawn_with(|config| config.graphql.points_per_minute = 600).await;
+    let ada = app.register("Ada", "ada@example.com").await;
+    let mut socket = crate::helpers::ws::connect(&app).await;
+    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {}", ada.access_token) } });
+    socket.send(Message::text(init.to_string())).await.unwrap();
+
+    let mut refused = None;
+    for n in 0..10 {
+        let subscribe = json!({ "id": n.to_string(), "type": "subscribe", "payload": { "query": TOOLS, "variables": { "first": 10 } } });
+        socket
+            .send(Message::text(subscribe.to_string()))
+            .await
+            .unwrap();
+        let answer = loop {
+            let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+                .await
+                .expect("an answer within 10 s")
+                .expect("an open socket")
+                .expect("a valid frame");
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let value: Value = serde_json::from_str(&text).unwrap();
+            if value["id"] == n.to_string() && value["type"] != "complete" {
+                break value;
+            }
+        };
+        let errors = &answer["payload"]["errors"];
+        if errors.is_array() || answer["type"] == "error" {
+            refused = Some(answer);
+            break;
+        }
+        assert!(
+            answer["payload"]["data"]["rateLimit"]["cost"].as_u64() > Some(0),
+            "{answer}"
+        );
+    }
+    let (_, over_http) = post(
+        &app,
+        &ada.access_token,
+        json!({ "query": TOOLS, "variables": { "first": 10 } }),
+    )
+    .await;
+
+    let refused = refused.expect("the budget runs out over the socket");
+    assert!(refused.to_string().contains("RATE_LIMITED"), "{refused}");
+    assert_eq!(
+        error_code(&over_http),
+        "RATE_LIMITED",
+        "the socket spent the budget HTTP requests share: {over_http}"
     );
 }
