@@ -245,7 +245,8 @@ async fn queries_over_the_websocket_spend_the_same_budget() {
 
     let mut refused = None;
     for n in 0..10 {
-        let subscribe = json!({ "id": n.to_string(), "type": "subscribe", "payload": { "query": TOOLS, "variables": { "first": 10 } } });
+        let id = n.to_string();
+        let subscribe = json!({ "id": id, "type": "subscribe", "payload": { "query": TOOLS, "variables": { "first": 10 } } });
         socket
             .send(Message::text(subscribe.to_string()))
             .await
@@ -260,7 +261,7 @@ async fn queries_over_the_websocket_spend_the_same_budget() {
                 continue;
             };
             let value: Value = serde_json::from_str(&text).unwrap();
-            if value["id"] == n.to_string() && value["type"] != "complete" {
+            if value["id"] == id.as_str() && value["type"] != "complete" {
                 break value;
             }
         };
