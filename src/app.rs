@@ -7,10 +7,11 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::password::PasswordHasher;
 use crate::billing::batch::{Reservations, Reserve};
-use crate::billing::payment::{ManualProvider, PaymentProvider};
+use crate::billing::payment::Payments;
+use crate::billing::stripe::StripeProvider;
 use crate::cache::Caches;
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, PaymentProviderChoice};
 use crate::db::DbPool;
 use crate::db::batch::Batcher;
 use crate::db::vitals::Vitals;
@@ -38,8 +39,8 @@ pub struct AppState {
     pub mailer: Arc<Mailer>,
     /// "Now" for billing decisions (tests move it by hand).
     pub clock: Arc<dyn Clock>,
-    /// Takes payment for plan changes.
-    pub payments: Arc<dyn PaymentProvider>,
+    /// How paid plans are paid for.
+    pub payments: Payments,
     /// The one HTTP client for upstream calls (connection reuse across all tools).
     pub http: reqwest::Client,
     /// A circuit breaker per tool.
@@ -99,6 +100,7 @@ impl AppState {
                 config.gateway.breaker_threshold,
                 config.gateway.breaker_cooldown,
             )),
+            payments: payments(&config)?,
             hasher: Arc::new(PasswordHasher::new(&config.auth)?),
             mailer: Arc::new(Mailer::from_config(&config)?),
             config: Arc::new(config),
@@ -108,7 +110,24 @@ impl AppState {
             metrics: telemetry::metrics_handle(),
             operation_labels: Arc::new(telemetry::BoundedLabels::new(200)),
             clock: Arc::new(SystemClock),
-            payments: Arc::new(ManualProvider),
         })
     }
+}
+
+/// The payment provider `config` names.
+fn payments(config: &Config) -> anyhow::Result<Payments> {
+    Ok(match &config.payments.provider {
+        PaymentProviderChoice::Unconfigured => Payments::Unconfigured,
+        PaymentProviderChoice::Manual => {
+            if config.environment == crate::config::Environment::Production {
+                tracing::warn!(
+                    "HUB_PAYMENT_PROVIDER=manual in production: every paid plan is granted WITHOUT PAYMENT"
+                );
+            }
+            Payments::Manual
+        }
+        PaymentProviderChoice::Stripe(settings) => {
+            Payments::Provider(Arc::new(StripeProvider::new(settings.clone())?))
+        }
+    })
 }

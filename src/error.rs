@@ -35,6 +35,14 @@ pub enum AppError {
     /// `QUOTA_EXCEEDED`: the plan's token limit would be overspent.
     #[error("{0}")]
     QuotaExceeded(String),
+    /// `PAYMENT_REQUIRED`: a paid plan needs a payment that cannot be taken (no provider configured, or
+    /// the provider declined the charge).
+    #[error("{0}")]
+    PaymentRequired(String),
+    /// `SERVICE_UNAVAILABLE` with `retryAfter`: the payment provider could not be reached or failed;
+    /// nothing was changed.
+    #[error("{0}")]
+    ProviderUnavailable(String),
     /// `RATE_LIMITED`, with `extensions.retryAfter` in seconds.
     #[error("{message}")]
     RateLimited { message: String, retry_after: u64 },
@@ -63,8 +71,11 @@ pub const INTERNAL_MESSAGE: &str =
 /// Seconds a client should wait before retrying a `SERVICE_UNAVAILABLE` request.
 pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 1;
 
+/// Seconds a client should wait before retrying when the payment provider failed.
+pub const PROVIDER_RETRY_AFTER_SECS: u64 = 5;
+
 /// Every `extensions.code` the API answers with; README's error table lists each one.
-pub const ERROR_CODES: [&str; 16] = [
+pub const ERROR_CODES: [&str; 17] = [
     "UNAUTHENTICATED",
     "FORBIDDEN",
     "BAD_USER_INPUT",
@@ -73,6 +84,7 @@ pub const ERROR_CODES: [&str; 16] = [
     "SUBSCRIPTION_REQUIRED",
     "PLAN_REQUIRED",
     "QUOTA_EXCEEDED",
+    "PAYMENT_REQUIRED",
     "RATE_LIMITED",
     "UPSTREAM_UNAVAILABLE",
     "UPSTREAM_TIMEOUT",
@@ -121,7 +133,8 @@ impl AppError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::PaymentRequired(_) => StatusCode::PAYMENT_REQUIRED,
+            Self::Unavailable(_) | Self::ProviderUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -138,11 +151,12 @@ impl AppError {
             Self::SubscriptionRequired(_) => "SUBSCRIPTION_REQUIRED",
             Self::PlanRequired(_) => "PLAN_REQUIRED",
             Self::QuotaExceeded(_) => "QUOTA_EXCEEDED",
+            Self::PaymentRequired(_) => "PAYMENT_REQUIRED",
             Self::RateLimited { .. } => "RATE_LIMITED",
             Self::UpstreamUnavailable(_) => "UPSTREAM_UNAVAILABLE",
             Self::UpstreamTimeout(_) => "UPSTREAM_TIMEOUT",
             Self::QueryTooComplex(_) => "QUERY_TOO_COMPLEX",
-            Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            Self::Unavailable(_) | Self::ProviderUnavailable(_) => "SERVICE_UNAVAILABLE",
             Self::Internal(_) => "INTERNAL",
         }
     }
@@ -225,6 +239,10 @@ impl ErrorExtensions for AppError {
                     ext.set("retryAfter", UNAVAILABLE_RETRY_AFTER_SECS);
                     ext.set("retryable", true);
                 }
+                Self::ProviderUnavailable(_) => {
+                    ext.set("retryAfter", PROVIDER_RETRY_AFTER_SECS);
+                    ext.set("retryable", true);
+                }
                 _ => {}
             }
         })
@@ -283,6 +301,8 @@ mod tests {
             AppError::SubscriptionRequired(String::new()),
             AppError::PlanRequired(String::new()),
             AppError::QuotaExceeded(String::new()),
+            AppError::PaymentRequired(String::new()),
+            AppError::ProviderUnavailable(String::new()),
             AppError::RateLimited {
                 message: String::new(),
                 retry_after: 1,

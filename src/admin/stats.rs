@@ -89,7 +89,8 @@ pub struct PlatformStats {
     pub by_day: Vec<DayUsage>,
     pub by_tier: Vec<TierUsage>,
     pub subscriptions: Vec<TierSubscriptions>,
-    /// Monthly recurring revenue of active subscriptions, from plan prices, per currency.
+    /// Monthly recurring revenue, per currency: the plan prices of the subscriptions that pay now
+    /// (active and paid through the provider or the manual one; not granted, past due or cancelled).
     pub monthly_recurring_revenue: Vec<Money>,
 }
 
@@ -187,8 +188,8 @@ pub async fn compute(
             entry.1 += count.subscriptions;
         } else {
             entry.0 += count.subscriptions;
-            *revenue.entry(count.currency.clone()).or_default() +=
-                count.subscriptions * count.price_cents;
+            let paid = if count.paying { count.price_cents } else { 0 };
+            *revenue.entry(count.currency.clone()).or_default() += count.subscriptions * paid;
         }
     }
     Ok(PlatformStats {

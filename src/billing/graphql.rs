@@ -1,9 +1,10 @@
 use async_graphql::{Context, InputObject, MaybeUndefined, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::model::{PlanChanges, PlanRow, PlanTier, SubscriptionStatus};
+use super::model::{PaidBy, PlanChanges, PlanRow, PlanTier, SubscriptionStatus};
 use super::plans;
-use super::service::{self, SubscriptionView};
+use super::service::{self, Subscribed, SubscriptionView};
+use super::{grant, paid_plans};
 use crate::graphql::big_int::BigInt;
 use crate::graphql::context::ContextExt;
 use crate::graphql::guards::{AdminOnly, Scoped};
@@ -69,6 +70,14 @@ pub struct PlanSubscription {
     pub token_limit: Option<BigInt>,
     /// What is left this period; null means unlimited.
     pub tokens_remaining: Option<BigInt>,
+    /// Who pays for the plan: NONE (a free plan), PROVIDER (the payment provider), GRANT (an
+    /// administrator), MANUAL (a development server).
+    pub paid_by: PaidBy,
+    /// While PAST_DUE: when the subscription expires unless a payment arrives first.
+    pub grace_ends_at: Option<DateTime<Utc>>,
+    /// Set only on the answer to a `subscribe` that needs payment: open it to pay for the plan asked
+    /// for. Nothing changes until the provider confirms the payment.
+    pub checkout_url: Option<String>,
 }
 
 impl From<SubscriptionView> for PlanSubscription {
@@ -86,6 +95,18 @@ impl From<SubscriptionView> for PlanSubscription {
             tokens_used: row.tokens_used.into(),
             tokens_reserved: row.tokens_reserved.into(),
             tokens_remaining: tokens_remaining.map(BigInt::from),
+            paid_by: row.paid_by,
+            grace_ends_at: row.grace_ends_at,
+            checkout_url: None,
+        }
+    }
+}
+
+impl From<Subscribed> for PlanSubscription {
+    fn from(subscribed: Subscribed) -> Self {
+        Self {
+            checkout_url: subscribed.checkout_url,
+            ..subscribed.view.into()
         }
     }
 }
@@ -130,7 +151,10 @@ pub struct BillingMutation;
 impl BillingMutation {
     /// Subscribes to a plan (a one-month period starting now). A higher tier takes effect at once in the
     /// same period; a lower one is scheduled for the period end. Subscribing to the current tier undoes a
-    /// scheduled downgrade or a cancellation.
+    /// scheduled downgrade or a cancellation. With a payment provider, a paid plan it does not bill yet
+    /// answers the subscription unchanged (or INCOMPLETE without one) with a `checkoutUrl`: the plan
+    /// starts when the payment is confirmed. Without a provider in production, paid plans are
+    /// PAYMENT_REQUIRED.
     #[graphql(guard = "Scoped(Scope::Manage)")]
     async fn subscribe(
         &self,
@@ -138,7 +162,39 @@ impl BillingMutation {
         tier: PlanTier,
     ) -> async_graphql::Result<PlanSubscription> {
         let user = ctx.user()?;
-        Ok(service::subscribe(ctx.app()?, user.id, tier).await?.into())
+        let app = ctx.app()?;
+        let email = crate::users::service::get(app, user.id).await?.email;
+        Ok(service::subscribe(app, user.id, &email, tier).await?.into())
+    }
+
+    /// A page at the payment provider where the user manages their card and invoices (open it; it
+    /// expires after a few minutes). CONFLICT before the first payment.
+    #[graphql(guard = "Scoped(Scope::Manage)")]
+    async fn billing_portal_url(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
+        let user = ctx.user()?;
+        Ok(paid_plans::portal_url(ctx.app()?, user.id).await?)
+    }
+
+    /// Puts a user on a plan until a date (administrators): for support, or a company paying by
+    /// invoice. The period runs from now to `until`; then the user moves to the free plan. Audited.
+    #[graphql(guard = "AdminOnly")]
+    async fn grant_plan(
+        &self,
+        ctx: &Context<'_>,
+        user_id: async_graphql::ID,
+        tier: PlanTier,
+        until: DateTime<Utc>,
+    ) -> async_graphql::Result<PlanSubscription> {
+        let user = crate::graphql::ids::parse(&user_id, "userId")?;
+        let view = grant::grant(
+            ctx.app()?,
+            &ctx.actor()?,
+            crate::users::model::UserId(user),
+            tier,
+            until,
+        )
+        .await?;
+        Ok(view.into())
     }
 
     /// Cancels at the end of the period; access continues until then.

@@ -8,16 +8,22 @@
 //!   the actual count or released: no lost update and no overspend, across any number of server processes.
 //!   Reservations are leases; one left behind by a crash expires and its tokens return.
 //! - Every change is recorded as a subscription event (for billing and, later, webhooks).
+//! - Paid plans are paid through a provider (`payment`, `paid_plans`, `provider_events`, `stripe`), or
+//!   granted by an administrator (`grant`).
 
 pub mod batch;
+pub mod grant;
 pub mod graphql;
 pub mod key_spending;
 pub mod model;
+pub mod paid_plans;
 pub mod payment;
 pub mod periods;
 pub mod plans;
+pub mod provider_events;
 pub mod quota;
 pub mod renewal;
 pub mod repo;
 pub mod service;
 pub mod settlement;
+pub mod stripe;

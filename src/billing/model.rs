@@ -24,10 +24,30 @@ crate::text_enum! {
     pub enum SubscriptionStatus {
         /// Running, renews at the period end.
         Active => "ACTIVE",
+        /// A payment failed: access continues until the grace period ends, then it expires unless the
+        /// provider reports a payment first.
+        PastDue => "PAST_DUE",
         /// Cancelled: access continues until the period end, then it expires (unless resumed).
         Cancelled => "CANCELLED",
         /// Over; the user has no plan.
         Expired => "EXPIRED",
+        /// Never stored: the answer to a `subscribe` that waits for payment at the provider.
+        Incomplete => "INCOMPLETE",
+    }
+}
+
+crate::text_enum! {
+    /// Who pays for a subscription's plan.
+    #[derive(async_graphql::Enum)]
+    pub enum PaidBy {
+        /// Nobody: a free plan.
+        None => "NONE",
+        /// The development provider, which approves every charge.
+        Manual => "MANUAL",
+        /// A subscription at the payment provider.
+        Provider => "PROVIDER",
+        /// An administrator's grant (support, or a company paying by invoice).
+        Grant => "GRANT",
     }
 }
 
@@ -42,6 +62,9 @@ crate::text_enum! {
         Resumed => "RESUMED",
         Renewed => "RENEWED",
         Expired => "EXPIRED",
+        PaymentFailed => "PAYMENT_FAILED",
+        PaymentRecovered => "PAYMENT_RECOVERED",
+        Granted => "GRANTED",
     }
 }
 
@@ -88,11 +111,22 @@ pub struct SubscriptionRow {
     pub tokens_used: i64,
     pub tokens_reserved: i64,
     pub created_at: DateTime<Utc>,
+    pub paid_by: PaidBy,
+    pub provider_subscription_id: Option<String>,
+    pub grace_ends_at: Option<DateTime<Utc>>,
+    pub provider_event_at: Option<DateTime<Utc>>,
 }
 
 impl SubscriptionRow {
     pub fn status(&self) -> SubscriptionStatus {
         self.status
+    }
+
+    /// Whether a boundary passed by `now` changes the row: its period ended, or its grace did.
+    pub fn is_due(&self, now: DateTime<Utc>) -> bool {
+        now >= self.current_period_end
+            || (self.status == SubscriptionStatus::PastDue
+                && self.grace_ends_at.is_some_and(|grace| now >= grace))
     }
 }
 
@@ -106,6 +140,9 @@ pub struct NewSubscription {
     pub billing_anchor: DateTime<Utc>,
     pub current_period_start: DateTime<Utc>,
     pub current_period_end: DateTime<Utc>,
+    pub paid_by: PaidBy,
+    pub provider_subscription_id: Option<String>,
+    pub provider_event_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Insertable)]
@@ -154,4 +191,8 @@ pub struct TierCount {
     pub price_cents: i64,
     #[diesel(sql_type = diesel::sql_types::Text)]
     pub currency: String,
+    /// Whether these subscriptions pay for their plan now: active, paid through the provider or the
+    /// manual one (not granted, not past due, not cancelled).
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub paying: bool,
 }

@@ -9,7 +9,7 @@ use diesel::QueryResult;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use uuid::Uuid;
 
-use super::model::{EventKind, NewEvent, PlanTier, SubscriptionRow, SubscriptionStatus};
+use super::model::{EventKind, NewEvent, PaidBy, PlanTier, SubscriptionRow, SubscriptionStatus};
 use super::periods::{period_bounds, period_index};
 use super::repo::{self, SubscriptionState};
 use crate::app::AppState;
@@ -22,11 +22,15 @@ pub(super) fn state_of(row: &SubscriptionRow) -> SubscriptionState {
     SubscriptionState {
         tier: row.tier,
         status: row.status,
+        billing_anchor: row.billing_anchor,
         current_period_start: row.current_period_start,
         current_period_end: row.current_period_end,
         cancel_at_period_end: row.cancel_at_period_end,
         scheduled_tier: row.scheduled_tier,
         tokens_used: row.tokens_used,
+        paid_by: row.paid_by,
+        grace_ends_at: row.grace_ends_at,
+        provider_event_at: row.provider_event_at,
     }
 }
 
@@ -60,10 +64,32 @@ pub(super) async fn roll_forward(
     row: SubscriptionRow,
     now: DateTime<Utc>,
 ) -> QueryResult<SubscriptionRow> {
-    if row.status() == SubscriptionStatus::Expired || now < row.current_period_end {
+    if row.status() == SubscriptionStatus::Expired || !row.is_due(now) {
         return Ok(row);
     }
-    if row.cancel_at_period_end {
+    if let Some(grace_end) = row
+        .grace_ends_at
+        .filter(|end| row.status() == SubscriptionStatus::PastDue && now >= *end)
+    {
+        let mut state = state_of(&row);
+        state.status = SubscriptionStatus::Expired;
+        let saved = repo::save_state(conn, row.id, state).await?;
+        record(
+            conn,
+            &saved,
+            EventKind::Expired,
+            Some(row.tier),
+            None,
+            grace_end,
+        )
+        .await?;
+        tracing::info!(subscription_id = %row.id, "subscription expired: its grace period ended unpaid");
+        return Ok(saved);
+    }
+    if now < row.current_period_end {
+        return Ok(row);
+    }
+    if row.cancel_at_period_end || granted_to_the_end(conn, &row).await? {
         let mut state = state_of(&row);
         state.status = SubscriptionStatus::Expired;
         let saved = repo::save_state(conn, row.id, state).await?;
@@ -79,20 +105,35 @@ pub(super) async fn roll_forward(
         tracing::info!(subscription_id = %row.id, "subscription expired at the end of its period");
         return Ok(saved);
     }
-    let old_index = period_index(row.billing_anchor, row.current_period_start);
-    let index = period_index(row.billing_anchor, now).max(old_index + 1);
-    let (start, end) = period_bounds(row.billing_anchor, index);
     let new_tier = row.scheduled_tier.unwrap_or(row.tier);
     let mut state = state_of(&row);
+    // A paid subscription moving to a free plan stops being paid for, and its periods count from
+    // the end of the last paid one.
+    let becomes_free = row.paid_by != PaidBy::None
+        && row.scheduled_tier.is_some()
+        && repo::find_plan(conn, new_tier).await?.price_cents == 0;
+    if becomes_free {
+        state.paid_by = PaidBy::None;
+        state.billing_anchor = row.current_period_end;
+        repo::set_provider_subscription(conn, row.id, None).await?;
+    }
+    let old_index = period_index(state.billing_anchor, row.current_period_start);
+    let index = if becomes_free {
+        period_index(state.billing_anchor, now)
+    } else {
+        period_index(state.billing_anchor, now).max(old_index + 1)
+    };
+    let (start, end) = period_bounds(state.billing_anchor, index);
     state.tier = new_tier;
     state.scheduled_tier = None;
     state.current_period_start = start;
     state.current_period_end = end;
     state.tokens_used = 0;
     let saved = repo::save_state(conn, row.id, state).await?;
-    for step in 1..=(index - old_index).min(MAX_RENEWAL_EVENTS) {
-        let from = if step == 1 { row.tier } else { new_tier };
-        let at = period_bounds(row.billing_anchor, old_index + step).0;
+    let first = if becomes_free { 0 } else { old_index + 1 };
+    for step in 0..=(index.saturating_sub(first)).min(MAX_RENEWAL_EVENTS - 1) {
+        let from = if step == 0 { row.tier } else { new_tier };
+        let at = period_bounds(state.billing_anchor, first + step).0;
         record(
             conn,
             &saved,
@@ -103,8 +144,23 @@ pub(super) async fn roll_forward(
         )
         .await?;
     }
-    tracing::info!(subscription_id = %row.id, tier = %new_tier, periods = index - old_index, "subscription renewed");
+    tracing::info!(subscription_id = %row.id, tier = %new_tier, periods = index + 1 - first, "subscription renewed");
     Ok(saved)
+}
+
+/// Whether `row` is an administrator's grant whose period ended with no free plan to fall back to:
+/// grants do not renew.
+async fn granted_to_the_end(
+    conn: &mut AsyncPgConnection,
+    row: &SubscriptionRow,
+) -> QueryResult<bool> {
+    if row.paid_by != PaidBy::Grant {
+        return Ok(false);
+    }
+    let Some(next) = row.scheduled_tier else {
+        return Ok(true);
+    };
+    Ok(repo::find_plan(conn, next).await?.price_cents > 0)
 }
 
 /// What one sweep did.

@@ -7,11 +7,14 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::model::{
-    EventRow, NewEvent, NewSubscription, PlanChanges, PlanRow, PlanTier, Reservation,
+    EventRow, NewEvent, NewSubscription, PaidBy, PlanChanges, PlanRow, PlanTier, Reservation,
     SubscriptionRow, SubscriptionStatus, TierCount,
 };
 use crate::db::compose::{Composed, Part};
-use crate::db::schema::{plans, quota_reservations, subscription_events, subscriptions};
+use crate::db::schema::{
+    payment_customers, payment_events, plans, quota_reservations, subscription_events,
+    subscriptions,
+};
 
 pub async fn list_plans(conn: &mut AsyncPgConnection) -> QueryResult<Vec<PlanRow>> {
     plans::table
@@ -97,7 +100,13 @@ pub async fn lock_due(
 ) -> QueryResult<Vec<SubscriptionRow>> {
     subscriptions::table
         .filter(subscriptions::status.ne(SubscriptionStatus::Expired))
-        .filter(subscriptions::current_period_end.le(now))
+        .filter(
+            subscriptions::current_period_end
+                .le(now)
+                .or(subscriptions::status
+                    .eq(SubscriptionStatus::PastDue)
+                    .and(subscriptions::grace_ends_at.le(now))),
+        )
         .order(subscriptions::current_period_end)
         .limit(limit)
         .select(SubscriptionRow::as_select())
@@ -125,11 +134,15 @@ pub async fn insert_subscription(
 pub struct SubscriptionState {
     pub tier: PlanTier,
     pub status: SubscriptionStatus,
+    pub billing_anchor: DateTime<Utc>,
     pub current_period_start: DateTime<Utc>,
     pub current_period_end: DateTime<Utc>,
     pub cancel_at_period_end: bool,
     pub scheduled_tier: Option<PlanTier>,
     pub tokens_used: i64,
+    pub paid_by: PaidBy,
+    pub grace_ends_at: Option<DateTime<Utc>>,
+    pub provider_event_at: Option<DateTime<Utc>>,
 }
 
 pub async fn save_state(
@@ -329,9 +342,11 @@ pub fn bind_settle_batch<'a>(
 /// Current subscriptions per tier and status with their plan's price, cheapest plan first.
 pub async fn tier_counts(conn: &mut AsyncPgConnection) -> QueryResult<Vec<TierCount>> {
     diesel::sql_query(
-        "SELECT s.tier, s.status, count(*) AS subscriptions, p.price_cents, p.currency \
+        "SELECT s.tier, s.status, count(*) AS subscriptions, p.price_cents, p.currency, \
+         (s.status = 'ACTIVE' AND s.paid_by IN ('PROVIDER', 'MANUAL')) AS paying \
          FROM subscriptions s JOIN plans p ON p.tier = s.tier WHERE s.status <> 'EXPIRED' \
-         GROUP BY s.tier, s.status, p.price_cents, p.currency, p.rank ORDER BY p.rank, s.status",
+         GROUP BY s.tier, s.status, paying, p.price_cents, p.currency, p.rank \
+         ORDER BY p.rank, s.status",
     )
     .load(conn)
     .await
@@ -400,4 +415,104 @@ pub struct KeySpent {
     pub api_key_id: Uuid,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub tokens_used: i64,
+}
+
+/// The subscription billed by `provider_subscription`, locked until the transaction ends.
+pub async fn lock_by_provider_subscription(
+    conn: &mut AsyncPgConnection,
+    provider_subscription: &str,
+) -> QueryResult<Option<SubscriptionRow>> {
+    subscriptions::table
+        .filter(subscriptions::provider_subscription_id.eq(provider_subscription))
+        .filter(subscriptions::status.ne(SubscriptionStatus::Expired))
+        .select(SubscriptionRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Names the provider subscription that bills a subscription (`None`: none does any more).
+pub async fn set_provider_subscription(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    provider_subscription: Option<&str>,
+) -> QueryResult<usize> {
+    diesel::update(subscriptions::table.find(id))
+        .set(subscriptions::provider_subscription_id.eq(provider_subscription))
+        .execute(conn)
+        .await
+}
+
+/// The user's customer at the payment provider, if a checkout created one.
+pub async fn customer_of(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<Option<String>> {
+    payment_customers::table
+        .find(user)
+        .select(payment_customers::customer_id)
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Remembers the user's customer at the provider (the latest one wins).
+pub async fn save_customer(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    customer: &str,
+) -> QueryResult<usize> {
+    diesel::insert_into(payment_customers::table)
+        .values((
+            payment_customers::user_id.eq(user),
+            payment_customers::customer_id.eq(customer),
+        ))
+        .on_conflict(payment_customers::user_id)
+        .do_update()
+        .set(payment_customers::customer_id.eq(customer))
+        .execute(conn)
+        .await
+}
+
+/// Records a provider event by its id; `false` when it was recorded before (a redelivery).
+pub async fn record_payment_event(
+    conn: &mut AsyncPgConnection,
+    id: &str,
+    kind: &str,
+    occurred_at: DateTime<Utc>,
+    outcome: &str,
+) -> QueryResult<bool> {
+    let inserted = diesel::insert_into(payment_events::table)
+        .values((
+            payment_events::id.eq(id),
+            payment_events::kind.eq(kind),
+            payment_events::occurred_at.eq(occurred_at),
+            payment_events::outcome.eq(outcome),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(inserted == 1)
+}
+
+/// Sets a recorded provider event's outcome.
+pub async fn set_payment_event_outcome(
+    conn: &mut AsyncPgConnection,
+    id: &str,
+    outcome: &str,
+) -> QueryResult<usize> {
+    diesel::update(payment_events::table.find(id))
+        .set(payment_events::outcome.eq(outcome))
+        .execute(conn)
+        .await
+}
+
+/// Sets the plan a subscription moves to at its period end.
+pub async fn set_scheduled_tier(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    tier: Option<PlanTier>,
+) -> QueryResult<usize> {
+    diesel::update(subscriptions::table.find(id))
+        .set(subscriptions::scheduled_tier.eq(tier))
+        .execute(conn)
+        .await
 }

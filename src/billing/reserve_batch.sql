@@ -43,6 +43,7 @@ sub AS (SELECT s.id, s.user_id, s.tier, p.token_limit, p.rank, s.tokens_used, s.
                GREATEST(s.request_rate_tat, c.now) AS tat, c.now
         FROM subscriptions s JOIN plans p ON p.tier = s.tier CROSS JOIN clock c
         WHERE s.user_id = ANY($2::uuid[]) AND s.status <> 'EXPIRED' AND s.current_period_end > $6
+          AND (s.grace_ends_at IS NULL OR s.grace_ends_at > $6)
         ORDER BY s.id FOR UPDATE OF s),
 keys AS (SELECT sp.api_key_id AS kid, sub.period_start,
                 CASE WHEN $7::boolean THEN k.requests_per_minute END AS krpm, k.token_budget AS kbudget,

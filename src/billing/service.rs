@@ -10,10 +10,11 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use uuid::Uuid;
 
 use super::model::{
-    EventKind, EventRow, NewSubscription, PlanRow, PlanTier, SubscriptionRow, SubscriptionStatus,
-    TierCount,
+    EventKind, EventRow, NewSubscription, PaidBy, PlanRow, PlanTier, SubscriptionRow,
+    SubscriptionStatus, TierCount,
 };
-use super::payment::ChargeRequest;
+use super::paid_plans;
+use super::payment::Payments;
 use super::periods::add_months;
 use super::renewal::{record, roll_forward, state_of};
 use super::repo::{self, SubscriptionState};
@@ -44,7 +45,7 @@ pub async fn current(app: &AppState, user: UserId) -> AppResult<Option<Subscript
     let Some((row, plan)) = repo::current_with_plans(&mut conn, &[user.0]).await?.pop() else {
         return Ok(None);
     };
-    if now < row.current_period_end {
+    if !row.is_due(now) {
         return Ok(Some(SubscriptionView { row, plan }));
     }
     // The period ended: roll it forward (the plan may change with a scheduled downgrade).
@@ -75,7 +76,7 @@ pub async fn current_for_users(
     let mut views = HashMap::with_capacity(rows.len());
     for (row, plan) in rows {
         let user = row.user_id;
-        let view = if now >= row.current_period_end {
+        let view = if row.is_due(now) {
             current(app, UserId(user)).await?
         } else {
             Some(SubscriptionView { row, plan })
@@ -87,12 +88,79 @@ pub async fn current_for_users(
     Ok(views)
 }
 
+/// What `subscribe` answers: the subscription as it stands, and where to pay when the plan asked for
+/// starts only once the provider confirms payment.
+#[derive(Debug, Clone)]
+pub struct Subscribed {
+    pub view: SubscriptionView,
+    pub checkout_url: Option<String>,
+}
+
 /// Subscribes, upgrades at once, schedules a downgrade for the period end, or undoes a pending change.
+/// With a payment provider, a paid plan the provider does not bill yet is paid for at checkout first
+/// (nothing changes until its webhook), and a plan it bills is changed there first.
 #[tracing::instrument(skip_all, fields(user_id = %user.0, tier = tier.as_db()))]
 pub async fn subscribe(
     app: &AppState,
     user: UserId,
+    email: &str,
     tier: PlanTier,
+) -> AppResult<Subscribed> {
+    if let Payments::Provider(provider) = &app.payments {
+        let wanted = {
+            let mut conn = app.pool.get().await?;
+            repo::find_plan(&mut conn, tier).await?
+        };
+        let current = current(app, user).await?;
+        let prepared = paid_plans::prepare(
+            app,
+            provider.as_ref(),
+            user,
+            email,
+            current.as_ref().map(|view| (&view.row, &view.plan)),
+            &wanted,
+        )
+        .await?;
+        match prepared {
+            paid_plans::Prepared::Checkout(url) => {
+                let view = current.unwrap_or_else(|| SubscriptionView {
+                    row: paid_plans::incomplete(user, &wanted, app.clock.now()),
+                    plan: wanted,
+                });
+                return Ok(Subscribed {
+                    view,
+                    checkout_url: Some(url),
+                });
+            }
+            paid_plans::Prepared::Paid => {
+                let view = change_plan(app, user, tier, PaymentTaken::ByProvider).await?;
+                return Ok(Subscribed {
+                    view,
+                    checkout_url: None,
+                });
+            }
+            paid_plans::Prepared::Local => {}
+        }
+    }
+    let view = change_plan(app, user, tier, PaymentTaken::NotYet).await?;
+    Ok(Subscribed {
+        view,
+        checkout_url: None,
+    })
+}
+
+/// Whether a plan change's payment was already taken (by the provider, which bills the subscription).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PaymentTaken {
+    NotYet,
+    ByProvider,
+}
+
+async fn change_plan(
+    app: &AppState,
+    user: UserId,
+    tier: PlanTier,
+    taken: PaymentTaken,
 ) -> AppResult<SubscriptionView> {
     let now = app.clock.now();
     let mut conn = app.pool.get().await?;
@@ -107,7 +175,7 @@ pub async fn subscribe(
 
             let Some(row) = current else {
                 let (start, end) = (now, add_months(now, 1));
-                charge(app, user, &wanted, start, end, "create").await?;
+                let paid_by = charge(app, user, &wanted, taken)?;
                 let row = repo::insert_subscription(
                     conn,
                     NewSubscription {
@@ -118,6 +186,9 @@ pub async fn subscribe(
                         billing_anchor: now,
                         current_period_start: start,
                         current_period_end: end,
+                        paid_by,
+                        provider_subscription_id: None,
+                        provider_event_at: None,
                     },
                 )
                 .await?;
@@ -130,15 +201,9 @@ pub async fn subscribe(
             let mut state = state_of(&row);
             let event = if wanted.rank > current_plan.rank {
                 // Upgrades take effect now, in the same period; a pending cancellation or downgrade ends.
-                charge(
-                    app,
-                    user,
-                    &wanted,
-                    row.current_period_start,
-                    row.current_period_end,
-                    "upgrade",
-                )
-                .await?;
+                if row.paid_by != PaidBy::Provider {
+                    state.paid_by = charge(app, user, &wanted, taken)?;
+                }
                 state.tier = wanted.tier;
                 state.scheduled_tier = None;
                 state.status = SubscriptionStatus::Active;
@@ -185,6 +250,7 @@ pub async fn subscribe(
 /// Cancels at the period end: access continues until then.
 #[tracing::instrument(skip_all, fields(user_id = %user.0))]
 pub async fn cancel(app: &AppState, user: UserId) -> AppResult<SubscriptionView> {
+    paid_plans::set_cancellation(app, user, true).await?;
     change_current(app, user, |row| {
         if row.status() == SubscriptionStatus::Cancelled {
             return Err(AppError::Conflict(
@@ -203,6 +269,7 @@ pub async fn cancel(app: &AppState, user: UserId) -> AppResult<SubscriptionView>
 /// Undoes a pending cancellation.
 #[tracing::instrument(skip_all, fields(user_id = %user.0))]
 pub async fn resume(app: &AppState, user: UserId) -> AppResult<SubscriptionView> {
+    paid_plans::set_cancellation(app, user, false).await?;
     change_current(app, user, |row| {
         if row.status() != SubscriptionStatus::Cancelled {
             return Err(AppError::Conflict(
@@ -248,32 +315,18 @@ fn no_subscription() -> AppError {
     )
 }
 
-async fn charge(
-    app: &AppState,
-    user: UserId,
-    plan: &PlanRow,
-    period_start: DateTime<Utc>,
-    period_end: DateTime<Utc>,
-    what: &str,
-) -> AppResult<()> {
+/// Who pays for `plan` when the subscription takes it now: nobody for a free plan, the provider when
+/// it already took the payment, else the manual provider (which approves at once) or nobody at all
+/// (`PAYMENT_REQUIRED`).
+fn charge(app: &AppState, user: UserId, plan: &PlanRow, taken: PaymentTaken) -> AppResult<PaidBy> {
     if plan.price_cents == 0 {
-        return Ok(());
+        return Ok(PaidBy::None);
     }
-    app.payments
-        .charge(ChargeRequest {
-            user_id: user.0,
-            plan,
-            period_start,
-            period_end,
-            idempotency_key: format!(
-                "{}:{}:{}:{what}",
-                user.0,
-                plan.tier,
-                period_start.timestamp()
-            ),
-        })
-        .await?;
-    Ok(())
+    if taken == PaymentTaken::ByProvider {
+        return Ok(PaidBy::Provider);
+    }
+    app.payments.approve_without_provider(user.0, plan)?;
+    Ok(PaidBy::Manual)
 }
 
 /// Ends a user's subscription at once inside the caller's transaction (the account is being deleted):

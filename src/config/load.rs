@@ -381,6 +381,8 @@ impl Config {
             None => {}
         }
 
+        let payments = payment_settings(&get, production, &mut errors);
+
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
@@ -407,6 +409,7 @@ impl Config {
             graphql,
             auth,
             mail,
+            payments,
             admin_seed,
             demo_seed,
             gateway,
@@ -446,4 +449,121 @@ pub(super) fn read_env_file(path: &Path) -> Result<HashMap<String, String>, Stri
         values.insert(key.trim().to_owned(), value.to_owned());
     }
     Ok(values)
+}
+
+/// `HUB_PAYMENT_PROVIDER` and what it needs.
+fn payment_settings(
+    get: &impl Fn(&str) -> Option<String>,
+    production: bool,
+    errors: &mut Vec<String>,
+) -> PaymentSettings {
+    let grace_days = match get("HUB_PAYMENT_GRACE_DAYS") {
+        None => 7,
+        Some(v) => match v.parse::<u64>() {
+            Ok(days) if days <= 60 => days,
+            _ => {
+                errors.push(format!(
+                    "HUB_PAYMENT_GRACE_DAYS={v} must be a whole number of days from 0 to 60"
+                ));
+                7
+            }
+        },
+    };
+    let provider = match get("HUB_PAYMENT_PROVIDER").as_deref() {
+        None if production => PaymentProviderChoice::Unconfigured,
+        None | Some("manual") => PaymentProviderChoice::Manual,
+        Some("none") => PaymentProviderChoice::Unconfigured,
+        Some("stripe") => stripe_settings(get, production, errors),
+        Some(other) => {
+            errors.push(format!(
+                "HUB_PAYMENT_PROVIDER={other} is not a provider: use `stripe`, `manual` (development) or `none`"
+            ));
+            PaymentProviderChoice::Unconfigured
+        }
+    };
+    if !matches!(provider, PaymentProviderChoice::Stripe(_)) {
+        for key in [
+            "HUB_STRIPE_SECRET_KEY",
+            "HUB_STRIPE_WEBHOOK_SECRETS",
+            "HUB_STRIPE_PRICE_PRO",
+            "HUB_STRIPE_PRICE_ENTERPRISE",
+        ] {
+            if get(key).is_some() {
+                errors.push(format!(
+                    "{key} is set but HUB_PAYMENT_PROVIDER is not `stripe`: set HUB_PAYMENT_PROVIDER=stripe to bill through Stripe"
+                ));
+            }
+        }
+    }
+    PaymentSettings {
+        provider,
+        grace: Duration::from_secs(grace_days * 24 * 3600),
+    }
+}
+
+fn stripe_settings(
+    get: &impl Fn(&str) -> Option<String>,
+    production: bool,
+    errors: &mut Vec<String>,
+) -> PaymentProviderChoice {
+    let mut required = |key: &str, prefixes: &[&str], example: &str| -> String {
+        match get(key) {
+            Some(v) if prefixes.iter().any(|p| v.starts_with(p)) && http_header_safe(&v) => v,
+            Some(_) => {
+                errors.push(format!("{key} must start with {}", prefixes.join(" or ")));
+                String::new()
+            }
+            None => {
+                errors.push(format!(
+                    "{key} is required with HUB_PAYMENT_PROVIDER=stripe (from the Stripe dashboard, e.g. {example})"
+                ));
+                String::new()
+            }
+        }
+    };
+    let secret_key = required("HUB_STRIPE_SECRET_KEY", &["sk_", "rk_"], "sk_live_…");
+    let price_pro = required("HUB_STRIPE_PRICE_PRO", &["price_"], "price_1Pro…");
+    let price_enterprise = required("HUB_STRIPE_PRICE_ENTERPRISE", &["price_"], "price_1Ent…");
+    let webhook_secrets: Vec<Secret<String>> = get("HUB_STRIPE_WEBHOOK_SECRETS")
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Secret::new(s.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if webhook_secrets.is_empty() {
+        errors.push(
+            "HUB_STRIPE_WEBHOOK_SECRETS is required with HUB_PAYMENT_PROVIDER=stripe: the webhook endpoint's signing secret (whsec_…), several comma-separated while rotating"
+                .into(),
+        );
+    } else if webhook_secrets
+        .iter()
+        .any(|s| !s.expose().starts_with("whsec_"))
+    {
+        errors.push("each of HUB_STRIPE_WEBHOOK_SECRETS must start with whsec_".into());
+    }
+    if !price_pro.is_empty() && price_pro == price_enterprise {
+        errors.push(
+            "HUB_STRIPE_PRICE_PRO and HUB_STRIPE_PRICE_ENTERPRISE must be different prices".into(),
+        );
+    }
+    let api_url = get("HUB_STRIPE_API_URL")
+        .unwrap_or_else(|| "https://api.stripe.com".into())
+        .trim_end_matches('/')
+        .to_owned();
+    if !is_plain_http_url(&api_url) || (production && !api_url.starts_with("https://")) {
+        errors.push(format!(
+            "HUB_STRIPE_API_URL={api_url} must be an https address (http is accepted outside production)"
+        ));
+    }
+    PaymentProviderChoice::Stripe(StripeSettings {
+        secret_key: Secret::new(secret_key),
+        webhook_secrets,
+        price_pro,
+        price_enterprise,
+        api_url,
+        tolerance: Duration::from_secs(300),
+    })
 }

@@ -183,6 +183,7 @@ pub struct Config {
     pub graphql: GraphqlLimits,
     pub auth: AuthSettings,
     pub mail: MailSettings,
+    pub payments: PaymentSettings,
     /// `HUB_ADMIN_EMAIL` + `HUB_ADMIN_PASSWORD`: an admin created at start if absent, never overwritten.
     pub admin_seed: Option<(String, Secret<String>)>,
     /// `HUB_DEMO_SEED`: serve the mock upstream and seed the demo tools (development only).
@@ -289,6 +290,41 @@ pub struct AuthSettings {
     pub max_hash_wait: Duration,
     /// New accounts per client address per hour (the second half of them slowed).
     pub registrations_per_hour: u32,
+}
+
+/// How paid plans are paid for (see `billing::payment`).
+#[derive(Debug, Clone)]
+pub struct PaymentSettings {
+    /// `HUB_PAYMENT_PROVIDER`.
+    pub provider: PaymentProviderChoice,
+    /// `HUB_PAYMENT_GRACE_DAYS`: how long a subscription whose payment failed keeps its plan.
+    pub grace: Duration,
+}
+
+/// `HUB_PAYMENT_PROVIDER`: `stripe`, `manual`, or unset (`manual` in development; none in production,
+/// where paid plans are then refused).
+#[derive(Debug, Clone)]
+pub enum PaymentProviderChoice {
+    Unconfigured,
+    Manual,
+    Stripe(StripeSettings),
+}
+
+/// The Stripe account the hub bills through.
+#[derive(Debug, Clone)]
+pub struct StripeSettings {
+    /// `HUB_STRIPE_SECRET_KEY` (`sk_…` or a restricted `rk_…`).
+    pub secret_key: Secret<String>,
+    /// `HUB_STRIPE_WEBHOOK_SECRETS`: the endpoint's signing secrets (`whsec_…`), comma-separated, so a
+    /// rotated secret and its successor both verify.
+    pub webhook_secrets: Vec<Secret<String>>,
+    /// `HUB_STRIPE_PRICE_PRO` and `HUB_STRIPE_PRICE_ENTERPRISE`: the monthly prices (`price_…`).
+    pub price_pro: String,
+    pub price_enterprise: String,
+    /// `HUB_STRIPE_API_URL`: the API's base (a proxy, or a local fake in tests).
+    pub api_url: String,
+    /// How far a webhook's signed timestamp may be from now.
+    pub tolerance: Duration,
 }
 
 /// Where mail goes.

@@ -99,6 +99,24 @@ diesel::table! {
 }
 
 diesel::table! {
+    payment_customers (user_id) {
+        user_id -> Uuid,
+        customer_id -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    payment_events (id) {
+        id -> Text,
+        kind -> Text,
+        occurred_at -> Timestamptz,
+        outcome -> Text,
+        received_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     plans (tier) {
         tier -> Text,
         rank -> Int4,
@@ -185,6 +203,10 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         request_rate_tat -> Nullable<Timestamptz>,
+        paid_by -> Text,
+        provider_subscription_id -> Nullable<Text>,
+        grace_ends_at -> Nullable<Timestamptz>,
+        provider_event_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -273,6 +295,7 @@ diesel::joinable!(email_tokens -> users (user_id));
 diesel::joinable!(api_key_spending -> api_keys (api_key_id));
 diesel::joinable!(quota_events -> subscriptions (subscription_id));
 diesel::joinable!(quota_reservations -> subscriptions (subscription_id));
+diesel::joinable!(payment_customers -> users (user_id));
 diesel::joinable!(platform_daily -> tools (tool_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(subscription_events -> subscriptions (subscription_id));
@@ -296,6 +319,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     ended_sessions,
     invocation_idempotency,
     login_throttle,
+    payment_customers,
+    payment_events,
     platform_daily,
     plans,
     quota_events,

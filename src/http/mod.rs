@@ -7,6 +7,7 @@ pub mod health;
 pub mod ide;
 pub mod middleware;
 pub mod operation;
+pub mod payment_webhook;
 pub mod websocket;
 pub mod ws_protocol;
 
@@ -60,6 +61,10 @@ pub fn router(app: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
+        .route(
+            "/webhooks/payments",
+            axum::routing::post(payment_webhook::receive),
+        )
         .merge(if config.demo_seed {
             crate::dev::demo::router()
         } else {

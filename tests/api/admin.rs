@@ -9,7 +9,7 @@ use crate::helpers::upstream::Upstream;
 use crate::helpers::{PASSWORD, TestApp, error_code};
 
 /// Mutations anyone (or any user) may call; every other mutation is an admin mutation and must be guarded.
-const PUBLIC_MUTATIONS: [&str; 18] = [
+const PUBLIC_MUTATIONS: [&str; 19] = [
     "register",
     "login",
     "refreshToken",
@@ -28,6 +28,7 @@ const PUBLIC_MUTATIONS: [&str; 18] = [
     "subscribe",
     "cancelSubscription",
     "resumeSubscription",
+    "billingPortalUrl",
 ];
 
 const TYPE_REF: &str = "kind name ofType { kind name ofType { kind name ofType { kind name } } }";

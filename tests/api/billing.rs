@@ -376,7 +376,13 @@ async fn a_user_never_ends_up_with_two_current_subscriptions() {
             let state = app.state.clone();
             let id = user.user_id();
             tokio::spawn(async move {
-                service::subscribe(&state, id, joyfull_hub::billing::model::PlanTier::Free).await
+                service::subscribe(
+                    &state,
+                    id,
+                    "ada@example.com",
+                    joyfull_hub::billing::model::PlanTier::Free,
+                )
+                .await
             })
         })
         .collect();

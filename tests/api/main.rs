@@ -31,6 +31,7 @@ mod limits;
 mod live_sessions;
 mod lost_settlements;
 mod mail_flows;
+mod payments;
 mod persisted_queries;
 mod query_cost;
 mod request_rates;

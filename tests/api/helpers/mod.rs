@@ -2,6 +2,7 @@
 
 pub mod browser;
 pub mod db;
+pub mod fake_stripe;
 pub mod faulty_proxy;
 pub mod separate_server;
 pub mod upstream;
