@@ -1,0 +1,2 @@
+CREATE INDEX quota_reservations_subscription_id_idx ON quota_reservations (subscription_id);
+DROP INDEX quota_reservations_subscription_expiry_idx;
