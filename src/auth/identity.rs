@@ -34,6 +34,17 @@ impl AuthenticatedUser {
         }
     }
 
+    /// The API key the caller used, when it has limits of its own (a request rate or a token budget):
+    /// only such keys are counted apart by billing.
+    pub fn limited_api_key(&self) -> Option<ApiKeyId> {
+        match self.credential {
+            Credential::ApiKey {
+                id, limited: true, ..
+            } => Some(id),
+            _ => None,
+        }
+    }
+
     /// What the credential allows: a session everything, a key its scopes.
     pub fn allows(&self, scope: Scope) -> bool {
         match self.credential {
@@ -79,5 +90,10 @@ impl AuthenticatedUser {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Credential {
     AccessToken,
-    ApiKey { id: ApiKeyId, scopes: Scopes },
+    ApiKey {
+        id: ApiKeyId,
+        scopes: Scopes,
+        /// Whether the key has limits of its own (a request rate or a token budget).
+        limited: bool,
+    },
 }

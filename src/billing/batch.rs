@@ -1,5 +1,5 @@
 //! Quota reservations in batches (see `db::batch`): the invocations that arrive together reserve in
-//! one statement (`reserve_batch.sql`). A request the batch does not grant is explained by
+//! one statement (`reserve/`). A request the batch does not grant is explained by
 //! `quota::spend`.
 
 use std::collections::HashMap;

@@ -1,6 +1,6 @@
 //! The quota decision: whether a user may spend tokens on a tool of a given tier, and the reservation
 //! that sets them aside. [`spend`] is the one entry point; tokens are reserved in one place only
-//! (`reserve_batch.sql`, through the batcher), and a request it does not grant is explained here.
+//! (`reserve/`, through the batcher), and a request it does not grant is explained here.
 
 use std::time::Duration;
 
@@ -25,7 +25,8 @@ pub struct Spend {
     pub tokens: i64,
     /// How long the reservation lasts if it is never settled.
     pub lease: Duration,
-    /// The API key making the call, whose own limits apply too (`None` for a signed-in session).
+    /// The API key making the call when it has limits of its own, which apply too (`None` for a
+    /// signed-in session or a key without limits: the statement then leaves the keys' work out).
     pub api_key: Option<Uuid>,
 }
 
@@ -39,7 +40,7 @@ pub struct Grant {
     pub pace: Option<Pace>,
 }
 
-/// Where a subscription's request rate stands after a request (see `reserve_batch.sql`).
+/// Where a subscription's request rate stands after a request (see `reserve/`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pace {
     pub requests_per_minute: u32,

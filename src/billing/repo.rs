@@ -183,6 +183,23 @@ pub async fn settle_counters(
     .await
 }
 
+/// The reservation statement (`reserve/`) for a batch with a request made by a key with limits of its
+/// own, and for the others, which leave the keys' work out (most batches: it is a third cheaper).
+const RESERVE_KEYED: &str = concat!(
+    include_str!("reserve/head.sql"),
+    include_str!("reserve/keyed.sql"),
+    include_str!("reserve/pace.sql"),
+    include_str!("reserve/keyed_counts.sql"),
+    include_str!("reserve/answer.sql"),
+);
+const RESERVE_PLAIN: &str = concat!(
+    include_str!("reserve/head.sql"),
+    include_str!("reserve/plain.sql"),
+    include_str!("reserve/pace.sql"),
+    include_str!("reserve/plain_counts.sql"),
+    include_str!("reserve/answer.sql"),
+);
+
 /// One request of [`reserve_batch`].
 pub struct BatchReservation {
     pub id: Uuid,
@@ -190,7 +207,7 @@ pub struct BatchReservation {
     pub tokens: i64,
     pub expires_at: DateTime<Utc>,
     pub min_tier: PlanTier,
-    /// The API key making the call (`None` for a signed-in session).
+    /// The API key making the call when it has limits of its own (else `None`).
     pub api_key: Option<Uuid>,
 }
 
@@ -238,7 +255,7 @@ pub struct Reserved {
     pub key_tokens_left: Option<i64>,
 }
 
-/// Runs `reserve_batch.sql` (what it grants is described there); returns a row for each request that
+/// Runs `reserve/` (what it grants is described there); returns a row for each request that
 /// reached a subscription. `enforce_rates` applies the plans' request rates.
 pub async fn reserve_batch(
     conn: &mut AsyncPgConnection,
@@ -247,7 +264,12 @@ pub async fn reserve_batch(
     enforce_rates: bool,
 ) -> QueryResult<Vec<Reserved>> {
     use diesel::sql_types::{Array, BigInt, Bool, Text, Timestamptz, Uuid as SqlUuid};
-    diesel::sql_query(include_str!("reserve_batch.sql"))
+    let statement = if requests.iter().any(|r| r.api_key.is_some()) {
+        RESERVE_KEYED
+    } else {
+        RESERVE_PLAIN
+    };
+    diesel::sql_query(statement)
         .bind::<Array<SqlUuid>, _>(requests.iter().map(|r| r.id).collect::<Vec<_>>())
         .bind::<Array<SqlUuid>, _>(requests.iter().map(|r| r.user).collect::<Vec<_>>())
         .bind::<Array<BigInt>, _>(requests.iter().map(|r| r.tokens).collect::<Vec<_>>())
@@ -309,16 +331,21 @@ pub async fn take_expired_reservations(
 /// `settle_batch.sql`: a part of the meter's statement (see `db::compose`).
 pub const SETTLE_BATCH: Part = Part {
     sql: include_str!("settle_batch.sql"),
-    params: 6,
+    params: 3,
 };
 
-/// Binds [`SETTLE_BATCH`]'s parameters: subscriptions in id order with the tokens each used, the
-/// reservations settled, and API keys in id order with the tokens each used and its subscription.
+/// The part that settles what keys with limits spent; it follows [`SETTLE_BATCH`].
+pub const SETTLE_KEYS: Part = Part {
+    sql: include_str!("settle_keys.sql"),
+    params: 3,
+};
+
+/// Binds [`SETTLE_BATCH`]'s parameters: subscriptions in id order with the tokens each used, and the
+/// reservations settled.
 pub fn bind_settle_batch<'a>(
     query: Composed<'a>,
     used: &std::collections::BTreeMap<Uuid, i64>,
     reservations: Vec<Uuid>,
-    keys: &std::collections::BTreeMap<Uuid, (i64, Uuid)>,
 ) -> Composed<'a> {
     query
         .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(
@@ -328,6 +355,15 @@ pub fn bind_settle_batch<'a>(
         .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(
             used.values().copied().collect::<Vec<_>>(),
         )
+}
+
+/// Binds [`SETTLE_KEYS`]'s parameters: API keys in id order with the tokens each used and its
+/// subscription.
+pub fn bind_settle_keys<'a>(
+    query: Composed<'a>,
+    keys: &std::collections::BTreeMap<Uuid, (i64, Uuid)>,
+) -> Composed<'a> {
+    query
         .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(
             keys.keys().copied().collect::<Vec<_>>(),
         )

@@ -4,13 +4,9 @@
 --             concurrent batches and reservations cannot deadlock on them
 -- $2 uuid[]   the reservations settled: they are deleted and their tokens leave the reserved counter
 -- $3 bigint[] the tokens used, per subscription of $1
--- $4 uuid[]   the API keys that made calls, in id order ($5 their tokens used, $6 their subscription):
---             the spending this period of each key with limits (the keys with an `api_key_spending`
---             row) grows, and its reserved tokens are returned
--- $5 bigint[]
--- $6 uuid[]
 -- A subscription whose used tokens cross 80 % or 100 % of its plan's limit records the crossing once per
--- period (`quota_events`).
+-- period (`quota_events`). What keys with limits spent is settled by `settle_keys.sql`, a part that
+-- follows this one when the batch holds calls made with such keys.
 -- FOR UPDATE, not FOR NO KEY UPDATE: with the weaker lock a reservation could deadlock with other
 -- transactions' foreign-key checks. A reservation whose lease expired still charges its usage; its
 -- reserved tokens were returned when it expired.
@@ -18,8 +14,6 @@ locked AS (SELECT id FROM subscriptions WHERE id = ANY($1::uuid[]) ORDER BY id F
 taken AS (DELETE FROM quota_reservations WHERE id = ANY($2::uuid[])
           RETURNING subscription_id, tokens, api_key_id),
 taken_by_sub AS (SELECT subscription_id, sum(tokens)::bigint AS tokens FROM taken GROUP BY 1),
-taken_by_key AS (SELECT api_key_id, sum(tokens)::bigint AS tokens FROM taken
-                 WHERE api_key_id IS NOT NULL GROUP BY 1),
 charged AS (UPDATE subscriptions s
             SET tokens_reserved = GREATEST(s.tokens_reserved - coalesce(t.tokens, 0), 0),
                 tokens_used = s.tokens_used + u.used
@@ -36,13 +30,4 @@ crossed AS (INSERT INTO quota_events (subscription_id, user_id, period_start, pe
               AND (c.tokens_used - c.added)::numeric * 100 < p.token_limit::numeric * t.percent
             ORDER BY c.id, t.percent
             ON CONFLICT (subscription_id, period_start, percent) DO NOTHING
-            RETURNING 1),
-key_spent AS (UPDATE api_key_spending sp SET
-                tokens_used = CASE WHEN sp.period_start = c.current_period_start
-                                   THEN sp.tokens_used + k.used ELSE k.used END,
-                period_start = c.current_period_start,
-                tokens_reserved = GREATEST(sp.tokens_reserved - coalesce(t.tokens, 0), 0)
-              FROM unnest($4::uuid[], $5::bigint[], $6::uuid[]) AS k(id, used, sid)
-                JOIN charged c ON c.id = k.sid LEFT JOIN taken_by_key t ON t.api_key_id = k.id
-              WHERE sp.api_key_id = k.id
-              RETURNING 1)
+            RETURNING 1)

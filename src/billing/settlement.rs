@@ -10,30 +10,48 @@ use super::model::Reservation;
 use super::repo;
 use crate::db::compose::{Composed, Part};
 
-/// The settlement part of the meter's statement (see `db::compose`): the one place where invocations'
-/// reservations are settled, in the transaction that writes their usage rows.
-pub fn settlement_part() -> &'static Part {
-    &repo::SETTLE_BATCH
+/// The settlement parts of the meter's statement (see `db::compose`): the one place where invocations'
+/// reservations are settled, in the transaction that writes their usage rows. A batch with calls made
+/// by keys with limits of their own also settles what those keys spent (`counts_keys`); the others
+/// leave that part out, which keeps the common statement small.
+pub fn settlement_parts(counts_keys: bool) -> &'static [&'static Part] {
+    if counts_keys {
+        &[&repo::SETTLE_BATCH, &repo::SETTLE_KEYS]
+    } else {
+        &[&repo::SETTLE_BATCH]
+    }
 }
 
-/// Binds the settlement part: each reservation is settled with the tokens its call used (a negative
-/// count charges nothing), counted to the API key that made the call if any. A reservation whose lease
-/// already expired still charges the usage; its reserved tokens were returned by then.
+/// Whether settling `settled` needs the keys' part: some call was made by a key with limits.
+pub fn counts_keys(settled: &[(Reservation, i64, Option<Uuid>)]) -> bool {
+    settled.iter().any(|(_, _, key)| key.is_some())
+}
+
+/// Binds the settlement parts: each reservation is settled with the tokens its call used (a negative
+/// count charges nothing), counted to the key with limits that made the call, if any. A reservation
+/// whose lease already expired still charges the usage; its reserved tokens were returned by then.
 pub fn bind_settlements<'a>(
     query: Composed<'a>,
-    settled: impl IntoIterator<Item = (Reservation, i64, Option<Uuid>)>,
+    settled: &[(Reservation, i64, Option<Uuid>)],
 ) -> Composed<'a> {
+    let counts_keys = counts_keys(settled);
     let mut used: BTreeMap<Uuid, i64> = BTreeMap::new();
     let mut keys: BTreeMap<Uuid, (i64, Uuid)> = BTreeMap::new();
     let mut reservations = Vec::new();
     for (reservation, tokens, key) in settled {
+        let tokens = *tokens;
         *used.entry(reservation.subscription_id).or_default() += tokens.max(0);
-        if let Some(key) = key {
+        if let Some(key) = *key {
             keys.entry(key)
                 .or_insert((0, reservation.subscription_id))
                 .0 += tokens.max(0);
         }
         reservations.push(reservation.id);
     }
-    repo::bind_settle_batch(query, &used, reservations, &keys)
+    let query = repo::bind_settle_batch(query, &used, reservations);
+    if counts_keys {
+        repo::bind_settle_keys(query, &keys)
+    } else {
+        query
+    }
 }

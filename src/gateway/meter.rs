@@ -58,6 +58,8 @@ pub struct Settlement {
     pub tier: Option<PlanTier>,
     /// Settled with `event.tokens_used`; `None` for refused calls, which reserved nothing.
     pub reservation: Option<Reservation>,
+    /// The API key to count the tokens to, when the call was made by a key with limits of its own.
+    pub limited_key: Option<uuid::Uuid>,
     pub key: Option<(String, KeyOutcome)>,
 }
 
@@ -160,17 +162,16 @@ impl BatchStatement for Settle {
 }
 
 /// A whole batch in one statement (one round trip, one commit), assembled from each owner's part:
-/// billing settles the reservations, usage writes the rows and rollups, idempotency keys are settled.
-static STATEMENT: LazyLock<String> = LazyLock::new(|| {
-    compose::with_parts(
-        &[
-            billing::settlement_part(),
-            usage::record_part(),
-            &idempotency::KEY_OUTCOMES,
-        ],
-        "SELECT 1::bigint AS n",
-    )
-});
+/// billing settles the reservations (and, `WITH_KEYS`, what keys with limits spent), usage writes the
+/// rows and rollups, idempotency keys are settled.
+static STATEMENT: LazyLock<String> = LazyLock::new(|| statement(false));
+static STATEMENT_WITH_KEYS: LazyLock<String> = LazyLock::new(|| statement(true));
+
+fn statement(counts_keys: bool) -> String {
+    let mut parts: Vec<&compose::Part> = billing::settlement_parts(counts_keys).to_vec();
+    parts.extend([usage::record_part(), &idempotency::KEY_OUTCOMES]);
+    compose::with_parts(&parts, "SELECT 1::bigint AS n")
+}
 
 #[derive(QueryableByName)]
 struct Counted {
@@ -204,14 +205,20 @@ async fn write_batch(
     }
     let rows: Vec<(&UsageEvent, Option<PlanTier>)> =
         settlements.iter().map(|s| (&s.event, s.tier)).collect();
-    let query = diesel::sql_query(STATEMENT.as_str()).into_boxed();
-    let query = billing::bind_settlements(
-        query,
-        settlements.iter().filter_map(|s| {
+    let settled: Vec<_> = settlements
+        .iter()
+        .filter_map(|s| {
             s.reservation
-                .map(|r| (r, s.event.tokens_used, s.event.api_key_id))
-        }),
-    );
+                .map(|r| (r, s.event.tokens_used, s.limited_key))
+        })
+        .collect();
+    let statement = if billing::counts_keys(&settled) {
+        &STATEMENT_WITH_KEYS
+    } else {
+        &STATEMENT
+    };
+    let query = diesel::sql_query(statement.as_str()).into_boxed();
+    let query = billing::bind_settlements(query, &settled);
     let query = usage::bind_records(query, &rows, shard);
     let query = idempotency::bind_key_outcomes(query, keys);
     query.cached().get_result::<Counted>(conn).await?;

@@ -63,6 +63,8 @@ pub struct Invoked {
 struct Call {
     user: Uuid,
     api_key: Option<Uuid>,
+    /// `api_key` when it has limits of its own: billing counts only such keys apart.
+    limited_key: Option<Uuid>,
     tool: ToolRow,
     input: serde_json::Value,
     key: Option<String>,
@@ -140,6 +142,7 @@ async fn run(
     let call = Call {
         user: caller.id.0,
         api_key: caller.api_key().map(|key| key.0),
+        limited_key: caller.limited_api_key().map(|key| key.0),
         tool,
         input,
         key,
@@ -189,7 +192,7 @@ async fn run(
         min_tier: call.tool.min_tier,
         tokens: call.budget.reserved,
         lease,
-        api_key: call.api_key,
+        api_key: call.limited_key,
     };
     let grant = match quota::spend(app, spend).await? {
         Ok(grant) => {
@@ -425,6 +428,7 @@ async fn finish(
             event: event.clone(),
             tier: call.tier,
             reservation: Some(reservation),
+            limited_key: call.limited_key,
             key: call.key.clone().map(|key| {
                 let outcome = match &outcome {
                     Ok(answer) => KeyOutcome::Complete(answer.clone()),
@@ -490,6 +494,7 @@ async fn deny(
             event,
             tier: call.tier,
             reservation: None,
+            limited_key: call.limited_key,
             key: call.key.clone().map(|key| (key, KeyOutcome::Abandon)),
         })
         .await;

@@ -151,6 +151,8 @@ pub async fn set_limits(
             Ok(row)
         })
         .await?;
+    // Billing counts a key apart only while its cached row says it has limits.
+    app.caches.invalidate_user(row.user_id);
     tracing::info!(?limits, "API key limits set");
     Ok(row)
 }
@@ -319,6 +321,7 @@ pub async fn authenticate(app: &AppState, key: &str) -> AppResult<AuthenticatedU
         credential: Credential::ApiKey {
             id: ApiKeyId(row.id),
             scopes: row.scopes(),
+            limited: row.requests_per_minute.is_some() || row.token_budget.is_some(),
         },
         email_verified: user.email_verified,
     })

@@ -663,6 +663,7 @@ async fn a_failing_metering_batch_is_retried_one_by_one_and_loses_no_other_settl
         },
         tier: None,
         reservation: None,
+        limited_key: None,
         key: None,
     };
     let meter = &s.app.state.meter;

@@ -275,3 +275,38 @@ async fn a_limited_key_can_neither_lift_its_limits_nor_mint_an_unlimited_key() {
         "nothing was minted"
     );
 }
+
+/// Every instance caches keys; a budget set on one applies on the other at once (within the moment
+/// the change takes to reach it).
+#[tokio::test]
+async fn limits_set_on_one_instance_apply_on_another() {
+    let first = TestApp::spawn().await;
+    let url = first.db.url.clone();
+    let second = TestApp::spawn_with(move |config| {
+        config.database_url = Some(joyfull_hub::config::Secret::new(url));
+    })
+    .await;
+    let upstream = Upstream::start().await;
+    let Catalogue { tool, user, .. } = first.catalogue(upstream.url("/ten")).await;
+    first.set_estimate(&tool, 10).await;
+    let (key, id) = key_with(&first, &user, Value::Null, Value::Null).await;
+    // The second instance caches the key as it is: without limits.
+    let cached = second.invoke(&key, &tool, json!({}), None).await;
+
+    first
+        .graphql_as(
+            &user.access_token,
+            "mutation($id: ID!) { setApiKeyLimits(id: $id, input: {tokenBudget: 15}) { id } }",
+            json!({ "id": id }),
+        )
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let over = second.invoke(&key, &tool, json!({}), None).await;
+
+    assert_eq!(status(&cached), "SUCCESS", "{cached}");
+    assert_eq!(
+        error_code(&over),
+        "QUOTA_EXCEEDED",
+        "10 used and 10 more pass the budget of 15: {over}"
+    );
+}

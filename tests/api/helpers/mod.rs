@@ -195,6 +195,7 @@ impl TestApp {
                 },
                 tier: Some(joyfull_hub::billing::model::PlanTier::Free),
                 reservation: Some(reservation),
+                limited_key: None,
                 key: None,
             })
             .await
