@@ -85,6 +85,8 @@ impl Environment {
                 ("HUB_QUERY_POINTS_PER_MINUTE", "1000000000".into()),
                 // Its users never open a verification mail.
                 ("HUB_REQUIRE_VERIFIED_EMAIL", "false".into()),
+                // Nor pay: paid plans are approved at once (a named opt-in in production).
+                ("HUB_PAYMENT_PROVIDER", "manual".into()),
                 ("RUST_LOG", "info".into()),
             ],
             dir,
