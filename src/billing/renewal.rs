@@ -71,39 +71,15 @@ pub(super) async fn roll_forward(
         .grace_ends_at
         .filter(|end| row.status() == SubscriptionStatus::PastDue && now >= *end)
     {
-        let mut state = state_of(&row);
-        state.status = SubscriptionStatus::Expired;
-        let saved = repo::save_state(conn, row.id, state).await?;
-        record(
-            conn,
-            &saved,
-            EventKind::Expired,
-            Some(row.tier),
-            None,
-            grace_end,
-        )
-        .await?;
         tracing::info!(subscription_id = %row.id, "subscription expired: its grace period ended unpaid");
-        return Ok(saved);
+        return expire(conn, &row, grace_end).await;
     }
     if now < row.current_period_end {
         return Ok(row);
     }
     if row.cancel_at_period_end || granted_to_the_end(conn, &row).await? {
-        let mut state = state_of(&row);
-        state.status = SubscriptionStatus::Expired;
-        let saved = repo::save_state(conn, row.id, state).await?;
-        record(
-            conn,
-            &saved,
-            EventKind::Expired,
-            Some(row.tier),
-            None,
-            row.current_period_end,
-        )
-        .await?;
         tracing::info!(subscription_id = %row.id, "subscription expired at the end of its period");
-        return Ok(saved);
+        return expire(conn, &row, row.current_period_end).await;
     }
     let new_tier = row.scheduled_tier.unwrap_or(row.tier);
     let mut state = state_of(&row);
@@ -145,6 +121,19 @@ pub(super) async fn roll_forward(
         .await?;
     }
     tracing::info!(subscription_id = %row.id, tier = %new_tier, periods = index + 1 - first, "subscription renewed");
+    Ok(saved)
+}
+
+/// Ends `row` as of `at`, with an `EXPIRED` event.
+async fn expire(
+    conn: &mut AsyncPgConnection,
+    row: &SubscriptionRow,
+    at: DateTime<Utc>,
+) -> QueryResult<SubscriptionRow> {
+    let mut state = state_of(row);
+    state.status = SubscriptionStatus::Expired;
+    let saved = repo::save_state(conn, row.id, state).await?;
+    record(conn, &saved, EventKind::Expired, Some(row.tier), None, at).await?;
     Ok(saved)
 }
 

@@ -99,6 +99,15 @@ fn invoice(
     )
 }
 
+/// Delivers Stripe's `invoice.payment_failed` for `subscription`.
+async fn payment_failed(app: &TestApp, id: &str, created: i64, subscription: &str) -> (u16, Value) {
+    signed(
+        app,
+        &invoice(id, "invoice.payment_failed", created, subscription, None),
+    )
+    .await
+}
+
 /// Ada on Pro, paid through the provider's subscription `sub_ada`.
 async fn paying_ada(app: &TestApp, stripe: &FakeStripe) -> TestUser {
     let ada = app.register("Ada", "ada@example.com").await;
@@ -255,17 +264,7 @@ async fn an_older_event_never_undoes_a_newer_state() {
     let ada = paying_ada(&app, &stripe).await;
     let now = chrono::Utc::now().timestamp();
 
-    let (_, failed) = signed(
-        &app,
-        &invoice(
-            "evt_fail",
-            "invoice.payment_failed",
-            now - 10,
-            "sub_ada",
-            None,
-        ),
-    )
-    .await;
+    let (_, failed) = payment_failed(&app, "evt_fail", now - 10, "sub_ada").await;
     let (_, late_paid) = signed(
         &app,
         &invoice("evt_old_paid", "invoice.paid", now - 50, "sub_ada", None),
@@ -277,17 +276,7 @@ async fn an_older_event_never_undoes_a_newer_state() {
         &invoice("evt_paid", "invoice.paid", now - 5, "sub_ada", None),
     )
     .await;
-    let (_, late_failure) = signed(
-        &app,
-        &invoice(
-            "evt_old_fail",
-            "invoice.payment_failed",
-            now - 8,
-            "sub_ada",
-            None,
-        ),
-    )
-    .await;
+    let (_, late_failure) = payment_failed(&app, "evt_old_fail", now - 8, "sub_ada").await;
     let recovered = state(&app, &ada).await;
 
     assert_eq!(failed["outcome"], "applied");
@@ -330,17 +319,7 @@ async fn a_failed_renewal_keeps_access_through_the_grace_period_then_expires() {
     )
     .await;
     let extended = state(&app, &ada).await;
-    signed(
-        &app,
-        &invoice(
-            "evt_fail",
-            "invoice.payment_failed",
-            now - 10,
-            "sub_ada",
-            None,
-        ),
-    )
-    .await;
+    payment_failed(&app, "evt_fail", now - 10, "sub_ada").await;
     let past_due = state(&app, &ada).await;
     let during_grace = app.invoke(&ada.access_token, &tool, json!({}), None).await;
     app.clock
@@ -672,17 +651,7 @@ async fn monthly_recurring_revenue_counts_what_paying_subscriptions_pay() {
         &checkout_completed("evt_bob", now - 50, &bob, "PRO", "sub_bob"),
     )
     .await;
-    signed(
-        &app,
-        &invoice(
-            "evt_bob_fail",
-            "invoice.payment_failed",
-            now - 10,
-            "sub_bob",
-            None,
-        ),
-    )
-    .await;
+    payment_failed(&app, "evt_bob_fail", now - 10, "sub_bob").await;
 
     let stats = app
         .graphql_as(&root.access_token, "{ admin { stats { monthlyRecurringRevenue { currency amountCents } subscriptions { tier active } } } }", json!({}))

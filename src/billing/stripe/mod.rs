@@ -102,6 +102,16 @@ impl StripeProvider {
         Err(unreachable_provider())
     }
 
+    async fn update_subscription(
+        &self,
+        subscription: &str,
+        form: &[(String, String)],
+    ) -> Result<(), AppError> {
+        let path = format!("/v1/subscriptions/{}", path_segment(subscription));
+        let _: Subscription = self.call(reqwest::Method::POST, &path, form).await?;
+        Ok(())
+    }
+
     async fn first_item(&self, subscription: &str) -> Result<String, AppError> {
         let found: Subscription = self
             .call(
@@ -202,14 +212,7 @@ impl PaymentProvider for StripeProvider {
                     },
                 ),
             ];
-            let _: Subscription = self
-                .call(
-                    reqwest::Method::POST,
-                    &format!("/v1/subscriptions/{}", path_segment(subscription)),
-                    &form,
-                )
-                .await?;
-            Ok(())
+            self.update_subscription(subscription, &form).await
         })
     }
 
@@ -220,14 +223,7 @@ impl PaymentProvider for StripeProvider {
     ) -> ProviderFuture<'a, ()> {
         Box::pin(async move {
             let form = vec![pair("cancel_at_period_end", cancel.to_string())];
-            let _: Subscription = self
-                .call(
-                    reqwest::Method::POST,
-                    &format!("/v1/subscriptions/{}", path_segment(subscription)),
-                    &form,
-                )
-                .await?;
-            Ok(())
+            self.update_subscription(subscription, &form).await
         })
     }
 
