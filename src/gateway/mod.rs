@@ -4,6 +4,7 @@
 pub mod breaker;
 pub mod budget;
 pub mod destination;
+pub mod event_stream;
 pub mod graphql;
 pub mod meter;
 pub mod repo;

@@ -1,6 +1,7 @@
 //! One call to a tool's upstream: the tool's timeout as an overall deadline, and bounded retries with
 //! exponential backoff and jitter for failures that happen before any answer (connection refused or
-//! reset, or a 502/503/504 from a proxy in front of it). Timeouts are not retried.
+//! reset, or a 502/503/504 from a proxy in front of it). Timeouts are not retried. An answer streamed as
+//! Server-Sent Events is read to its end and collected into one (`event_stream`).
 
 use std::time::{Duration, Instant};
 
@@ -133,7 +134,13 @@ pub async fn call(
     }
 }
 
+/// Reads the answer: JSON, or an event stream collected into one JSON answer (`event_stream`).
 async fn read_json(mut response: reqwest::Response) -> Result<serde_json::Value, CallError> {
+    let streamed = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(super::event_stream::is_event_stream);
     let mut body = Vec::new();
     loop {
         match response.chunk().await {
@@ -153,6 +160,9 @@ async fn read_json(mut response: reqwest::Response) -> Result<serde_json::Value,
                 )));
             }
         }
+    }
+    if streamed {
+        return super::event_stream::collect(&body).map_err(CallError::Unavailable);
     }
     serde_json::from_slice(&body)
         .map_err(|_| CallError::Unavailable("the answer is not JSON".into()))

@@ -39,6 +39,7 @@ mod schema;
 mod security_events;
 mod shutdown;
 mod statements;
+mod streaming;
 mod throttles;
 mod token_limits;
 mod tools;

@@ -31,7 +31,8 @@ impl Counters {
 /// Tokens `/billions` answers: more than an unsigned 32-bit integer holds.
 pub const BILLIONS: i64 = 4_500_000_123;
 
-/// Routes: `/ok` (usage.total_tokens = 42), `/ten` (10 tokens), `/billions` ([`BILLIONS`] tokens),
+/// Routes: `/sse` (an OpenAI-style event stream saying "Hello", usage.total_tokens = 5 in its last
+/// chunk), `/sse-no-usage` (the same stream without the usage chunk), `/ok` (usage.total_tokens = 42), `/ten` (10 tokens), `/billions` ([`BILLIONS`] tokens),
 /// `/custom` (meta.tokens.count = 7),
 /// `/no-usage`, `/flaky` (503 while failures are left, then like `/ok`), `/throttled` (429 likewise), `/fail` (500), `/slow` (2 s),
 /// `/bad-request` (400), `/headers` (echoes the request headers).
@@ -67,6 +68,8 @@ impl Upstream {
                 "/no-usage",
                 post(|| async { axum::Json(json!({ "text": "an answer without a token count" })) }),
             )
+            .route("/sse", post(|| async { event_stream(true) }))
+            .route("/sse-no-usage", post(|| async { event_stream(false) }))
             .route("/flaky", post(flaky))
             .route("/throttled", post(throttled))
             .route(
@@ -167,4 +170,22 @@ async fn echo_headers(headers: HeaderMap) -> axum::Json<Value> {
         .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or_default())))
         .collect();
     axum::Json(json!({ "headers": map, "usage": { "total_tokens": 1 } }))
+}
+
+/// An OpenAI-style `stream: true` answer, with the usage chunk when `usage` is set.
+fn event_stream(usage: bool) -> Response {
+    let mut body = String::new();
+    for chunk in [
+        json!({ "id": "c1", "model": "m", "choices": [{ "index": 0, "delta": { "role": "assistant", "content": "" } }] }),
+        json!({ "id": "c1", "choices": [{ "index": 0, "delta": { "content": "Hel" } }] }),
+        json!({ "id": "c1", "choices": [{ "index": 0, "delta": { "content": "lo" }, "finish_reason": "stop" }] }),
+    ] {
+        body.push_str(&format!("data: {chunk}\n\n"));
+    }
+    if usage {
+        let last = json!({ "id": "c1", "choices": [], "usage": { "prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5 } });
+        body.push_str(&format!("data: {last}\n\n"));
+    }
+    body.push_str("data: [DONE]\n\n");
+    ([("content-type", "text/event-stream")], body).into_response()
 }

@@ -1,0 +1,144 @@
+//! An upstream that answers with Server-Sent Events (OpenAI's `stream: true` shape: `data:` chunks of
+//! JSON, a last chunk with `usage` when `stream_options.include_usage` was asked, then `data: [DONE]`)
+//! is collected into one answer, shaped as the same API's non-streaming answer:
+//! `{"id", "object": "chat.completion", "model", "choices": [{"index", "message": {"role", "content"},
+//! "finish_reason"}], "usage"}`, with `usage` only when the stream sent one. Each choice's `delta.content`
+//! pieces (or, for completions, `text`) are joined in order. A `data:` line that is not JSON is text of
+//! choice 0. Comments, `event:`, `id:` and `retry:` lines are read past.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+/// Whether a `Content-Type` names an event stream.
+pub fn is_event_stream(content_type: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("text/event-stream"))
+}
+
+/// One choice as it accumulates.
+#[derive(Default)]
+struct Choice {
+    role: Option<String>,
+    content: String,
+    finish_reason: Option<Value>,
+}
+
+/// Collects a whole event stream into one answer; `Err` when it holds no event at all.
+pub fn collect(body: &[u8]) -> Result<Value, String> {
+    let text = String::from_utf8_lossy(body);
+    let mut choices: BTreeMap<u64, Choice> = BTreeMap::new();
+    let mut usage = None;
+    let mut id = None;
+    let mut model = None;
+    let mut events = 0usize;
+    for data in events_of(&text) {
+        if data.trim() == "[DONE]" {
+            break;
+        }
+        events += 1;
+        let Ok(chunk) = serde_json::from_str::<Value>(&data) else {
+            choices.entry(0).or_default().content.push_str(&data);
+            continue;
+        };
+        if let Some(found) = chunk.get("usage").filter(|u| u.is_object()) {
+            usage = Some(found.clone());
+        }
+        id = id.or_else(|| chunk.get("id").cloned());
+        model = model.or_else(|| chunk.get("model").cloned());
+        for piece in chunk
+            .get("choices")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let index = piece.get("index").and_then(Value::as_u64).unwrap_or(0);
+            let choice = choices.entry(index).or_default();
+            let delta = piece.get("delta");
+            if let Some(role) = delta.and_then(|d| d.get("role")).and_then(Value::as_str) {
+                choice.role = Some(role.to_owned());
+            }
+            let words = delta
+                .and_then(|d| d.get("content"))
+                .or_else(|| piece.get("text"))
+                .and_then(Value::as_str);
+            if let Some(words) = words {
+                choice.content.push_str(words);
+            }
+            if let Some(reason) = piece.get("finish_reason").filter(|r| !r.is_null()) {
+                choice.finish_reason = Some(reason.clone());
+            }
+        }
+    }
+    if events == 0 {
+        return Err("the event stream holds no event".into());
+    }
+    let mut answer = Map::new();
+    answer.insert("id".into(), id.unwrap_or(Value::Null));
+    answer.insert("object".into(), json!("chat.completion"));
+    answer.insert("model".into(), model.unwrap_or(Value::Null));
+    let choices: Vec<Value> = choices
+        .into_iter()
+        .map(|(index, choice)| {
+            json!({
+                "index": index,
+                "message": {
+                    "role": choice.role.unwrap_or_else(|| "assistant".into()),
+                    "content": choice.content,
+                },
+                "finish_reason": choice.finish_reason.unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    answer.insert("choices".into(), Value::Array(choices));
+    if let Some(usage) = usage {
+        answer.insert("usage".into(), usage);
+    }
+    Ok(Value::Object(answer))
+}
+
+/// The data of each event, in order: its `data:` lines joined with newlines.
+fn events_of(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split("\n\n")
+        .flat_map(|block| block.split("\r\n\r\n"))
+        .filter_map(|block| {
+            let lines: Vec<&str> = block
+                .lines()
+                .filter_map(|line| line.strip_prefix("data:"))
+                .map(|data| data.strip_prefix(' ').unwrap_or(data))
+                .collect();
+            (!lines.is_empty()).then(|| lines.join("\n"))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_openai_stream_is_collected_with_its_usage() {
+        let body = "data: {\"id\":\"c1\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n\
+            : keep-alive\n\n\
+            data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n\
+            data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"stop\"}]}\n\n\
+            data: {\"id\":\"c1\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}\n\n\
+            data: [DONE]\n\n";
+        let answer = collect(body.as_bytes()).unwrap();
+        assert_eq!(answer["choices"][0]["message"]["content"], "Hello");
+        assert_eq!(answer["choices"][0]["finish_reason"], "stop");
+        assert_eq!(answer["usage"]["total_tokens"], 5);
+        assert_eq!(answer["model"], "m");
+    }
+
+    #[test]
+    fn a_stream_without_usage_has_none_and_plain_text_data_is_content() {
+        let answer = collect(b"event: message\r\ndata: one \r\n\r\ndata: two\r\n\r\n").unwrap();
+        assert_eq!(answer["choices"][0]["message"]["content"], "one two");
+        assert!(answer.get("usage").is_none());
+        assert!(collect(b": only a comment\n\n").is_err());
+        assert!(is_event_stream("text/event-stream; charset=utf-8"));
+        assert!(!is_event_stream("application/json"));
+    }
+}
