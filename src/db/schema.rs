@@ -230,6 +230,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         max_tokens_per_call -> Int8,
+        streams -> Bool,
     }
 }
 

@@ -95,6 +95,7 @@ fn demo_tool(slug: &str, name: &str, description: &str, endpoint: String) -> New
         max_tokens_per_call: crate::tools::service::DEFAULT_MAX_TOKENS_PER_CALL,
         min_tier: PlanTier::Free,
         enabled: true,
+        streams: false,
     }
 }
 

@@ -99,6 +99,7 @@ mod tests {
             enabled: true,
             deleted_at: None,
             created_at: chrono::Utc::now(),
+            streams: false,
         }
     }
 

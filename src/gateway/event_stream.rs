@@ -10,6 +10,25 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
+/// The input for an upstream that streams: an object asks for the stream and for the usage chunk
+/// (`"stream": true`, `"stream_options": {"include_usage": true}`, keeping its other stream options);
+/// any other input goes as it is.
+pub fn asking_to_stream(input: &Value) -> Value {
+    let mut body = input.clone();
+    if let Some(fields) = body.as_object_mut() {
+        fields.insert("stream".into(), Value::Bool(true));
+        let options = fields
+            .entry("stream_options")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Some(options) = options.as_object_mut() {
+            options.insert("include_usage".into(), Value::Bool(true));
+        } else {
+            *options = json!({ "include_usage": true });
+        }
+    }
+    body
+}
+
 /// Whether a `Content-Type` names an event stream.
 pub fn is_event_stream(content_type: &str) -> bool {
     content_type
@@ -140,5 +159,16 @@ mod tests {
         assert!(collect(b": only a comment\n\n").is_err());
         assert!(is_event_stream("text/event-stream; charset=utf-8"));
         assert!(!is_event_stream("application/json"));
+    }
+
+    #[test]
+    fn a_streaming_upstream_is_asked_for_the_stream_and_its_usage() {
+        let asked = asking_to_stream(&json!({ "messages": [], "stream_options": { "x": 1 } }));
+        assert_eq!(asked["stream"], true);
+        assert_eq!(
+            asked["stream_options"],
+            json!({ "x": 1, "include_usage": true })
+        );
+        assert_eq!(asking_to_stream(&json!("text")), json!("text"));
     }
 }

@@ -25,6 +25,7 @@ use uuid::Uuid;
 use super::breaker::{Permit, Transition};
 use super::budget::{self, Budget};
 use super::destination;
+use super::event_stream;
 use super::meter::{KeyOutcome, Settlement};
 use super::repo::{self as idempotency, Claim};
 use super::upstream::{self, CallError, UpstreamRequest};
@@ -282,11 +283,16 @@ async fn call_upstream(app: &AppState, call: &Call) -> Result<serde_json::Value,
     let headers = tools::upstream_headers(app, tool)?;
     let method = Method::from_bytes(tool.method.as_bytes()).unwrap_or(Method::POST);
     let timeout = Duration::from_millis(u64::try_from(tool.timeout_ms).unwrap_or(30_000));
+    let body = if tool.streams {
+        std::borrow::Cow::Owned(event_stream::asking_to_stream(&call.input))
+    } else {
+        std::borrow::Cow::Borrowed(&call.input)
+    };
     let request = UpstreamRequest {
         method,
         url: &tool.endpoint,
         headers: &headers,
-        body: &call.input,
+        body: &body,
         request_id: &call.request_id,
         deadline: Instant::now() + timeout,
     };

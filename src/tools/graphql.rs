@@ -35,6 +35,9 @@ pub struct Tool {
     /// The most a call that states its own maximum (`max_tokens` or `max_completion_tokens` in its
     /// input) reserves: that maximum plus its input, capped at this.
     pub max_tokens_per_call: BigInt,
+    /// Whether the upstream streams its answers (Server-Sent Events): the hub asks it to, with the
+    /// token usage in its last chunk, and `invokeTool` answers the collected stream.
+    pub streams: bool,
     pub created_at: DateTime<Utc>,
     /// The upstream URL (administrators only).
     #[graphql(guard = "AdminOnly")]
@@ -86,6 +89,7 @@ impl TryFrom<ToolRow> for Tool {
             enabled: row.enabled,
             estimated_tokens: row.estimated_tokens.into(),
             max_tokens_per_call: row.max_tokens_per_call.into(),
+            streams: row.streams,
             created_at: row.created_at,
             endpoint: row.endpoint,
             method: row.method,
@@ -141,6 +145,8 @@ pub struct ToolInputFields {
     pub max_tokens_per_call: Option<BigInt>,
     pub min_tier: Option<PlanTier>,
     pub enabled: Option<bool>,
+    /// See `Tool.streams` (default false).
+    pub streams: Option<bool>,
 }
 
 impl From<ToolInputFields> for ToolInput {
@@ -169,6 +175,7 @@ impl From<ToolInputFields> for ToolInput {
             max_tokens_per_call: input.max_tokens_per_call.map(i64::from),
             min_tier: input.min_tier,
             enabled: input.enabled,
+            streams: input.streams,
         }
     }
 }

@@ -26,6 +26,7 @@ pub struct ToolInput {
     pub max_tokens_per_call: Option<i64>,
     pub min_tier: Option<PlanTier>,
     pub enabled: Option<bool>,
+    pub streams: Option<bool>,
 }
 
 /// One extra header sent upstream.

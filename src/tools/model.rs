@@ -37,6 +37,8 @@ pub struct ToolRow {
     pub enabled: bool,
     pub deleted_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// Whether the upstream streams its answers (Server-Sent Events).
+    pub streams: bool,
 }
 
 impl ToolRow {
@@ -81,6 +83,7 @@ pub struct NewTool {
     pub max_tokens_per_call: i64,
     pub min_tier: PlanTier,
     pub enabled: bool,
+    pub streams: bool,
 }
 
 /// Changes to a tool; `None` leaves a column as it is.
@@ -101,4 +104,5 @@ pub struct ToolChanges {
     pub max_tokens_per_call: Option<i64>,
     pub min_tier: Option<PlanTier>,
     pub enabled: Option<bool>,
+    pub streams: Option<bool>,
 }

@@ -68,6 +68,7 @@ pub async fn create(app: &AppState, actor: &Actor, input: ToolInput) -> AppResul
         )?,
         min_tier: input.min_tier.unwrap_or(PlanTier::Free),
         enabled: input.enabled.unwrap_or(true),
+        streams: input.streams.unwrap_or(false),
     };
     let mut conn = app.pool.get().await?;
     let row = conn
@@ -95,6 +96,7 @@ fn audit_view(row: &ToolRow) -> serde_json::Value {
         "maxTokensPerCall": row.max_tokens_per_call,
         "minTier": row.min_tier,
         "enabled": row.enabled,
+        "streams": row.streams,
     })
 }
 
@@ -193,6 +195,7 @@ pub async fn update(
             .transpose()?,
         min_tier: input.min_tier,
         enabled: input.enabled,
+        streams: input.streams,
     };
     let row = conn
         .transaction::<_, AppError, _>(async |conn| {

@@ -1,5 +1,6 @@
 //! Streaming upstreams: an answer sent as Server-Sent Events (OpenAI's `stream: true` shape) is collected
-//! into one answer by `invokeTool`, metered from its usage chunk, or estimated and flagged without one.
+//! into one answer by `invokeTool`, metered from its usage chunk (which the hub asks a tool that streams
+//! for), or estimated and flagged without one.
 
 use serde_json::json;
 
@@ -12,10 +13,18 @@ async fn invoke_tool_collects_an_event_stream_and_meters_its_usage_chunk() {
     let upstream = Upstream::start().await;
     let with_usage = app.catalogue(upstream.url("/sse")).await;
     let root = &with_usage.root;
+    let streaming = app
+        .graphql_as(
+            &root.access_token,
+            "mutation($id: ID!) { updateTool(id: $id, input: {streams: true}) { streams } }",
+            json!({ "id": with_usage.tool }),
+        )
+        .await;
+    // The same upstream, but the tool does not say it streams: nobody asks it for the usage chunk.
     let without_usage = app
         .create_tool(
             root,
-            json!({ "name": "Quiet", "endpoint": upstream.url("/sse-no-usage") }),
+            json!({ "name": "Quiet", "endpoint": upstream.url("/sse") }),
         )
         .await;
     let token = &with_usage.user.access_token;
@@ -27,6 +36,10 @@ async fn invoke_tool_collects_an_event_stream_and_meters_its_usage_chunk() {
         .invoke(token, &without_usage, json!({ "messages": [] }), None)
         .await;
 
+    assert_eq!(
+        streaming["data"]["updateTool"]["streams"], true,
+        "{streaming}"
+    );
     let answer = &streamed["data"]["invokeTool"];
     assert_eq!(answer["status"], "SUCCESS", "{streamed}");
     assert_eq!(
@@ -34,7 +47,7 @@ async fn invoke_tool_collects_an_event_stream_and_meters_its_usage_chunk() {
         "Hello"
     );
     assert_eq!(answer["output"]["choices"][0]["finish_reason"], "stop");
-    assert_eq!(answer["tokensUsed"], 5);
+    assert_eq!(answer["tokensUsed"], 5, "the usage chunk: {streamed}");
     assert_eq!(answer["tokensEstimated"], false);
     let answer = &estimated["data"]["invokeTool"];
     assert_eq!(answer["status"], "SUCCESS", "{estimated}");

@@ -59,6 +59,7 @@ async fn without_private_upstreams_no_call_reaches_loopback_by_literal_or_by_nam
         max_tokens_per_call: joyfull_hub::tools::service::DEFAULT_MAX_TOKENS_PER_CALL,
         min_tier: joyfull_hub::billing::model::PlanTier::Free,
         enabled: true,
+        streams: false,
     };
     joyfull_hub::tools::service::seed(&app.state, &stored)
         .await

@@ -160,6 +160,7 @@ impl TestApp {
             max_tokens_per_call: joyfull_hub::tools::service::DEFAULT_MAX_TOKENS_PER_CALL,
             min_tier: joyfull_hub::billing::model::PlanTier::Free,
             enabled: true,
+            streams: false,
         };
         joyfull_hub::tools::service::seed(&self.state, &tool)
             .await

@@ -31,8 +31,8 @@ impl Counters {
 /// Tokens `/billions` answers: more than an unsigned 32-bit integer holds.
 pub const BILLIONS: i64 = 4_500_000_123;
 
-/// Routes: `/sse` (an OpenAI-style event stream saying "Hello", usage.total_tokens = 5 in its last
-/// chunk), `/sse-no-usage` (the same stream without the usage chunk), `/ok` (usage.total_tokens = 42), `/ten` (10 tokens), `/billions` ([`BILLIONS`] tokens),
+/// Routes: `/sse` (an OpenAI-style event stream saying "Hello", with usage.total_tokens = 5 in a last
+/// chunk when the body asks `stream_options.include_usage`), `/ok` (usage.total_tokens = 42), `/ten` (10 tokens), `/billions` ([`BILLIONS`] tokens),
 /// `/custom` (meta.tokens.count = 7),
 /// `/no-usage`, `/flaky` (503 while failures are left, then like `/ok`), `/throttled` (429 likewise), `/fail` (500), `/slow` (2 s),
 /// `/bad-request` (400), `/headers` (echoes the request headers).
@@ -68,8 +68,13 @@ impl Upstream {
                 "/no-usage",
                 post(|| async { axum::Json(json!({ "text": "an answer without a token count" })) }),
             )
-            .route("/sse", post(|| async { event_stream(true) }))
-            .route("/sse-no-usage", post(|| async { event_stream(false) }))
+            .route(
+                "/sse",
+                post(|body: String| async move {
+                    let body: Value = serde_json::from_str(&body).unwrap_or_default();
+                    event_stream(body["stream_options"]["include_usage"] == true)
+                }),
+            )
             .route("/flaky", post(flaky))
             .route("/throttled", post(throttled))
             .route(
