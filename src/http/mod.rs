@@ -2,6 +2,7 @@
 //! layers (request id, panics, timeout, CORS, compression, body limit).
 
 pub mod anonymous_pace;
+pub mod event_stream;
 pub mod graphql;
 pub mod health;
 pub mod ide;
@@ -57,6 +58,7 @@ pub fn router(app: AppState) -> Router {
     Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/graphql/ws", get(websocket::websocket))
+        .route("/graphql/stream", axum::routing::post(event_stream::post))
         .route("/playground", get(ide::playground))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))

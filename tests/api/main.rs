@@ -19,6 +19,7 @@ mod cache;
 mod connection_limits;
 mod database_servers;
 mod gateway;
+mod graphql_sse;
 mod health;
 mod helpers;
 mod http_surface;
