@@ -20,7 +20,7 @@ use async_graphql::futures_util::{StreamExt, stream};
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 
@@ -56,7 +56,7 @@ pub async fn post(
     };
     let caller = match caller::authenticate(&state.app, &headers).await {
         Ok(caller) => caller,
-        Err(e) => return refusal(&e),
+        Err(e) => return super::credential_refusal(&e),
     };
     let anonymous_queries =
         usize::from(matches!(caller, Caller::Anonymous) && operation::is_query(&request));
@@ -125,14 +125,4 @@ fn next_event(response: &async_graphql::Response) -> Event {
         .event("next")
         .json_data(response)
         .unwrap_or_else(|_| Event::default().event("next").data("{}"))
-}
-
-fn refusal(error: &AppError) -> Response {
-    let mut response = error_response(error.http_status(), error.code(), error.public_message());
-    if error.code() == "UNAUTHENTICATED" {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    response
 }

@@ -179,15 +179,7 @@ async fn execute(
     }
     let caller = match crate::auth::caller::authenticate(&state.app, headers).await {
         Ok(caller) => caller,
-        Err(e) => {
-            let mut response = error_response(e.http_status(), e.code(), e.public_message());
-            if e.code() == "UNAUTHENTICATED" {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            return response;
-        }
+        Err(e) => return super::credential_refusal(&e),
     };
     let anonymous_queries = if matches!(caller, crate::auth::identity::Caller::Anonymous) {
         slots

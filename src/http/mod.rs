@@ -116,6 +116,18 @@ fn cors_layer(origins: Option<&CorsOrigins>) -> CorsLayer {
     }
 }
 
+/// The answer to credentials that do not authenticate (or to an authentication that failed): the
+/// error's status and code, with `WWW-Authenticate: Bearer` on a 401.
+pub fn credential_refusal(error: &crate::error::AppError) -> Response {
+    let mut response = error_response(error.http_status(), error.code(), error.public_message());
+    if error.code() == "UNAUTHENTICATED" {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
 /// A GraphQL-shaped error body, for failures outside GraphQL execution.
 pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     let body = serde_json::json!({

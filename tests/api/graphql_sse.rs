@@ -123,21 +123,7 @@ async fn a_subscription_streams_live_usage_and_ends_when_its_key_is_revoked() {
     let app = TestApp::spawn().await;
     let upstream = Upstream::start().await;
     let Catalogue { tool, user, .. } = app.catalogue(upstream.url("/ok")).await;
-    let created = app
-        .graphql_as(
-            &user.access_token,
-            "mutation { createApiKey(input: {name: \"sse\"}) { key apiKey { id } } }",
-            json!({}),
-        )
-        .await;
-    let key = created["data"]["createApiKey"]["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let key_id = created["data"]["createApiKey"]["apiKey"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (key, key_id) = app.api_key_with_id(&user.access_token).await;
 
     let response = EventStream::open(
         &app,

@@ -292,6 +292,27 @@ impl TestApp {
             .to_owned()
     }
 
+    /// Creates an API key with the default scopes; returns the key and its id.
+    pub async fn api_key_with_id(&self, token: &str) -> (String, String) {
+        let body = self
+            .graphql_as(
+                token,
+                "mutation { createApiKey(input: {name: \"k\"}) { key apiKey { id } } }",
+                json!({}),
+            )
+            .await;
+        let text = |value: &Value| {
+            value
+                .as_str()
+                .unwrap_or_else(|| panic!("no key: {body}"))
+                .to_owned()
+        };
+        (
+            text(&body["data"]["createApiKey"]["key"]),
+            text(&body["data"]["createApiKey"]["apiKey"]["id"]),
+        )
+    }
+
     /// Sets the tokens a call of `tool` reserves when it states no maximum.
     pub async fn set_estimate(&self, tool: &str, tokens: i64) {
         self.sql(&format!(
