@@ -6,7 +6,7 @@
 //! clock, so moving business time (a test jumping a billing period) never signs anyone out, and a
 //! clock set by hand can never stretch a credential's life.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -53,5 +53,29 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         self.0.lock().map_or_else(|_| Utc::now(), |now| *now)
+    }
+}
+
+/// A request's deadline, which work allowed to run longer may push back (an invocation, to its tool's
+/// own timeout): whoever waits for the request reads it again when it passes. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Deadline(Arc<Mutex<tokio::time::Instant>>);
+
+impl Deadline {
+    pub fn new(at: tokio::time::Instant) -> Self {
+        Self(Arc::new(Mutex::new(at)))
+    }
+
+    /// When the request must have answered.
+    pub fn at(&self) -> tokio::time::Instant {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Pushes the deadline back to `at`, if that is later.
+    pub fn extend_to(&self, at: tokio::time::Instant) {
+        let mut current = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if at > *current {
+            *current = at;
+        }
     }
 }

@@ -61,14 +61,17 @@ impl GatewayMutation {
         idempotency_key: Option<String>,
     ) -> async_graphql::Result<Invocation> {
         let caller = ctx.user()?;
-        let request_id = ctx.request()?.request_id.clone();
+        let origin = service::Origin {
+            request_id: ctx.request()?.request_id.clone(),
+            deadline: ctx.data_opt::<crate::clock::Deadline>().cloned(),
+        };
         let invoked = service::invoke(
             ctx.app()?,
             caller,
             parse_id(&tool_id, "toolId")?,
             input.0,
             idempotency_key,
-            &request_id,
+            origin,
         )
         .await;
         if let Some(pace) = invoked.pace {

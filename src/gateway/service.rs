@@ -34,6 +34,7 @@ use crate::auth::identity::AuthenticatedUser;
 use crate::billing::model::PlanTier;
 use crate::billing::model::Reservation;
 use crate::billing::quota::{self, Pace, Refusal, Spend};
+use crate::clock::Deadline;
 use crate::error::{AppError, AppResult};
 use crate::tools::model::{ToolId, ToolRow};
 use crate::tools::service as tools;
@@ -60,6 +61,17 @@ pub struct Invoked {
     pub pace: Option<Pace>,
 }
 
+/// Where an invocation comes from: its request, and that request's deadline when it has one (an
+/// invocation pushes it back to its tool's timeout plus [`SETTLE_MARGIN`], so the HTTP layer never cuts
+/// a call its tool allows to run longer).
+pub struct Origin {
+    pub request_id: String,
+    pub deadline: Option<Deadline>,
+}
+
+/// What a call may take past its tool's timeout to be settled and answered.
+const SETTLE_MARGIN: Duration = Duration::from_secs(5);
+
 /// Who calls what.
 struct Call {
     user: Uuid,
@@ -84,7 +96,7 @@ pub async fn invoke(
     tool_id: ToolId,
     input: serde_json::Value,
     idempotency_key: Option<String>,
-    request_id: &str,
+    origin: Origin,
 ) -> Invoked {
     if let Some(key) = &idempotency_key
         && (key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()))
@@ -98,7 +110,7 @@ pub async fn invoke(
         };
     }
     let pace = Arc::new(OnceLock::new());
-    let (app, caller, request_id) = (app.clone(), caller.clone(), request_id.to_owned());
+    let (app, caller) = (app.clone(), caller.clone());
     let reported = Arc::clone(&pace);
     let span = tracing::info_span!("invocation", tool_id = %tool_id, user_id = %caller.id.0);
     let result = tokio::spawn(
@@ -109,7 +121,7 @@ pub async fn invoke(
                 tool_id,
                 input,
                 idempotency_key,
-                request_id,
+                origin,
                 &reported,
             )
             .await
@@ -131,7 +143,7 @@ async fn run(
     tool_id: ToolId,
     input: serde_json::Value,
     key: Option<String>,
-    request_id: String,
+    origin: Origin,
     pace: &OnceLock<Pace>,
 ) -> AppResult<InvocationResult> {
     let started = Instant::now();
@@ -139,6 +151,10 @@ async fn run(
     let tool = tools::get(app, tool_id, false)
         .await?
         .ok_or_else(tools::not_found)?;
+    if let Some(deadline) = &origin.deadline {
+        let timeout = Duration::from_millis(u64::try_from(tool.timeout_ms).unwrap_or(30_000));
+        deadline.extend_to(tokio::time::Instant::now() + timeout + SETTLE_MARGIN);
+    }
     let budget = budget::budget(&tool, &input);
     let call = Call {
         user: caller.id.0,
@@ -147,7 +163,7 @@ async fn run(
         tool,
         input,
         key,
-        request_id,
+        request_id: origin.request_id,
         started,
         tier: None,
         budget,

@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use super::middleware::{ClientAddress, RequestId};
 use super::{HttpState, error_response};
 use super::{anonymous_pace, operation};
+use crate::clock::Deadline;
 use crate::graphql::context::RequestContext;
 use crate::graphql::cost::CostSlot;
 use crate::graphql::limits::coded_error;
@@ -36,6 +37,7 @@ pub async fn post(
     State(state): State<HttpState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     Extension(ClientAddress(client_ip)): Extension<ClientAddress>,
+    Extension(deadline): Extension<Deadline>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -70,6 +72,7 @@ pub async fn post(
         client_ip,
         method: Method::Post,
         media,
+        deadline,
     };
     execute(&state, call, &headers, batch).await
 }
@@ -79,6 +82,7 @@ pub async fn get(
     State(state): State<HttpState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     Extension(ClientAddress(client_ip)): Extension<ClientAddress>,
+    Extension(deadline): Extension<Deadline>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -112,6 +116,7 @@ pub async fn get(
         client_ip,
         method: Method::Get,
         media,
+        deadline,
     };
     execute(&state, call, &headers, BatchRequest::Single(request)).await
 }
@@ -122,6 +127,8 @@ struct Call {
     client_ip: Option<std::net::IpAddr>,
     method: Method,
     media: ResponseMedia,
+    /// The request's deadline, which an invocation pushes back to its tool's timeout.
+    deadline: Deadline,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,7 +225,8 @@ async fn execute(
                 let request = request
                     .data(context.clone())
                     .data(Loaders::new(&state.app))
-                    .data(cost.clone());
+                    .data(cost.clone())
+                    .data(call.deadline.clone());
                 let mut response = state.schema.execute(request).await;
                 if let Some(spent) = cost.get() {
                     if wants_cost && let Ok(value) = async_graphql::to_value(spent) {

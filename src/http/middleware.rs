@@ -12,6 +12,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
+use crate::clock::Deadline;
 use crate::config::Cidr;
 
 /// The request's id, available to handlers as an extension.
@@ -198,32 +199,45 @@ mod tests {
 pub struct RequestDeadline(pub std::time::Duration);
 
 /// Stops a request that runs past its deadline and answers `SERVICE_UNAVAILABLE` (503, `retryAfter`),
-/// so a client is never left waiting on a stuck request. A WebSocket is bounded only until its upgrade.
+/// so a client is never left waiting on a stuck request. The deadline travels with the request
+/// ([`Deadline`]): an invocation pushes it back to its tool's own timeout, so a long call ends with its
+/// own outcome. A WebSocket is bounded only until its upgrade, an event stream until its first byte.
 pub async fn request_deadline(
     State(RequestDeadline(limit)): State<RequestDeadline>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            tracing::warn!(
-                limit_secs = limit.as_secs(),
-                "a request ran past its deadline and was stopped"
-            );
-            let mut response = super::error_response(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "SERVICE_UNAVAILABLE",
-                format!(
-                    "The request took longer than {} s and was stopped; try again.",
-                    limit.as_secs()
-                ),
-            );
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                HeaderValue::from_static("1"),
-            );
-            response
+    let deadline = Deadline::new(tokio::time::Instant::now() + limit);
+    request.extensions_mut().insert(deadline.clone());
+    let run = next.run(request);
+    tokio::pin!(run);
+    loop {
+        let at = deadline.at();
+        tokio::select! {
+            response = &mut run => return response,
+            () = tokio::time::sleep_until(at) => {
+                if deadline.at() > at {
+                    continue;
+                }
+                break;
+            }
         }
     }
+    tracing::warn!(
+        limit_secs = limit.as_secs(),
+        "a request ran past its deadline and was stopped"
+    );
+    let mut response = super::error_response(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "SERVICE_UNAVAILABLE",
+        format!(
+            "The request took longer than {} s and was stopped; try again.",
+            limit.as_secs()
+        ),
+    );
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        HeaderValue::from_static("1"),
+    );
+    response
 }

@@ -297,16 +297,19 @@ async fn a_body_over_the_limit_is_refused_with_413() {
 
 #[tokio::test]
 async fn a_request_past_its_deadline_is_stopped_with_a_retryable_error() {
-    let app = TestApp::spawn_with(|config| config.request_timeout = Duration::from_secs(1)).await;
-    let upstream = crate::helpers::upstream::Upstream::start().await;
-    let catalogue = app.catalogue(upstream.url("/slow")).await;
+    // A password hash of several seconds makes a registration outlive a deadline of one.
+    let app = TestApp::spawn_with(|config| {
+        config.request_timeout = Duration::from_secs(1);
+        config.auth.argon2_memory_kib = 64 * 1024;
+        config.auth.argon2_iterations = 60;
+    })
+    .await;
 
     let started = std::time::Instant::now();
     let response = app
         .client
         .post(app.url("/graphql"))
-        .bearer_auth(&catalogue.user.access_token)
-        .json(&json!({ "query": "mutation($t: ID!) { invokeTool(toolId: $t, input: {}) { id } }", "variables": { "t": catalogue.tool } }))
+        .json(&json!({ "query": "mutation { register(input: {name: \"Slow\", email: \"slow@example.com\", password: \"Corr3ct-Horse-Battery!\"}) { accessToken } }" }))
         .send()
         .await
         .unwrap();
@@ -317,4 +320,42 @@ async fn a_request_past_its_deadline_is_stopped_with_a_retryable_error() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(error_code(&body), "SERVICE_UNAVAILABLE", "{body}");
     assert!(waited < Duration::from_millis(1900), "{waited:?}");
+}
+
+/// An invocation pushes its request's deadline back to its tool's own timeout: a long call finishes,
+/// and a call past its tool's timeout answers its own outcome with its usage row, never a cut request.
+#[tokio::test]
+async fn a_tool_call_allowed_to_run_longer_than_the_request_deadline_ends_with_its_own_outcome() {
+    let app = TestApp::spawn_with(|config| config.request_timeout = Duration::from_secs(1)).await;
+    let upstream = crate::helpers::upstream::Upstream::start().await;
+    let catalogue = app.catalogue(upstream.url("/slow")).await;
+    let patient = catalogue.tool.clone();
+    app.sql(&format!(
+        "UPDATE tools SET timeout_ms = 4000 WHERE id = '{patient}'"
+    ))
+    .await;
+    let hasty = app
+        .create_tool(
+            &catalogue.root,
+            json!({ "name": "Hasty", "endpoint": upstream.url("/slow"), "timeoutMs": 1500 }),
+        )
+        .await;
+    let token = &catalogue.user.access_token;
+
+    let finished = app.invoke(token, &patient, json!({}), None).await;
+    let timed_out = app.invoke(token, &hasty, json!({}), None).await;
+
+    assert_eq!(
+        finished["data"]["invokeTool"]["status"], "SUCCESS",
+        "{finished}"
+    );
+    assert_eq!(error_code(&timed_out), "UPSTREAM_TIMEOUT", "{timed_out}");
+    assert_eq!(
+        app.sql_number(&format!(
+            "SELECT count(*) AS n FROM usage_events WHERE tool_id = '{hasty}' AND error_code = 'UPSTREAM_TIMEOUT'"
+        ))
+        .await,
+        1,
+        "the timed-out call is in the usage log"
+    );
 }
