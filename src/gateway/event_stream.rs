@@ -122,14 +122,71 @@ pub fn collect(body: &[u8]) -> Result<Value, String> {
 fn events_of(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split("\n\n")
         .flat_map(|block| block.split("\r\n\r\n"))
-        .filter_map(|block| {
-            let lines: Vec<&str> = block
-                .lines()
-                .filter_map(|line| line.strip_prefix("data:"))
-                .map(|data| data.strip_prefix(' ').unwrap_or(data))
-                .collect();
-            (!lines.is_empty()).then(|| lines.join("\n"))
-        })
+        .filter_map(data_of)
+}
+
+/// An event's data: its `data:` lines joined with newlines; `None` for a comment-only block.
+fn data_of(block: &str) -> Option<String> {
+    let lines: Vec<&str> = block
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(|data| data.strip_prefix(' ').unwrap_or(data))
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
+/// Splits an event stream arriving in pieces into its events' data, each as soon as it is complete.
+#[derive(Default)]
+pub struct Splitter {
+    pending: Vec<u8>,
+}
+
+impl Splitter {
+    /// The data of the events that `bytes` completes.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+        self.pending.extend_from_slice(bytes);
+        let mut events = Vec::new();
+        while let Some((end, gap)) = block_end(&self.pending) {
+            let block: Vec<u8> = self.pending.drain(..end + gap).collect();
+            let text = String::from_utf8_lossy(block.get(..end).unwrap_or_default());
+            events.extend(data_of(&text));
+        }
+        events
+    }
+}
+
+/// Where the first complete event block ends, and the length of the blank line that ends it.
+fn block_end(bytes: &[u8]) -> Option<(usize, usize)> {
+    let lf = bytes
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|at| (at, 2));
+    let crlf = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| (at, 4));
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+        (found, None) | (None, found) => found,
+    }
+}
+
+/// The new text in one chunk: choice 0's `delta.content` (or `text`).
+pub fn chunk_text(chunk: &Value) -> String {
+    let Some(choice) = chunk
+        .get("choices")
+        .and_then(Value::as_array)
+        .and_then(|choices| choices.first())
+    else {
+        return String::new();
+    };
+    choice
+        .get("delta")
+        .and_then(|d| d.get("content"))
+        .or_else(|| choice.get("text"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[cfg(test)]
@@ -159,6 +216,20 @@ mod tests {
         assert!(collect(b": only a comment\n\n").is_err());
         assert!(is_event_stream("text/event-stream; charset=utf-8"));
         assert!(!is_event_stream("application/json"));
+    }
+
+    #[test]
+    fn events_split_across_pieces_come_out_whole_as_they_complete() {
+        let mut splitter = Splitter::default();
+        assert!(splitter.push(b"data: {\"a\":").is_empty());
+        assert_eq!(
+            splitter.push(b"1}\n\n: ping\n\ndata: two\r\n"),
+            ["{\"a\":1}"]
+        );
+        assert_eq!(splitter.push(b"\r\n"), ["two"]);
+        let chunk = json!({ "choices": [{ "delta": { "content": "Hi" } }] });
+        assert_eq!(chunk_text(&chunk), "Hi");
+        assert_eq!(chunk_text(&json!({ "choices": [] })), "");
     }
 
     #[test]

@@ -1,7 +1,9 @@
-use async_graphql::{Context, ID, Json, Object, SimpleObject};
+use async_graphql::futures_util::{Stream, StreamExt, stream};
+use async_graphql::{Context, ID, Json, Object, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
 
 use super::service::{self, InvocationResult};
+use crate::error::AppError;
 use crate::graphql::big_int::BigInt;
 use crate::graphql::context::ContextExt;
 use crate::graphql::guards::Scoped;
@@ -64,6 +66,7 @@ impl GatewayMutation {
         let origin = service::Origin {
             request_id: ctx.request()?.request_id.clone(),
             deadline: ctx.data_opt::<crate::clock::Deadline>().cloned(),
+            chunks: None,
         };
         let invoked = service::invoke(
             ctx.app()?,
@@ -85,5 +88,71 @@ impl GatewayMutation {
             }
         }
         Ok(invoked.result?.into())
+    }
+}
+
+/// One event of a streamed invocation.
+#[derive(SimpleObject)]
+pub struct InvocationChunk {
+    /// The text this chunk adds (choice 0's `delta.content`); empty on the last event.
+    pub text: String,
+    /// The upstream's chunk as it came; null on the last event.
+    pub chunk: Option<Json<serde_json::Value>>,
+    /// On the last event only: the metered invocation, already in the usage log.
+    pub invocation: Option<Invocation>,
+}
+
+#[derive(Default)]
+pub struct GatewaySubscription;
+
+#[Subscription]
+impl GatewaySubscription {
+    /// Calls a tool like `invokeTool` (same checks, reservation, rates, idempotency and circuit
+    /// breaker) and streams its upstream's chunks as they arrive (a tool whose upstream streams Server-Sent
+    /// Events; any other answers with the last event alone). The last event carries the invocation, its
+    /// usage row written first. Ending the subscription early stops the upstream call, and what arrived
+    /// is metered (estimated from the output produced, flagged). Over `/graphql/ws` or `/graphql/stream`.
+    #[graphql(guard = "Scoped(Scope::Invoke)")]
+    async fn invoke_tool_stream(
+        &self,
+        ctx: &Context<'_>,
+        tool_id: ID,
+        input: Json<serde_json::Value>,
+        idempotency_key: Option<String>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<InvocationChunk>> + use<>>
+    {
+        let caller = ctx.user()?.clone();
+        let app = ctx.app()?.clone();
+        let tool = parse_id(&tool_id, "toolId")?;
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let origin = service::Origin {
+            request_id: ctx.request()?.request_id.clone(),
+            deadline: None,
+            chunks: Some(sender),
+        };
+        let call = tokio::spawn(async move {
+            service::invoke(&app, &caller, tool, input.0, idempotency_key, origin).await
+        });
+        let chunks = stream::unfold(receiver, |mut receiver| async move {
+            let chunk = receiver.recv().await?;
+            let event = InvocationChunk {
+                text: super::event_stream::chunk_text(&chunk),
+                chunk: Some(Json(chunk)),
+                invocation: None,
+            };
+            Some((Ok(event), receiver))
+        });
+        let last = stream::once(async move {
+            let invoked = call.await.map_err(|e| {
+                AppError::internal(anyhow::anyhow!("the invocation task failed: {e}"))
+            })?;
+            let result = invoked.result?;
+            Ok(InvocationChunk {
+                text: String::new(),
+                chunk: None,
+                invocation: Some(result.into()),
+            })
+        });
+        Ok(chunks.chain(last))
     }
 }

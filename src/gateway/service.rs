@@ -67,6 +67,8 @@ pub struct Invoked {
 pub struct Origin {
     pub request_id: String,
     pub deadline: Option<Deadline>,
+    /// For `invokeToolStream`: where a streamed answer's chunks go as they arrive.
+    pub chunks: Option<upstream::ChunkSink>,
 }
 
 /// What a call may take past its tool's timeout to be settled and answered.
@@ -87,6 +89,9 @@ struct Call {
     tier: Option<PlanTier>,
     /// What the call reserves and how it is charged.
     budget: Budget,
+    /// Where a streamed answer's chunks go; dropped (ending the receiver's stream) once the call is
+    /// settled.
+    chunks: Option<upstream::ChunkSink>,
 }
 
 /// Runs an invocation to the end in its own task (see the module documentation).
@@ -164,6 +169,7 @@ async fn run(
         input,
         key,
         request_id: origin.request_id,
+        chunks: origin.chunks,
         started,
         tier: None,
         budget,
@@ -311,6 +317,7 @@ async fn call_upstream(app: &AppState, call: &Call) -> Result<serde_json::Value,
         body: &body,
         request_id: &call.request_id,
         deadline: Instant::now() + timeout,
+        chunks: call.chunks.as_ref(),
     };
     let span = if crate::telemetry::traces::exporting() {
         tracing::info_span!(

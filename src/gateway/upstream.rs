@@ -54,7 +54,13 @@ pub struct UpstreamRequest<'a> {
     pub body: &'a serde_json::Value,
     pub request_id: &'a str,
     pub deadline: Instant,
+    /// Where the chunks of a streamed answer go as they arrive (`invokeToolStream`); when it closes (the
+    /// client went away) reading stops and what arrived is the answer.
+    pub chunks: Option<&'a ChunkSink>,
 }
+
+/// The receiving end's sender of a streamed answer's chunks.
+pub type ChunkSink = tokio::sync::mpsc::UnboundedSender<serde_json::Value>;
 
 /// The answer and how many attempts it took.
 pub struct CallOutcome {
@@ -97,10 +103,12 @@ pub async fn call(
             Ok(response) => {
                 let status = response.status();
                 if status.is_success() {
-                    return read_json(response).await.map(|answer| CallOutcome {
-                        answer,
-                        attempts: attempt,
-                    });
+                    return read_json(response, request.chunks)
+                        .await
+                        .map(|answer| CallOutcome {
+                            answer,
+                            attempts: attempt,
+                        });
                 }
                 if matches!(
                     status,
@@ -135,15 +143,31 @@ pub async fn call(
 }
 
 /// Reads the answer: JSON, or an event stream collected into one JSON answer (`event_stream`).
-async fn read_json(mut response: reqwest::Response) -> Result<serde_json::Value, CallError> {
+async fn read_json(
+    mut response: reqwest::Response,
+    chunks: Option<&ChunkSink>,
+) -> Result<serde_json::Value, CallError> {
     let streamed = response
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .is_some_and(super::event_stream::is_event_stream);
+    let chunks = chunks.filter(|_| streamed);
+    let mut splitter = super::event_stream::Splitter::default();
     let mut body = Vec::new();
     loop {
-        match response.chunk().await {
+        let next = match chunks {
+            Some(sink) => tokio::select! {
+                next = response.chunk() => next,
+                () = sink.closed() => {
+                    // Dropping the answer closes the connection: the upstream stops producing.
+                    tracing::info!("the client left a streamed call: what arrived is the answer");
+                    break;
+                }
+            },
+            None => response.chunk().await,
+        };
+        match next {
             Ok(Some(chunk)) => {
                 if body.len() + chunk.len() > MAX_ANSWER_BYTES {
                     return Err(CallError::Unavailable(
@@ -151,6 +175,16 @@ async fn read_json(mut response: reqwest::Response) -> Result<serde_json::Value,
                     ));
                 }
                 body.extend_from_slice(&chunk);
+                if let Some(sink) = chunks {
+                    for data in splitter.push(&chunk) {
+                        if data.trim() == "[DONE]" {
+                            continue;
+                        }
+                        let event =
+                            serde_json::from_str(&data).unwrap_or(serde_json::Value::String(data));
+                        let _ = sink.send(event);
+                    }
+                }
             }
             Ok(None) => break,
             Err(e) if e.is_timeout() => return Err(CallError::Timeout),

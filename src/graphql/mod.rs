@@ -21,7 +21,7 @@ use crate::admin::graphql::{AdminMutation, AdminRootQuery};
 use crate::auth::graphql::AuthMutation;
 use crate::billing::graphql::{BillingMutation, BillingQuery};
 use crate::config::GraphqlLimits;
-use crate::gateway::graphql::GatewayMutation;
+use crate::gateway::graphql::{GatewayMutation, GatewaySubscription};
 use crate::keys::graphql::{KeysMutation, KeysQuery};
 use crate::system::graphql::SystemQuery;
 use crate::tools::graphql::{ToolsMutation, ToolsQuery};
@@ -57,7 +57,7 @@ pub struct MutationRoot(
 /// Every subscription, merged from the domains.
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]
-pub struct SubscriptionRoot(UsageSubscription);
+pub struct SubscriptionRoot(UsageSubscription, GatewaySubscription);
 
 /// The schema type every handler shares.
 pub type HubSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;

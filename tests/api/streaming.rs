@@ -58,3 +58,171 @@ async fn invoke_tool_collects_an_event_stream_and_meters_its_usage_chunk() {
     assert_eq!(answer["tokensEstimated"], true);
     assert!(answer["tokensUsed"].as_i64() > Some(0));
 }
+
+const STREAM: &str = "subscription($t: ID!) { invokeToolStream(toolId: $t, input: {messages: []}) { text chunk invocation { id status tokensUsed tokensEstimated } } }";
+
+/// A tool on `/sse-slow` that says it streams, and Ada on the Free plan.
+async fn slow_streaming_tool(app: &TestApp, upstream: &Upstream) -> crate::helpers::Catalogue {
+    let catalogue = app.catalogue(upstream.url("/sse-slow")).await;
+    app.sql(&format!(
+        "UPDATE tools SET streams = true WHERE id = '{}'",
+        catalogue.tool
+    ))
+    .await;
+    catalogue
+}
+
+#[tokio::test]
+async fn invoke_tool_stream_sends_chunks_as_they_arrive_over_the_websocket_and_meters_exactly() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let app = TestApp::spawn().await;
+    let upstream = Upstream::start().await;
+    let catalogue = slow_streaming_tool(&app, &upstream).await;
+    let mut socket = crate::helpers::ws::connect(&app).await;
+    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {}", catalogue.user.access_token) } });
+    socket.send(Message::text(init.to_string())).await.unwrap();
+    let subscribe = json!({ "id": "1", "type": "subscribe", "payload": { "query": STREAM, "variables": { "t": catalogue.tool } } });
+    socket
+        .send(Message::text(subscribe.to_string()))
+        .await
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    let mut first_chunk_after = None;
+    let mut texts = String::new();
+    let mut last = None;
+    loop {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(15), socket.next())
+            .await
+            .expect("a message within 15 s")
+            .unwrap()
+            .unwrap();
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        match value["type"].as_str() {
+            Some("next") => {
+                let event = &value["payload"]["data"]["invokeToolStream"];
+                if event["invocation"].is_null() {
+                    first_chunk_after.get_or_insert(started.elapsed());
+                    texts.push_str(event["text"].as_str().unwrap());
+                } else {
+                    last = Some(event["invocation"].clone());
+                }
+            }
+            Some("complete") => break,
+            Some("connection_ack") => {}
+            other => panic!("{other:?}: {value}"),
+        }
+    }
+    let rows = app
+        .sql_number(
+            "SELECT count(*) AS n FROM usage_events WHERE status = 'SUCCESS' AND tokens_used = 35",
+        )
+        .await;
+
+    let invocation = last.expect("a last event with the invocation");
+    assert_eq!(invocation["status"], "SUCCESS", "{invocation}");
+    assert_eq!(
+        invocation["tokensUsed"], 35,
+        "the usage chunk: {invocation}"
+    );
+    assert_eq!(invocation["tokensEstimated"], false);
+    assert_eq!(
+        texts,
+        format!(
+            "Hello{}",
+            " .".repeat(crate::helpers::upstream::SLOW_STREAM_DOTS)
+        )
+    );
+    let first = first_chunk_after.unwrap();
+    assert!(
+        first < std::time::Duration::from_millis(1500),
+        "the first chunk came before the stream ended (about 3.4 s): {first:?}"
+    );
+    assert_eq!(rows, 1, "the usage row was written before the last event");
+}
+
+#[tokio::test]
+async fn a_stream_left_early_over_sse_stops_the_upstream_and_meters_what_arrived() {
+    let app = TestApp::spawn().await;
+    let upstream = Upstream::start().await;
+    let catalogue = slow_streaming_tool(&app, &upstream).await;
+    let mut response = app
+        .client
+        .post(app.url("/graphql/stream"))
+        .bearer_auth(&catalogue.user.access_token)
+        .json(&json!({ "query": STREAM, "variables": { "t": catalogue.tool } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let mut received = String::new();
+    while received.matches("event: next").count() < 3 {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), response.chunk())
+            .await
+            .expect("events within 10 s")
+            .unwrap()
+            .expect("an open stream");
+        received.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let left = std::time::Instant::now();
+    drop(response);
+
+    let mut metered = None;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let count = app
+            .sql_number(
+                "SELECT count(*) AS n FROM usage_events WHERE tokens_estimated AND tokens_used > 0",
+            )
+            .await;
+        if count == 1 {
+            metered = Some(left.elapsed());
+            break;
+        }
+    }
+
+    assert!(received.contains("Hel"), "{received}");
+    let metered = metered.expect("the call is metered once the client left");
+    assert!(
+        metered < std::time::Duration::from_millis(2000),
+        "the upstream call stopped when the client left, well before its 3.4 s: {metered:?}"
+    );
+    let reserved = app
+        .sql_number("SELECT tokens_reserved AS n FROM subscriptions")
+        .await;
+    assert_eq!(reserved, 0, "the reservation was settled");
+}
+
+#[tokio::test]
+async fn invoke_tool_stream_over_sse_ends_with_the_invocation_then_complete() {
+    let app = TestApp::spawn().await;
+    let upstream = Upstream::start().await;
+    let catalogue = app.catalogue(upstream.url("/sse")).await;
+    let response = app
+        .client
+        .post(app.url("/graphql/stream"))
+        .bearer_auth(&catalogue.user.access_token)
+        .json(&json!({ "query": STREAM, "variables": { "t": catalogue.tool } }))
+        .send()
+        .await
+        .unwrap();
+    let body = response.text().await.unwrap();
+
+    let events: Vec<&str> = body
+        .split("\n\n")
+        .filter_map(|block| block.lines().find_map(|line| line.strip_prefix("event:")))
+        .map(str::trim)
+        .collect();
+    assert_eq!(events.last(), Some(&"complete"), "{body}");
+    assert!(
+        events.iter().filter(|e| **e == "next").count() >= 2,
+        "{body}"
+    );
+    assert!(body.contains("\"status\":\"SUCCESS\""), "{body}");
+}

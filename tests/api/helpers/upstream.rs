@@ -32,7 +32,8 @@ impl Counters {
 pub const BILLIONS: i64 = 4_500_000_123;
 
 /// Routes: `/sse` (an OpenAI-style event stream saying "Hello", with usage.total_tokens = 5 in a last
-/// chunk when the body asks `stream_options.include_usage`), `/ok` (usage.total_tokens = 42), `/ten` (10 tokens), `/billions` ([`BILLIONS`] tokens),
+/// chunk when the body asks `stream_options.include_usage`), `/sse-slow` (the same, then
+/// [`SLOW_STREAM_DOTS`] chunks of " ." every 100 ms), `/ok` (usage.total_tokens = 42), `/ten` (10 tokens), `/billions` ([`BILLIONS`] tokens),
 /// `/custom` (meta.tokens.count = 7),
 /// `/no-usage`, `/flaky` (503 while failures are left, then like `/ok`), `/throttled` (429 likewise), `/fail` (500), `/slow` (2 s),
 /// `/bad-request` (400), `/headers` (echoes the request headers).
@@ -73,6 +74,13 @@ impl Upstream {
                 post(|body: String| async move {
                     let body: Value = serde_json::from_str(&body).unwrap_or_default();
                     event_stream(body["stream_options"]["include_usage"] == true)
+                }),
+            )
+            .route(
+                "/sse-slow",
+                post(|body: String| async move {
+                    let body: Value = serde_json::from_str(&body).unwrap_or_default();
+                    slow_event_stream(body["stream_options"]["include_usage"] == true)
                 }),
             )
             .route("/flaky", post(flaky))
@@ -193,4 +201,38 @@ fn event_stream(usage: bool) -> Response {
     }
     body.push_str("data: [DONE]\n\n");
     ([("content-type", "text/event-stream")], body).into_response()
+}
+
+/// The chunks of " ." `/sse-slow` sends after "Hello", one every 100 ms.
+pub const SLOW_STREAM_DOTS: usize = 30;
+
+/// `/sse-slow`: "Hel", "lo", then [`SLOW_STREAM_DOTS`] chunks of " .", one every 100 ms, then the usage
+/// chunk when asked and `[DONE]`.
+fn slow_event_stream(usage: bool) -> Response {
+    let mut pieces: Vec<String> = vec!["Hel".into(), "lo".into()];
+    pieces.extend(std::iter::repeat_n(" .".to_owned(), SLOW_STREAM_DOTS));
+    let total = pieces.len();
+    let mut events: Vec<String> = pieces
+        .into_iter()
+        .map(|piece| {
+            let chunk =
+                json!({ "id": "c2", "choices": [{ "index": 0, "delta": { "content": piece } }] });
+            format!("data: {chunk}\n\n")
+        })
+        .collect();
+    if usage {
+        let last = json!({ "id": "c2", "choices": [], "usage": { "total_tokens": total + 3 } });
+        events.push(format!("data: {last}\n\n"));
+    }
+    events.push("data: [DONE]\n\n".to_owned());
+    let body = futures_util::stream::unfold(events.into_iter(), |mut events| async move {
+        let event = events.next()?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Some((Ok::<_, std::convert::Infallible>(event), events))
+    });
+    (
+        [("content-type", "text/event-stream")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
 }
