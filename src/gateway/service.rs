@@ -257,14 +257,19 @@ async fn run(
     finish(app, &call, grant.reservation, outcome, upstream).await
 }
 
+/// What the upstream answered: the answer or the error to report, and, when a streamed answer broke
+/// midway, the output it produced before (metered).
+struct Answered {
+    result: Result<serde_json::Value, AppError>,
+    produced: Option<serde_json::Value>,
+}
+
 /// The upstream's outcome, and when the call to it started and ended (for the log).
-async fn timed_upstream(
-    app: &AppState,
-    call: &Call,
-) -> (Result<serde_json::Value, AppError>, (Instant, Instant)) {
+async fn timed_upstream(app: &AppState, call: &Call) -> (Answered, (Instant, Instant)) {
     let started = Instant::now();
-    let outcome = call_upstream(app, call).await;
-    (outcome, (started, Instant::now()))
+    let mut produced = None;
+    let result = call_upstream(app, call, &mut produced).await;
+    (Answered { result, produced }, (started, Instant::now()))
 }
 
 /// Shows a tool's circuit in `gateway_circuit_open` (1 open, 0 closed) when it changes.
@@ -278,7 +283,11 @@ fn circuit_changed(tool: &ToolRow, transition: Option<Transition>) {
 }
 
 /// Calls the upstream through the breaker; the answer or the error to report.
-async fn call_upstream(app: &AppState, call: &Call) -> Result<serde_json::Value, AppError> {
+async fn call_upstream(
+    app: &AppState,
+    call: &Call,
+    produced: &mut Option<serde_json::Value>,
+) -> Result<serde_json::Value, AppError> {
     let tool = &call.tool;
     let outcome = |label: &'static str| {
         metrics::counter!("gateway_upstream_calls_total", "tool" => tool.slug.clone(), "outcome" => label)
@@ -343,6 +352,7 @@ async fn call_upstream(app: &AppState, call: &Call) -> Result<serde_json::Value,
         Err(CallError::Unavailable(_)) => "unavailable",
         Err(CallError::Rejected(_)) => "rejected",
         Err(CallError::Throttled(_)) => "throttled",
+        Err(CallError::Broken { .. }) => "broken",
     };
     span.record("outcome", label);
     outcome(label);
@@ -374,6 +384,17 @@ async fn call_upstream(app: &AppState, call: &Call) -> Result<serde_json::Value,
             tracing::warn!(tool = %tool.slug, %detail, "upstream failed");
             Err(AppError::UpstreamUnavailable(format!(
                 "The {} tool is not available right now; try again shortly.",
+                tool.name
+            )))
+        }
+        Err(CallError::Broken {
+            detail,
+            produced: output,
+        }) => {
+            tracing::warn!(tool = %tool.slug, %detail, "upstream stream broke midway");
+            *produced = Some(output);
+            Err(AppError::UpstreamUnavailable(format!(
+                "The {} tool's answer broke off midway; what it produced is metered.",
                 tool.name
             )))
         }
@@ -410,18 +431,26 @@ async fn finish(
     app: &AppState,
     call: &Call,
     reservation: Reservation,
-    outcome: Result<serde_json::Value, AppError>,
+    answered: Answered,
     (upstream_started, upstream_ended): (Instant, Instant),
 ) -> AppResult<InvocationResult> {
-    let (tokens, estimated) = match &outcome {
-        Ok(answer) => {
-            let max = app.config.gateway.max_tokens_per_call;
-            upstream::tokens_at(answer, &call.tool.tokens_path, max).map_or_else(
-                || (upstream::estimate_tokens(&call.input, answer, max), true),
+    let Answered {
+        result: outcome,
+        produced,
+    } = answered;
+    let max = app.config.gateway.max_tokens_per_call;
+    let (tokens, estimated) = match (&outcome, &produced) {
+        (Ok(answer), _) => upstream::tokens_at(answer, &call.tool.tokens_path, max).map_or_else(
+            || (upstream::estimate_tokens(&call.input, answer, max), true),
+            |t| (t, false),
+        ),
+        // A stream that broke midway is charged for the output it produced.
+        (Err(_), Some(produced)) => upstream::tokens_at(produced, &call.tool.tokens_path, max)
+            .map_or_else(
+                || (upstream::estimate_tokens(&call.input, produced, max), true),
                 |t| (t, false),
-            )
-        }
-        Err(_) => (0, false),
+            ),
+        (Err(_), None) => (0, false),
     };
     let charge = budget::charge(call.budget, tokens);
     if charge.overrun > 0 {

@@ -24,6 +24,11 @@ pub enum CallError {
     Rejected(StatusCode),
     /// The upstream asked to slow down (429), for this many seconds when it said.
     Throttled(Option<u64>),
+    /// A streamed answer broke after some output: what arrived, collected (it is metered).
+    Broken {
+        detail: String,
+        produced: serde_json::Value,
+    },
 }
 
 impl CallError {
@@ -189,9 +194,11 @@ async fn read_json(
             Ok(None) => break,
             Err(e) if e.is_timeout() => return Err(CallError::Timeout),
             Err(e) => {
-                return Err(CallError::Unavailable(format!(
-                    "reading the answer failed: {e}"
-                )));
+                let detail = format!("reading the answer failed: {e}");
+                if streamed && let Ok(produced) = super::event_stream::collect(&body) {
+                    return Err(CallError::Broken { detail, produced });
+                }
+                return Err(CallError::Unavailable(detail));
             }
         }
     }

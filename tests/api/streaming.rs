@@ -226,3 +226,41 @@ async fn invoke_tool_stream_over_sse_ends_with_the_invocation_then_complete() {
     );
     assert!(body.contains("\"status\":\"SUCCESS\""), "{body}");
 }
+
+#[tokio::test]
+async fn a_stream_that_breaks_midway_is_an_upstream_error_charged_for_what_it_produced() {
+    let app = TestApp::spawn().await;
+    let upstream = Upstream::start().await;
+    let catalogue = app.catalogue(upstream.url("/sse-broken")).await;
+
+    let broken = app
+        .invoke(
+            &catalogue.user.access_token,
+            &catalogue.tool,
+            json!({ "messages": [] }),
+            None,
+        )
+        .await;
+
+    assert_eq!(
+        crate::helpers::error_code(&broken),
+        "UPSTREAM_UNAVAILABLE",
+        "{broken}"
+    );
+    assert_eq!(
+        app.sql_number(
+            "SELECT count(*) AS n FROM usage_events WHERE status = 'ERROR' \
+             AND error_code = 'UPSTREAM_UNAVAILABLE' AND tokens_estimated AND tokens_used > 0"
+        )
+        .await,
+        1,
+        "the output produced before the break is metered"
+    );
+    assert_eq!(
+        app.sql_number("SELECT tokens_used AS n FROM subscriptions")
+            .await,
+        app.sql_number("SELECT tokens_used AS n FROM usage_events")
+            .await,
+        "and charged"
+    );
+}

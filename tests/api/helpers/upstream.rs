@@ -33,7 +33,8 @@ pub const BILLIONS: i64 = 4_500_000_123;
 
 /// Routes: `/sse` (an OpenAI-style event stream saying "Hello", with usage.total_tokens = 5 in a last
 /// chunk when the body asks `stream_options.include_usage`), `/sse-slow` (the same, then
-/// [`SLOW_STREAM_DOTS`] chunks of " ." every 100 ms), `/ok` (usage.total_tokens = 42), `/ten` (10 tokens), `/billions` ([`BILLIONS`] tokens),
+/// [`SLOW_STREAM_DOTS`] chunks of " ." every 100 ms), `/sse-broken` ("Hel", "lo", then the connection
+/// breaks), `/ok` (usage.total_tokens = 42), `/ten` (10 tokens), `/billions` ([`BILLIONS`] tokens),
 /// `/custom` (meta.tokens.count = 7),
 /// `/no-usage`, `/flaky` (503 while failures are left, then like `/ok`), `/throttled` (429 likewise), `/fail` (500), `/slow` (2 s),
 /// `/bad-request` (400), `/headers` (echoes the request headers).
@@ -83,6 +84,7 @@ impl Upstream {
                     slow_event_stream(body["stream_options"]["include_usage"] == true)
                 }),
             )
+            .route("/sse-broken", post(|| async { broken_event_stream() }))
             .route("/flaky", post(flaky))
             .route("/throttled", post(throttled))
             .route(
@@ -229,6 +231,29 @@ fn slow_event_stream(usage: bool) -> Response {
         let event = events.next()?;
         tokio::time::sleep(Duration::from_millis(100)).await;
         Some((Ok::<_, std::convert::Infallible>(event), events))
+    });
+    (
+        [("content-type", "text/event-stream")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// `/sse-broken`: two chunks, then the answer breaks off (the connection is cut mid-body).
+fn broken_event_stream() -> Response {
+    let pieces: Vec<Result<String, std::io::Error>> = ["Hel", "lo"]
+        .map(|piece| {
+            let chunk =
+                json!({ "id": "c3", "choices": [{ "index": 0, "delta": { "content": piece } }] });
+            Ok(format!("data: {chunk}\n\n"))
+        })
+        .into_iter()
+        .chain([Err(std::io::Error::other("the upstream broke off"))])
+        .collect();
+    let body = futures_util::stream::unfold(pieces.into_iter(), |mut pieces| async move {
+        let piece = pieces.next()?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Some((piece, pieces))
     });
     (
         [("content-type", "text/event-stream")],
