@@ -61,6 +61,11 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Streamed answers are written event by event: without this, Nagle's algorithm holds a small
+        // event back until the client's delayed ACK (40 ms on Linux).
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY could not be set");
+        }
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             metrics::counter!("http_connections_refused_total").increment(1);
             tokio::spawn(refuse_busy(stream));

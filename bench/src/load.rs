@@ -34,6 +34,9 @@ pub enum Expect {
     GraphqlData,
     /// A GraphQL body with data is accepted; `RATE_LIMITED` is a refusal; anything else an error.
     GraphqlOrShed,
+    /// A 200 event stream of `data:` events without `errors`: the latency recorded is the time to its
+    /// first event, and its events are counted ([`Outcome::chunks`]).
+    EventStream,
 }
 
 /// One request, ready to send.
@@ -99,9 +102,16 @@ pub struct Outcome {
     pub server_errors: u64,
     pub first_error: Option<String>,
     pub elapsed: Duration,
+    /// Event-stream events received while measured (`Expect::EventStream`).
+    pub chunks: u64,
 }
 
 impl Outcome {
+    /// Event-stream events per second.
+    pub fn chunks_per_second(&self) -> f64 {
+        self.chunks as f64 / self.elapsed.as_secs_f64()
+    }
+
     /// Accepted answers per second.
     pub fn accepted_rps(&self) -> f64 {
         self.accepted.len() as f64 / self.elapsed.as_secs_f64()
@@ -153,6 +163,45 @@ impl Connection {
         let body = response.into_body().collect().await?.to_bytes();
         Ok((status, body))
     }
+
+    /// Sends a request answered by an event stream: the status, when its first `data:` event arrived,
+    /// how many events it held, and the whole body.
+    async fn send_stream(
+        &mut self,
+        address: SocketAddr,
+        prepared: &Prepared,
+    ) -> anyhow::Result<(u16, Option<Instant>, u64, Bytes)> {
+        let mut builder = Request::builder()
+            .method(prepared.method.clone())
+            .uri(prepared.path.as_str())
+            .header("host", address.to_string());
+        for (name, value) in &prepared.headers {
+            builder = builder.header(*name, value.as_str());
+        }
+        let request = builder.body(Full::new(prepared.body.clone()))?;
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        let mut received = Vec::new();
+        let mut first = None;
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                received.extend_from_slice(&data);
+                if first.is_none() && events(&received) > 0 {
+                    first = Some(Instant::now());
+                }
+            }
+        }
+        let count = events(&received);
+        Ok((status, first, count, Bytes::from(received)))
+    }
+}
+
+/// The `data:` events carrying JSON in an event stream.
+fn events(body: &[u8]) -> u64 {
+    let marker = b"data: {";
+    body.windows(marker.len()).filter(|w| *w == marker).count() as u64
 }
 
 /// Sends one request on a fresh connection (for setup, not measured).
@@ -195,6 +244,9 @@ fn judge(expect: Expect, status: u16, body: &[u8]) -> Verdict {
         Expect::GraphqlData if status == 200 && !contains(b"\"errors\"") => Verdict::Accepted,
         Expect::GraphqlOrShed if status == 200 && !contains(b"\"errors\"") => Verdict::Accepted,
         Expect::GraphqlOrShed if contains(b"\"RATE_LIMITED\"") => Verdict::Refused,
+        Expect::EventStream if status == 200 && events(body) > 0 && !contains(b"\"errors\"") => {
+            Verdict::Accepted
+        }
         _ => Verdict::Error(format!("HTTP {status}: {}", text())),
     }
 }
@@ -205,6 +257,7 @@ struct Worker {
     errors: u64,
     server_errors: u64,
     first_error: Option<String>,
+    chunks: u64,
 }
 
 async fn worker(
@@ -230,6 +283,7 @@ async fn worker(
         errors: 0,
         server_errors: 0,
         first_error: None,
+        chunks: 0,
     };
     let interval = match load.mode {
         Mode::Closed => None,
@@ -257,11 +311,18 @@ async fn worker(
         if scheduled >= end {
             break;
         }
-        let outcome = match &mut connection {
-            Ok(open) => open.send(load.address, &prepared).await,
-            Err(e) => Err(anyhow::anyhow!("{e:#}")),
+        let streamed = matches!(load.expect, Expect::EventStream);
+        let (outcome, first_event, events) = match &mut connection {
+            Ok(open) if streamed => match open.send_stream(load.address, &prepared).await {
+                Ok((status, first, events, body)) => (Ok((status, body)), first, events),
+                Err(e) => (Err(e), None, 0),
+            },
+            Ok(open) => (open.send(load.address, &prepared).await, None, 0),
+            Err(e) => (Err(anyhow::anyhow!("{e:#}")), None, 0),
         };
-        let took = u64::try_from(clock.elapsed().as_micros())
+        // An event stream's latency is the time to its first event.
+        let answered = first_event.unwrap_or_else(Instant::now);
+        let took = u64::try_from(answered.saturating_duration_since(clock).as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
         let measured = scheduled >= measure_from;
@@ -289,6 +350,7 @@ async fn worker(
         if !measured {
             continue;
         }
+        result.chunks += events;
         match verdict {
             Verdict::Accepted => result.accepted.saturating_record(took),
             Verdict::Refused => result.refused.saturating_record(took),
@@ -316,9 +378,11 @@ pub async fn run(load: Load) -> anyhow::Result<Outcome> {
         server_errors: 0,
         first_error: None,
         elapsed: load.duration,
+        chunks: 0,
     };
     for task in tasks {
         let part = task.await??;
+        outcome.chunks += part.chunks;
         outcome.accepted.add(&part.accepted)?;
         outcome.refused.add(&part.refused)?;
         outcome.errors += part.errors;

@@ -26,8 +26,8 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// Scenarios to run, comma-separated: e (ceiling), a (dashboard read), b (invokeTool vs the
-    /// upstream), c (usage at scale), d (login).
-    #[arg(long, default_value = "e,a,b,c,d")]
+    /// upstream), c (usage at scale), d (login), f (invokeToolStream vs the upstream streaming).
+    #[arg(long, default_value = "e,a,b,c,d,f")]
     scenarios: String,
     /// Measured seconds per scenario (after the warm-up).
     #[arg(long, default_value_t = 10)]

@@ -45,6 +45,7 @@ const INVOKE: &str = "mutation Invoke($tool: ID!, $input: JSON!) { invokeTool(to
 const SUMMARY: &str = "query Summary($from: DateTime!, $to: DateTime!) { usageSummary(from: $from, to: $to) { totalTokens totalInvocations byTool { tool { name } invocations tokens } byDay { day invocations tokens } } }";
 const USAGE: &str = "query Usage($after: String) { usage(first: 20, after: $after) { pageInfo { hasNextPage endCursor } edges { cursor node { id tokensUsed status latencyMs createdAt tool { name } } } } }";
 const STATS: &str = "query Stats($from: DateTime, $to: DateTime) { admin { stats(from: $from, to: $to) { users { total new active } invocations tokens errorRate byTool { invocations errorRate p95LatencyMs } byDay { day invocations } byTier { tier tokens } subscriptions { tier active } monthlyRecurringRevenue { amountCents } } } }";
+const INVOKE_STREAM: &str = "subscription Stream($tool: ID!, $input: JSON!) { invokeToolStream(toolId: $tool, input: $input) { text invocation { id status tokensUsed } } }";
 const LOGIN: &str = "mutation Login($input: LoginInput!) { login(input: $input) { accessToken } }";
 
 /// One row of the table.
@@ -204,51 +205,7 @@ async fn seed(server: &Server, upstream: SocketAddr) -> anyhow::Result<Seed> {
         "category": "benchmark", "endpoint": format!("http://{upstream}/v1/chat/completions"),
         "method": "POST", "timeoutMs": 10000, "estimatedTokens": 50, "minTier": "FREE", "enabled": true
     });
-    let found = server
-        .graphql(
-            Some(&admin),
-            "{ tools(first: 5, search: \"Bench echo\") { nodes { id slug } } }",
-            json!({}),
-        )
-        .await?;
-    let existing = data(&found, "tools")?
-        .get("nodes")
-        .and_then(Value::as_array)
-        .and_then(|nodes| {
-            nodes
-                .iter()
-                .find(|n| n.get("slug").and_then(Value::as_str) == Some("bench-echo"))
-        })
-        .and_then(|n| n.get("id"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let tool = match existing {
-        Some(id) => {
-            let body = server
-                .graphql(
-                    Some(&admin),
-                    "mutation U($id: ID!, $input: ToolInput!) { updateTool(id: $id, input: $input) { id } }",
-                    json!({ "id": id, "input": input }),
-                )
-                .await?;
-            data(&body, "updateTool")?;
-            id
-        }
-        None => {
-            let body = server
-                .graphql(
-                    Some(&admin),
-                    "mutation C($input: ToolInput!) { createTool(input: $input) { id } }",
-                    json!({ "input": input }),
-                )
-                .await?;
-            data(&body, "createTool")?
-                .get("id")
-                .and_then(Value::as_str)
-                .context("no tool id")?
-                .to_owned()
-        }
-    };
+    let tool = upsert_tool(server, &admin, "Bench echo", "bench-echo", input).await?;
 
     let mut tokens = Vec::with_capacity(USERS);
     for i in 0..USERS {
@@ -287,6 +244,62 @@ async fn seed(server: &Server, upstream: SocketAddr) -> anyhow::Result<Seed> {
         api_keys,
         tool,
     })
+}
+
+/// Creates the tool named `name` (slug `slug`) from `input`, or updates it when an earlier run made it;
+/// returns its id.
+async fn upsert_tool(
+    server: &Server,
+    admin: &str,
+    name: &str,
+    slug: &str,
+    input: Value,
+) -> anyhow::Result<String> {
+    let found = server
+        .graphql(
+            Some(admin),
+            "query F($s: String) { tools(first: 5, search: $s) { nodes { id slug } } }",
+            json!({ "s": name }),
+        )
+        .await?;
+    let existing = data(&found, "tools")?
+        .get("nodes")
+        .and_then(Value::as_array)
+        .and_then(|nodes| {
+            nodes
+                .iter()
+                .find(|n| n.get("slug").and_then(Value::as_str) == Some(slug))
+        })
+        .and_then(|n| n.get("id"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    match existing {
+        Some(id) => {
+            let body = server
+                .graphql(
+                    Some(admin),
+                    "mutation U($id: ID!, $input: ToolInput!) { updateTool(id: $id, input: $input) { id } }",
+                    json!({ "id": id, "input": input }),
+                )
+                .await?;
+            data(&body, "updateTool")?;
+            Ok(id)
+        }
+        None => {
+            let body = server
+                .graphql(
+                    Some(admin),
+                    "mutation C($input: ToolInput!) { createTool(input: $input) { id } }",
+                    json!({ "input": input }),
+                )
+                .await?;
+            Ok(data(&body, "createTool")?
+                .get("id")
+                .and_then(Value::as_str)
+                .context("no tool id")?
+                .to_owned())
+        }
+    }
 }
 
 /// A request rate no load here reaches (its burst alone is a million calls): every call is paced,
@@ -471,6 +484,54 @@ async fn run_scenarios(
                 .await?;
         }
         set_enterprise_rate(server, &admin, Some(1200)).await?;
+    }
+    if options.wants("f") {
+        eprintln!("f. invokeToolStream with an API key vs the upstream streaming directly");
+        let admin = login(server, ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+        set_enterprise_rate(server, &admin, None).await?;
+        let input = json!({
+            "name": "Bench stream", "slug": "bench-stream", "description": "Streams its answer (benchmark upstream)",
+            "category": "benchmark", "endpoint": format!("http://{upstream}/v1/chat/completions"),
+            "method": "POST", "timeoutMs": 10000, "estimatedTokens": 50, "minTier": "FREE",
+            "enabled": true, "streams": true
+        });
+        let tool = upsert_tool(server, &admin, "Bench stream", "bench-stream", input).await?;
+        let prompt = "stream these words back";
+        let direct = Prepared::post_json(
+            "/v1/chat/completions",
+            &json!({ "prompt": prompt, "stream": true, "stream_options": { "include_usage": true } }),
+        );
+        let body = json!({ "query": INVOKE_STREAM, "variables": { "tool": tool, "input": { "prompt": prompt } } });
+        let streams: Vec<Prepared> = seed
+            .api_keys
+            .iter()
+            .map(|key| {
+                Prepared::post_json("/graphql/stream", &body)
+                    .header("authorization", format!("Bearer {key}"))
+            })
+            .collect();
+        for connections in [1, CALLERS] {
+            bench
+                .measure(
+                    "f. stream directly",
+                    upstream,
+                    vec![direct.clone()],
+                    connections,
+                    Mode::Closed,
+                    Expect::EventStream,
+                )
+                .await?;
+            bench
+                .measure(
+                    "f. invokeToolStream via the hub",
+                    hub,
+                    streams.clone(),
+                    connections,
+                    Mode::Closed,
+                    Expect::EventStream,
+                )
+                .await?;
+        }
     }
     if options.wants("c") {
         eprintln!(
@@ -668,6 +729,23 @@ fn render(rows: &[Row], options: &Options) -> String {
                 large.p(0.99) / small.p(0.99)
             );
         }
+    }
+    for direct in rows.iter().filter(|r| r.scenario == "f. stream directly") {
+        let Some(hub) = rows.iter().find(|r| {
+            r.scenario == "f. invokeToolStream via the hub" && r.connections == direct.connections
+        }) else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "- f. {} connection(s): the hub adds {:.2} ms to the first chunk at p50 and {:.2} ms at p99 (target at one caller: under 2 ms at p99); {:.0} chunks/s through the hub against {:.0} directly, {:.1}% (target at {CALLERS}: at least 25%).",
+            direct.connections,
+            hub.p(0.5) - direct.p(0.5),
+            hub.p(0.99) - direct.p(0.99),
+            hub.outcome.chunks_per_second(),
+            direct.outcome.chunks_per_second(),
+            100.0 * hub.outcome.chunks_per_second() / direct.outcome.chunks_per_second().max(1.0)
+        );
     }
     for direct in rows.iter().filter(|r| r.scenario == "b. upstream directly") {
         if let Some(hub) = rows.iter().find(|r| {

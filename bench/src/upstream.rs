@@ -4,22 +4,50 @@
 
 use axum::Json;
 use axum::Router;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-async fn completion(Json(input): Json<Value>) -> Json<Value> {
+/// Chunks a streamed answer holds before its usage chunk.
+const STREAM_CHUNKS: usize = 16;
+
+async fn completion(Json(input): Json<Value>) -> Response {
     let prompt = input
         .get("prompt")
         .and_then(Value::as_str)
         .unwrap_or_default();
     let words = i64::try_from(prompt.split_whitespace().count()).unwrap_or(0);
+    if input.get("stream") == Some(&Value::Bool(true)) {
+        return streamed(words, input["stream_options"]["include_usage"] == true);
+    }
     Json(json!({
         "object": "chat.completion",
         "model": "bench-echo",
         "choices": [{ "index": 0, "message": { "role": "assistant", "content": format!("echo: {prompt}") }, "finish_reason": "stop" }],
         "usage": { "prompt_tokens": words, "completion_tokens": words + 1, "total_tokens": 2 * words + 1 }
     }))
+    .into_response()
+}
+
+/// OpenAI's `stream: true` answer: [`STREAM_CHUNKS`] chunks of one word, the usage chunk when asked,
+/// then `[DONE]`. The events are written at once (a model would space them): the scenario measures what
+/// the hub adds to the first chunk and how many chunks it can pass on, not a model's pace.
+fn streamed(words: i64, usage: bool) -> Response {
+    let mut events: Vec<String> = (0..STREAM_CHUNKS)
+        .map(|i| {
+            let chunk = json!({ "object": "chat.completion.chunk", "model": "bench-echo",
+                "choices": [{ "index": 0, "delta": { "content": format!("word{i} ") } }] });
+            format!("data: {chunk}\n\n")
+        })
+        .collect();
+    if usage {
+        let chunk = json!({ "object": "chat.completion.chunk", "choices": [],
+            "usage": { "prompt_tokens": words, "completion_tokens": STREAM_CHUNKS, "total_tokens": words + STREAM_CHUNKS as i64 } });
+        events.push(format!("data: {chunk}\n\n"));
+    }
+    events.push("data: [DONE]\n\n".to_owned());
+    ([("content-type", "text/event-stream")], events.concat()).into_response()
 }
 
 /// Serves until killed; prints `listening <address>` once ready.
