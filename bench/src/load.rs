@@ -149,6 +149,18 @@ impl Connection {
         address: SocketAddr,
         prepared: &Prepared,
     ) -> anyhow::Result<(u16, Bytes)> {
+        let response = self.exchange(address, prepared).await?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+
+    /// Sends `prepared`; the answer's head, its body still to read.
+    async fn exchange(
+        &mut self,
+        address: SocketAddr,
+        prepared: &Prepared,
+    ) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
         let mut builder = Request::builder()
             .method(prepared.method.clone())
             .uri(prepared.path.as_str())
@@ -158,10 +170,7 @@ impl Connection {
         }
         let request = builder.body(Full::new(prepared.body.clone()))?;
         self.sender.ready().await?;
-        let response = self.sender.send_request(request).await?;
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok((status, body))
+        Ok(self.sender.send_request(request).await?)
     }
 
     /// Sends a request answered by an event stream: the status, when its first `data:` event arrived,
@@ -171,16 +180,7 @@ impl Connection {
         address: SocketAddr,
         prepared: &Prepared,
     ) -> anyhow::Result<(u16, Option<Instant>, u64, Bytes)> {
-        let mut builder = Request::builder()
-            .method(prepared.method.clone())
-            .uri(prepared.path.as_str())
-            .header("host", address.to_string());
-        for (name, value) in &prepared.headers {
-            builder = builder.header(*name, value.as_str());
-        }
-        let request = builder.body(Full::new(prepared.body.clone()))?;
-        self.sender.ready().await?;
-        let response = self.sender.send_request(request).await?;
+        let response = self.exchange(address, prepared).await?;
         let status = response.status().as_u16();
         let mut body = response.into_body();
         let mut received = Vec::new();

@@ -61,6 +61,20 @@ async fn invoke_tool_collects_an_event_stream_and_meters_its_usage_chunk() {
 
 const STREAM: &str = "subscription($t: ID!) { invokeToolStream(toolId: $t, input: {messages: []}) { text chunk invocation { id status tokensUsed tokensEstimated } } }";
 
+/// `invokeToolStream` of the catalogue's tool, as Ada, over `POST /graphql/stream`.
+async fn stream_over_sse(
+    app: &TestApp,
+    catalogue: &crate::helpers::Catalogue,
+) -> reqwest::Response {
+    app.client
+        .post(app.url("/graphql/stream"))
+        .bearer_auth(&catalogue.user.access_token)
+        .json(&json!({ "query": STREAM, "variables": { "t": catalogue.tool } }))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// A tool on `/sse-slow` that says it streams, and Ada on the Free plan.
 async fn slow_streaming_tool(app: &TestApp, upstream: &Upstream) -> crate::helpers::Catalogue {
     let catalogue = app.catalogue(upstream.url("/sse-slow")).await;
@@ -151,14 +165,7 @@ async fn a_stream_left_early_over_sse_stops_the_upstream_and_meters_what_arrived
     let app = TestApp::spawn().await;
     let upstream = Upstream::start().await;
     let catalogue = slow_streaming_tool(&app, &upstream).await;
-    let mut response = app
-        .client
-        .post(app.url("/graphql/stream"))
-        .bearer_auth(&catalogue.user.access_token)
-        .json(&json!({ "query": STREAM, "variables": { "t": catalogue.tool } }))
-        .send()
-        .await
-        .unwrap();
+    let mut response = stream_over_sse(&app, &catalogue).await;
     assert_eq!(response.status(), 200);
 
     let mut received = String::new();
@@ -204,14 +211,7 @@ async fn invoke_tool_stream_over_sse_ends_with_the_invocation_then_complete() {
     let app = TestApp::spawn().await;
     let upstream = Upstream::start().await;
     let catalogue = app.catalogue(upstream.url("/sse")).await;
-    let response = app
-        .client
-        .post(app.url("/graphql/stream"))
-        .bearer_auth(&catalogue.user.access_token)
-        .json(&json!({ "query": STREAM, "variables": { "t": catalogue.tool } }))
-        .send()
-        .await
-        .unwrap();
+    let response = stream_over_sse(&app, &catalogue).await;
     let body = response.text().await.unwrap();
 
     let events: Vec<&str> = body
