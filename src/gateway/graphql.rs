@@ -45,6 +45,19 @@ impl From<InvocationResult> for Invocation {
     }
 }
 
+/// Where an invocation of this request comes from: its request id and deadline, and where a streamed
+/// answer's chunks go.
+fn origin(
+    ctx: &Context<'_>,
+    chunks: Option<super::upstream::ChunkSink>,
+) -> async_graphql::Result<service::Origin> {
+    Ok(service::Origin {
+        request_id: ctx.request()?.request_id.clone(),
+        deadline: ctx.data_opt::<crate::clock::Deadline>().cloned(),
+        chunks,
+    })
+}
+
 #[derive(Default)]
 pub struct GatewayMutation;
 
@@ -63,11 +76,7 @@ impl GatewayMutation {
         idempotency_key: Option<String>,
     ) -> async_graphql::Result<Invocation> {
         let caller = ctx.user()?;
-        let origin = service::Origin {
-            request_id: ctx.request()?.request_id.clone(),
-            deadline: ctx.data_opt::<crate::clock::Deadline>().cloned(),
-            chunks: None,
-        };
+        let origin = origin(ctx, None)?;
         let invoked = service::invoke(
             ctx.app()?,
             caller,
@@ -125,10 +134,10 @@ impl GatewaySubscription {
         let app = ctx.app()?.clone();
         let tool = parse_id(&tool_id, "toolId")?;
         let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        // A subscription outlives any request deadline.
         let origin = service::Origin {
-            request_id: ctx.request()?.request_id.clone(),
             deadline: None,
-            chunks: Some(sender),
+            ..origin(ctx, Some(sender))?
         };
         let call = tokio::spawn(async move {
             service::invoke(&app, &caller, tool, input.0, idempotency_key, origin).await

@@ -35,7 +35,7 @@ pub fn verify(
     for part in header.split(',') {
         match part.trim().split_once('=') {
             Some(("t", value)) => timestamp = value.parse::<i64>().ok(),
-            Some(("v1", value)) => signatures.extend(decode_hex(value)),
+            Some(("v1", value)) => signatures.extend(crate::secrets::from_hex(value)),
             _ => {}
         }
     }
@@ -73,19 +73,6 @@ fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
     mac.update(body);
     let digest = mac.finalize().into_bytes();
     format!("t={timestamp},v1={}", crate::secrets::hex(&digest))
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            text.get(i..i + 2)
-                .and_then(|b| u8::from_str_radix(b, 16).ok())
-        })
-        .collect()
 }
 
 /// Reads a verified body; `tier_of` names the tier of a configured price.
