@@ -264,3 +264,39 @@ async fn a_stream_that_breaks_midway_is_an_upstream_error_charged_for_what_it_pr
         "and charged"
     );
 }
+
+/// A key that may only read cannot stream a tool call on either transport's behalf.
+#[tokio::test]
+async fn a_key_without_the_invoke_scope_cannot_stream_a_call() {
+    let app = TestApp::spawn().await;
+    let upstream = Upstream::start().await;
+    let catalogue = app.catalogue(upstream.url("/sse")).await;
+    let created = app
+        .graphql_as(
+            &catalogue.user.access_token,
+            "mutation { createApiKey(input: {name: \"reader\", scopes: [READ]}) { key } }",
+            json!({}),
+        )
+        .await;
+    let reader = created["data"]["createApiKey"]["key"].as_str().unwrap();
+
+    let body = app
+        .client
+        .post(app.url("/graphql/stream"))
+        .bearer_auth(reader)
+        .json(&json!({ "query": STREAM, "variables": { "t": catalogue.tool } }))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    assert!(body.contains("\"FORBIDDEN\""), "{body}");
+    assert_eq!(
+        app.sql_number("SELECT count(*) AS n FROM usage_events")
+            .await,
+        0,
+        "nothing was called or charged"
+    );
+}
