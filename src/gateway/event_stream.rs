@@ -47,26 +47,50 @@ struct Choice {
 
 /// Collects a whole event stream into one answer; `Err` when it holds no event at all.
 pub fn collect(body: &[u8]) -> Result<Value, String> {
-    let text = String::from_utf8_lossy(body);
-    let mut choices: BTreeMap<u64, Choice> = BTreeMap::new();
-    let mut usage = None;
-    let mut id = None;
-    let mut model = None;
-    let mut events = 0usize;
-    for data in events_of(&text) {
-        if data.trim() == "[DONE]" {
-            break;
+    let mut splitter = Splitter::default();
+    let mut collector = Collector::default();
+    for data in splitter.push(body).into_iter().chain(splitter.rest()) {
+        collector.take(data);
+    }
+    collector.answer()
+}
+
+/// Builds one answer from a stream's events as they arrive, each parsed once.
+#[derive(Default)]
+pub struct Collector {
+    choices: BTreeMap<u64, Choice>,
+    usage: Option<Value>,
+    id: Option<Value>,
+    model: Option<Value>,
+    events: usize,
+    done: bool,
+}
+
+impl Collector {
+    /// Takes one event's data; the chunk it carries (its JSON, or its text as a string), or `None`
+    /// for `[DONE]` and anything after it.
+    pub fn take(&mut self, data: String) -> Option<Value> {
+        if self.done {
+            return None;
         }
-        events += 1;
+        if data.trim() == "[DONE]" {
+            self.done = true;
+            return None;
+        }
+        self.events += 1;
         let Ok(chunk) = serde_json::from_str::<Value>(&data) else {
-            choices.entry(0).or_default().content.push_str(&data);
-            continue;
+            self.choices.entry(0).or_default().content.push_str(&data);
+            return Some(Value::String(data));
         };
         if let Some(found) = chunk.get("usage").filter(|u| u.is_object()) {
-            usage = Some(found.clone());
+            self.usage = Some(found.clone());
         }
-        id = id.or_else(|| chunk.get("id").cloned());
-        model = model.or_else(|| chunk.get("model").cloned());
+        if self.id.is_none() {
+            self.id = chunk.get("id").cloned();
+        }
+        if self.model.is_none() {
+            self.model = chunk.get("model").cloned();
+        }
         for piece in chunk
             .get("choices")
             .and_then(Value::as_array)
@@ -74,7 +98,7 @@ pub fn collect(body: &[u8]) -> Result<Value, String> {
             .flatten()
         {
             let index = piece.get("index").and_then(Value::as_u64).unwrap_or(0);
-            let choice = choices.entry(index).or_default();
+            let choice = self.choices.entry(index).or_default();
             let delta = piece.get("delta");
             if let Some(role) = delta.and_then(|d| d.get("role")).and_then(Value::as_str) {
                 choice.role = Some(role.to_owned());
@@ -90,39 +114,38 @@ pub fn collect(body: &[u8]) -> Result<Value, String> {
                 choice.finish_reason = Some(reason.clone());
             }
         }
+        Some(chunk)
     }
-    if events == 0 {
-        return Err("the event stream holds no event".into());
-    }
-    let mut answer = Map::new();
-    answer.insert("id".into(), id.unwrap_or(Value::Null));
-    answer.insert("object".into(), json!("chat.completion"));
-    answer.insert("model".into(), model.unwrap_or(Value::Null));
-    let choices: Vec<Value> = choices
-        .into_iter()
-        .map(|(index, choice)| {
-            json!({
-                "index": index,
-                "message": {
-                    "role": choice.role.unwrap_or_else(|| "assistant".into()),
-                    "content": choice.content,
-                },
-                "finish_reason": choice.finish_reason.unwrap_or(Value::Null),
-            })
-        })
-        .collect();
-    answer.insert("choices".into(), Value::Array(choices));
-    if let Some(usage) = usage {
-        answer.insert("usage".into(), usage);
-    }
-    Ok(Value::Object(answer))
-}
 
-/// The data of each event, in order: its `data:` lines joined with newlines.
-fn events_of(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split("\n\n")
-        .flat_map(|block| block.split("\r\n\r\n"))
-        .filter_map(data_of)
+    /// The answer the events taken so far make; `Err` when there was none.
+    pub fn answer(self) -> Result<Value, String> {
+        if self.events == 0 {
+            return Err("the event stream holds no event".into());
+        }
+        let mut answer = Map::new();
+        answer.insert("id".into(), self.id.unwrap_or(Value::Null));
+        answer.insert("object".into(), json!("chat.completion"));
+        answer.insert("model".into(), self.model.unwrap_or(Value::Null));
+        let choices: Vec<Value> = self
+            .choices
+            .into_iter()
+            .map(|(index, choice)| {
+                json!({
+                    "index": index,
+                    "message": {
+                        "role": choice.role.unwrap_or_else(|| "assistant".into()),
+                        "content": choice.content,
+                    },
+                    "finish_reason": choice.finish_reason.unwrap_or(Value::Null),
+                })
+            })
+            .collect();
+        answer.insert("choices".into(), Value::Array(choices));
+        if let Some(usage) = self.usage {
+            answer.insert("usage".into(), usage);
+        }
+        Ok(Value::Object(answer))
+    }
 }
 
 /// An event's data: its `data:` lines joined with newlines; `None` for a comment-only block.
@@ -135,10 +158,13 @@ fn data_of(block: &str) -> Option<String> {
     (!lines.is_empty()).then(|| lines.join("\n"))
 }
 
-/// Splits an event stream arriving in pieces into its events' data, each as soon as it is complete.
+/// Splits an event stream arriving in pieces into its events' data, each as soon as it is complete
+/// (a blank line, `\n\n` or `\r\n\r\n`, ends an event). Each byte is looked at once.
 #[derive(Default)]
 pub struct Splitter {
     pending: Vec<u8>,
+    /// How much of `pending` has been searched for line ends.
+    scanned: usize,
 }
 
 impl Splitter {
@@ -146,28 +172,35 @@ impl Splitter {
     pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
         self.pending.extend_from_slice(bytes);
         let mut events = Vec::new();
-        while let Some((end, gap)) = block_end(&self.pending) {
-            let block: Vec<u8> = self.pending.drain(..end + gap).collect();
-            let text = String::from_utf8_lossy(block.get(..end).unwrap_or_default());
-            events.extend(data_of(&text));
+        let mut block_start = 0;
+        let mut at = self.scanned;
+        while let Some(found) = self
+            .pending
+            .get(at..)
+            .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
+        {
+            let newline = at + found;
+            at = newline + 1;
+            let before = self.pending.get(block_start..newline).unwrap_or_default();
+            let gap = if before.ends_with(b"\n") {
+                1
+            } else if before.ends_with(b"\r\n\r") {
+                3
+            } else {
+                continue;
+            };
+            let block = before.get(..before.len() - gap).unwrap_or_default();
+            events.extend(data_of(&String::from_utf8_lossy(block)));
+            block_start = at;
         }
+        self.pending.drain(..block_start);
+        self.scanned = self.pending.len();
         events
     }
-}
 
-/// Where the first complete event block ends, and the length of the blank line that ends it.
-fn block_end(bytes: &[u8]) -> Option<(usize, usize)> {
-    let lf = bytes
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .map(|at| (at, 2));
-    let crlf = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|at| (at, 4));
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-        (found, None) | (None, found) => found,
+    /// The data of a last event that no blank line ended.
+    pub fn rest(&self) -> Option<String> {
+        data_of(&String::from_utf8_lossy(&self.pending))
     }
 }
 
@@ -230,6 +263,22 @@ mod tests {
         let chunk = json!({ "choices": [{ "delta": { "content": "Hi" } }] });
         assert_eq!(chunk_text(&chunk), "Hi");
         assert_eq!(chunk_text(&json!({ "choices": [] })), "");
+    }
+
+    #[test]
+    fn a_stream_fed_byte_by_byte_splits_as_when_fed_whole() {
+        let body = b"data: {\"n\":1}\n\n: ping\r\n\r\ndata: a\ndata: b\r\n\r\n\n\ndata: [DONE]\n\ndata: late";
+        let mut whole = Splitter::default();
+        let mut at_once = whole.push(body);
+        at_once.extend(whole.rest());
+        let mut bytewise = Splitter::default();
+        let mut one_by_one: Vec<String> = body.iter().flat_map(|b| bytewise.push(&[*b])).collect();
+        one_by_one.extend(bytewise.rest());
+        assert_eq!(at_once, ["{\"n\":1}", "a\nb", "[DONE]", "late"]);
+        assert_eq!(one_by_one, at_once);
+        let mut collector = Collector::default();
+        let taken: Vec<Option<Value>> = at_once.into_iter().map(|d| collector.take(d)).collect();
+        assert_eq!(taken, [Some(json!({ "n": 1 })), Some(json!("a\nb")), None, None]);
     }
 
     #[test]

@@ -159,7 +159,16 @@ async fn read_json(
         .is_some_and(super::event_stream::is_event_stream);
     let chunks = chunks.filter(|_| streamed);
     let mut splitter = super::event_stream::Splitter::default();
+    let mut collector = super::event_stream::Collector::default();
+    let mut take = |data: String| {
+        if let Some(event) = collector.take(data)
+            && let Some(sink) = chunks
+        {
+            let _ = sink.send(event);
+        }
+    };
     let mut body = Vec::new();
+    let mut received = 0usize;
     loop {
         let next = match chunks {
             Some(sink) => tokio::select! {
@@ -174,28 +183,27 @@ async fn read_json(
         };
         match next {
             Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                received += chunk.len();
+                if received > MAX_ANSWER_BYTES {
                     return Err(CallError::Unavailable(
                         "the answer is larger than 10 MiB".into(),
                     ));
                 }
-                body.extend_from_slice(&chunk);
-                if let Some(sink) = chunks {
-                    for data in splitter.push(&chunk) {
-                        if data.trim() == "[DONE]" {
-                            continue;
-                        }
-                        let event =
-                            serde_json::from_str(&data).unwrap_or(serde_json::Value::String(data));
-                        let _ = sink.send(event);
-                    }
+                if streamed {
+                    splitter.push(&chunk).into_iter().for_each(&mut take);
+                } else {
+                    body.extend_from_slice(&chunk);
                 }
             }
             Ok(None) => break,
             Err(e) if e.is_timeout() => return Err(CallError::Timeout),
             Err(e) => {
                 let detail = format!("reading the answer failed: {e}");
-                if streamed && let Ok(produced) = super::event_stream::collect(&body) {
+                // A last event cut off midway is output produced too.
+                if let Some(data) = splitter.rest() {
+                    collector.take(data);
+                }
+                if streamed && let Ok(produced) = collector.answer() {
                     return Err(CallError::Broken { detail, produced });
                 }
                 return Err(CallError::Unavailable(detail));
@@ -203,7 +211,8 @@ async fn read_json(
         }
     }
     if streamed {
-        return super::event_stream::collect(&body).map_err(CallError::Unavailable);
+        splitter.rest().into_iter().for_each(&mut take);
+        return collector.answer().map_err(CallError::Unavailable);
     }
     serde_json::from_slice(&body)
         .map_err(|_| CallError::Unavailable("the answer is not JSON".into()))
