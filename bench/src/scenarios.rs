@@ -26,6 +26,9 @@ pub struct Options {
 
 /// Scenario b's concurrent callers.
 const CALLERS: usize = 50;
+/// Scenario f's rows, followed by the streams' length.
+const STREAM_DIRECT: &str = "f. stream directly";
+const STREAM_VIA_HUB: &str = "f. invokeToolStream via the hub";
 
 impl Options {
     fn wants(&self, scenario: &str) -> bool {
@@ -497,36 +500,37 @@ async fn run_scenarios(
         });
         let tool = upsert_tool(server, &admin, "Bench stream", "bench-stream", input).await?;
         let prompt = "stream these words back";
-        let direct = Prepared::post_json(
-            "/v1/chat/completions",
-            &json!({ "prompt": prompt, "stream": true, "stream_options": { "include_usage": true } }),
-        );
-        let body = json!({ "query": INVOKE_STREAM, "variables": { "tool": tool, "input": { "prompt": prompt } } });
-        let streams: Vec<Prepared> = seed
-            .api_keys
-            .iter()
-            .map(|key| {
-                Prepared::post_json("/graphql/stream", &body)
-                    .header("authorization", format!("Bearer {key}"))
-            })
-            .collect();
-        for connections in [1, CALLERS] {
+        // Short answers (16 chunks) show what each stream costs; long ones (256) what each chunk costs.
+        for (chunks, callers) in [(16, 1), (16, CALLERS), (256, CALLERS)] {
+            let direct = Prepared::post_json(
+                "/v1/chat/completions",
+                &json!({ "prompt": prompt, "max_tokens": chunks, "stream": true, "stream_options": { "include_usage": true } }),
+            );
+            let body = json!({ "query": INVOKE_STREAM, "variables": { "tool": tool, "input": { "prompt": prompt, "max_tokens": chunks } } });
+            let streams: Vec<Prepared> = seed
+                .api_keys
+                .iter()
+                .map(|key| {
+                    Prepared::post_json("/graphql/stream", &body)
+                        .header("authorization", format!("Bearer {key}"))
+                })
+                .collect();
             bench
                 .measure(
-                    "f. stream directly",
+                    &format!("{STREAM_DIRECT}, {chunks} chunks"),
                     upstream,
-                    vec![direct.clone()],
-                    connections,
+                    vec![direct],
+                    callers,
                     Mode::Closed,
                     Expect::EventStream,
                 )
                 .await?;
             bench
                 .measure(
-                    "f. invokeToolStream via the hub",
+                    &format!("{STREAM_VIA_HUB}, {chunks} chunks"),
                     hub,
-                    streams.clone(),
-                    connections,
+                    streams,
+                    callers,
                     Mode::Closed,
                     Expect::EventStream,
                 )
@@ -730,22 +734,46 @@ fn render(rows: &[Row], options: &Options) -> String {
             );
         }
     }
-    for direct in rows.iter().filter(|r| r.scenario == "f. stream directly") {
-        let Some(hub) = rows.iter().find(|r| {
-            r.scenario == "f. invokeToolStream via the hub" && r.connections == direct.connections
-        }) else {
+    let metered = find(rows, "b. invokeTool via the hub", CALLERS, "closed");
+    for direct in rows
+        .iter()
+        .filter(|r| r.scenario.starts_with(STREAM_DIRECT))
+    {
+        let via_hub = direct.scenario.replacen(STREAM_DIRECT, STREAM_VIA_HUB, 1);
+        let Some(hub) = rows
+            .iter()
+            .find(|r| r.scenario == via_hub && r.connections == direct.connections)
+        else {
             continue;
         };
-        let _ = writeln!(
+        let share = |chunks_per_second: f64| {
+            100.0 * chunks_per_second / direct.outcome.chunks_per_second().max(1.0)
+        };
+        let _ = write!(
             out,
-            "- f. {} connection(s): the hub adds {:.2} ms to the first chunk at p50 and {:.2} ms at p99 (target at one caller: under 2 ms at p99); {:.0} chunks/s through the hub against {:.0} directly, {:.1}% (target at {CALLERS}: at least 25%).",
+            "- {}, {} connection(s): the hub adds {:.2} ms to the first chunk at p50 and {:.2} ms at p99 (target at one caller: under 2 ms at p99); {:.0} chunks/s through the hub against {:.0} directly, {:.1}% (target at {CALLERS}: at least 25%).",
+            direct.scenario,
             direct.connections,
             hub.p(0.5) - direct.p(0.5),
             hub.p(0.99) - direct.p(0.99),
             hub.outcome.chunks_per_second(),
             direct.outcome.chunks_per_second(),
-            100.0 * hub.outcome.chunks_per_second() / direct.outcome.chunks_per_second().max(1.0)
+            share(hub.outcome.chunks_per_second())
         );
+        // Each stream is one metered invocation: invokeTool's rate in this run bounds the streams'.
+        if let Some(metered) = metered.filter(|_| direct.connections == CALLERS) {
+            let chunks_per_stream = hub.outcome.chunks_per_second() / hub.outcome.rps().max(1.0);
+            let _ = write!(
+                out,
+                " Metering floor: invokeTool did {:.0} calls/s at {CALLERS} callers in this run, so streams of {:.0} chunks cannot pass more than {:.0} chunks/s, {:.1}% of direct; the hub reached {:.0}% of that.",
+                metered.outcome.rps(),
+                chunks_per_stream,
+                metered.outcome.rps() * chunks_per_stream,
+                share(metered.outcome.rps() * chunks_per_stream),
+                100.0 * hub.outcome.rps() / metered.outcome.rps().max(1.0)
+            );
+        }
+        let _ = writeln!(out);
     }
     for direct in rows.iter().filter(|r| r.scenario == "b. upstream directly") {
         if let Some(hub) = rows.iter().find(|r| {

@@ -9,8 +9,10 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-/// Chunks a streamed answer holds before its usage chunk.
+/// Chunks a streamed answer holds before its usage chunk, unless `max_tokens` asks for another number
+/// (up to [`MOST_CHUNKS`]).
 const STREAM_CHUNKS: usize = 16;
+const MOST_CHUNKS: usize = 4096;
 
 async fn completion(Json(input): Json<Value>) -> Response {
     let prompt = input
@@ -19,7 +21,12 @@ async fn completion(Json(input): Json<Value>) -> Response {
         .unwrap_or_default();
     let words = i64::try_from(prompt.split_whitespace().count()).unwrap_or(0);
     if input.get("stream") == Some(&Value::Bool(true)) {
-        return streamed(words, input["stream_options"]["include_usage"] == true);
+        let chunks = input
+            .get("max_tokens")
+            .and_then(Value::as_u64)
+            .and_then(|n| usize::try_from(n).ok())
+            .map_or(STREAM_CHUNKS, |n| n.clamp(1, MOST_CHUNKS));
+        return streamed(words, chunks, input["stream_options"]["include_usage"] == true);
     }
     Json(json!({
         "object": "chat.completion",
@@ -30,11 +37,11 @@ async fn completion(Json(input): Json<Value>) -> Response {
     .into_response()
 }
 
-/// OpenAI's `stream: true` answer: [`STREAM_CHUNKS`] chunks of one word, the usage chunk when asked,
+/// OpenAI's `stream: true` answer: `chunks` chunks of one word, the usage chunk when asked,
 /// then `[DONE]`. The events are written at once (a model would space them): the scenario measures what
 /// the hub adds to the first chunk and how many chunks it can pass on, not a model's pace.
-fn streamed(words: i64, usage: bool) -> Response {
-    let mut events: Vec<String> = (0..STREAM_CHUNKS)
+fn streamed(words: i64, chunks: usize, usage: bool) -> Response {
+    let mut events: Vec<String> = (0..chunks)
         .map(|i| {
             let chunk = json!({ "object": "chat.completion.chunk", "model": "bench-echo",
                 "choices": [{ "index": 0, "delta": { "content": format!("word{i} ") } }] });
@@ -43,7 +50,7 @@ fn streamed(words: i64, usage: bool) -> Response {
         .collect();
     if usage {
         let chunk = json!({ "object": "chat.completion.chunk", "choices": [],
-            "usage": { "prompt_tokens": words, "completion_tokens": STREAM_CHUNKS, "total_tokens": words + STREAM_CHUNKS as i64 } });
+            "usage": { "prompt_tokens": words, "completion_tokens": chunks, "total_tokens": words + chunks as i64 } });
         events.push(format!("data: {chunk}\n\n"));
     }
     events.push("data: [DONE]\n\n".to_owned());
