@@ -17,7 +17,7 @@ use crate::db::batch::Batcher;
 use crate::db::vitals::Vitals;
 use crate::gateway::breaker::Breakers;
 use crate::gateway::meter::Meter;
-use crate::mail::Mailer;
+use crate::mail::transport::Mailer;
 use crate::pacing::batch::Pacer;
 use crate::secrets::Keys;
 use crate::telemetry::{self, LoaderStats};

@@ -125,6 +125,7 @@ impl Drop for Background {
 pub fn start_background(state: &AppState, database_url: &str) -> Background {
     Background(vec![
         sweeper::spawn(state.clone(), std::time::Duration::from_secs(60)),
+        mail::outbox::spawn(state.clone()),
         db::vitals::spawn_probe(
             state.pool.clone(),
             state.vitals.clone(),

@@ -26,7 +26,11 @@ async fn completion(Json(input): Json<Value>) -> Response {
             .and_then(Value::as_u64)
             .and_then(|n| usize::try_from(n).ok())
             .map_or(STREAM_CHUNKS, |n| n.clamp(1, MOST_CHUNKS));
-        return streamed(words, chunks, input["stream_options"]["include_usage"] == true);
+        return streamed(
+            words,
+            chunks,
+            input["stream_options"]["include_usage"] == true,
+        );
     }
     Json(json!({
         "object": "chat.completion",

@@ -215,6 +215,32 @@ impl AdminQuery {
         }
         Ok(connection)
     }
+
+    /// The mail log, newest first: every message queued, whether it was sent, is waiting for a retry
+    /// (`PENDING`, with its next attempt) or was given up (`FAILED`, with the last error).
+    #[graphql(
+        guard = "AdminOnly",
+        complexity = "crate::graphql::cost::page(first, child_complexity)"
+    )]
+    async fn mail_log(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        status: Option<crate::mail::model::MailStatus>,
+    ) -> async_graphql::Result<Connection<String, crate::mail::graphql::MailDelivery>> {
+        let first = page_size(first)?;
+        let after = after.as_deref().map(cursor::decode_time_id).transpose()?;
+        let (rows, has_next) = crate::mail::outbox::page(ctx.app()?, status, after, first).await?;
+        let mut connection = Connection::new(after.is_some(), has_next);
+        for row in rows {
+            connection.edges.push(Edge::new(
+                cursor::encode_time_id(row.created_at, row.id),
+                row.into(),
+            ));
+        }
+        Ok(connection)
+    }
 }
 
 /// A new account made by an administrator.

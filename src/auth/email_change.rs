@@ -5,8 +5,7 @@ use chrono::Utc;
 use diesel_async::AsyncConnection;
 
 use super::mail_links::{
-    create_mail_token, send_in_background, send_verification, spend_mail_budget,
-    within_hourly_limit,
+    create_mail_token, queue_in, spend_mail_budget, verification_mail, within_hourly_limit,
 };
 use super::model::MailPurpose;
 use super::repo;
@@ -14,7 +13,7 @@ use super::tokens::hash_token;
 use crate::app::AppState;
 use crate::audit::service::Actor;
 use crate::error::{AppError, AppResult};
-use crate::mail::action_mail;
+use crate::mail::transport::{OutgoingMail, action_mail};
 use crate::users::model::{Email, UserId, UserRow};
 use crate::users::repo as users;
 
@@ -59,45 +58,47 @@ pub async fn request_email_change(
         });
     }
     spend_mail_budget(app, origin.client_ip).await?;
-    let (confirm, cancel) = conn
-        .transaction::<_, AppError, _>(async |conn| {
-            let confirm = create_mail_token(
-                conn,
-                app,
-                user,
-                MailPurpose::ChangeEmail,
-                new_email.as_str().to_owned(),
-                now,
-            )
-            .await?;
-            let cancel = create_mail_token(
-                conn,
-                app,
-                user,
-                MailPurpose::CancelEmailChange,
-                user.email.clone(),
-                now,
-            )
-            .await?;
-            crate::audit::service::record_account_event_in(
-                conn,
-                user.id,
-                "user.email_change_requested",
-                origin,
-            )
-            .await?;
-            Ok((confirm, cancel))
-        })
+    conn.transaction::<_, AppError, _>(async |conn| {
+        let confirm = create_mail_token(
+            conn,
+            app,
+            user,
+            MailPurpose::ChangeEmail,
+            new_email.as_str().to_owned(),
+            now,
+        )
         .await?;
+        let cancel = create_mail_token(
+            conn,
+            app,
+            user,
+            MailPurpose::CancelEmailChange,
+            user.email.clone(),
+            now,
+        )
+        .await?;
+        crate::audit::service::record_account_event_in(
+            conn,
+            user.id,
+            "user.email_change_requested",
+            origin,
+        )
+        .await?;
+        let confirmation = verification_mail(app, &user.name, new_email.as_str(), &confirm);
+        queue_in(conn, app, user.id, MailPurpose::ChangeEmail, &confirmation).await?;
+        let notice = change_notice(app, user, new_email, &cancel);
+        queue_in(conn, app, user.id, MailPurpose::CancelEmailChange, &notice).await?;
+        Ok(())
+    })
+    .await?;
+    app.mailer.wake();
     tracing::info!(user_id = %user.id, new_email = %new_email.masked(), "email change requested");
-    send_verification(app, &user.name, new_email.as_str(), &confirm);
-    send_change_notice(app, user, new_email, &cancel);
     Ok(())
 }
 
 /// Tells the current address that a change to `new_email` was asked for, with the link that undoes it.
-fn send_change_notice(app: &AppState, user: &UserRow, new_email: &Email, token: &str) {
-    let mail = action_mail(
+fn change_notice(app: &AppState, user: &UserRow, new_email: &Email, token: &str) -> OutgoingMail {
+    action_mail(
         &user.email,
         "Your Joyfull Hub email address is being changed",
         &user.name,
@@ -111,8 +112,7 @@ fn send_change_notice(app: &AppState, user: &UserRow, new_email: &Email, token: 
             app.mailer.public_url
         ),
         "If it was you, there is nothing to do. Then consider changing your password.",
-    );
-    send_in_background(app, mail, "an email change notice");
+    )
 }
 
 /// Cancels an email change from the link mailed to the old address: pending confirmations stop

@@ -18,7 +18,8 @@ use super::tokens::{hash_token, random_token};
 use crate::app::AppState;
 use crate::audit::service::Actor;
 use crate::error::{AppError, AppResult};
-use crate::mail::action_mail;
+use crate::mail::outbox;
+use crate::mail::transport::{OutgoingMail, action_mail};
 use crate::users::model::{Email, UserId, UserRow, UserStatus, check_password_strength};
 use crate::users::repo as users;
 
@@ -92,29 +93,33 @@ async fn send_reset(app: &AppState, email: &Email) -> AppResult<()> {
         tracing::warn!(user_id = %user.id, "password reset mail limit reached; nothing sent");
         return Ok(());
     }
-    let token = create_mail_token(
-        &mut conn,
-        app,
-        &user,
-        MailPurpose::ResetPassword,
-        user.email.clone(),
-        now,
-    )
+    conn.transaction::<_, AppError, _>(async |conn| {
+        let token = create_mail_token(
+            conn,
+            app,
+            &user,
+            MailPurpose::ResetPassword,
+            user.email.clone(),
+            now,
+        )
+        .await?;
+        let hours = app.config.auth.reset_token_ttl.as_secs() / 3600;
+        let mail = action_mail(
+            &user.email,
+            "Reset your Joyfull Hub password",
+            &user.name,
+            "Someone (hopefully you) asked to reset the password of your Joyfull Hub account.",
+            "Choose a new password",
+            &format!("{}/reset-password?token={token}", app.mailer.public_url),
+            &format!(
+                "The link works once, for {hours} hours. If you did not ask for it, ignore this mail: your password stays as it is."
+            ),
+        );
+        queue_in(conn, app, user.id, MailPurpose::ResetPassword, &mail).await
+    })
     .await?;
-    let hours = app.config.auth.reset_token_ttl.as_secs() / 3600;
-    let mail = action_mail(
-        &user.email,
-        "Reset your Joyfull Hub password",
-        &user.name,
-        "Someone (hopefully you) asked to reset the password of your Joyfull Hub account.",
-        "Choose a new password",
-        &format!("{}/reset-password?token={token}", app.mailer.public_url),
-        &format!(
-            "The link works once, for {hours} hours. If you did not ask for it, ignore this mail: your password stays as it is."
-        ),
-    );
-    app.mailer.send(mail).await.map_err(AppError::internal)?;
-    tracing::info!(user_id = %user.id, "password reset mail sent");
+    app.mailer.wake();
+    tracing::info!(user_id = %user.id, "password reset mail queued");
     Ok(())
 }
 
@@ -241,16 +246,21 @@ pub async fn resend_verification(
         });
     }
     spend_mail_budget(app, client_ip).await?;
-    let token = create_mail_token(
-        &mut conn,
-        app,
-        &row,
-        MailPurpose::VerifyEmail,
-        row.email.clone(),
-        now,
-    )
+    conn.transaction::<_, AppError, _>(async |conn| {
+        let token = create_mail_token(
+            conn,
+            app,
+            &row,
+            MailPurpose::VerifyEmail,
+            row.email.clone(),
+            now,
+        )
+        .await?;
+        let mail = verification_mail(app, &row.name, &row.email, &token);
+        queue_in(conn, app, row.id, MailPurpose::VerifyEmail, &mail).await
+    })
     .await?;
-    send_verification(app, &row.name, &row.email, &token);
+    app.mailer.wake();
     Ok(true)
 }
 
@@ -283,29 +293,23 @@ pub(super) async fn create_mail_token(
     Ok(token)
 }
 
-/// Sends a mail from a task of its own (the request does not wait for the mail server); a failure is
-/// logged.
-pub(super) fn send_in_background(
+/// Queues `mail` to `user` about `purpose` in the caller's transaction (wake the mailer after the
+/// commit): it goes out even if the server stops right after.
+pub(super) async fn queue_in(
+    conn: &mut AsyncPgConnection,
     app: &AppState,
-    mail: crate::mail::OutgoingMail,
-    what: &'static str,
-) {
-    let mailer = app.mailer.clone();
-    tokio::spawn(
-        async move {
-            if let Err(e) = mailer.send(mail).await {
-                tracing::error!(error = ?e, "could not send {what}");
-            }
-        }
-        .instrument(tracing::Span::current()),
-    );
+    user: Uuid,
+    purpose: MailPurpose,
+    mail: &OutgoingMail,
+) -> AppResult<()> {
+    outbox::enqueue_in(conn, app, Some(user), purpose.as_db(), mail).await?;
+    Ok(())
 }
 
-/// Sends the verification mail in the background; a failure is logged, and the user can ask for
-/// another with `resendVerificationEmail`.
-pub(super) fn send_verification(app: &AppState, name: &str, to: &str, token: &str) {
+/// The mail that confirms `to` with the verification `token`.
+pub(super) fn verification_mail(app: &AppState, name: &str, to: &str, token: &str) -> OutgoingMail {
     let hours = app.config.auth.verify_token_ttl.as_secs() / 3600;
-    let mail = action_mail(
+    action_mail(
         to,
         "Confirm your email address for Joyfull Hub",
         name,
@@ -315,6 +319,5 @@ pub(super) fn send_verification(app: &AppState, name: &str, to: &str, token: &st
         &format!(
             "The link works once, for {hours} hours. If you did not sign up, ignore this mail."
         ),
-    );
-    send_in_background(app, mail, "a verification mail");
+    )
 }

@@ -10,7 +10,7 @@ use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use uuid::Uuid;
 
-use super::mail_links::{create_mail_token, send_verification};
+use super::mail_links::{create_mail_token, queue_in, verification_mail};
 use super::model::MailPurpose;
 use super::repo;
 use super::sessions::{Session, end_session, session_ends_at, start_session};
@@ -59,7 +59,7 @@ pub async fn register(
     let password_hash = app.hasher.hash(password).await?;
     let now = Utc::now();
     let mut conn = app.pool.get().await?;
-    let (user, verify_token, session) = conn
+    let (user, session) = conn
         .transaction::<_, AppError, _>(async |conn| {
             let user = users::insert(
                 conn,
@@ -82,12 +82,14 @@ pub async fn register(
                 now,
             )
             .await?;
+            let mail = verification_mail(app, &user.name, &user.email, &token);
+            queue_in(conn, app, user.id, MailPurpose::VerifyEmail, &mail).await?;
             let session = start_session(conn, app, user.clone(), None, now).await?;
-            Ok((user, token, session))
+            Ok((user, session))
         })
         .await?;
     tracing::info!(user_id = %user.id, email = %email.masked(), "account registered");
-    send_verification(app, &user.name, &user.email, &verify_token);
+    app.mailer.wake();
     Ok(session)
 }
 

@@ -278,7 +278,10 @@ mod tests {
         assert_eq!(one_by_one, at_once);
         let mut collector = Collector::default();
         let taken: Vec<Option<Value>> = at_once.into_iter().map(|d| collector.take(d)).collect();
-        assert_eq!(taken, [Some(json!({ "n": 1 })), Some(json!("a\nb")), None, None]);
+        assert_eq!(
+            taken,
+            [Some(json!({ "n": 1 })), Some(json!("a\nb")), None, None]
+        );
     }
 
     #[test]

@@ -248,6 +248,7 @@ pub async fn admin_delete(
         crate::keys::service::forget_user_in(conn, target).await?;
         crate::gateway::service::forget_user_in(conn, target).await?;
         crate::billing::service::forget_user_in(conn, target, now).await?;
+        crate::mail::outbox::forget_user_in(conn, target.0).await?;
         let masked =
             Email::parse(&before.email, "email").map_or_else(|_| "***".to_owned(), |e| e.masked());
         let removed =

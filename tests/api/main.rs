@@ -32,6 +32,7 @@ mod limits;
 mod live_sessions;
 mod lost_settlements;
 mod mail_flows;
+mod mail_outbox;
 mod payments;
 mod persisted_queries;
 mod query_cost;

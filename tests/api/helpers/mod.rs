@@ -5,6 +5,7 @@ pub mod db;
 pub mod fake_stripe;
 pub mod faulty_proxy;
 pub mod separate_server;
+pub mod smtp;
 pub mod upstream;
 pub mod ws;
 
@@ -42,7 +43,7 @@ pub struct TestApp {
     pub data_dir: PathBuf,
     /// Billing's clock: stands still until a test moves it.
     pub clock: Arc<ManualClock>,
-    _background: joyfull_hub::Background,
+    background: Option<joyfull_hub::Background>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -126,8 +127,17 @@ impl TestApp {
             state,
             data_dir,
             clock,
-            _background: background,
+            background: Some(background),
             stop: Some(stop),
+        }
+    }
+
+    /// Stops this instance's background work and server at once, as if its process died; its database
+    /// stays for other instances.
+    pub fn crash(&mut self) {
+        self.background.take();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
     }
 
@@ -469,7 +479,7 @@ impl Drop for TestApp {
 }
 
 /// Undoes quoted-printable: soft line breaks and `=XX` escapes.
-fn decode_quoted_printable(text: &str) -> String {
+pub fn decode_quoted_printable(text: &str) -> String {
     let joined = text.replace("=\r\n", "").replace("=\n", "");
     let bytes = joined.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

@@ -1,15 +1,22 @@
-//! Outgoing mail: over SMTP when `HUB_SMTP_URL` is set (`smtp://host:port`, `smtps://user:pass@host`),
-//! otherwise each message is written as an `.eml` file under `$HUB_DATA_DIR/mail/` and logged, so
-//! development and tests need no mail server. Messages have a plain-text and an HTML part.
+//! Sending one message: over SMTP when `HUB_SMTP_URL` is set (`smtp://host:port`,
+//! `smtps://user:pass@host`), otherwise as an `.eml` file under `$HUB_DATA_DIR/mail/`, so development and
+//! tests need no mail server. Messages have a plain-text and an HTML part and a `Message-ID` made from
+//! their outbox id, so a retry of a message the server already took is recognisably the same message.
+//! Only the outbox (`mail::outbox`) sends.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use uuid::Uuid;
 
 use crate::config::Config;
+
+/// How long one SMTP exchange may take (the outbox's claim on a message outlasts it).
+pub const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A message to send.
 #[derive(Debug, Clone)]
@@ -31,6 +38,16 @@ pub struct Mailer {
     from: Mailbox,
     /// Base of the links in mails.
     pub public_url: String,
+    /// Wakes this instance's delivery worker when a message was queued.
+    queued: tokio::sync::Notify,
+}
+
+/// Why a message was not sent.
+#[derive(Debug)]
+pub struct SendFailure {
+    /// The server refused it for good (an unknown mailbox, say): retrying cannot help.
+    pub permanent: bool,
+    pub detail: String,
 }
 
 impl Mailer {
@@ -43,6 +60,7 @@ impl Mailer {
             Some(url) => Transport::Smtp(Box::new(
                 AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
                     .context("HUB_SMTP_URL is not a usable SMTP address")?
+                    .timeout(Some(SMTP_TIMEOUT))
                     .build(),
             )),
             None => Transport::Files(config.data_dir.join("mail")),
@@ -51,19 +69,34 @@ impl Mailer {
             transport,
             from,
             public_url: config.mail.public_url.clone(),
+            queued: tokio::sync::Notify::new(),
         })
     }
 
-    #[tracing::instrument(skip_all, fields(subject = %mail.subject))]
-    pub async fn send(&self, mail: OutgoingMail) -> anyhow::Result<()> {
+    /// Tells this instance's delivery worker that a message is waiting (call after the commit).
+    pub fn wake(&self) {
+        self.queued.notify_one();
+    }
+
+    /// Waits until [`wake`](Self::wake) is called.
+    pub async fn woken(&self) {
+        self.queued.notified().await;
+    }
+
+    /// Sends `mail` as message `id`.
+    #[tracing::instrument(skip_all, fields(subject = %mail.subject, message_id = %id))]
+    pub async fn send(&self, id: Uuid, mail: &OutgoingMail) -> Result<(), SendFailure> {
+        let failure = |permanent: bool, detail: String| SendFailure { permanent, detail };
         let to: Mailbox = mail
             .to
             .parse()
-            .context("the recipient is not a mail address")?;
+            .map_err(|_| failure(true, "the recipient is not a mail address".into()))?;
+        let domain = self.from.email.domain().to_owned();
         let message = Message::builder()
             .from(self.from.clone())
             .to(to)
-            .subject(mail.subject)
+            .subject(mail.subject.clone())
+            .message_id(Some(format!("<{id}@{domain}>")))
             // Quoted-printable keeps the messages readable as files and links intact for any client.
             .multipart(
                 MultiPart::alternative()
@@ -71,31 +104,35 @@ impl Mailer {
                         SinglePart::builder()
                             .header(ContentType::TEXT_PLAIN)
                             .header(ContentTransferEncoding::QuotedPrintable)
-                            .body(mail.text),
+                            .body(mail.text.clone()),
                     )
                     .singlepart(
                         SinglePart::builder()
                             .header(ContentType::TEXT_HTML)
                             .header(ContentTransferEncoding::QuotedPrintable)
-                            .body(mail.html),
+                            .body(mail.html.clone()),
                     ),
             )
-            .context("cannot build the message")?;
+            .map_err(|e| failure(true, format!("cannot build the message: {e}")))?;
         match &self.transport {
             Transport::Smtp(smtp) => {
-                smtp.send(message)
-                    .await
-                    .context("the SMTP server refused the message")?;
+                smtp.send(message).await.map_err(|e| {
+                    failure(
+                        e.is_permanent(),
+                        format!("the SMTP server did not take it: {e}"),
+                    )
+                })?;
                 tracing::info!("mail sent over SMTP");
             }
             Transport::Files(dir) => {
                 tokio::fs::create_dir_all(dir)
                     .await
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-                let path = dir.join(format!("{}.eml", uuid::Uuid::now_v7()));
+                    .map_err(|e| failure(false, format!("cannot create {}: {e}", dir.display())))?;
+                // Named by message: a retry writes the same file again.
+                let path = dir.join(format!("{id}.eml"));
                 tokio::fs::write(&path, message.formatted())
                     .await
-                    .with_context(|| format!("cannot write {}", path.display()))?;
+                    .map_err(|e| failure(false, format!("cannot write {}: {e}", path.display())))?;
                 tracing::info!(path = %path.display(), "mail written to a file (HUB_SMTP_URL is not set)");
             }
         }
