@@ -206,14 +206,12 @@ impl AdminQuery {
         };
         let (rows, has_next) =
             crate::audit::service::page(ctx.app()?, &filter, after, first).await?;
-        let mut connection = Connection::new(after.is_some(), has_next);
-        for row in rows {
-            connection.edges.push(Edge::new(
-                cursor::encode_time_id(row.created_at, row.id),
-                AuditEntry::from(row),
-            ));
-        }
-        Ok(connection)
+        Ok(cursor::newest_first(
+            rows,
+            after.is_some(),
+            has_next,
+            |row| (row.created_at, row.id),
+        ))
     }
 
     /// The mail log, newest first: every message queued, whether it was sent, is waiting for a retry
@@ -232,14 +230,12 @@ impl AdminQuery {
         let first = page_size(first)?;
         let after = after.as_deref().map(cursor::decode_time_id).transpose()?;
         let (rows, has_next) = crate::mail::outbox::page(ctx.app()?, status, after, first).await?;
-        let mut connection = Connection::new(after.is_some(), has_next);
-        for row in rows {
-            connection.edges.push(Edge::new(
-                cursor::encode_time_id(row.created_at, row.id),
-                row.into(),
-            ));
-        }
-        Ok(connection)
+        Ok(cursor::newest_first(
+            rows,
+            after.is_some(),
+            has_next,
+            |row| (row.created_at, row.id),
+        ))
     }
 }
 

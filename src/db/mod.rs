@@ -257,3 +257,11 @@ impl Database {
 async fn stop_owned(mut owned: embedded::OwnedPostgres) {
     supervisor::stop_in_background(move || owned.stop()).await;
 }
+
+/// A page read with one row more than asked (`first + 1`): the page, and whether more rows follow.
+pub fn one_page<T>(mut rows: Vec<T>, first: i64) -> (Vec<T>, bool) {
+    let limit = usize::try_from(first).unwrap_or(usize::MAX);
+    let has_next = rows.len() > limit;
+    rows.truncate(limit);
+    (rows, has_next)
+}

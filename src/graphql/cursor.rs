@@ -1,6 +1,8 @@
 //! Opaque keyset cursors. A cursor is the hexadecimal form of the sort key of the last item of a page;
 //! clients treat it as an opaque string. A cursor this API did not give out answers `BAD_USER_INPUT`.
 
+use async_graphql::OutputType;
+use async_graphql::connection::{Connection, Edge};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -23,6 +25,25 @@ pub fn decode_time_id(cursor: &str) -> Result<(DateTime<Utc>, Uuid), AppError> {
     let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| invalid())?)
         .ok_or_else(invalid)?;
     Ok((at, Uuid::parse_str(id).map_err(|_| invalid())?))
+}
+
+/// A newest-first page as a connection: each row becomes a node, with its `(time, id)` position as its
+/// cursor.
+pub fn newest_first<R, N>(
+    rows: Vec<R>,
+    has_previous: bool,
+    has_next: bool,
+    position: impl Fn(&R) -> (DateTime<Utc>, Uuid),
+) -> Connection<String, N>
+where
+    N: From<R> + OutputType,
+{
+    let mut connection = Connection::new(has_previous, has_next);
+    connection.edges.extend(rows.into_iter().map(|row| {
+        let (at, id) = position(&row);
+        Edge::new(encode_time_id(at, id), N::from(row))
+    }));
+    connection
 }
 
 /// Encodes any text position.

@@ -149,11 +149,8 @@ pub async fn page(
     first: i64,
 ) -> AppResult<(Vec<MailRow>, bool)> {
     let mut conn = app.pool.get().await?;
-    let mut rows = repo::page(&mut conn, status, after, first + 1).await?;
-    let limit = usize::try_from(first).unwrap_or(usize::MAX);
-    let has_next = rows.len() > limit;
-    rows.truncate(limit);
-    Ok((rows, has_next))
+    let rows = repo::page(&mut conn, status, after, first + 1).await?;
+    Ok(crate::db::one_page(rows, first))
 }
 
 /// Drops the log of messages finished more than [`LOG_KEPT_FOR`] ago (the sweeper calls it).

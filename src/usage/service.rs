@@ -31,10 +31,8 @@ pub async fn page(
 ) -> AppResult<(Vec<UsageEvent>, bool)> {
     check_range(filter.from, filter.to)?;
     let mut conn = app.read_pool.get().await?;
-    let mut rows = repo::page(&mut conn, filter, after, first + 1).await?;
-    let has_next = rows.len() > usize::try_from(first).unwrap_or(usize::MAX);
-    rows.truncate(usize::try_from(first).unwrap_or(usize::MAX));
-    Ok((rows, has_next))
+    let rows = repo::page(&mut conn, filter, after, first + 1).await?;
+    Ok(crate::db::one_page(rows, first))
 }
 
 pub async fn count(app: &AppState, filter: &Filter) -> AppResult<i64> {
