@@ -53,6 +53,8 @@ pub struct AppState {
     pub pacer: Pacer,
     /// Live usage events for WebSocket subscribers.
     pub live: Arc<LiveUsage>,
+    /// New in-app notifications from every instance, through the same listener.
+    pub notices: Arc<crate::db::feed::Feed<crate::notifications::model::NotificationRow>>,
     /// API keys, users and tools, kept fresh by the same listener as `live`.
     pub caches: Arc<Caches>,
     pub loader_stats: Arc<LoaderStats>,
@@ -80,7 +82,10 @@ impl AppState {
             None => pool.clone(),
         };
         Ok(Self {
-            live: Arc::new(LiveUsage::default()),
+            live: Arc::new(crate::usage::live::feed()),
+            notices: Arc::new(crate::db::feed::Feed::new(
+                crate::notifications::model::LIVE_CHANNEL,
+            )),
             caches: Arc::new(Caches::default()),
             loader_stats: Arc::new(LoaderStats::default()),
             http,

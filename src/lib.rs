@@ -19,6 +19,7 @@ pub mod graphql;
 pub mod http;
 pub mod keys;
 pub mod mail;
+pub mod notifications;
 pub mod pacing;
 pub mod secrets;
 pub mod server;
@@ -28,6 +29,7 @@ pub mod telemetry;
 pub mod tools;
 pub mod usage;
 pub mod users;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -126,6 +128,8 @@ pub fn start_background(state: &AppState, database_url: &str) -> Background {
     Background(vec![
         sweeper::spawn(state.clone(), std::time::Duration::from_secs(60)),
         mail::outbox::spawn(state.clone()),
+        notifications::outbox::spawn(state.clone()),
+        webhooks::delivery::spawn(state.clone()),
         db::vitals::spawn_probe(
             state.pool.clone(),
             state.vitals.clone(),
@@ -133,7 +137,11 @@ pub fn start_background(state: &AppState, database_url: &str) -> Background {
         ),
         db::listener::spawn(
             database_url.to_owned(),
-            vec![state.live.clone(), state.caches.clone()],
+            vec![
+                state.live.clone(),
+                state.notices.clone(),
+                state.caches.clone(),
+            ],
             db::listener::Liveness::default(),
         ),
     ])

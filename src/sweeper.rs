@@ -27,6 +27,12 @@ pub fn spawn(app: AppState, every: Duration) -> tokio::task::JoinHandle<()> {
                 if let Err(e) = crate::pacing::service::sweep(&app).await {
                     tracing::warn!(error = %e.public_message(), "sweeping request pacing failed; retrying next interval");
                 }
+                if let Err(e) = crate::notifications::service::sweep(&app, now).await {
+                    tracing::warn!(error = %e.public_message(), "sweeping notifications failed; retrying next interval");
+                }
+                if let Err(e) = crate::webhooks::service::sweep(&app, now).await {
+                    tracing::warn!(error = %e.public_message(), "sweeping the webhook log failed; retrying next interval");
+                }
                 if let Err(e) = crate::mail::outbox::sweep(&app, now).await {
                     tracing::warn!(error = %e.public_message(), "sweeping the mail log failed; retrying next interval");
                 }

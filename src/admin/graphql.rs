@@ -71,18 +71,6 @@ fn decode_listed(cursor: &str) -> Result<Listed, AppError> {
     })
 }
 
-fn page_size(first: Option<i32>) -> Result<i64, AppError> {
-    let first = first.unwrap_or(20);
-    if (0..=100).contains(&first) {
-        Ok(i64::from(first))
-    } else {
-        Err(AppError::bad_input(
-            "first",
-            "Ask for 0 to 100 items at a time.",
-        ))
-    }
-}
-
 /// The admin console's root field.
 #[derive(Default)]
 pub struct AdminRootQuery;
@@ -121,7 +109,7 @@ impl AdminQuery {
         tier: Option<PlanTier>,
         sort: Option<UserSort>,
     ) -> async_graphql::Result<Connection<String, User, ConnectionTotal>> {
-        let first = page_size(first)?;
+        let first = cursor::page_size(first)?;
         let after = after.as_deref().map(decode_listed).transpose()?;
         let filter = ListFilter {
             search: search
@@ -190,7 +178,7 @@ impl AdminQuery {
         actor_id: Option<ID>,
         target_id: Option<String>,
     ) -> async_graphql::Result<Connection<String, AuditEntry>> {
-        let first = page_size(first)?;
+        let first = cursor::page_size(first)?;
         let after = after.as_deref().map(cursor::decode_time_id).transpose()?;
         let actor = match actor_id {
             Some(id) => Some(
@@ -227,7 +215,7 @@ impl AdminQuery {
         after: Option<String>,
         status: Option<crate::mail::model::MailStatus>,
     ) -> async_graphql::Result<Connection<String, crate::mail::graphql::MailDelivery>> {
-        let first = page_size(first)?;
+        let first = cursor::page_size(first)?;
         let after = after.as_deref().map(cursor::decode_time_id).transpose()?;
         let (rows, has_next) = crate::mail::outbox::page(ctx.app()?, status, after, first).await?;
         Ok(cursor::newest_first(

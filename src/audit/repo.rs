@@ -15,6 +15,26 @@ pub async fn insert(conn: &mut AsyncPgConnection, row: &AuditRow) -> QueryResult
         .await
 }
 
+/// Whether `user` signed in before at all, and whether from `client_ip`.
+pub async fn earlier_logins(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    client_ip: &str,
+) -> QueryResult<(bool, bool)> {
+    let logins = audit_log::table
+        .filter(audit_log::actor_id.eq(user))
+        .filter(audit_log::action.eq("user.login"));
+    let any: bool = diesel::select(diesel::dsl::exists(logins))
+        .get_result(conn)
+        .await?;
+    let from_there: bool = diesel::select(diesel::dsl::exists(
+        logins.filter(audit_log::client_ip.eq(client_ip)),
+    ))
+    .get_result(conn)
+    .await?;
+    Ok((any, from_there))
+}
+
 /// One page, newest first, after the `(created_at, id)` cursor.
 pub async fn page(
     conn: &mut AsyncPgConnection,

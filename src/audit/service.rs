@@ -108,6 +108,20 @@ pub async fn record_account_event_in(
     record_in(conn, &actor, event).await
 }
 
+/// Whether this sign-in of `user` comes from an address they never signed in from (their first
+/// sign-in does not count: every address is new then).
+pub async fn is_new_login_address_in(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    origin: &Actor,
+) -> diesel::QueryResult<bool> {
+    let Some(ip) = origin.client_ip else {
+        return Ok(false);
+    };
+    let (signed_in_before, from_there) = repo::earlier_logins(conn, user, &ip.to_string()).await?;
+    Ok(signed_in_before && !from_there)
+}
+
 pub async fn page(
     app: &AppState,
     filter: &Filter,

@@ -20,6 +20,8 @@ use crate::audit::service::Actor;
 use crate::error::{AppError, AppResult};
 use crate::mail::outbox;
 use crate::mail::transport::{OutgoingMail, action_mail};
+use crate::notifications::model::EventType;
+use crate::notifications::record::record_in;
 use crate::users::model::{Email, UserId, UserRow, UserStatus, check_password_strength};
 use crate::users::repo as users;
 
@@ -180,6 +182,9 @@ pub async fn reset_password(
                 origin,
             )
             .await?;
+            let payload =
+                serde_json::json!({ "clientIp": origin.client_ip.map(|ip| ip.to_string()) });
+            record_in(conn, EventType::PasswordReset, Some(token.user_id), payload).await?;
             Ok(token.user_id)
         })
         .await?;
@@ -210,6 +215,8 @@ pub async fn verify_email(app: &AppState, token: &str) -> AppResult<bool> {
             })?;
             if token.purpose == MailPurpose::ChangeEmail {
                 users::set_verified_email(conn, token.user_id, &token.email, now).await?;
+                let payload = serde_json::json!({ "newEmail": token.email });
+                record_in(conn, EventType::EmailChanged, Some(token.user_id), payload).await?;
             } else {
                 users::mark_verified_if_current(conn, token.user_id, &token.email, now).await?;
             }

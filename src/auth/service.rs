@@ -8,6 +8,7 @@
 
 use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
+use serde_json::json;
 use uuid::Uuid;
 
 use super::mail_links::{create_mail_token, queue_in, verification_mail};
@@ -19,6 +20,8 @@ use super::tokens::hash_token;
 use crate::app::AppState;
 use crate::audit::service::Actor;
 use crate::error::{AppError, AppResult};
+use crate::notifications::model::EventType;
+use crate::notifications::record::record_in;
 use crate::users::model::{
     Email, NewUser, Role, UserId, UserStatus, check_password_strength, parse_name,
 };
@@ -190,13 +193,16 @@ pub async fn login(
     let session = conn
         .transaction::<_, AppError, _>(async |conn| {
             let session = start_session(conn, app, user, None, Utc::now()).await?;
-            crate::audit::service::record_account_event_in(
-                conn,
-                session.user.id,
-                "user.login",
-                origin,
-            )
-            .await?;
+            let user = session.user.id;
+            if crate::audit::service::is_new_login_address_in(conn, user, origin).await? {
+                let payload = json!({
+                    "clientIp": origin.client_ip.map(|ip| ip.to_string()),
+                    "userAgent": origin.user_agent,
+                });
+                record_in(conn, EventType::NewLoginAddress, Some(user), payload).await?;
+            }
+            crate::audit::service::record_account_event_in(conn, user, "user.login", origin)
+                .await?;
             Ok(session)
         })
         .await?;
@@ -326,6 +332,8 @@ pub async fn change_password(
             origin,
         )
         .await?;
+        let payload = json!({ "clientIp": origin.client_ip.map(|ip| ip.to_string()) });
+        record_in(conn, EventType::PasswordChanged, Some(user.0), payload).await?;
         Ok(())
     })
     .await?;

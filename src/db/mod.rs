@@ -5,6 +5,7 @@ pub mod batch;
 pub mod cached;
 pub mod compose;
 pub mod embedded;
+pub mod feed;
 pub mod listener;
 pub mod schema;
 pub mod supervisor;

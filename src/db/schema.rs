@@ -304,7 +304,105 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    outbox_events (id) {
+        id -> Uuid,
+        kind -> Text,
+        user_id -> Nullable<Uuid>,
+        payload -> Jsonb,
+        dedupe_key -> Nullable<Text>,
+        created_at -> Timestamptz,
+        dispatched_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    notifications (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        event_id -> Uuid,
+        kind -> Text,
+        title -> Text,
+        body -> Text,
+        payload -> Jsonb,
+        created_at -> Timestamptz,
+        read_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    notification_channels (user_id, kind) {
+        user_id -> Uuid,
+        kind -> Text,
+        in_app -> Bool,
+        email -> Bool,
+        webhook -> Bool,
+    }
+}
+
+diesel::table! {
+    user_preferences (user_id) {
+        user_id -> Uuid,
+        theme -> Text,
+        language -> Text,
+        time_zone -> Text,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    webhook_endpoints (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        url -> Text,
+        description -> Text,
+        events -> Nullable<Array<Text>>,
+        secret_nonce -> Text,
+        secret_ciphertext -> Text,
+        previous_nonce -> Nullable<Text>,
+        previous_ciphertext -> Nullable<Text>,
+        previous_until -> Nullable<Timestamptz>,
+        enabled -> Bool,
+        disabled_reason -> Nullable<Text>,
+        failing_since -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Uuid,
+        message_id -> Uuid,
+        endpoint_id -> Uuid,
+        user_id -> Uuid,
+        event_id -> Nullable<Uuid>,
+        kind -> Text,
+        body -> Text,
+        status -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        last_status_code -> Nullable<Int4>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        delivered_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    webhook_attempts (id) {
+        id -> Uuid,
+        delivery_id -> Uuid,
+        attempted_at -> Timestamptz,
+        status_code -> Nullable<Int4>,
+        latency_ms -> Int4,
+        excerpt -> Text,
+    }
+}
+
 diesel::joinable!(api_keys -> users (user_id));
+diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
+diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
 diesel::joinable!(ended_sessions -> users (user_id));
 diesel::joinable!(audit_log -> users (actor_id));
 diesel::joinable!(invocation_idempotency -> tools (tool_id));

@@ -38,6 +38,9 @@ macro_rules! text_enum {
         }
 
         impl $ty {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+
             /// How the database spells this value.
             pub const fn as_db(self) -> &'static str {
                 match self {
@@ -117,6 +120,7 @@ mod tests {
         assert_eq!(Colour::DarkBlue.as_db(), "DARK_BLUE");
         assert_eq!(Colour::parse_db("RED"), Some(Colour::Red));
         assert_eq!(Colour::parse_db("red"), None);
+        assert_eq!(Colour::ALL, [Colour::Red, Colour::DarkBlue]);
         assert_eq!(Colour::Red.to_string(), "RED");
         assert_eq!(
             serde_json::to_string(&Colour::DarkBlue).unwrap(),

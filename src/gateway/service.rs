@@ -272,14 +272,43 @@ async fn timed_upstream(app: &AppState, call: &Call) -> (Answered, (Instant, Ins
     (Answered { result, produced }, (started, Instant::now()))
 }
 
-/// Shows a tool's circuit in `gateway_circuit_open` (1 open, 0 closed) when it changes.
-fn circuit_changed(tool: &ToolRow, transition: Option<Transition>) {
+/// Shows a tool's circuit in `gateway_circuit_open` (1 open, 0 closed) when it changes, and tells the
+/// administrators when it opens.
+fn circuit_changed(app: &AppState, tool: &ToolRow, transition: Option<Transition>) {
     let open = match transition {
         Some(Transition::Opened) => 1.0,
         Some(Transition::Closed) => 0.0,
         None => return,
     };
     metrics::gauge!("gateway_circuit_open", "tool" => tool.slug.clone()).set(open);
+    if open > 0.0 {
+        tell_circuit_opened(app, tool);
+    }
+}
+
+/// Records `tool.circuit_opened` (once per tool per ten minutes, however many instances saw it open),
+/// from a task of its own: the call that tripped the breaker does not wait for it.
+fn tell_circuit_opened(app: &AppState, tool: &ToolRow) {
+    let (app, id, name, slug) = (app.clone(), tool.id, tool.name.clone(), tool.slug.clone());
+    tokio::spawn(async move {
+        let window = app.clock.now().timestamp() / 600;
+        let payload = serde_json::json!({ "toolId": id, "toolName": name, "toolSlug": slug });
+        let recorded = async {
+            let mut conn = app.pool.get().await?;
+            crate::notifications::record::record_once_in(
+                &mut conn,
+                crate::notifications::model::EventType::ToolCircuitOpened,
+                None,
+                payload,
+                &format!("tool.circuit_opened:{id}:{window}"),
+            )
+            .await?;
+            Ok::<(), AppError>(())
+        };
+        if let Err(e) = recorded.await {
+            tracing::warn!(error = %e.public_message(), "could not record that a circuit opened");
+        }
+    });
 }
 
 /// Calls the upstream through the breaker; the answer or the error to report.
@@ -357,9 +386,9 @@ async fn call_upstream(
     span.record("outcome", label);
     outcome(label);
     match &result {
-        Ok(_) => circuit_changed(tool, app.breakers.record_success(tool.id)),
+        Ok(_) => circuit_changed(app, tool, app.breakers.record_success(tool.id)),
         Err(e) if e.is_upstream_fault() => {
-            circuit_changed(tool, app.breakers.record_failure(tool.id, call.user))
+            circuit_changed(app, tool, app.breakers.record_failure(tool.id, call.user))
         }
         Err(_) => {}
     }

@@ -27,6 +27,19 @@ pub fn decode_time_id(cursor: &str) -> Result<(DateTime<Utc>, Uuid), AppError> {
     Ok((at, Uuid::parse_str(id).map_err(|_| invalid())?))
 }
 
+/// The `first` argument of a page: 0 to 100, 20 when omitted.
+pub fn page_size(first: Option<i32>) -> Result<i64, AppError> {
+    let first = first.unwrap_or(20);
+    if (0..=100).contains(&first) {
+        Ok(i64::from(first))
+    } else {
+        Err(AppError::bad_input(
+            "first",
+            "Ask for 0 to 100 items at a time.",
+        ))
+    }
+}
+
 /// A newest-first page as a connection: each row becomes a node, with its `(time, id)` position as its
 /// cursor.
 pub fn newest_first<R, N>(

@@ -23,10 +23,14 @@ use crate::billing::graphql::{BillingMutation, BillingQuery};
 use crate::config::GraphqlLimits;
 use crate::gateway::graphql::{GatewayMutation, GatewaySubscription};
 use crate::keys::graphql::{KeysMutation, KeysQuery};
+use crate::notifications::graphql::{
+    NotificationsMutation, NotificationsQuery, NotificationsSubscription,
+};
 use crate::system::graphql::SystemQuery;
 use crate::tools::graphql::{ToolsMutation, ToolsQuery};
 use crate::usage::graphql::{UsageQuery, UsageSubscription};
 use crate::users::graphql::{UsersMutation, UsersQuery};
+use crate::webhooks::graphql::{WebhooksMutation, WebhooksQuery};
 
 /// Every query field, merged from the domains.
 #[derive(MergedObject, Default)]
@@ -38,6 +42,8 @@ pub struct QueryRoot(
     BillingQuery,
     ToolsQuery,
     UsageQuery,
+    NotificationsQuery,
+    WebhooksQuery,
     AdminRootQuery,
     cost::RateLimitQuery,
 );
@@ -52,12 +58,18 @@ pub struct MutationRoot(
     BillingMutation,
     ToolsMutation,
     GatewayMutation,
+    NotificationsMutation,
+    WebhooksMutation,
     AdminMutation,
 );
 /// Every subscription, merged from the domains.
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]
-pub struct SubscriptionRoot(UsageSubscription, GatewaySubscription);
+pub struct SubscriptionRoot(
+    UsageSubscription,
+    GatewaySubscription,
+    NotificationsSubscription,
+);
 
 /// The schema type every handler shares.
 pub type HubSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;

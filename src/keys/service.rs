@@ -11,6 +11,8 @@ use crate::audit::service::Actor;
 use crate::auth::identity::{AuthenticatedUser, Credential};
 use crate::auth::tokens::{hash_token, random_token};
 use crate::error::{AppError, AppResult};
+use crate::notifications::model::EventType;
+use crate::notifications::record::record_in;
 use crate::users::model::{Role, UserAccess, UserId, UserStatus};
 
 /// Most active keys one user may hold.
@@ -112,6 +114,13 @@ pub async fn create(
                 crate::billing::key_spending::open_in(conn, row.id, user).await?;
             }
             audit_key(conn, origin, "api_key.create", &row).await?;
+            record_in(
+                conn,
+                EventType::ApiKeyCreated,
+                Some(user.0),
+                key_payload(&row),
+            )
+            .await?;
             Ok(row)
         })
         .await?;
@@ -198,12 +207,29 @@ pub async fn revoke(
                 .await?
                 .ok_or_else(|| AppError::NotFound("You have no API key with that id.".into()))?;
             audit_key(conn, origin, "api_key.revoke", &row).await?;
+            record_in(
+                conn,
+                EventType::ApiKeyRevoked,
+                Some(row.user_id),
+                key_payload(&row),
+            )
+            .await?;
             Ok(row)
         })
         .await?;
     app.caches.invalidate_user(row.user_id);
     tracing::info!(prefix = %row.prefix, "API key revoked");
     Ok(row)
+}
+
+/// What an event about a key says of it (never the secret).
+fn key_payload(row: &ApiKeyRow) -> serde_json::Value {
+    serde_json::json!({
+        "keyId": row.id,
+        "name": row.name,
+        "prefix": row.prefix,
+        "expiresAt": row.expires_at,
+    })
 }
 
 /// Records an owner's action on their key (the secret is never in it).
@@ -253,6 +279,7 @@ pub async fn admin_revoke(
             },
         )
         .await?;
+        record_in(conn, EventType::ApiKeyRevoked, Some(row.user_id), key_payload(&row)).await?;
         tracing::info!(prefix = %row.prefix, "API key revoked by an administrator");
         Ok(row)
     })

@@ -293,28 +293,9 @@ impl UsageSubscription {
         ctx: &Context<'_>,
     ) -> async_graphql::Result<impl Stream<Item = UsageEntry>> {
         let user = ctx.user()?.id.0;
-        let receiver = ctx.app()?.live.subscribe();
-        Ok(
-            tokio_stream_from(receiver).filter_map(move |event| async move {
-                (event.user_id == user).then(|| UsageEntry::from(event.as_ref()))
-            }),
-        )
+        let events = ctx.app()?.live.stream();
+        Ok(events.filter_map(move |event| async move {
+            (event.user_id == user).then(|| UsageEntry::from(event.as_ref()))
+        }))
     }
-}
-
-/// A broadcast receiver as a stream; a subscriber that falls behind skips what it missed.
-fn tokio_stream_from(
-    receiver: tokio::sync::broadcast::Receiver<std::sync::Arc<UsageEvent>>,
-) -> impl Stream<Item = std::sync::Arc<UsageEvent>> {
-    async_graphql::futures_util::stream::unfold(receiver, |mut receiver| async move {
-        loop {
-            match receiver.recv().await {
-                Ok(event) => return Some((event, receiver)),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(skipped)) => {
-                    tracing::warn!(skipped, "a live usage subscriber fell behind");
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    })
 }

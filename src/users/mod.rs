@@ -2,5 +2,6 @@
 
 pub mod graphql;
 pub mod model;
+pub mod preferences;
 pub mod repo;
 pub mod service;

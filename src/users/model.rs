@@ -32,6 +32,30 @@ crate::text_enum! {
     }
 }
 
+crate::text_enum! {
+    /// The dashboard's colours.
+    #[derive(async_graphql::Enum)]
+    pub enum Theme {
+        Light => "LIGHT",
+        Dark => "DARK",
+        /// Follow the device's setting.
+        System => "SYSTEM",
+    }
+}
+
+/// A row of `user_preferences`.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = crate::db::schema::user_preferences)]
+pub struct PreferencesRow {
+    pub user_id: Uuid,
+    pub theme: Theme,
+    /// A BCP 47 language tag, e.g. `en`, `pt-BR`.
+    pub language: String,
+    /// An IANA time zone, e.g. `Europe/Paris`.
+    pub time_zone: String,
+    pub updated_at: DateTime<Utc>,
+}
+
 /// A row of `users`. No `Debug`: it holds the password hash.
 #[derive(Queryable, Selectable, Clone)]
 #[diesel(table_name = crate::db::schema::users, check_for_backend(diesel::pg::Pg))]

@@ -5,8 +5,10 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::model::{ListFilter, ListSort, Listed, NewUser, Role, UserId, UserRow, UserStatus};
-use crate::db::schema::users;
+use super::model::{
+    ListFilter, ListSort, Listed, NewUser, PreferencesRow, Role, UserId, UserRow, UserStatus,
+};
+use crate::db::schema::{user_preferences, users};
 
 #[tracing::instrument(skip_all)]
 pub async fn insert(conn: &mut AsyncPgConnection, user: NewUser<'_>) -> QueryResult<UserRow> {
@@ -204,6 +206,17 @@ pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResul
 
 /// Locks every active administrator (so two demotions cannot both pass the last-admin rule) and
 /// returns their ids.
+/// The ids of the active administrators.
+pub async fn active_admin_ids(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Uuid>> {
+    users::table
+        .filter(users::role.eq(Role::Admin))
+        .filter(users::status.eq(UserStatus::Active))
+        .filter(users::deleted_at.is_null())
+        .select(users::id)
+        .load(conn)
+        .await
+}
+
 pub async fn lock_active_admins(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Uuid>> {
     users::table
         .filter(users::role.eq(Role::Admin))
@@ -253,4 +266,35 @@ pub async fn anonymize(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+pub async fn preferences(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+) -> QueryResult<Option<PreferencesRow>> {
+    user_preferences::table
+        .find(user)
+        .select(PreferencesRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn save_preferences(
+    conn: &mut AsyncPgConnection,
+    row: &PreferencesRow,
+) -> QueryResult<usize> {
+    diesel::insert_into(user_preferences::table)
+        .values(row)
+        .on_conflict(user_preferences::user_id)
+        .do_update()
+        .set(row)
+        .execute(conn)
+        .await
+}
+
+pub async fn delete_preferences(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<usize> {
+    diesel::delete(user_preferences::table.find(user))
+        .execute(conn)
+        .await
 }

@@ -249,6 +249,9 @@ pub async fn admin_delete(
         crate::gateway::service::forget_user_in(conn, target).await?;
         crate::billing::service::forget_user_in(conn, target, now).await?;
         crate::mail::outbox::forget_user_in(conn, target.0).await?;
+        crate::notifications::service::forget_user_in(conn, target.0).await?;
+        crate::webhooks::service::forget_user_in(conn, target.0).await?;
+        repo::delete_preferences(conn, target.0).await?;
         let masked =
             Email::parse(&before.email, "email").map_or_else(|_| "***".to_owned(), |e| e.masked());
         let removed =

@@ -9,7 +9,7 @@ use crate::helpers::upstream::Upstream;
 use crate::helpers::{PASSWORD, TestApp, error_code};
 
 /// Mutations anyone (or any user) may call; every other mutation is an admin mutation and must be guarded.
-const PUBLIC_MUTATIONS: [&str; 19] = [
+const PUBLIC_MUTATIONS: [&str; 28] = [
     "register",
     "login",
     "refreshToken",
@@ -29,6 +29,15 @@ const PUBLIC_MUTATIONS: [&str; 19] = [
     "cancelSubscription",
     "resumeSubscription",
     "billingPortalUrl",
+    "markNotificationsRead",
+    "markAllNotificationsRead",
+    "updatePreferences",
+    "createWebhookEndpoint",
+    "updateWebhookEndpoint",
+    "deleteWebhookEndpoint",
+    "rotateWebhookSecret",
+    "sendTestWebhook",
+    "replayWebhookDelivery",
 ];
 
 const TYPE_REF: &str = "kind name ofType { kind name ofType { kind name ofType { kind name } } }";

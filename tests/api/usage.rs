@@ -394,11 +394,11 @@ async fn the_generator_fills_the_log_and_its_rollups_agree_with_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_feed_reconnects_when_its_database_connection_dies() {
+    use async_graphql::futures_util::StreamExt;
     use joyfull_hub::db::listener::{self, Liveness};
-    use joyfull_hub::usage::live::LiveUsage;
 
     let s = setup().await;
-    let live = std::sync::Arc::new(LiveUsage::default());
+    let live = std::sync::Arc::new(joyfull_hub::usage::live::feed());
     let liveness = Liveness {
         ping_every: Duration::from_millis(200),
         ping_deadline: Duration::from_millis(500),
@@ -412,7 +412,7 @@ async fn the_live_feed_reconnects_when_its_database_connection_dies() {
         .sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()")
         .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut events = live.subscribe();
+    let mut events = Box::pin(live.stream());
     let received = loop {
         assert!(
             std::time::Instant::now() < deadline,
@@ -420,7 +420,8 @@ async fn the_live_feed_reconnects_when_its_database_connection_dies() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
         let invocation = s.invoke(0).await;
-        if let Ok(Ok(event)) = tokio::time::timeout(Duration::from_millis(500), events.recv()).await
+        if let Ok(Some(event)) =
+            tokio::time::timeout(Duration::from_millis(500), events.next()).await
         {
             break (event, invocation);
         }
