@@ -166,7 +166,8 @@ async fn post(app: &AppState, endpoint: &EndpointRow, delivery: &DeliveryRow) ->
     }
     let now = app.clock.now();
     let id = delivery.message_id.to_string();
-    let timestamp = now.timestamp();
+    // The receiver compares it with its own clock: the time of sending, whatever billing's clock says.
+    let timestamp = Utc::now().timestamp();
     let signature = signing::header(
         &secrets_of(app, endpoint, now)?,
         &id,

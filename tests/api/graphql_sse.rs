@@ -6,65 +6,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::helpers::sse::EventStream;
 use crate::helpers::upstream::Upstream;
 use crate::helpers::{Catalogue, TestApp};
-
-/// An open event stream, read event by event.
-struct EventStream {
-    response: reqwest::Response,
-    buffer: String,
-}
-
-impl EventStream {
-    async fn open(app: &TestApp, credential: Option<&str>, body: Value) -> reqwest::Response {
-        let mut request = app
-            .client
-            .post(app.url("/graphql/stream"))
-            .header("accept", "text/event-stream")
-            .json(&body);
-        if let Some(credential) = credential {
-            request = request.bearer_auth(credential);
-        }
-        request.send().await.unwrap()
-    }
-
-    /// The next event as (event type, data), or `None` when the stream ended.
-    async fn next(&mut self) -> Option<(String, String)> {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut kind = String::new();
-                let mut data = Vec::new();
-                for line in block.lines() {
-                    if let Some(value) = line.strip_prefix("event:") {
-                        kind = value.trim().to_owned();
-                    } else if let Some(value) = line.strip_prefix("data:") {
-                        data.push(value.trim_start().to_owned());
-                    }
-                }
-                if kind.is_empty() && data.is_empty() {
-                    continue; // a keep-alive comment
-                }
-                return Some((kind, data.join("\n")));
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(10), self.response.chunk())
-                .await
-                .expect("an event within 10 s")
-                .unwrap()?;
-            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
-
-    async fn next_json(&mut self) -> (String, Value) {
-        let (kind, data) = self.next().await.expect("another event");
-        let value = if data.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&data).unwrap()
-        };
-        (kind, value)
-    }
-}
 
 #[tokio::test]
 async fn a_query_answers_one_next_then_complete_and_errors_before_execution_are_a_next() {
@@ -84,10 +28,7 @@ async fn a_query_answers_one_next_then_complete_and_errors_before_execution_are_
             .unwrap()
             .starts_with("text/event-stream")
     );
-    let mut answered = EventStream {
-        response,
-        buffer: String::new(),
-    };
+    let mut answered = EventStream::new(response);
     let (first, data) = answered.next_json().await;
     let (last, _) = answered.next_json().await;
 
@@ -98,10 +39,7 @@ async fn a_query_answers_one_next_then_complete_and_errors_before_execution_are_
     )
     .await;
     let invalid_status = invalid.status();
-    let mut invalid = EventStream {
-        response: invalid,
-        buffer: String::new(),
-    };
+    let mut invalid = EventStream::new(invalid);
     let (kind, refused) = invalid.next_json().await;
 
     assert_eq!(
@@ -131,10 +69,7 @@ async fn a_subscription_streams_live_usage_and_ends_when_its_key_is_revoked() {
         json!({ "query": "subscription { usageEvents { tokensUsed status } }" }),
     )
     .await;
-    let mut events = EventStream {
-        response,
-        buffer: String::new(),
-    };
+    let mut events = EventStream::new(response);
     // The subscription is live once the stream is open; give it a moment to listen.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let invoked = app.invoke(&key, &tool, json!({}), None).await;

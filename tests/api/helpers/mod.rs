@@ -4,8 +4,10 @@ pub mod browser;
 pub mod db;
 pub mod fake_stripe;
 pub mod faulty_proxy;
+pub mod receiver;
 pub mod separate_server;
 pub mod smtp;
+pub mod sse;
 pub mod upstream;
 pub mod ws;
 
