@@ -27,6 +27,9 @@ pub fn spawn(app: AppState, every: Duration) -> tokio::task::JoinHandle<()> {
                 if let Err(e) = crate::pacing::service::sweep(&app).await {
                     tracing::warn!(error = %e.public_message(), "sweeping request pacing failed; retrying next interval");
                 }
+                if let Err(e) = crate::notifications::upcoming::sweep(&app, now).await {
+                    tracing::warn!(error = %e.public_message(), "looking for renewals and expiring keys failed; retrying next interval");
+                }
                 if let Err(e) = crate::notifications::service::sweep(&app, now).await {
                     tracing::warn!(error = %e.public_message(), "sweeping notifications failed; retrying next interval");
                 }

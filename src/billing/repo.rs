@@ -552,3 +552,20 @@ pub async fn set_scheduled_tier(
         .execute(conn)
         .await
 }
+
+/// Active subscriptions of a paid plan whose period ends in `(now, until]` and that will renew.
+pub async fn renewing_between(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> QueryResult<Vec<SubscriptionRow>> {
+    subscriptions::table
+        .filter(subscriptions::status.eq(SubscriptionStatus::Active))
+        .filter(subscriptions::cancel_at_period_end.eq(false))
+        .filter(subscriptions::tier.ne(PlanTier::Free))
+        .filter(subscriptions::current_period_end.gt(now))
+        .filter(subscriptions::current_period_end.le(until))
+        .select(SubscriptionRow::as_select())
+        .load(conn)
+        .await
+}

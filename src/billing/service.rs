@@ -331,6 +331,16 @@ fn charge(app: &AppState, user: UserId, plan: &PlanRow, taken: PaymentTaken) -> 
 
 /// Ends a user's subscription at once inside the caller's transaction (the account is being deleted):
 /// it expires as of `now`, with an `EXPIRED` event, and its reservations are dropped.
+/// Active paid subscriptions that renew within `within` of `now` (for the renewal notice).
+pub async fn renewing_soon(
+    app: &AppState,
+    now: DateTime<Utc>,
+    within: std::time::Duration,
+) -> AppResult<Vec<SubscriptionRow>> {
+    let mut conn = app.pool.get().await?;
+    Ok(repo::renewing_between(&mut conn, now, crate::clock::after(now, within)).await?)
+}
+
 pub async fn forget_user_in(
     conn: &mut AsyncPgConnection,
     user: UserId,

@@ -161,3 +161,18 @@ pub async fn revoke_any(
         .await
         .optional()
 }
+
+/// Unrevoked keys that expire in `(now, until]`.
+pub async fn expiring_between(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> QueryResult<Vec<ApiKeyRow>> {
+    api_keys::table
+        .filter(api_keys::revoked_at.is_null())
+        .filter(api_keys::expires_at.gt(now))
+        .filter(api_keys::expires_at.le(until))
+        .select(ApiKeyRow::as_select())
+        .load(conn)
+        .await
+}

@@ -128,6 +128,16 @@ pub async fn create(
     Ok(CreatedKey { secret, row })
 }
 
+/// Unrevoked keys that expire within `within` of `now` (for the expiry notice).
+pub async fn expiring_soon(
+    app: &AppState,
+    now: DateTime<Utc>,
+    within: std::time::Duration,
+) -> AppResult<Vec<ApiKeyRow>> {
+    let mut conn = app.pool.get().await?;
+    Ok(repo::expiring_between(&mut conn, now, crate::clock::after(now, within)).await?)
+}
+
 pub async fn list(app: &AppState, user: UserId) -> AppResult<Vec<ApiKeyRow>> {
     let mut conn = app.pool.get().await?;
     Ok(repo::list_for_user(&mut conn, user.0).await?)

@@ -9,3 +9,4 @@ pub mod outbox;
 pub mod record;
 pub mod repo;
 pub mod service;
+pub mod upcoming;

@@ -125,7 +125,7 @@ fn notice_mail(app: &AppState, user: &UserRow, title: &str, body: &str) -> Outgo
         &user.name,
         body,
         "Open Joyfull Hub",
-        &format!("{}/app", app.mailer.public_url),
+        &app.mailer.public_url,
         "You get this mail because of your notification preferences; security notices are always sent.",
     )
 }

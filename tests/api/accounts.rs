@@ -561,6 +561,15 @@ async fn the_old_address_undoes_a_confirmed_change_and_signs_everyone_out() {
         )
         .await;
     assert_eq!(confirmed["data"]["verifyEmail"], true);
+    // The confirmed change is a security notice, recorded with it.
+    assert_eq!(
+        app.sql_text(&format!(
+            "SELECT payload->>'newEmail' AS t FROM outbox_events WHERE kind = 'email.changed' AND user_id = '{}'",
+            user.id
+        ))
+        .await,
+        "thief@example.com"
+    );
 
     let cancelled = app
         .graphql_with(

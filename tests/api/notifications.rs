@@ -329,3 +329,84 @@ async fn an_event_committed_while_no_instance_runs_is_dispatched_by_the_next_one
     }
     drop(second);
 }
+
+#[tokio::test]
+async fn renewals_and_expiring_keys_are_announced_once_ahead_of_time() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada", "ada@example.com").await;
+    app.subscribe_free(&user).await;
+    let now = app.clock_now();
+    // A Pro period ending in two days, and a key expiring in three (the sweep looks 3 and 7 days ahead).
+    app.sql(&format!(
+        "UPDATE subscriptions SET tier = 'PRO', current_period_end = '{}' WHERE user_id = '{}'",
+        (now + chrono::Duration::days(2)).to_rfc3339(),
+        user.id
+    ))
+    .await;
+    let created = app
+        .graphql_as(
+            &user.access_token,
+            "mutation($at: DateTime!) { createApiKey(input: {name: \"ci\", expiresAt: $at}) { apiKey { id } } }",
+            json!({ "at": (chrono::Utc::now() + chrono::Duration::days(3)).to_rfc3339() }),
+        )
+        .await;
+    assert!(
+        created["data"]["createApiKey"]["apiKey"]["id"].is_string(),
+        "{created}"
+    );
+
+    for _ in 0..2 {
+        joyfull_hub::notifications::upcoming::sweep(&app.state, now)
+            .await
+            .unwrap();
+    }
+    let renewing = wait_notified(&app, &user, "SUBSCRIPTION_RENEWING").await;
+    assert_eq!(renewing["title"], "Your Pro plan renews soon");
+    let expiring = wait_notified(&app, &user, "API_KEY_EXPIRING").await;
+    assert_eq!(expiring["data"]["name"], "ci");
+    assert_eq!(
+        app.sql_number("SELECT count(*) AS n FROM outbox_events WHERE kind IN ('subscription.renewing', 'api_key.expiring')")
+            .await,
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_sign_in_from_a_new_address_is_a_security_notice_and_the_first_one_is_not() {
+    let app = TestApp::spawn_with(|config| {
+        config.trusted_proxies = vec![joyfull_hub::config::Cidr::parse("127.0.0.1").unwrap()];
+    })
+    .await;
+    let user = app.register("Ada", "ada@example.com").await;
+    let login_from = |address: &'static str| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url("/graphql"))
+                .header("x-forwarded-for", address)
+                .json(&json!({
+                    "query": "mutation($input: LoginInput!) { login(input: $input) { accessToken } }",
+                    "variables": { "input": { "email": "ada@example.com", "password": PASSWORD } }
+                }))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    login_from("203.0.113.5").await;
+    login_from("203.0.113.5").await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (nodes, _) = notifications(&app, &user, false).await;
+    assert!(
+        nodes.iter().all(|n| n["event"] != "NEW_LOGIN_ADDRESS"),
+        "{nodes:?}"
+    );
+
+    login_from("198.51.100.7").await;
+    let notice = wait_notified(&app, &user, "NEW_LOGIN_ADDRESS").await;
+    assert_eq!(notice["data"]["clientIp"], "198.51.100.7");
+    assert_eq!(notice["title"], "New sign-in from 198.51.100.7");
+}
