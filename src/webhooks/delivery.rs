@@ -112,7 +112,12 @@ pub async fn deliver_due(app: &AppState, only: Option<Uuid>) -> AppResult<usize>
     };
     let count = claimed.len();
     for delivery in claimed {
-        deliver(app, delivery).await?;
+        // One delivery that cannot be made (its secret unreadable, say) holds up no other; its claim
+        // runs out and it is tried again.
+        let id = delivery.id;
+        if let Err(e) = deliver(app, delivery).await {
+            tracing::warn!(delivery_id = %id, error = %e.public_message(), "a webhook delivery failed");
+        }
     }
     Ok(count)
 }

@@ -298,3 +298,53 @@ async fn platform_events_reach_administrators_endpoints() {
         0
     );
 }
+
+#[tokio::test]
+async fn two_instances_deliver_each_message_once() {
+    use joyfull_hub::config::Secret;
+    // Instances of one deployment share their keys (the signing secrets are encrypted with them).
+    fn shared_keys(config: &mut joyfull_hub::config::Config) {
+        config.jwt_secret = Some(Secret::new("ab".repeat(32)));
+        config.encryption_key = Some(Secret::new("cd".repeat(32)));
+    }
+    let receiver = Receiver::start().await;
+    let first = TestApp::spawn_with(shared_keys).await;
+    let url = first.db.url.clone();
+    let _second = TestApp::spawn_with(move |config| {
+        shared_keys(config);
+        config.database_url = Some(Secret::new(url));
+    })
+    .await;
+    let user = first.register("Ada", "ada@example.com").await;
+    let created = create(
+        &first,
+        &user,
+        json!({ "url": receiver.url("/hooks"), "events": ["QUOTA_WARNING"] }),
+    )
+    .await;
+    let secret = created["data"]["createWebhookEndpoint"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // 100 events at once: both dispatchers and both delivery workers race for them.
+    first
+        .sql(&format!(
+            "INSERT INTO outbox_events (kind, user_id, payload) \
+             SELECT 'quota.warning', '{}', jsonb_build_object('n', n) FROM generate_series(1, 100) AS n",
+            user.id
+        ))
+        .await;
+    let received = receiver.wait_for(100).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let received_after = receiver.received();
+    assert_eq!(received_after.len(), 100, "a message was delivered twice");
+    let ids: std::collections::BTreeSet<&str> = received.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids.len(), 100);
+    assert!(received.iter().all(|r| verify(&secret, r)));
+    assert_eq!(
+        first
+            .sql_number("SELECT count(*) AS n FROM webhook_deliveries WHERE status = 'DELIVERED' AND attempts = 1")
+            .await,
+        100
+    );
+}

@@ -94,8 +94,12 @@ impl TestApp {
             .as_ref()
             .map_or_else(|| db.url.clone(), |url| url.expose().clone());
         let pool = joyfull_hub::db::pool_for(&config, &url).expect("a pool");
-        let mut state =
-            AppState::new(config, pool, Keys::generate()).expect("the application state");
+        // Instances that share a database share their keys when the test gives them.
+        let keys = match (&config.jwt_secret, &config.encryption_key) {
+            (Some(_), Some(_)) => Keys::resolve(&config).expect("the given keys"),
+            _ => Keys::generate(),
+        };
+        let mut state = AppState::new(config, pool, keys).expect("the application state");
         // Microseconds, as PostgreSQL stores them, so times read back compare equal.
         let clock = Arc::new(ManualClock::new(chrono::SubsecRound::trunc_subsecs(
             chrono::Utc::now(),
