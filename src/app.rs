@@ -45,6 +45,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// A circuit breaker per tool.
     pub breakers: Arc<Breakers>,
+    /// Bursts of upstream failures per tool, told to administrators.
+    pub bursts: Arc<crate::gateway::bursts::Bursts>,
     /// Writes invocations' metering in group-committed batches.
     pub meter: Meter,
     /// Reserves invocations' quota in batches.
@@ -101,6 +103,7 @@ impl AppState {
                 Arc::clone(&vitals),
             ),
             vitals,
+            bursts: Arc::default(),
             breakers: Arc::new(Breakers::new(
                 config.gateway.breaker_threshold,
                 config.gateway.breaker_cooldown,

@@ -30,6 +30,7 @@ pub mod tools;
 pub mod usage;
 pub mod users;
 pub mod webhooks;
+pub mod worker;
 
 use std::future::Future;
 use std::sync::Arc;

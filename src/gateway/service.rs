@@ -22,7 +22,8 @@ use reqwest::Method;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::breaker::{Permit, Transition};
+use super::alerts;
+use super::breaker::Permit;
 use super::budget::{self, Budget};
 use super::destination;
 use super::event_stream;
@@ -272,45 +273,6 @@ async fn timed_upstream(app: &AppState, call: &Call) -> (Answered, (Instant, Ins
     (Answered { result, produced }, (started, Instant::now()))
 }
 
-/// Shows a tool's circuit in `gateway_circuit_open` (1 open, 0 closed) when it changes, and tells the
-/// administrators when it opens.
-fn circuit_changed(app: &AppState, tool: &ToolRow, transition: Option<Transition>) {
-    let open = match transition {
-        Some(Transition::Opened) => 1.0,
-        Some(Transition::Closed) => 0.0,
-        None => return,
-    };
-    metrics::gauge!("gateway_circuit_open", "tool" => tool.slug.clone()).set(open);
-    if open > 0.0 {
-        tell_circuit_opened(app, tool);
-    }
-}
-
-/// Records `tool.circuit_opened` (once per tool per ten minutes, however many instances saw it open),
-/// from a task of its own: the call that tripped the breaker does not wait for it.
-fn tell_circuit_opened(app: &AppState, tool: &ToolRow) {
-    let (app, id, name, slug) = (app.clone(), tool.id, tool.name.clone(), tool.slug.clone());
-    tokio::spawn(async move {
-        let window = app.clock.now().timestamp() / 600;
-        let payload = serde_json::json!({ "toolId": id, "toolName": name, "toolSlug": slug });
-        let recorded = async {
-            let mut conn = app.pool.get().await?;
-            crate::notifications::record::record_once_in(
-                &mut conn,
-                crate::notifications::model::EventType::ToolCircuitOpened,
-                None,
-                payload,
-                &format!("tool.circuit_opened:{id}:{window}"),
-            )
-            .await?;
-            Ok::<(), AppError>(())
-        };
-        if let Err(e) = recorded.await {
-            tracing::warn!(error = %e.public_message(), "could not record that a circuit opened");
-        }
-    });
-}
-
 /// Calls the upstream through the breaker; the answer or the error to report.
 async fn call_upstream(
     app: &AppState,
@@ -386,9 +348,10 @@ async fn call_upstream(
     span.record("outcome", label);
     outcome(label);
     match &result {
-        Ok(_) => circuit_changed(app, tool, app.breakers.record_success(tool.id)),
+        Ok(_) => alerts::circuit_changed(app, tool, app.breakers.record_success(tool.id)),
         Err(e) if e.is_upstream_fault() => {
-            circuit_changed(app, tool, app.breakers.record_failure(tool.id, call.user))
+            alerts::circuit_changed(app, tool, app.breakers.record_failure(tool.id, call.user));
+            alerts::upstream_failed(app, tool);
         }
         Err(_) => {}
     }

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
-use tracing::Instrument;
 use uuid::Uuid;
 
 use super::model::{MailRow, MailStatus, NewMail};
@@ -118,27 +117,13 @@ async fn deliver(app: &AppState, row: MailRow) -> AppResult<()> {
 
 /// Delivers due messages whenever woken, and at least every [`POLL_EVERY`], until the task is dropped.
 pub fn spawn(app: AppState) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(
-        async move {
-            loop {
-                tokio::select! {
-                    () = app.mailer.woken() => {}
-                    () = tokio::time::sleep(POLL_EVERY) => {}
-                }
-                loop {
-                    match deliver_due(&app).await {
-                        Ok(claimed) if claimed == usize::try_from(BATCH).unwrap_or(0) => {}
-                        Ok(_) => break,
-                        Err(e) => {
-                            tracing::warn!(error = %e.public_message(), "mail delivery failed; retrying shortly");
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        .instrument(tracing::info_span!("mail_outbox")),
-    )
+    let pace = crate::worker::Pace {
+        name: "mail",
+        every: POLL_EVERY,
+        batch: usize::try_from(BATCH).unwrap_or(usize::MAX),
+        wake: Some(app.mailer.wakes()),
+    };
+    crate::worker::spawn(app, pace, |app| async move { deliver_due(&app).await })
 }
 
 /// One page of the delivery log, newest first, and whether more follow.

@@ -39,7 +39,7 @@ pub struct Mailer {
     /// Base of the links in mails.
     pub public_url: String,
     /// Wakes this instance's delivery worker when a message was queued.
-    queued: tokio::sync::Notify,
+    queued: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// Why a message was not sent.
@@ -69,7 +69,7 @@ impl Mailer {
             transport,
             from,
             public_url: config.mail.public_url.clone(),
-            queued: tokio::sync::Notify::new(),
+            queued: std::sync::Arc::default(),
         })
     }
 
@@ -78,9 +78,9 @@ impl Mailer {
         self.queued.notify_one();
     }
 
-    /// Waits until [`wake`](Self::wake) is called.
-    pub async fn woken(&self) {
-        self.queued.notified().await;
+    /// What [`wake`](Self::wake) notifies (for the delivery worker).
+    pub fn wakes(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        std::sync::Arc::clone(&self.queued)
     }
 
     /// Sends `mail` as message `id`.

@@ -135,6 +135,14 @@ pub fn describe(event: EventType, payload: &Value) -> (String, String) {
             "Calls to it are paused after a burst of upstream failures; they resume on their own once it answers again."
                 .to_owned(),
         ),
+        EventType::ToolUpstreamFailures => (
+            format!("The {} tool's upstream keeps failing", field(payload, "toolName", "?")),
+            format!(
+                "{} calls failed within {} s. Its circuit may stay closed if few callers are affected; check the upstream.",
+                field(payload, "failures", "Many"),
+                field(payload, "windowSeconds", "60")
+            ),
+        ),
         EventType::WebhookEndpointDisabled => (
             "A webhook endpoint was disabled".to_owned(),
             format!(

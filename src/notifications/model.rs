@@ -39,8 +39,10 @@ crate::text_enum! {
         EmailChanged => "email.changed",
         /// A login from an address the account never signed in from (security notice).
         NewLoginAddress => "login.new_address",
-        /// For administrators: a tool's circuit breaker opened after a burst of upstream failures.
+        /// For administrators: a tool's circuit breaker opened after upstream failures from several callers.
         ToolCircuitOpened => "tool.circuit_opened",
+        /// For administrators: a burst of upstream failures of a tool (20 within a minute on one instance).
+        ToolUpstreamFailures => "tool.upstream_failures",
         /// A webhook endpoint failed for a day and was disabled.
         WebhookEndpointDisabled => "webhook.endpoint_disabled",
     }
@@ -61,7 +63,7 @@ impl EventType {
 
     /// Platform events concern no one user: they go to every active administrator.
     pub const fn is_platform(self) -> bool {
-        matches!(self, Self::ToolCircuitOpened)
+        matches!(self, Self::ToolCircuitOpened | Self::ToolUpstreamFailures)
     }
 
     /// Whether mail carries this type when the user chose nothing.
@@ -75,6 +77,7 @@ impl EventType {
                     | Self::SubscriptionRenewing
                     | Self::ApiKeyExpiring
                     | Self::ToolCircuitOpened
+                    | Self::ToolUpstreamFailures
                     | Self::WebhookEndpointDisabled
             )
     }

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use tracing::Instrument;
 use uuid::Uuid;
 
 use super::describe::describe;
@@ -130,24 +129,13 @@ fn notice_mail(app: &AppState, user: &UserRow, title: &str, body: &str) -> Outgo
     )
 }
 
-/// Dispatches events as they come (woken by nothing: it looks every [`POLL_EVERY`]) until dropped.
+/// Dispatches events every [`POLL_EVERY`] until the task is dropped.
 pub fn spawn(app: AppState) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(
-        async move {
-            loop {
-                tokio::time::sleep(POLL_EVERY).await;
-                loop {
-                    match dispatch_pending(&app).await {
-                        Ok(count) if count == usize::try_from(BATCH).unwrap_or(0) => {}
-                        Ok(_) => break,
-                        Err(e) => {
-                            tracing::warn!(error = %e.public_message(), "dispatching events failed; retrying shortly");
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        .instrument(tracing::info_span!("event_outbox")),
-    )
+    let pace = crate::worker::Pace {
+        name: "events",
+        every: POLL_EVERY,
+        batch: usize::try_from(BATCH).unwrap_or(usize::MAX),
+        wake: None,
+    };
+    crate::worker::spawn(app, pace, |app| async move { dispatch_pending(&app).await })
 }

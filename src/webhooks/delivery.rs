@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::{Value, json};
-use tracing::Instrument;
 use uuid::Uuid;
 
 use super::model::{AttemptRow, DeliveryRow, DeliveryStatus, EndpointRow};
@@ -312,23 +311,16 @@ async fn disable_in(
 
 /// Delivers due deliveries at least every [`POLL_EVERY`] until the task is dropped.
 pub fn spawn(app: AppState) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(
-        async move {
-            loop {
-                tokio::time::sleep(POLL_EVERY).await;
-                loop {
-                    match deliver_due(&app, None).await {
-                        Ok(claimed) if claimed == usize::try_from(BATCH).unwrap_or(0) => {}
-                        Ok(_) => break,
-                        Err(e) => {
-                            tracing::warn!(error = %e.public_message(), "webhook delivery failed; retrying shortly");
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        .instrument(tracing::info_span!("webhooks")),
+    let pace = crate::worker::Pace {
+        name: "webhooks",
+        every: POLL_EVERY,
+        batch: usize::try_from(BATCH).unwrap_or(usize::MAX),
+        wake: None,
+    };
+    crate::worker::spawn(
+        app,
+        pace,
+        |app| async move { deliver_due(&app, None).await },
     )
 }
 

@@ -410,3 +410,32 @@ async fn a_sign_in_from_a_new_address_is_a_security_notice_and_the_first_one_is_
     assert_eq!(notice["data"]["clientIp"], "198.51.100.7");
     assert_eq!(notice["title"], "New sign-in from 198.51.100.7");
 }
+
+#[tokio::test]
+async fn a_burst_of_upstream_failures_is_told_to_administrators_once() {
+    let upstream = Upstream::start().await;
+    let app = TestApp::spawn().await;
+    let Catalogue { root, tool, user } = app.catalogue(upstream.url("/fail")).await;
+    // One caller's failures never open the circuit, but twenty within a minute are a burst.
+    for _ in 0..25 {
+        let failed = app.invoke(&user.access_token, &tool, json!({}), None).await;
+        assert_eq!(error_code(&failed), "UPSTREAM_UNAVAILABLE", "{failed}");
+    }
+    let told = wait_notified(&app, &root, "TOOL_UPSTREAM_FAILURES").await;
+    assert_eq!(told["data"]["toolId"], tool.as_str());
+    assert_eq!(told["data"]["failures"], 20);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        app.sql_number(
+            "SELECT count(*) AS n FROM outbox_events WHERE kind = 'tool.upstream_failures'"
+        )
+        .await,
+        1
+    );
+    let (theirs, _) = notifications(&app, &user, false).await;
+    assert!(
+        theirs
+            .iter()
+            .all(|n| n["event"] != "TOOL_UPSTREAM_FAILURES")
+    );
+}
