@@ -1,5 +1,7 @@
 //! Read-through caches of the rows nearly every request reads: API keys, the callers they stand for,
-//! and tools. They spare an invocation two database round trips; PostgreSQL stays the only truth.
+//! tools, and the whole tool catalogue (tens of rows that change a few times a day, listed by every
+//! dashboard). They spare an invocation two database round trips and a catalogue page two queries;
+//! PostgreSQL stays the only truth.
 //!
 //! Correct across server instances: a trigger on `api_keys`, `users` and `tools` sends a notification
 //! on the `hub_cache` channel when a row that matters here changes (see the `cache_invalidation`
@@ -160,6 +162,9 @@ pub struct Caches {
     pub users: Table<Uuid, UserAccess>,
     /// Tools by id (deleted and disabled ones included; callers filter).
     pub tools: Table<Uuid, ToolRow>,
+    /// The whole catalogue (live tools, disabled ones included) in the database's `(name, id)` order,
+    /// dropped whenever any tool changes.
+    pub catalogue: Table<(), Arc<Vec<ToolRow>>>,
     /// The sessions of a user that were ended while their access tokens may still be unexpired, by user
     /// id (dropped with the user's entry: the `ended_sessions` trigger notifies as `user:<id>`).
     pub ended_sessions: Table<Uuid, Arc<Vec<Uuid>>>,
@@ -173,6 +178,7 @@ impl Default for Caches {
             api_keys: Table::new(freshness.clone()),
             users: Table::new(freshness.clone()),
             tools: Table::new(freshness.clone()),
+            catalogue: Table::new(freshness.clone()),
             ended_sessions: Table::new(freshness.clone()),
             freshness,
             barriers: Mutex::new(HashMap::new()),
@@ -194,6 +200,7 @@ impl Caches {
         self.api_keys.clear();
         self.users.clear();
         self.tools.clear();
+        self.catalogue.clear();
         self.ended_sessions.clear();
         self.freshness.live.store(live, Ordering::Release);
     }
@@ -212,6 +219,7 @@ impl Caches {
 
     pub fn invalidate_tool(&self, id: Uuid) {
         self.tools.remove(&id);
+        self.catalogue.remove(&());
     }
 
     /// Applies one notification from the `hub_cache` channel.

@@ -8,6 +8,7 @@
 //!
 //! Run from the repository root: `cargo run --release -p joyfull-bench -- [options]`.
 
+mod hello;
 mod load;
 mod scenarios;
 mod server;
@@ -58,13 +59,18 @@ enum Command {
     /// Serve the local upstream (started by the suite itself).
     #[command(hide = true)]
     Upstream,
+    /// Serve the bare framework baseline (started by the suite itself).
+    #[command(hide = true)]
+    Hello,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::Upstream) = cli.command {
-        return upstream::serve().await;
+    match cli.command {
+        Some(Command::Upstream) => return upstream::serve().await,
+        Some(Command::Hello) => return hello::serve().await,
+        None => {}
     }
     let options = scenarios::Options {
         scenarios: cli

@@ -26,6 +26,9 @@ pub struct Options {
 
 /// Scenario b's concurrent callers.
 const CALLERS: usize = 50;
+/// Scenario a's baseline and lightest read.
+const BARE_HELLO: &str = "a. bare async-graphql { hello }";
+const TYPENAME: &str = "a. { __typename } with an API key";
 /// Scenario f's rows, followed by the streams' length.
 const STREAM_DIRECT: &str = "f. stream directly";
 const STREAM_VIA_HUB: &str = "f. invokeToolStream via the hub";
@@ -380,6 +383,38 @@ async fn run_scenarios(
             .await?;
     }
     if options.wants("a") {
+        eprintln!("a. reads against the bare framework: {{ hello }} alone, then the hub's");
+        let hello = server::start_hello().await?;
+        bench
+            .measure(
+                BARE_HELLO,
+                hello.address,
+                vec![Prepared::post_json(
+                    "/graphql",
+                    &json!({ "query": "{ hello }" }),
+                )],
+                64,
+                Mode::Closed,
+                Expect::GraphqlData,
+            )
+            .await?;
+        drop(hello);
+        let typename: Vec<Prepared> = seed
+            .api_keys
+            .iter()
+            .take(64)
+            .map(|key| graphql(&json!({ "query": "{ __typename }" }), key))
+            .collect();
+        bench
+            .measure(
+                TYPENAME,
+                hub,
+                typename,
+                64,
+                Mode::Closed,
+                Expect::GraphqlData,
+            )
+            .await?;
         eprintln!("a. dashboard read: me + first 20 tools, with a JWT");
         let body = json!({ "query": DASHBOARD });
         let requests: Vec<Prepared> = seed
@@ -721,6 +756,19 @@ fn render(rows: &[Row], options: &Options) -> String {
             "- a. dashboard read at 64 connections: {:.1}% of the trivial responder's throughput.",
             100.0 * dashboard.outcome.rps() / ceiling.outcome.rps()
         );
+    }
+    if let Some(bare) = find(rows, BARE_HELLO, 64, "closed") {
+        for (read, target) in [(TYPENAME, 0.6), ("a. me + 20 tools", 0.3)] {
+            if let Some(row) = find(rows, read, 64, "closed") {
+                let _ = writeln!(
+                    out,
+                    "- {read}, 64 connections: {:.2} of the bare framework's {{ hello }} ({:.0} against {:.0} req/s; target at least {target}).",
+                    row.outcome.rps() / bare.outcome.rps().max(1.0),
+                    row.outcome.rps(),
+                    bare.outcome.rps()
+                );
+            }
+        }
     }
     for mode in ["closed", "open"] {
         if let (Some(small), Some(large)) = (

@@ -234,31 +234,41 @@ impl Server {
     }
 }
 
-/// The local upstream process.
-pub struct Upstream {
+/// A helper process of the suite (the local upstream, the bare baseline) and where it listens.
+pub struct Helper {
     _child: Child,
     pub address: SocketAddr,
 }
 
-pub async fn start_upstream() -> anyhow::Result<Upstream> {
+pub async fn start_upstream() -> anyhow::Result<Helper> {
+    start_helper("upstream").await
+}
+
+/// Starts the bare framework baseline (`bench hello`) in a process of its own.
+pub async fn start_hello() -> anyhow::Result<Helper> {
+    start_helper("hello").await
+}
+
+/// Starts this binary's `command` in a process of its own and reads the address it listens on.
+async fn start_helper(command: &str) -> anyhow::Result<Helper> {
     let mut child = Command::new(std::env::current_exe()?)
-        .arg("upstream")
+        .arg(command)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .context("cannot start the upstream")?;
-    let stdout = child.stdout.take().context("no upstream output")?;
+        .with_context(|| format!("cannot start the {command} process"))?;
+    let stdout = child.stdout.take().context("no output")?;
     let mut lines = BufReader::new(stdout).lines();
     let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
         .await
-        .context("the upstream did not start")??
-        .context("the upstream exited")?;
+        .with_context(|| format!("the {command} process did not start"))??
+        .with_context(|| format!("the {command} process exited"))?;
     let address = line
         .strip_prefix("listening ")
-        .context("unexpected upstream output")?
+        .with_context(|| format!("unexpected output of the {command} process"))?
         .parse()?;
-    Ok(Upstream {
+    Ok(Helper {
         _child: child,
         address,
     })

@@ -40,6 +40,16 @@ fn filtered<'a>(listing: &Listing<'a>) -> Filtered<'a> {
     query
 }
 
+/// Every live tool (disabled ones included) in the listing's order.
+pub async fn all_live(conn: &mut AsyncPgConnection) -> QueryResult<Vec<ToolRow>> {
+    tools::table
+        .filter(tools::deleted_at.is_null())
+        .order((tools::name, tools::id))
+        .select(ToolRow::as_select())
+        .load(conn)
+        .await
+}
+
 /// One page ordered by name, then id, after the `(name, id)` keyset cursor.
 pub async fn list(
     conn: &mut AsyncPgConnection,

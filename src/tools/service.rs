@@ -260,17 +260,15 @@ pub async fn get_many_with_deleted(app: &AppState, ids: &[Uuid]) -> AppResult<Ve
     Ok(repo::find_many_with_deleted(&mut conn, ids).await?)
 }
 
-/// One page of the catalogue and the total count.
+/// One page of the catalogue and, when `want_total`, the total count (see `catalogue`).
 pub async fn list(
     app: &AppState,
     listing: &Listing<'_>,
     after: Option<(String, Uuid)>,
     limit: i64,
-) -> AppResult<(Vec<ToolRow>, i64)> {
-    let mut conn = app.pool.get().await?;
-    let rows = repo::list(&mut conn, listing, after, limit).await?;
-    let total = repo::count(&mut conn, listing).await?;
-    Ok((rows, total))
+    want_total: bool,
+) -> AppResult<(Vec<ToolRow>, Option<i64>)> {
+    super::catalogue::page(app, listing, after, limit, want_total).await
 }
 
 /// The headers to send upstream, secrets decrypted.

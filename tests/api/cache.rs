@@ -200,3 +200,82 @@ async fn a_session_ended_by_another_instance_is_refused_here_within_moments() {
     let took = refused_within(&app, &user.access_token, Duration::from_secs(1)).await;
     eprintln!("a logout elsewhere reached this instance in {took:?}");
 }
+
+const CATALOGUE: &str = "query($after: String) { tools(first: 2, after: $after) { totalCount nodes { name } pageInfo { endCursor } } }";
+
+/// The catalogue's names as a user sees them, page after page, and the total.
+async fn catalogue_names(app: &TestApp, token: &str) -> (Vec<String>, i64) {
+    let (mut names, mut after) = (Vec::new(), serde_json::Value::Null);
+    loop {
+        let page = app
+            .graphql_as(token, CATALOGUE, json!({ "after": after }))
+            .await;
+        let tools = &page["data"]["tools"];
+        let nodes = tools["nodes"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{page}"));
+        let total = tools["totalCount"].as_i64().unwrap();
+        names.extend(nodes.iter().map(|n| n["name"].as_str().unwrap().to_owned()));
+        if nodes.len() < 2 {
+            return (names, total);
+        }
+        after = tools["pageInfo"]["endCursor"].clone();
+    }
+}
+
+#[tokio::test]
+async fn the_catalogue_is_served_from_memory_and_a_change_anywhere_shows_within_a_second() {
+    let app = TestApp::spawn().await;
+    ready(&app).await;
+    let admin = app.admin("root@example.com").await;
+    let user = app.register("Ada", "ada@example.com").await;
+    for name in ["Delta", "alpha", "Charlie", "bravo", "Echo"] {
+        app.create_tool(
+            &admin,
+            json!({ "name": name, "endpoint": "http://127.0.0.1:9/x" }),
+        )
+        .await;
+    }
+    let (names, total) = catalogue_names(&app, &user.access_token).await;
+    // The database's order, page after page, from the snapshot.
+    let expected = app
+        .sql_text("SELECT string_agg(name, ',' ORDER BY name, id) AS t FROM tools WHERE deleted_at IS NULL")
+        .await;
+    assert_eq!(names.join(","), expected);
+    assert_eq!(total, 5);
+    assert!(app.state.caches.catalogue.get(&()).is_some());
+
+    // Another instance adds a tool and disables one: seen here within a second.
+    elsewhere(
+        &app,
+        "INSERT INTO tools (id, slug, name, endpoint) \
+         VALUES (gen_random_uuid(), 'foxtrot', 'Foxtrot', 'http://127.0.0.1:9/x'); \
+         UPDATE tools SET enabled = false WHERE name = 'Echo';",
+    )
+    .await;
+    let started = Instant::now();
+    loop {
+        let (names, total) = catalogue_names(&app, &user.access_token).await;
+        if names.contains(&"Foxtrot".to_owned()) && !names.contains(&"Echo".to_owned()) {
+            assert_eq!(total, 5);
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "stale catalogue: {names:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Administrators still see the disabled tool; a search filters the snapshot like the database does.
+    let (all, total) = catalogue_names(&app, &admin.access_token).await;
+    assert_eq!((all.len(), total), (6, 6));
+    let found = app
+        .graphql_as(
+            &user.access_token,
+            "{ tools(search: \"ALP\") { totalCount nodes { name } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(found["data"]["tools"]["totalCount"], 1, "{found}");
+    assert_eq!(found["data"]["tools"]["nodes"][0]["name"], "alpha");
+}
