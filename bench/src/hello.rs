@@ -6,7 +6,6 @@ use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema};
 use async_graphql_axum::GraphQL;
 use axum::Router;
 use axum::routing::post_service;
-use tokio::io::AsyncWriteExt;
 
 struct Query;
 
@@ -21,11 +20,5 @@ impl Query {
 pub async fn serve() -> anyhow::Result<()> {
     let schema = Schema::build(Query, EmptyMutation, EmptySubscription).finish();
     let router = Router::new().route("/graphql", post_service(GraphQL::new(schema)));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let mut out = tokio::io::stdout();
-    out.write_all(format!("listening {}\n", listener.local_addr()?).as_bytes())
-        .await?;
-    out.flush().await?;
-    axum::serve(listener, router).await?;
-    Ok(())
+    crate::upstream::serve_on_loopback(router).await
 }

@@ -66,6 +66,12 @@ pub async fn serve() -> anyhow::Result<()> {
     let router = Router::new()
         .route("/ping", get(|| async { "ok" }))
         .route("/v1/chat/completions", post(completion));
+    serve_on_loopback(router).await
+}
+
+/// Serves `router` on a free loopback port until killed, after printing `listening <address>` (what
+/// `server::start_helper` reads).
+pub async fn serve_on_loopback(router: Router) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let mut out = tokio::io::stdout();
     out.write_all(format!("listening {}\n", listener.local_addr()?).as_bytes())
