@@ -101,6 +101,18 @@ pub struct Channels {
 }
 
 impl Channels {
+    /// What `rows` (a user's choices) say for `event`, or its defaults.
+    pub fn chosen(rows: &[ChannelRow], event: EventType) -> Self {
+        rows.iter().find(|row| row.kind == event).map_or_else(
+            || event.default_channels(),
+            |row| Self {
+                in_app: row.in_app,
+                email: row.email,
+                webhook: row.webhook,
+            },
+        )
+    }
+
     /// What is delivered for `event`: security notices always reach the app and the mailbox.
     pub const fn enforced(self, event: EventType) -> Self {
         if event.is_security() {

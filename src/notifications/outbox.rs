@@ -104,17 +104,7 @@ pub async fn channels_for(
     event: EventType,
 ) -> diesel::QueryResult<Channels> {
     let chosen = repo::channels_of(conn, user).await?;
-    Ok(chosen
-        .into_iter()
-        .find(|row| row.kind == event)
-        .map_or_else(
-            || event.default_channels(),
-            |row| Channels {
-                in_app: row.in_app,
-                email: row.email,
-                webhook: row.webhook,
-            },
-        ))
+    Ok(Channels::chosen(&chosen, event))
 }
 
 fn notice_mail(app: &AppState, user: &UserRow, title: &str, body: &str) -> OutgoingMail {

@@ -108,18 +108,19 @@ pub async fn mark_read(
     ids: Option<&[Uuid]>,
     now: DateTime<Utc>,
 ) -> QueryResult<usize> {
-    let mut target = notifications::table
+    let unread = notifications::table
         .filter(notifications::user_id.eq(user))
-        .filter(notifications::read_at.is_null())
-        .into_boxed();
-    if let Some(ids) = ids {
-        target = target.filter(notifications::id.eq_any(ids));
+        .filter(notifications::read_at.is_null());
+    let read = notifications::read_at.eq(Some(now));
+    match ids {
+        Some(ids) => {
+            diesel::update(unread.filter(notifications::id.eq_any(ids)))
+                .set(read)
+                .execute(conn)
+                .await
+        }
+        None => diesel::update(unread).set(read).execute(conn).await,
     }
-    let unread: Vec<Uuid> = target.select(notifications::id).load(conn).await?;
-    diesel::update(notifications::table.filter(notifications::id.eq_any(&unread)))
-        .set(notifications::read_at.eq(Some(now)))
-        .execute(conn)
-        .await
 }
 
 pub async fn channels_of(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<Vec<ChannelRow>> {

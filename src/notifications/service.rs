@@ -7,7 +7,6 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use uuid::Uuid;
 
 use super::model::{ChannelRow, Channels, EventType, NotificationRow};
-use super::outbox::channels_for;
 use super::repo;
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
@@ -43,12 +42,11 @@ pub async fn mark_read(app: &AppState, user: UserId, ids: Option<&[Uuid]>) -> Ap
 /// Every type of event with the channels that carry it to the user (security notices as enforced).
 pub async fn channels(app: &AppState, user: UserId) -> AppResult<Vec<(EventType, Channels)>> {
     let mut conn = app.pool.get().await?;
-    let mut all = Vec::with_capacity(EventType::ALL.len());
-    for event in EventType::ALL {
-        let chosen = channels_for(&mut conn, user.0, *event).await?;
-        all.push((*event, chosen.enforced(*event)));
-    }
-    Ok(all)
+    let chosen = repo::channels_of(&mut conn, user.0).await?;
+    Ok(EventType::ALL
+        .iter()
+        .map(|event| (*event, Channels::chosen(&chosen, *event).enforced(*event)))
+        .collect())
 }
 
 /// A change of the channels of one type of event; `None` keeps a channel as it is.
@@ -83,9 +81,10 @@ pub async fn set_channels(
     }
     let mut conn = app.pool.get().await?;
     conn.transaction::<_, AppError, _>(async |conn| {
+        let chosen = repo::channels_of(conn, user.0).await?;
         let mut rows = Vec::with_capacity(changes.len());
         for change in changes {
-            let current = channels_for(conn, user.0, change.event).await?;
+            let current = Channels::chosen(&chosen, change.event);
             rows.push(ChannelRow {
                 user_id: user.0,
                 kind: change.event,
