@@ -47,6 +47,8 @@ pub struct AppState {
     pub breakers: Arc<Breakers>,
     /// Bursts of upstream failures per tool, told to administrators.
     pub bursts: Arc<crate::gateway::bursts::Bursts>,
+    /// Webhook deliveries this instance may have in flight at once (`webhooks::delivery`).
+    pub webhook_slots: Arc<tokio::sync::Semaphore>,
     /// Writes invocations' metering in group-committed batches.
     pub meter: Meter,
     /// Reserves invocations' quota in batches.
@@ -104,6 +106,9 @@ impl AppState {
             ),
             vitals,
             bursts: Arc::default(),
+            webhook_slots: Arc::new(tokio::sync::Semaphore::new(
+                crate::webhooks::model::IN_FLIGHT,
+            )),
             breakers: Arc::new(Breakers::new(
                 config.gateway.breaker_threshold,
                 config.gateway.breaker_cooldown,

@@ -3,8 +3,9 @@
 //! - `enqueue_in` writes the message inside the caller's transaction; the caller wakes this instance's
 //!   worker after the commit (`Mailer::wake`), and workers elsewhere find it within [`POLL_EVERY`].
 //! - A worker claims due messages with `FOR UPDATE SKIP LOCKED`, so two instances never take the same
-//!   message at once. A claim holds a message for [`CLAIM`] (longer than an SMTP exchange may take): if
-//!   the worker dies mid-send, another retries after that. A message the server took but whose success
+//!   message at once. The messages of a claim are sent together, and a claim holds them for [`CLAIM`]
+//!   (four times as long as an SMTP exchange may take): if the worker dies mid-send, another retries
+//!   after that. A message the server took but whose success
 //!   was not recorded is sent again with the same `Message-ID`, so the retry is recognisably the same mail.
 //! - A failed attempt is retried after 15 s, 30 s, 1 min… (doubling, at most an hour apart) for
 //!   [`RETRY_FOR`]; a permanent refusal (an unknown mailbox, say) is not retried.
@@ -78,9 +79,16 @@ pub async fn deliver_due(app: &AppState) -> AppResult<usize> {
         repo::claim_due(&mut conn, now, after(now, CLAIM), BATCH).await?
     };
     let count = claimed.len();
-    for mail in claimed {
-        deliver(app, mail).await?;
-    }
+    // Sent together: a slow exchange holds up no other, and every claimed message is finished well
+    // within its claim (an exchange takes at most SMTP_TIMEOUT). One whose outcome cannot be recorded is
+    // logged; its claim runs out and it is sent again (same Message-ID).
+    let sent = claimed.into_iter().map(|mail| async move {
+        let id = mail.id;
+        if let Err(e) = deliver(app, mail).await {
+            tracing::warn!(mail_id = %id, error = %e.public_message(), "recording a mail's outcome failed");
+        }
+    });
+    async_graphql::futures_util::future::join_all(sent).await;
     Ok(count)
 }
 

@@ -3,14 +3,15 @@
 //! - `enqueue_in` queues one delivery per enabled endpoint of the recipient that takes the event, in the
 //!   dispatcher's transaction.
 //! - Workers in every instance claim due deliveries with `FOR UPDATE SKIP LOCKED` (held for [`CLAIM`],
-//!   longer than a request may take, so a worker that dies mid-send leaves the delivery to another) and
-//!   POST the body, signed, with the client that calls tools: public addresses only (unless private ones
+//!   eight times as long as a request may take, so a worker that dies mid-send leaves the delivery to
+//!   another) and POST each in a task of its own (at most 64 in flight per instance), signed, with the client that calls tools: public addresses only (unless private ones
 //!   are allowed), no redirects followed (a `3xx` is a failure), no proxy.
 //! - A failed attempt is retried after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h (about 27 hours), then
 //!   given up. Every attempt is logged with its status, latency and the start of the answer.
 //! - An endpoint with no success for [`DISABLE_AFTER`] is disabled, its pending deliveries given up, and
 //!   its owner told (`webhook.endpoint_disabled`).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -102,23 +103,53 @@ pub async fn enqueue_in(
     Ok(())
 }
 
-/// Sends the deliveries due now (or only `only`); how many were claimed.
-pub async fn deliver_due(app: &AppState, only: Option<Uuid>) -> AppResult<usize> {
+/// Starts sending the deliveries due now, each in a task of its own holding one of the instance's
+/// [`IN_FLIGHT`](super::model::IN_FLIGHT) slots, so an endpoint that answers slowly (or never) holds up no other; how many were
+/// claimed. It claims no more than the free slots.
+pub async fn start_due(app: &AppState) -> AppResult<usize> {
+    let free = app
+        .webhook_slots
+        .available_permits()
+        .min(usize::try_from(BATCH).unwrap_or(0));
+    if free == 0 {
+        return Ok(0);
+    }
     let now = app.clock.now();
     let claimed = {
         let mut conn = app.pool.get().await?;
-        repo::claim_due(&mut conn, now, after(now, CLAIM), BATCH, only).await?
+        let limit = i64::try_from(free).unwrap_or(BATCH);
+        repo::claim_due(&mut conn, now, after(now, CLAIM), limit, None).await?
     };
     let count = claimed.len();
     for delivery in claimed {
-        // One delivery that cannot be made (its secret unreadable, say) holds up no other; its claim
-        // runs out and it is tried again.
-        let id = delivery.id;
-        if let Err(e) = deliver(app, delivery).await {
-            tracing::warn!(delivery_id = %id, error = %e.public_message(), "a webhook delivery failed");
-        }
+        let Ok(slot) = Arc::clone(&app.webhook_slots).acquire_owned().await else {
+            break;
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let id = delivery.id;
+            // One that cannot be made (its secret unreadable, say) is logged; its claim runs out and it
+            // is tried again.
+            if let Err(e) = deliver(&app, delivery).await {
+                tracing::warn!(delivery_id = %id, error = %e.public_message(), "a webhook delivery failed");
+            }
+            drop(slot);
+        });
     }
     Ok(count)
+}
+
+/// Sends delivery `id` now if it is due, and waits for its outcome (a test delivery, a replay).
+pub async fn deliver_now(app: &AppState, id: Uuid) -> AppResult<()> {
+    let now = app.clock.now();
+    let claimed = {
+        let mut conn = app.pool.get().await?;
+        repo::claim_due(&mut conn, now, after(now, CLAIM), 1, Some(id)).await?
+    };
+    for delivery in claimed {
+        deliver(app, delivery).await?;
+    }
+    Ok(())
 }
 
 /// The secrets that sign now: the endpoint's, and a rotated one until its overlap ends.
@@ -317,11 +348,7 @@ pub fn spawn(app: AppState) -> tokio::task::JoinHandle<()> {
         batch: usize::try_from(BATCH).unwrap_or(usize::MAX),
         wake: None,
     };
-    crate::worker::spawn(
-        app,
-        pace,
-        |app| async move { deliver_due(&app, None).await },
-    )
+    crate::worker::spawn(app, pace, |app| async move { start_due(&app).await })
 }
 
 #[cfg(test)]

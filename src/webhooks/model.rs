@@ -4,6 +4,9 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
+/// Webhook deliveries one instance has in flight at most (`AppState::webhook_slots`).
+pub const IN_FLIGHT: usize = 64;
+
 crate::text_enum! {
     /// Where a delivery stands.
     #[derive(async_graphql::Enum)]

@@ -279,7 +279,7 @@ pub async fn send_test(app: &AppState, user: UserId, id: Uuid) -> AppResult<Logg
         repo::insert_delivery(&mut conn, &delivery).await?;
         delivery
     };
-    delivery::deliver_due(app, Some(delivery.id)).await?;
+    delivery::deliver_now(app, delivery.id).await?;
     logged(app, user, delivery.id).await
 }
 
@@ -308,7 +308,7 @@ pub async fn replay(app: &AppState, user: UserId, id: Uuid) -> AppResult<Logged>
         repo::insert_delivery(&mut conn, &replayed).await?;
         replayed
     };
-    delivery::deliver_due(app, Some(replayed.id)).await?;
+    delivery::deliver_now(app, replayed.id).await?;
     logged(app, user, replayed.id).await
 }
 

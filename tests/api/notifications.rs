@@ -439,3 +439,45 @@ async fn a_burst_of_upstream_failures_is_told_to_administrators_once() {
             .all(|n| n["event"] != "TOOL_UPSTREAM_FAILURES")
     );
 }
+
+#[tokio::test]
+async fn no_one_reads_marks_or_follows_another_users_notifications() {
+    let app = TestApp::spawn().await;
+    let ada = app.register("Ada", "ada@example.com").await;
+    let mallory = app.register("Mallory", "mallory@example.com").await;
+    app.state.notices.wait_listening().await;
+    let response = EventStream::open(
+        &app,
+        Some(&mallory.access_token),
+        json!({ "query": "subscription { notificationEvents { event data } }" }),
+    )
+    .await;
+    let mut mallorys_feed = EventStream::new(response);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let (_, adas_key) = app.api_key_with_id(&ada.access_token).await;
+    let adas = wait_notified(&app, &ada, "API_KEY_CREATED").await;
+    let (_, mallorys_key) = app.api_key_with_id(&mallory.access_token).await;
+    // Mallory's feed carries her own notice first: Ada's never reached it.
+    let (_, event) = mallorys_feed.next_json().await;
+    assert_eq!(
+        event["data"]["notificationEvents"]["data"]["keyId"],
+        mallorys_key.as_str(),
+        "{event}"
+    );
+    assert_ne!(adas_key, mallorys_key);
+
+    let marked = app
+        .graphql_as(
+            &mallory.access_token,
+            "mutation($ids: [ID!]!) { markNotificationsRead(ids: $ids) }",
+            json!({ "ids": [adas["id"]] }),
+        )
+        .await;
+    assert_eq!(marked["data"]["markNotificationsRead"], 0, "{marked}");
+    let (unread, count) = notifications(&app, &ada, true).await;
+    assert_eq!(count, 1);
+    assert_eq!(unread[0]["id"], adas["id"]);
+    let (mallorys, _) = notifications(&app, &mallory, false).await;
+    assert!(mallorys.iter().all(|n| n["id"] != adas["id"]));
+}

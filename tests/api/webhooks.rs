@@ -348,3 +348,119 @@ async fn two_instances_deliver_each_message_once() {
         100
     );
 }
+
+#[tokio::test]
+async fn an_endpoint_that_never_answers_holds_up_no_one_elses_deliveries() {
+    let receiver = Receiver::start().await;
+    let hole = crate::helpers::smtp::BlackHole::start().await;
+    let app = TestApp::spawn().await;
+    let ada = app.register("Ada", "ada@example.com").await;
+    let mallory = app.register("Mallory", "mallory@example.com").await;
+    for _ in 0..5 {
+        create(
+            &app,
+            &mallory,
+            json!({ "url": hole.http_url("/hooks"), "events": ["QUOTA_WARNING"] }),
+        )
+        .await;
+    }
+    create(
+        &app,
+        &ada,
+        json!({ "url": receiver.url("/hooks"), "events": ["QUOTA_WARNING"] }),
+    )
+    .await;
+    // Mallory's five deliveries are being sent (and never answered) when Ada's is queued.
+    let event = |user: &TestUser| {
+        format!(
+            "INSERT INTO outbox_events (kind, user_id, payload) VALUES ('quota.warning', '{}', '{{}}')",
+            user.id
+        )
+    };
+    app.sql(&event(&mallory)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app
+        .sql_number("SELECT count(*) AS n FROM webhook_deliveries WHERE attempts = 1 AND status = 'PENDING'")
+        .await
+        < 5
+    {
+        assert!(Instant::now() < deadline, "Mallory's deliveries were never sent");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    app.sql(&event(&ada)).await;
+    let started = Instant::now();
+    receiver.wait_for(1).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "Ada's delivery waited {:?} behind endpoints that never answer",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn another_users_endpoints_deliveries_and_quota_of_endpoints_are_out_of_reach() {
+    let receiver = Receiver::start().await;
+    let app = TestApp::spawn().await;
+    let ada = app.register("Ada", "ada@example.com").await;
+    let mallory = app.register("Mallory", "mallory@example.com").await;
+    let created = create(&app, &ada, json!({ "url": receiver.url("/hooks") })).await;
+    let endpoint = created["data"]["createWebhookEndpoint"]["endpoint"]["id"].clone();
+    let tested = app
+        .graphql_as(&ada.access_token, TEST, json!({ "id": endpoint }))
+        .await;
+    let delivery = tested["data"]["sendTestWebhook"]["id"].clone();
+
+    for (query, variables) in [
+        (DELIVERIES, json!({ "id": endpoint })),
+        (
+            "mutation($id: ID!) { replayWebhookDelivery(id: $id) { id } }",
+            json!({ "id": delivery }),
+        ),
+        (
+            "mutation($id: ID!) { rotateWebhookSecret(id: $id) { secret } }",
+            json!({ "id": endpoint }),
+        ),
+        (
+            "mutation($id: ID!) { updateWebhookEndpoint(id: $id, input: {url: \"https://example.com/mine\"}) { id } }",
+            json!({ "id": endpoint }),
+        ),
+        (
+            "mutation($id: ID!) { deleteWebhookEndpoint(id: $id) }",
+            json!({ "id": endpoint }),
+        ),
+    ] {
+        let refused = app
+            .graphql_as(&mallory.access_token, query, variables)
+            .await;
+        assert_eq!(error_code(&refused), "NOT_FOUND", "{query}: {refused}");
+    }
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "Mallory made Ada's endpoint receive something"
+    );
+    let listed = app
+        .graphql_as(
+            &mallory.access_token,
+            "{ webhookEndpoints { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(listed["data"]["webhookEndpoints"], json!([]));
+
+    // Endpoints are capped per user, so one account cannot make the hub send without limit.
+    for _ in 0..9 {
+        let made = create(&app, &mallory, json!({ "url": receiver.url("/hooks") })).await;
+        assert!(
+            made["data"]["createWebhookEndpoint"]["secret"].is_string(),
+            "{made}"
+        );
+    }
+    let made = create(&app, &mallory, json!({ "url": receiver.url("/hooks") })).await;
+    assert!(
+        made["data"]["createWebhookEndpoint"]["secret"].is_string(),
+        "{made}"
+    );
+    let eleventh = create(&app, &mallory, json!({ "url": receiver.url("/hooks") })).await;
+    assert_eq!(error_code(&eleventh), "CONFLICT", "{eleventh}");
+}

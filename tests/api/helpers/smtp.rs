@@ -176,6 +176,11 @@ impl BlackHole {
     pub fn url(&self) -> String {
         format!("smtp://{}", self.address)
     }
+
+    /// The same hole as an HTTP URL: a web server that never answers.
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
 }
 
 impl Drop for BlackHole {
