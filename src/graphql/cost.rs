@@ -174,7 +174,8 @@ impl Extension for BudgetExtension {
         if per_minute == 0 {
             return Ok(result);
         }
-        let cost = u32::try_from(result.complexity).unwrap_or(u32::MAX);
+        // Every request spends at least a point, `{ __typename }` too.
+        let cost = u32::try_from(result.complexity).unwrap_or(u32::MAX).max(1);
         let verdict = pacing::admit(app, subject, per_minute, cost)
             .await
             .map_err(|error| {

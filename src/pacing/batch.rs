@@ -6,6 +6,7 @@ use std::sync::Arc;
 use diesel_async::AsyncPgConnection;
 
 use super::repo::{self, PaceRequest, Paced};
+use super::slices::Slices;
 use crate::db::DbPool;
 use crate::db::batch::{BatchStatement, Batcher};
 use crate::db::vitals::Vitals;
@@ -15,6 +16,8 @@ use crate::error::AppResult;
 #[derive(Clone)]
 pub struct Pacer {
     batcher: Batcher<Pace>,
+    /// This instance's slices of busy subjects' paces.
+    pub slices: Arc<Slices>,
 }
 
 impl Pacer {
@@ -22,6 +25,7 @@ impl Pacer {
     pub fn start(pool: DbPool, vitals: &Arc<Vitals>) -> Self {
         Self {
             batcher: Batcher::start(pool, Pace, 1, "pacing", Arc::clone(vitals)),
+            slices: Arc::default(),
         }
     }
 

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::repo::{self, PaceRequest};
+use super::slices;
 use crate::app::AppState;
 use crate::error::AppResult;
 
@@ -26,7 +27,8 @@ pub fn burst(per_minute: u32) -> u32 {
     per_minute.div_ceil(6).max(1)
 }
 
-/// Paces one request of `subject` at `per_minute`, counting `cost` requests.
+/// Paces one request of `subject` at `per_minute`, counting `cost` requests: from this instance's
+/// slice of the subject's pace when it covers the cost (`slices`), else through the shared statement.
 pub async fn admit(
     app: &AppState,
     subject: String,
@@ -37,20 +39,40 @@ pub async fn admit(
     let burst = burst(per_minute);
     let every_ms = 60_000.0 / f64::from(per_minute);
     let cost = cost.clamp(1, burst);
+    let slice = app.pacer.slices.of(&subject, every_ms);
+    let mut slice = slice.lock().await;
+    if slice.spend(cost) {
+        let (remaining, reset) = slice.standing(burst);
+        return Ok(Verdict {
+            admitted: true,
+            limit: per_minute,
+            remaining,
+            reset,
+            retry_after: None,
+        });
+    }
+    let owed = cost - slice.points;
+    let extra = slice.next_ask(burst);
     let paced = app
         .pacer
         .submit(PaceRequest {
             subject,
             every_ms,
             tolerance_ms: every_ms * f64::from(burst - 1),
-            cost: i32::try_from(cost).unwrap_or(i32::MAX),
+            cost: i32::try_from(owed).unwrap_or(i32::MAX),
+            extra: i32::try_from(extra).unwrap_or(i32::MAX),
         })
         .await?;
     let millis = |ms: i64| Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    let shared_left = u64::try_from(paced.points_left).unwrap_or(0);
+    if paced.admitted {
+        let granted = u32::try_from(paced.granted).unwrap_or(owed);
+        slice.leased(granted, cost, shared_left, millis(paced.ahead_ms));
+    }
     Ok(Verdict {
         admitted: paced.admitted,
         limit: per_minute,
-        remaining: u64::try_from(paced.points_left).unwrap_or(0),
+        remaining: (shared_left + u64::from(slice.points)).min(u64::from(burst)),
         reset: millis(paced.ahead_ms),
         retry_after: paced.retry_in_ms.map(millis),
     })
@@ -60,4 +82,28 @@ pub async fn admit(
 pub async fn sweep(app: &AppState) -> AppResult<usize> {
     let mut conn = app.pool.get().await?;
     Ok(repo::delete_caught_up(&mut conn, chrono::Utc::now()).await?)
+}
+
+/// Gives idle slices back (`slices`) every quarter of [`slices::IDLE`].
+pub fn spawn_give_back(app: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(slices::IDLE / 4);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let owed = app.pacer.slices.take_idle();
+            if owed.is_empty() {
+                continue;
+            }
+            let (subjects, unspent_ms): (Vec<String>, Vec<f64>) = owed.into_iter().unzip();
+            let given = async {
+                let mut conn = app.pool.get().await?;
+                super::repo::give_back(&mut conn, &subjects, &unspent_ms).await?;
+                Ok::<_, crate::error::AppError>(())
+            };
+            if let Err(error) = given.await {
+                tracing::warn!(%error, subjects = subjects.len(), "unspent pacing slices were not given back; their subjects wait for them as if spent");
+            }
+        }
+    })
 }

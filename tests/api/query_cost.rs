@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use joyfull_hub::config::Secret;
+use joyfull_hub::pacing::slices;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -167,6 +168,77 @@ async fn two_instances_spend_one_budget() {
     assert!(
         spent <= 100 + earned,
         "one burst of 100 points and what {earned} points' time earned, across both instances: {spent}"
+    );
+}
+
+#[tokio::test]
+async fn parallel_requests_on_two_instances_spend_no_more_than_the_budget() {
+    let first = TestApp::spawn_with(|config| config.graphql.points_per_minute = 600).await;
+    let url = first.db.url.clone();
+    let second = TestApp::spawn_with(move |config| {
+        config.graphql.points_per_minute = 600;
+        config.database_url = Some(Secret::new(url));
+    })
+    .await;
+    let ada = first.register("Ada", "ada@example.com").await;
+    let key = first.api_key(&ada.access_token).await;
+    let asked = json!({ "query": "{ __typename }", "extensions": { "cost": true } });
+
+    let started = std::time::Instant::now();
+    // Waves of parallel requests, so slices are leased, spent and leased again on both instances.
+    let mut spent = 0;
+    for _ in 0..4 {
+        let wave = (0..60).map(|n| {
+            let app = if n % 2 == 0 { &first } else { &second };
+            post(app, &key, asked.clone())
+        });
+        for (_, body) in futures_util::future::join_all(wave).await {
+            if body["errors"].is_null() {
+                spent += body["extensions"]["cost"]["cost"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("a cost: {body}"));
+            } else {
+                assert_eq!(error_code(&body), "RATE_LIMITED", "{body}");
+            }
+        }
+    }
+
+    let earned = (started.elapsed().as_secs_f64() * 10.0).ceil() as u64;
+    assert!(spent >= 50, "most of the burst is spent: {spent}");
+    assert!(
+        spent <= 100 + earned,
+        "one burst of 100 points and what {earned} points' time earned, across both instances: {spent}"
+    );
+}
+
+#[tokio::test]
+async fn a_busy_credentials_unspent_slice_is_given_back_once_idle() {
+    // One point every 100 ms, a burst of 100.
+    let app = TestApp::spawn_with(|config| config.graphql.points_per_minute = 600).await;
+    let ada = app.register("Ada", "ada@example.com").await;
+    let asked = json!({ "query": "{ __typename }", "extensions": { "cost": true } });
+    let (_, body) = post(&app, &ada.access_token, asked.clone()).await;
+    assert_eq!(body["extensions"]["cost"]["cost"], 1, "{body}");
+    let after_one = points_tat(&app).await;
+
+    // In quick succession, so the instance leases slices beyond each request's cost.
+    for _ in 1..30 {
+        let (_, body) = post(&app, &ada.access_token, asked.clone()).await;
+        assert!(body["errors"].is_null(), "{body}");
+    }
+    let spent_only = after_one + 29 * 100_000;
+    let held = points_tat(&app).await;
+    assert!(
+        held >= spent_only + 100_000,
+        "the pace counts a slice leased beyond the 30 points spent: {} µs ahead of them",
+        held - spent_only
+    );
+
+    tokio::time::sleep(slices::IDLE + Duration::from_millis(800)).await;
+    assert_eq!(
+        points_tat(&app).await,
+        spent_only,
+        "once idle, the unspent slice is given back: the pace counts exactly the 30 points spent"
     );
 }
 
