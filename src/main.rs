@@ -65,7 +65,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let _traces = joyfull_hub::telemetry::init(config.log_format, config.otlp_endpoint.as_deref());
+    let _telemetry =
+        joyfull_hub::telemetry::init(config.log_format, config.otlp_endpoint.as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.worker_threads)
         .enable_all()

@@ -52,6 +52,10 @@ struct Cli {
     /// connections reached in the same run. A fixed rate compares two builds at the same load.
     #[arg(long)]
     read_rate: Option<f64>,
+    /// The server's log filter (`RUST_LOG`): `info` logs a line per request, `warn` none, which
+    /// measures what the request log costs.
+    #[arg(long, default_value = "info")]
+    hub_log: String,
 }
 
 #[derive(Subcommand)]
@@ -84,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
         usage_rows: cli.usage_rows,
         dir: cli.dir,
         build: !cli.no_build,
+        hub_log: cli.hub_log,
         invoke_rates: cli
             .invoke_rates
             .split(',')

@@ -18,6 +18,8 @@ pub struct Options {
     pub usage_rows: i64,
     pub dir: PathBuf,
     pub build: bool,
+    /// The server's `RUST_LOG`.
+    pub hub_log: String,
     /// Scenario b's open-loop rates over [`CALLERS`] connections.
     pub invoke_rates: Vec<f64>,
     /// Scenario a's open-loop rate; `None`: half its 64-connection closed-loop throughput.
@@ -337,7 +339,7 @@ pub async fn run_all(options: Options) -> anyhow::Result<()> {
     if options.build {
         server::build_server().await?;
     }
-    let environment = server::Environment::new(&options.dir)?;
+    let environment = server::Environment::new(&options.dir, &options.hub_log)?;
     if options.wants("c") {
         environment.ensure_usage_rows(options.usage_rows).await?;
     }
@@ -696,9 +698,10 @@ fn render(rows: &[Row], options: &Options) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Measured {} s per scenario after {} s of warm-up. req/s counts every answer, ok/s the accepted ones; p50/p99/p99.9 are the accepted answers' latencies in ms (refusals have their own p99); errors are failed answers (of them 5xx); hub RSS is the server process's peak resident memory during the scenario (its PostgreSQL not included); CPU ms/req is the CPU time the server process and, apart, its PostgreSQL used per answer while measured (less noisy than latencies on a shared machine: time the CPU was taken away is not counted). Login clients wait the `retryAfter` of a refusal before their next attempt.\n",
+        "Measured {} s per scenario after {} s of warm-up, the server logging at `{}`. req/s counts every answer, ok/s the accepted ones; p50/p99/p99.9 are the accepted answers' latencies in ms (refusals have their own p99); errors are failed answers (of them 5xx); hub RSS is the server process's peak resident memory during the scenario (its PostgreSQL not included); CPU ms/req is the CPU time the server process and, apart, its PostgreSQL used per answer while measured (less noisy than latencies on a shared machine: time the CPU was taken away is not counted). Login clients wait the `retryAfter` of a refusal before their next attempt.\n",
         options.duration.as_secs(),
-        options.warmup.as_secs()
+        options.warmup.as_secs(),
+        options.hub_log
     );
     let _ = writeln!(
         out,

@@ -62,7 +62,7 @@ pub struct Environment {
 }
 
 impl Environment {
-    pub fn new(dir: &Path) -> anyhow::Result<Self> {
+    pub fn new(dir: &Path, log_filter: &str) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let dir = dir.canonicalize()?;
         Ok(Self {
@@ -87,7 +87,7 @@ impl Environment {
                 ("HUB_REQUIRE_VERIFIED_EMAIL", "false".into()),
                 // Nor pay: paid plans are approved at once (a named opt-in in production).
                 ("HUB_PAYMENT_PROVIDER", "manual".into()),
-                ("RUST_LOG", "info".into()),
+                ("RUST_LOG", log_filter.into()),
             ],
             dir,
         })

@@ -139,33 +139,42 @@ pub async fn request_context(
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = request.method().clone();
-    // Named `METHOD /route` for traces until the GraphQL handler names it after its operation.
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        method = %method,
-        path = %request.uri().path(),
-        otel.name = tracing::field::Empty,
-        otel.kind = "server",
-        http.response.status_code = tracing::field::Empty,
-    );
-    if crate::telemetry::traces::exporting() {
-        span.record("otel.name", format!("{method} {route}"));
+    let path = request.uri().path().to_owned();
+    // Lines logged while serving carry only the request id; the span of an exported trace also
+    // carries what a trace viewer shows, named `METHOD /route` until the GraphQL handler names it
+    // after its operation. (Each field of the span is formatted once per request.)
+    let exporting = crate::telemetry::traces::exporting();
+    let span = if exporting {
+        let span = tracing::info_span!(
+            "request",
+            request_id = %id,
+            method = %method,
+            path = %path,
+            otel.name = %format_args!("{method} {route}"),
+            otel.kind = "server",
+            http.response.status_code = tracing::field::Empty,
+        );
         crate::telemetry::traces::continue_trace(&span, request.headers());
-    }
+        span
+    } else {
+        tracing::info_span!("request", request_id = %id)
+    };
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = response.status();
 
-    span.record("http.response.status_code", status.as_u16());
-    span.in_scope(|| {
-        tracing::info!(
-            status = status.as_u16(),
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-            "request finished"
-        );
-    });
+    if exporting {
+        span.record("http.response.status_code", status.as_u16());
+    }
+    crate::telemetry::request_line::request_finished(
+        &span,
+        &id,
+        &method,
+        &path,
+        status.as_u16(),
+        elapsed.as_secs_f64() * 1000.0,
+    );
     let labels = [
         ("method", method.to_string()),
         ("route", route),

@@ -16,6 +16,8 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
 
+pub mod log_writer;
+pub mod request_line;
 pub mod traces;
 
 /// How many batches the GraphQL DataLoaders ran (per server instance), for tests.
@@ -25,10 +27,18 @@ pub struct LoaderStats {
     pub subscription_batches: AtomicU64,
 }
 
-/// Installs the global subscriber: logs (`RUST_LOG` overrides the default filter) and, with an OTLP
-/// endpoint, the hub's spans exported as traces. Keep the returned pipeline until exit: dropping it
-/// sends the spans still buffered.
-pub fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> Option<traces::TracePipeline> {
+/// What must live until the process exits: dropping it sends the spans and writes the log lines still
+/// buffered.
+pub struct TelemetryGuard {
+    _traces: Option<traces::TracePipeline>,
+    _log: log_writer::LogFlush,
+}
+
+/// Installs the global subscriber: logs on standard output, written in batches (`log_writer`;
+/// `RUST_LOG` overrides the default filter) and, with an OTLP endpoint, the hub's spans exported as
+/// traces. Keep the returned guard until exit.
+pub fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> TelemetryGuard {
+    let (writer, log_flush) = log_writer::BatchedStdout::start();
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn,diesel_async=warn"));
     let (pipeline, trace_layer) = match otlp_endpoint.map(traces::pipeline) {
@@ -48,24 +58,32 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> Option<traces::Tr
     let registry = tracing_subscriber::registry().with(trace_layer);
     // A second initialisation (tests) keeps the first subscriber; that is fine.
     let _ = match format {
-        LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_current_span(true)
-                    .with_span_list(false)
-                    .with_filter(filter),
-            )
-            .try_init(),
+        LogFormat::Json => {
+            writer.serve_json_lines();
+            registry
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .with_writer(writer)
+                        .json()
+                        .with_current_span(true)
+                        .with_span_list(false)
+                        .with_filter(filter),
+                )
+                .try_init()
+        }
         LogFormat::Pretty => registry
             .with(
                 tracing_subscriber::fmt::layer()
+                    .with_writer(writer)
                     .with_ansi(std::io::stdout().is_terminal())
                     .with_filter(filter),
             )
             .try_init(),
     };
-    pipeline
+    TelemetryGuard {
+        _traces: pipeline,
+        _log: log_flush,
+    }
 }
 
 /// Latency buckets in seconds, from 1 ms to 30 s (the request timeout).
