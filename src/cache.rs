@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use crate::billing::model::Entitlement;
 use crate::keys::model::ApiKeyRow;
 use crate::tools::model::ToolRow;
 use crate::users::model::UserAccess;
@@ -168,6 +169,8 @@ pub struct Caches {
     /// The sessions of a user that were ended while their access tokens may still be unexpired, by user
     /// id (dropped with the user's entry: the `ended_sessions` trigger notifies as `user:<id>`).
     pub ended_sessions: Table<Uuid, Arc<Vec<Uuid>>>,
+    /// Each user's current subscription's entitlement (`None`: no current subscription).
+    pub entitlements: Table<Uuid, Option<Entitlement>>,
     barriers: Mutex<HashMap<String, oneshot::Sender<()>>>,
 }
 
@@ -180,6 +183,7 @@ impl Default for Caches {
             tools: Table::new(freshness.clone()),
             catalogue: Table::new(freshness.clone()),
             ended_sessions: Table::new(freshness.clone()),
+            entitlements: Table::new(freshness.clone()),
             freshness,
             barriers: Mutex::new(HashMap::new()),
         }
@@ -202,6 +206,7 @@ impl Caches {
         self.tools.clear();
         self.catalogue.clear();
         self.ended_sessions.clear();
+        self.entitlements.clear();
         self.freshness.live.store(live, Ordering::Release);
     }
 
@@ -210,10 +215,16 @@ impl Caches {
         self.freshness.live.load(Ordering::Acquire)
     }
 
-    /// Drops a user, their ended sessions and every API key of theirs.
+    /// Drops every user's entitlement (a plan changed).
+    pub fn forget_entitlements(&self) {
+        self.entitlements.remove_where(|_, _| true);
+    }
+
+    /// Drops a user, their ended sessions, their entitlement and every API key of theirs.
     pub fn invalidate_user(&self, id: Uuid) {
         self.users.remove(&id);
         self.ended_sessions.remove(&id);
+        self.entitlements.remove(&id);
         self.api_keys.remove_where(|_, key| key.user_id == id);
     }
 

@@ -56,65 +56,70 @@ pub async fn grant(
         }
     }
     let mut conn = app.pool.get().await?;
-    conn.transaction::<_, AppError, _>(async |conn| {
-        let plan = repo::find_plan(conn, tier).await?;
-        let fallback = (tier != PlanTier::Free).then_some(PlanTier::Free);
-        let current = match repo::lock_current_for_user(conn, user.0).await? {
-            Some(row) => Some(roll_forward(conn, row, now).await?),
-            None => None,
-        }
-        .filter(|row| row.status() != SubscriptionStatus::Expired);
-        let (saved, from) = match current {
-            None => {
-                let row = repo::insert_subscription(
-                    conn,
-                    NewSubscription {
-                        id: Uuid::now_v7(),
-                        user_id: user.0,
-                        tier,
-                        status: SubscriptionStatus::Active,
-                        billing_anchor: now,
-                        current_period_start: now,
-                        current_period_end: until,
-                        paid_by: PaidBy::Grant,
-                        provider_subscription_id: None,
-                        provider_event_at: None,
-                    },
-                )
-                .await?;
-                (row, None)
+    let view = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            let plan = repo::find_plan(conn, tier).await?;
+            let fallback = (tier != PlanTier::Free).then_some(PlanTier::Free);
+            let current = match repo::lock_current_for_user(conn, user.0).await? {
+                Some(row) => Some(roll_forward(conn, row, now).await?),
+                None => None,
             }
-            Some(row) => {
-                let mut state = state_of(&row);
-                state.tier = tier;
-                state.status = SubscriptionStatus::Active;
-                state.billing_anchor = now;
-                state.current_period_start = now;
-                state.current_period_end = until;
-                state.cancel_at_period_end = false;
-                state.tokens_used = 0;
-                state.paid_by = PaidBy::Grant;
-                state.grace_ends_at = None;
-                repo::set_provider_subscription(conn, row.id, None).await?;
-                (repo::save_state(conn, row.id, state).await?, Some(row.tier))
-            }
-        };
-        repo::set_scheduled_tier(conn, saved.id, fallback).await?;
-        record(conn, &saved, EventKind::Granted, from, Some(tier), now).await?;
-        audit::record_in(
-            conn,
-            actor,
-            audit::Event {
-                action: "subscription.granted",
-                target_type: "subscription",
-                target_id: Some(saved.id.to_string()),
-                before: from.map(|tier| serde_json::json!({ "tier": tier })),
-                after: Some(serde_json::json!({ "userId": user.0, "tier": tier, "until": until })),
-            },
-        )
-        .await?;
-        let row = repo::lock_by_id(conn, saved.id).await?;
-        Ok(SubscriptionView { row, plan })
-    })
-    .await
+            .filter(|row| row.status() != SubscriptionStatus::Expired);
+            let (saved, from) = match current {
+                None => {
+                    let row = repo::insert_subscription(
+                        conn,
+                        NewSubscription {
+                            id: Uuid::now_v7(),
+                            user_id: user.0,
+                            tier,
+                            status: SubscriptionStatus::Active,
+                            billing_anchor: now,
+                            current_period_start: now,
+                            current_period_end: until,
+                            paid_by: PaidBy::Grant,
+                            provider_subscription_id: None,
+                            provider_event_at: None,
+                        },
+                    )
+                    .await?;
+                    (row, None)
+                }
+                Some(row) => {
+                    let mut state = state_of(&row);
+                    state.tier = tier;
+                    state.status = SubscriptionStatus::Active;
+                    state.billing_anchor = now;
+                    state.current_period_start = now;
+                    state.current_period_end = until;
+                    state.cancel_at_period_end = false;
+                    state.tokens_used = 0;
+                    state.paid_by = PaidBy::Grant;
+                    state.grace_ends_at = None;
+                    repo::set_provider_subscription(conn, row.id, None).await?;
+                    (repo::save_state(conn, row.id, state).await?, Some(row.tier))
+                }
+            };
+            repo::set_scheduled_tier(conn, saved.id, fallback).await?;
+            record(conn, &saved, EventKind::Granted, from, Some(tier), now).await?;
+            audit::record_in(
+                conn,
+                actor,
+                audit::Event {
+                    action: "subscription.granted",
+                    target_type: "subscription",
+                    target_id: Some(saved.id.to_string()),
+                    before: from.map(|tier| serde_json::json!({ "tier": tier })),
+                    after: Some(
+                        serde_json::json!({ "userId": user.0, "tier": tier, "until": until }),
+                    ),
+                },
+            )
+            .await?;
+            let row = repo::lock_by_id(conn, saved.id).await?;
+            Ok(SubscriptionView { row, plan })
+        })
+        .await;
+    app.caches.invalidate_user(user.0);
+    view
 }

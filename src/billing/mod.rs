@@ -12,6 +12,7 @@
 //!   granted by an administrator (`grant`).
 
 pub mod batch;
+pub mod entitlement;
 pub mod grant;
 pub mod graphql;
 pub mod key_spending;

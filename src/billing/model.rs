@@ -196,3 +196,17 @@ pub struct TierCount {
     #[diesel(sql_type = diesel::sql_types::Bool)]
     pub paying: bool,
 }
+
+/// What a user's current subscription entitles them to, as the instances cache it (`cache.rs`) to let
+/// calls that no token limit or rate constrains skip the reservation (`billing::entitlement`).
+#[derive(Debug, Clone)]
+pub struct Entitlement {
+    pub subscription_id: Uuid,
+    pub tier: PlanTier,
+    /// The tiers the plan reaches (its own and those ranked below it).
+    pub reaches: Vec<PlanTier>,
+    /// Until when it runs: the period's end, or a payment's grace if that ends first.
+    pub runs_until: DateTime<Utc>,
+    /// The plan has no token limit, and no request rate that is enforced.
+    pub unlimited: bool,
+}

@@ -78,6 +78,9 @@ pub async fn update_plan(
             Ok(plan)
         })
         .await?;
+    // Every entitlement may have changed: this instance forgets them at once, the others when the
+    // trigger's notification arrives.
+    app.caches.forget_entitlements();
     tracing::info!("plan updated");
     Ok(plan)
 }

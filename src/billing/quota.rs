@@ -139,11 +139,22 @@ impl Refused {
 /// the [`Refused`] reason. Concurrent callers on any number of server instances never reserve more
 /// than the limit together (the reservation is serialised on the subscription row).
 ///
-/// The common case takes one statement, shared with the requests that arrive at the same moment. When
+/// A call that no limit constrains reserves nothing (`entitlement`). Otherwise the common case takes
+/// one statement, shared with the requests that arrive at the same moment. When
 /// it declines, a period that ended is rolled forward and the reservation tried once more; a request
 /// still declined is explained from the subscription as it stands.
 #[tracing::instrument(skip_all, fields(user_id = %request.user.0, tokens = request.tokens))]
 pub async fn spend(app: &AppState, request: Spend) -> AppResult<Result<Grant, Refused>> {
+    let keyed = request.api_key.is_some();
+    let unlimited =
+        super::entitlement::unlimited(app, request.user.0, request.min_tier, keyed).await?;
+    if let Some((reservation, tier)) = unlimited {
+        return Ok(Ok(Grant {
+            reservation,
+            tier,
+            pace: None,
+        }));
+    }
     if let Some(decided) = reserve(app, &request).await?.decided() {
         return Ok(decided);
     }

@@ -7,8 +7,8 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::model::{
-    EventRow, NewEvent, NewSubscription, PaidBy, PlanChanges, PlanRow, PlanTier, Reservation,
-    SubscriptionRow, SubscriptionStatus, TierCount,
+    Entitlement, EventRow, NewEvent, NewSubscription, PaidBy, PlanChanges, PlanRow, PlanTier,
+    Reservation, SubscriptionRow, SubscriptionStatus, TierCount,
 };
 use crate::db::compose::{Composed, Part};
 use crate::db::schema::{
@@ -568,4 +568,46 @@ pub async fn renewing_between(
         .select(SubscriptionRow::as_select())
         .load(conn)
         .await
+}
+
+#[derive(QueryableByName)]
+struct EntitlementRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    tier: PlanTier,
+    #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Text>)]
+    reaches: Vec<PlanTier>,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    runs_until: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    unlimited: bool,
+}
+
+/// What the user's current subscription entitles them to (see `Entitlement`); `None` without one.
+pub async fn entitlement(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    enforce_rates: bool,
+) -> QueryResult<Option<Entitlement>> {
+    let row: Option<EntitlementRow> = diesel::sql_query(
+        "SELECT s.id, s.tier, \
+                array(SELECT q.tier FROM plans q WHERE q.rank <= p.rank ORDER BY q.rank) AS reaches, \
+                LEAST(s.current_period_end, coalesce(s.grace_ends_at, 'infinity')) AS runs_until, \
+                p.token_limit IS NULL AND (p.requests_per_minute IS NULL OR NOT $2) AS unlimited \
+         FROM subscriptions s JOIN plans p ON p.tier = s.tier \
+         WHERE s.user_id = $1 AND s.status <> 'EXPIRED'",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(user)
+    .bind::<diesel::sql_types::Bool, _>(enforce_rates)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(row.map(|row| Entitlement {
+        subscription_id: row.id,
+        tier: row.tier,
+        reaches: row.reaches,
+        runs_until: row.runs_until,
+        unlimited: row.unlimited,
+    }))
 }

@@ -244,6 +244,9 @@ async fn change_plan(
             Ok(SubscriptionView { row: saved, plan })
         })
         .await?;
+    // This instance's next call sees the new plan at once; the others when the trigger's
+    // notification arrives.
+    app.caches.invalidate_user(user.0);
     Ok(view)
 }
 

@@ -48,6 +48,7 @@ mod token_limits;
 mod tools;
 mod traces;
 mod transport;
+mod unlimited_calls;
 mod upstream_destinations;
 mod usage;
 mod webhooks;

@@ -1,0 +1,153 @@
+//! Calls that no limit constrains (a plan without a token limit or an enforced rate, a credential
+//! without limits of its own) reserve nothing: no reservation statement runs before the upstream. They
+//! are still charged and logged, and a change that brings a limit back (to the plan, or to the user's
+//! subscription, on any instance or straight in the database) is obeyed by every instance.
+
+use std::time::{Duration, Instant};
+
+use joyfull_hub::config::Secret;
+use serde_json::json;
+
+use crate::helpers::upstream::Upstream;
+use crate::helpers::{TestApp, error_code};
+
+/// Counts the reservations written from now on (a test's own trigger on the table).
+async fn count_reservations(app: &TestApp) {
+    app.sql(
+        "CREATE TABLE reservations_made (id uuid NOT NULL); \
+         CREATE FUNCTION count_reservation() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN INSERT INTO reservations_made VALUES (NEW.id); RETURN NULL; END $$; \
+         CREATE TRIGGER count_reservation AFTER INSERT ON quota_reservations \
+         FOR EACH ROW EXECUTE FUNCTION count_reservation();",
+    )
+    .await;
+}
+
+async fn reservations_made(app: &TestApp) -> i64 {
+    app.sql_number("SELECT count(*) AS n FROM reservations_made")
+        .await
+}
+
+async fn tokens_used(app: &TestApp) -> i64 {
+    app.sql_number(
+        "SELECT s.tokens_used AS n FROM subscriptions s JOIN users u ON u.id = s.user_id \
+         WHERE u.email = 'ada@example.com' AND s.status <> 'EXPIRED'",
+    )
+    .await
+}
+
+async fn move_ada_to(app: &TestApp, tier: &str) {
+    app.sql(&format!(
+        "UPDATE subscriptions SET tier = '{tier}' WHERE status <> 'EXPIRED' AND user_id = \
+         (SELECT id FROM users WHERE email = 'ada@example.com')"
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn a_call_no_limit_constrains_reserves_nothing_and_is_still_charged() {
+    let upstream = Upstream::start().await;
+    let app = TestApp::spawn().await;
+    let catalogue = app.catalogue(upstream.url("/ok")).await;
+    count_reservations(&app).await;
+    let ada = &catalogue.user.access_token;
+
+    // On the Free plan (a token limit), a call reserves.
+    let body = app.invoke(ada, &catalogue.tool, json!({}), None).await;
+    assert!(body["errors"].is_null(), "{body}");
+    assert_eq!(reservations_made(&app).await, 1);
+    let used_on_free = tokens_used(&app).await;
+    assert!(used_on_free > 0);
+
+    // On Enterprise (no token limit, rates not enforced here), none does; the tokens still count.
+    move_ada_to(&app, "ENTERPRISE").await;
+    app.state.caches.sync(&app.state.pool).await.unwrap();
+    let mut charged = 0;
+    for _ in 0..5 {
+        let body = app.invoke(ada, &catalogue.tool, json!({}), None).await;
+        assert!(body["errors"].is_null(), "{body}");
+        charged += body["data"]["invokeTool"]["tokensUsed"].as_i64().unwrap();
+    }
+    assert_eq!(
+        reservations_made(&app).await,
+        1,
+        "no reservation for unlimited calls"
+    );
+    assert_eq!(tokens_used(&app).await, used_on_free + charged);
+    assert_eq!(
+        app.sql_number("SELECT count(*) AS n FROM usage_events")
+            .await,
+        6,
+        "every call is in the usage log"
+    );
+
+    // An administrator gives Enterprise a limit: the next call reserves again.
+    let update =
+        "mutation { updatePlan(tier: ENTERPRISE, input: {tokenLimit: 1000000}) { tokenLimit } }";
+    let updated = app
+        .graphql_as(&catalogue.root.access_token, update, json!({}))
+        .await;
+    assert!(updated["errors"].is_null(), "{updated}");
+    let body = app.invoke(ada, &catalogue.tool, json!({}), None).await;
+    assert!(body["errors"].is_null(), "{body}");
+    assert_eq!(reservations_made(&app).await, 2);
+}
+
+/// Polls `check` on calls through `app` for up to two seconds.
+async fn within_two_seconds(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what} within two seconds");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_limit_brought_back_anywhere_binds_every_instance() {
+    let upstream = Upstream::start().await;
+    let first = TestApp::spawn().await;
+    let url = first.db.url.clone();
+    let second = TestApp::spawn_with(move |config| {
+        config.database_url = Some(Secret::new(url));
+    })
+    .await;
+    let catalogue = first.catalogue(upstream.url("/ok")).await;
+    count_reservations(&first).await;
+    move_ada_to(&first, "ENTERPRISE").await;
+    // An API key (without limits of its own), since each instance signs its own access tokens here.
+    let ada = first.api_key(&catalogue.user.access_token).await;
+    let tool = catalogue.tool.clone();
+
+    // The second instance has Ada's unlimited entitlement in memory.
+    within_two_seconds("unlimited calls on the second instance", async || {
+        let body = second.invoke(&ada, &tool, json!({}), None).await;
+        assert!(body["errors"].is_null(), "{body}");
+        reservations_made(&first).await == 0
+    })
+    .await;
+
+    // Straight in the database, Ada moves to Free: the second instance reserves again.
+    move_ada_to(&first, "FREE").await;
+    within_two_seconds("a reservation on the second instance", async || {
+        let body = second.invoke(&ada, &tool, json!({}), None).await;
+        assert!(body["errors"].is_null(), "{body}");
+        reservations_made(&first).await > 0
+    })
+    .await;
+
+    // Back on Enterprise, then the first instance gives the plan a limit too small for a call.
+    move_ada_to(&first, "ENTERPRISE").await;
+    second.state.caches.sync(&second.state.pool).await.unwrap();
+    let body = second.invoke(&ada, &tool, json!({}), None).await;
+    assert!(body["errors"].is_null(), "{body}");
+    let update = "mutation { updatePlan(tier: ENTERPRISE, input: {tokenLimit: 1}) { tokenLimit } }";
+    let updated = first
+        .graphql_as(&catalogue.root.access_token, update, json!({}))
+        .await;
+    assert!(updated["errors"].is_null(), "{updated}");
+    within_two_seconds("the new limit on the second instance", async || {
+        let body = second.invoke(&ada, &tool, json!({}), None).await;
+        body["errors"].is_array() && error_code(&body) == "QUOTA_EXCEEDED"
+    })
+    .await;
+}
