@@ -31,6 +31,8 @@ const CALLERS: usize = 50;
 /// Scenario a's baseline and lightest read.
 const BARE_HELLO: &str = "a. bare async-graphql { hello }";
 const TYPENAME: &str = "a. { __typename } with an API key";
+/// The dashboard read's shape answered by the bare framework from memory: the floor of the hub's.
+const BARE_DASHBOARD: &str = "a. bare async-graphql, the dashboard's shape from memory";
 /// Scenario f's rows, followed by the streams' length.
 const STREAM_DIRECT: &str = "f. stream directly";
 const STREAM_VIA_HUB: &str = "f. invokeToolStream via the hub";
@@ -394,6 +396,19 @@ async fn run_scenarios(
                 vec![Prepared::post_json(
                     "/graphql",
                     &json!({ "query": "{ hello }" }),
+                )],
+                64,
+                Mode::Closed,
+                Expect::GraphqlData,
+            )
+            .await?;
+        bench
+            .measure(
+                BARE_DASHBOARD,
+                hello.address,
+                vec![Prepared::post_json(
+                    "/graphql",
+                    &json!({ "query": DASHBOARD }),
                 )],
                 64,
                 Mode::Closed,
@@ -772,6 +787,19 @@ fn render(rows: &[Row], options: &Options) -> String {
                 );
             }
         }
+    }
+    if let (Some(bare), Some(floor), Some(dashboard)) = (
+        find(rows, BARE_HELLO, 64, "closed"),
+        find(rows, BARE_DASHBOARD, 64, "closed"),
+        find(rows, "a. me + 20 tools", 64, "closed"),
+    ) {
+        let _ = writeln!(
+            out,
+            "- a. floor of the dashboard read: the bare framework answers its shape from memory at {:.2} of its {{ hello }} ({:.0} req/s); the hub's me + 20 tools reaches {:.2} of that floor.",
+            floor.outcome.rps() / bare.outcome.rps().max(1.0),
+            floor.outcome.rps(),
+            dashboard.outcome.rps() / floor.outcome.rps().max(1.0)
+        );
     }
     for mode in ["closed", "open"] {
         if let (Some(small), Some(large)) = (
