@@ -10,6 +10,7 @@
 
 mod hello;
 mod load;
+mod readme;
 mod scenarios;
 mod server;
 mod upstream;
@@ -56,6 +57,9 @@ struct Cli {
     /// measures what the request log costs.
     #[arg(long, default_value = "info")]
     hub_log: String,
+    /// Write the table into README.md (between its `bench:results` markers) as well.
+    #[arg(long)]
+    update_readme: bool,
 }
 
 #[derive(Subcommand)]
@@ -89,6 +93,9 @@ async fn main() -> anyhow::Result<()> {
         dir: cli.dir,
         build: !cli.no_build,
         hub_log: cli.hub_log,
+        readme: cli
+            .update_readme
+            .then(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md")),
         invoke_rates: cli
             .invoke_rates
             .split(',')

@@ -20,6 +20,8 @@ pub struct Options {
     pub build: bool,
     /// The server's `RUST_LOG`.
     pub hub_log: String,
+    /// The README whose results section the table replaces, if asked.
+    pub readme: Option<PathBuf>,
     /// Scenario b's open-loop rates over [`CALLERS`] connections.
     pub invoke_rates: Vec<f64>,
     /// Scenario a's open-loop rate; `None`: half its 64-connection closed-loop throughput.
@@ -357,6 +359,10 @@ pub async fn run_all(options: Options) -> anyhow::Result<()> {
     let table = render(&rows, &options);
     println!("{table}");
     std::fs::write(options.dir.join("results.md"), &table)?;
+    if let Some(readme) = &options.readme {
+        crate::readme::update(readme, &table, &options.scenarios)?;
+        eprintln!("the table is in {}", readme.display());
+    }
     Ok(())
 }
 

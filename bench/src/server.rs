@@ -229,8 +229,25 @@ impl Server {
         if let Some(token) = token {
             prepared = prepared.header("authorization", format!("Bearer {token}"));
         }
-        let (_, body) = load::request(self.address, &prepared).await?;
-        Ok(serde_json::from_slice(&body)?)
+        // As a well-behaved client does: an error the server calls retryable is tried again after the
+        // wait it asks for, a few times.
+        let mut attempts = 0;
+        loop {
+            let (_, body) = load::request(self.address, &prepared).await?;
+            let body: Value = serde_json::from_slice(&body)?;
+            let retry_after = body["errors"]
+                .as_array()
+                .and_then(|errors| errors.first())
+                .filter(|error| error["extensions"]["retryable"] == true)
+                .map(|error| error["extensions"]["retryAfter"].as_u64().unwrap_or(1));
+            match retry_after {
+                Some(seconds) if attempts < 5 => {
+                    attempts += 1;
+                    tokio::time::sleep(std::time::Duration::from_secs(seconds.clamp(1, 5))).await;
+                }
+                _ => return Ok(body),
+            }
+        }
     }
 }
 
