@@ -135,9 +135,12 @@ pub async fn compute(
             day.succ_opt().unwrap_or(day)
         }
     });
-    let (days, active) = crate::usage::service::platform(app, from_day, to_day).await?;
-    let (total_users, new_users) = crate::users::service::counts(app, from, to).await?;
-    let tiers = crate::billing::service::tier_counts(app).await?;
+    // Each from its owner, all at once.
+    let ((days, active), (total_users, new_users), tiers) = tokio::try_join!(
+        crate::usage::service::platform(app, from_day, to_day),
+        crate::users::service::counts(app, from, to),
+        crate::billing::service::tier_counts(app),
+    )?;
 
     let mut by_tool: BTreeMap<Uuid, (i64, i64, i64, Vec<i64>)> = BTreeMap::new();
     let mut by_day: BTreeMap<NaiveDate, (i64, i64)> = BTreeMap::new();

@@ -1,5 +1,3 @@
-use std::collections::BTreeMap;
-
 use async_graphql::connection::{Connection, ConnectionNameType, Edge, EdgeNameType, EmptyFields};
 use async_graphql::futures_util::{Stream, StreamExt};
 use async_graphql::{ComplexObject, Context, ID, Object, OutputType, SimpleObject, Subscription};
@@ -234,39 +232,41 @@ impl UsageQuery {
     ) -> async_graphql::Result<UsageSummary> {
         let user = ctx.user()?;
         let app = ctx.app()?;
-        let totals = service::daily_totals(app, user.id.0, from, to).await?;
-        let mut by_tool: BTreeMap<Uuid, (i64, i64)> = BTreeMap::new();
-        let mut by_day: BTreeMap<NaiveDate, (i64, i64)> = BTreeMap::new();
-        for total in &totals {
-            let tool = by_tool.entry(total.tool_id).or_default();
-            tool.0 += total.tokens;
-            tool.1 += total.invocations;
-            let day = by_day.entry(total.day).or_default();
-            day.0 += total.tokens;
-            day.1 += total.invocations;
-        }
-        let mut by_tool: Vec<ToolUsage> = by_tool
-            .into_iter()
-            .map(|(tool_id, (tokens, invocations))| ToolUsage {
-                tokens: tokens.into(),
-                invocations: invocations.into(),
-                tool_id,
+        let (totals, subscription) = tokio::try_join!(
+            service::summary_totals(app, user.id.0, from, to),
+            crate::billing::service::current(app, user.id),
+        )?;
+        let mut by_tool: Vec<ToolUsage> = totals
+            .iter()
+            .filter_map(|total| {
+                total.tool_id.map(|tool_id| ToolUsage {
+                    tokens: total.tokens.into(),
+                    invocations: total.invocations.into(),
+                    tool_id,
+                })
             })
             .collect();
         by_tool.sort_by(|a, b| b.tokens.cmp(&a.tokens).then(a.tool_id.cmp(&b.tool_id)));
-        let subscription = crate::billing::service::current(app, user.id).await?;
-        Ok(UsageSummary {
-            total_tokens: totals.iter().map(|t| t.tokens).sum::<i64>().into(),
-            total_invocations: totals.iter().map(|t| t.invocations).sum::<i64>().into(),
-            by_tool,
-            by_day: by_day
-                .into_iter()
-                .map(|(day, (tokens, invocations))| DayUsage {
+        let mut by_day: Vec<DayUsage> = totals
+            .iter()
+            .filter_map(|total| {
+                total.day.map(|day| DayUsage {
                     day,
-                    tokens: tokens.into(),
-                    invocations: invocations.into(),
+                    tokens: total.tokens.into(),
+                    invocations: total.invocations.into(),
                 })
-                .collect(),
+            })
+            .collect();
+        by_day.sort_by_key(|day| day.day);
+        let by_days = totals.iter().filter(|total| total.day.is_some());
+        let (total_tokens, total_invocations) = by_days.fold((0_i64, 0_i64), |(t, i), total| {
+            (t + total.tokens, i + total.invocations)
+        });
+        Ok(UsageSummary {
+            total_tokens: total_tokens.into(),
+            total_invocations: total_invocations.into(),
+            by_tool,
+            by_day,
             token_limit: subscription
                 .as_ref()
                 .and_then(|s| s.plan.token_limit)

@@ -32,13 +32,13 @@ pub struct UsageEvent {
     pub tokens_overrun: i64,
 }
 
-/// Tokens and invocations of one tool on one day (from rollups or the raw log).
+/// Tokens and invocations in a range, of one tool (`day` empty) or on one day (`tool_id` empty).
 #[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
-pub struct DailyTotal {
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    pub tool_id: Uuid,
-    #[diesel(sql_type = diesel::sql_types::Date)]
-    pub day: NaiveDate,
+pub struct SummaryTotal {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
+    pub tool_id: Option<Uuid>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Date>)]
+    pub day: Option<NaiveDate>,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub invocations: i64,
     #[diesel(sql_type = diesel::sql_types::BigInt)]

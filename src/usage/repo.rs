@@ -11,7 +11,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::model::{
-    DailyTotal, Filter, InvocationStatus, LATENCY_BOUNDS_MS, UsageEvent, latency_bucket,
+    Filter, InvocationStatus, LATENCY_BOUNDS_MS, SummaryTotal, UsageEvent, latency_bucket,
 };
 use crate::billing::model::PlanTier;
 use crate::db::compose::{Composed, Part};
@@ -240,35 +240,35 @@ pub async fn count(conn: &mut AsyncPgConnection, filter: &Filter) -> QueryResult
     filtered(filter).count().get_result(conn).await
 }
 
-/// Rollup totals per tool and day for whole days in `[from_day, to_day)`.
-pub async fn daily_totals(
-    conn: &mut AsyncPgConnection,
-    user: Uuid,
-    from_day: Option<NaiveDate>,
-    to_day: Option<NaiveDate>,
-) -> QueryResult<Vec<DailyTotal>> {
-    diesel::sql_query(
-        "SELECT tool_id, day, invocations, tokens FROM usage_daily \
-         WHERE user_id = $1 AND ($2::date IS NULL OR day >= $2) AND ($3::date IS NULL OR day < $3)",
-    )
-    .bind::<SqlUuid, _>(user)
-    .bind::<Nullable<Date>, _>(from_day)
-    .bind::<Nullable<Date>, _>(to_day)
-    .load(conn)
-    .await
+/// A half-open range of raw rows, read when `read`; a `None` bound is no bound.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawRange {
+    pub read: bool,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
 }
 
-/// Raw-log totals per tool and day for `[from, to)` (used for the partial days at a range's edges).
-pub async fn raw_totals(
+/// Runs `summary_totals.sql`: totals per tool and per day of the rollups' whole days in
+/// `days` (when given; a `None` bound is no bound) and of the raw rows in `head` and `tail`.
+pub async fn summary_totals(
     conn: &mut AsyncPgConnection,
     user: Uuid,
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
-) -> QueryResult<Vec<DailyTotal>> {
-    diesel::sql_query(include_str!("raw_totals.sql"))
+    days: Option<(Option<NaiveDate>, Option<NaiveDate>)>,
+    head: RawRange,
+    tail: RawRange,
+) -> QueryResult<Vec<SummaryTotal>> {
+    let (from_day, to_day) = days.unwrap_or_default();
+    diesel::sql_query(include_str!("summary_totals.sql"))
         .bind::<SqlUuid, _>(user)
-        .bind::<Nullable<Timestamptz>, _>(from)
-        .bind::<Nullable<Timestamptz>, _>(to)
+        .bind::<diesel::sql_types::Bool, _>(days.is_some())
+        .bind::<Nullable<Date>, _>(from_day)
+        .bind::<Nullable<Date>, _>(to_day)
+        .bind::<diesel::sql_types::Bool, _>(head.read)
+        .bind::<Nullable<Timestamptz>, _>(head.from)
+        .bind::<Nullable<Timestamptz>, _>(head.to)
+        .bind::<diesel::sql_types::Bool, _>(tail.read)
+        .bind::<Nullable<Timestamptz>, _>(tail.from)
+        .bind::<Nullable<Timestamptz>, _>(tail.to)
         .load(conn)
         .await
 }

@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use uuid::Uuid;
 
 use super::model::Filter;
-use super::model::{DailyTotal, UsageEvent};
+use super::model::{SummaryTotal, UsageEvent};
 use super::repo;
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
@@ -44,14 +44,14 @@ fn day_start(day: NaiveDate) -> DateTime<Utc> {
     day.and_time(NaiveTime::MIN).and_utc()
 }
 
-/// Per-tool, per-day totals for `[from, to)`, exact: whole days come from the rollups, the partial days
-/// at either edge from the raw log (at most two days of one user's rows).
-pub async fn daily_totals(
+/// Totals for `[from, to)` per tool and per day, exact, in one statement: whole days come from the
+/// rollups, the partial days at either edge from the raw log (at most two days of one user's rows).
+pub async fn summary_totals(
     app: &AppState,
     user: Uuid,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
-) -> AppResult<Vec<DailyTotal>> {
+) -> AppResult<Vec<SummaryTotal>> {
     check_range(from, to)?;
     let first_full = from.map(|f| {
         let day = f.date_naive();
@@ -66,22 +66,38 @@ pub async fn daily_totals(
     if let (Some(a), Some(b)) = (first_full, end_full)
         && a >= b
     {
-        return Ok(repo::raw_totals(&mut conn, user, from, to).await?);
+        let whole = repo::RawRange {
+            read: true,
+            from,
+            to,
+        };
+        let none = repo::RawRange::default();
+        return Ok(repo::summary_totals(&mut conn, user, None, whole, none).await?);
     }
-    let mut totals = repo::daily_totals(&mut conn, user, first_full, end_full).await?;
+    let mut head = repo::RawRange::default();
     if let (Some(from), Some(first_full)) = (from, first_full)
         && from < day_start(first_full)
     {
         let head_end = to.map_or(day_start(first_full), |t| t.min(day_start(first_full)));
-        totals.extend(repo::raw_totals(&mut conn, user, Some(from), Some(head_end)).await?);
+        head = repo::RawRange {
+            read: true,
+            from: Some(from),
+            to: Some(head_end),
+        };
     }
+    let mut tail = repo::RawRange::default();
     if let (Some(to), Some(end_full)) = (to, end_full)
         && to > day_start(end_full)
     {
         let tail_start = from.map_or(day_start(end_full), |f| f.max(day_start(end_full)));
-        totals.extend(repo::raw_totals(&mut conn, user, Some(tail_start), Some(to)).await?);
+        tail = repo::RawRange {
+            read: true,
+            from: Some(tail_start),
+            to: Some(to),
+        };
     }
-    Ok(totals)
+    let days = Some((first_full, end_full));
+    Ok(repo::summary_totals(&mut conn, user, days, head, tail).await?)
 }
 
 /// Deletes raw log rows older than the retention (rollups stay). Returns how many went.
@@ -116,8 +132,14 @@ pub async fn platform(
     from_day: Option<NaiveDate>,
     to_day: Option<NaiveDate>,
 ) -> AppResult<(Vec<repo::PlatformDay>, i64)> {
-    let mut conn = app.read_pool.get().await?;
-    let days = repo::platform_days(&mut conn, from_day, to_day).await?;
-    let active = repo::active_users(&mut conn, from_day, to_day).await?;
-    Ok((days, active))
+    // On two connections at once: the answer waits for the slower, not for both.
+    let days = async {
+        let mut conn = app.read_pool.get().await?;
+        Ok::<_, AppError>(repo::platform_days(&mut conn, from_day, to_day).await?)
+    };
+    let active = async {
+        let mut conn = app.read_pool.get().await?;
+        Ok::<_, AppError>(repo::active_users(&mut conn, from_day, to_day).await?)
+    };
+    tokio::try_join!(days, active)
 }
