@@ -143,3 +143,62 @@ impl Slices {
         owed
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slice_grows_while_it_runs_out_quickly_and_never_past_an_eighth_of_the_burst() {
+        let mut slice = Slice::new(1.0);
+        assert_eq!(slice.next_ask(1000), 0, "a first request reserves exactly");
+        slice.leased(1, 1, 999, Duration::ZERO);
+        let asked: Vec<u32> = (0..10)
+            .map(|_| {
+                let ask = slice.next_ask(1000);
+                slice.leased(ask + 1, ask + 1, 0, Duration::ZERO);
+                ask
+            })
+            .collect();
+        assert_eq!(asked, [1, 2, 4, 8, 16, 32, 64, 125, 125, 125]);
+        assert_eq!(
+            Slice::new(1.0).next_ask(7),
+            0,
+            "a burst under 8 leases nothing extra"
+        );
+    }
+
+    #[test]
+    fn a_slice_is_spent_only_when_it_covers_the_cost() {
+        let mut slice = Slice::new(1.0);
+        slice.leased(10, 4, 90, Duration::from_secs(1));
+        assert_eq!(slice.points, 6);
+        assert!(!slice.spend(7));
+        assert!(slice.spend(6));
+        assert_eq!(slice.points, 0);
+        let (remaining, _) = slice.standing(100);
+        assert!((90..=100).contains(&remaining), "{remaining}");
+    }
+
+    #[test]
+    fn idle_slices_are_owed_back_and_forgotten_but_busy_ones_stay() {
+        let slices = Slices::default();
+        let idle = slices.of("idle", 10.0);
+        let busy = slices.of("busy", 10.0);
+        if let Ok(mut idle) = idle.try_lock() {
+            idle.leased(5, 1, 0, Duration::ZERO);
+            idle.used_at = Instant::now() - IDLE;
+        }
+        if let Ok(mut busy) = busy.try_lock() {
+            busy.leased(5, 1, 0, Duration::ZERO);
+        }
+        drop(idle);
+        assert_eq!(slices.take_idle(), vec![("idle".to_owned(), 40.0)]);
+        assert!(slices.take_idle().is_empty(), "owed once");
+        let subjects = slices
+            .subjects
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        assert!(subjects.contains_key("busy") && !subjects.contains_key("idle"));
+    }
+}

@@ -151,3 +151,44 @@ async fn a_limit_brought_back_anywhere_binds_every_instance() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_entitlement_in_memory_ends_when_its_grace_does() {
+    let upstream = Upstream::start().await;
+    let app = TestApp::spawn().await;
+    let catalogue = app.catalogue(upstream.url("/ok")).await;
+    count_reservations(&app).await;
+    let ada = &catalogue.user.access_token;
+    // Enterprise with a failed payment: access goes on for the grace, an hour from billing's "now".
+    let grace_end = joyfull_hub::clock::Clock::now(app.clock.as_ref()) + chrono::Duration::hours(1);
+    app.sql(&format!(
+        "UPDATE subscriptions SET tier = 'ENTERPRISE', status = 'PAST_DUE', grace_ends_at = '{}' \
+         WHERE status <> 'EXPIRED' AND user_id = '{}'",
+        grace_end.to_rfc3339(),
+        catalogue.user.id
+    ))
+    .await;
+    app.state.caches.sync(&app.state.pool).await.unwrap();
+    let body = app.invoke(ada, &catalogue.tool, json!({}), None).await;
+    assert!(body["errors"].is_null(), "{body}");
+    assert_eq!(
+        reservations_made(&app).await,
+        0,
+        "unlimited during the grace"
+    );
+
+    // Past the grace, the entitlement held in memory grants nothing: the call goes to billing.
+    app.clock.advance(chrono::Duration::hours(2));
+    let body = app.invoke(ada, &catalogue.tool, json!({}), None).await;
+    let on_enterprise = app
+        .sql_number(&format!(
+            "SELECT count(*) AS n FROM usage_events WHERE user_id = '{}' AND status = 'SUCCESS' \
+             AND subscription_id IN (SELECT id FROM subscriptions WHERE tier = 'ENTERPRISE')",
+            catalogue.user.id
+        ))
+        .await;
+    assert_eq!(
+        on_enterprise, 1,
+        "no call is charged to the lapsed plan: {body}"
+    );
+}
