@@ -137,8 +137,8 @@ async fn a_credentials_budget_refuses_what_does_not_fit_and_says_so_everywhere()
     );
 }
 
-#[tokio::test]
-async fn two_instances_spend_one_budget() {
+/// Two instances on one database, each credential with 600 points a minute (a burst of 100).
+async fn two_instances_at_600_points() -> (TestApp, TestApp) {
     let first = TestApp::spawn_with(|config| config.graphql.points_per_minute = 600).await;
     let url = first.db.url.clone();
     let second = TestApp::spawn_with(move |config| {
@@ -146,6 +146,21 @@ async fn two_instances_spend_one_budget() {
         config.database_url = Some(Secret::new(url));
     })
     .await;
+    (first, second)
+}
+
+/// At 600 points a minute, `spent` since `started` is at most a burst and what the time earned.
+fn assert_within_one_budget(spent: u64, started: std::time::Instant) {
+    let earned = (started.elapsed().as_secs_f64() * 10.0).ceil() as u64;
+    assert!(
+        spent <= 100 + earned,
+        "one burst of 100 points and what {earned} points' time earned, across both instances: {spent}"
+    );
+}
+
+#[tokio::test]
+async fn two_instances_spend_one_budget() {
+    let (first, second) = two_instances_at_600_points().await;
     let ada = first.register("Ada", "ada@example.com").await;
     let key = first.api_key(&ada.access_token).await;
     // About 31 points a request: three fit the burst of 100.
@@ -163,23 +178,13 @@ async fn two_instances_spend_one_budget() {
         }
     }
 
-    let earned = (started.elapsed().as_secs_f64() * 10.0).ceil() as u64;
     assert!(answered >= 2, "{answered}");
-    assert!(
-        spent <= 100 + earned,
-        "one burst of 100 points and what {earned} points' time earned, across both instances: {spent}"
-    );
+    assert_within_one_budget(spent, started);
 }
 
 #[tokio::test]
 async fn parallel_requests_on_two_instances_spend_no_more_than_the_budget() {
-    let first = TestApp::spawn_with(|config| config.graphql.points_per_minute = 600).await;
-    let url = first.db.url.clone();
-    let second = TestApp::spawn_with(move |config| {
-        config.graphql.points_per_minute = 600;
-        config.database_url = Some(Secret::new(url));
-    })
-    .await;
+    let (first, second) = two_instances_at_600_points().await;
     let ada = first.register("Ada", "ada@example.com").await;
     let key = first.api_key(&ada.access_token).await;
     let asked = json!({ "query": "{ __typename }", "extensions": { "cost": true } });
@@ -203,12 +208,8 @@ async fn parallel_requests_on_two_instances_spend_no_more_than_the_budget() {
         }
     }
 
-    let earned = (started.elapsed().as_secs_f64() * 10.0).ceil() as u64;
     assert!(spent >= 50, "most of the burst is spent: {spent}");
-    assert!(
-        spent <= 100 + earned,
-        "one burst of 100 points and what {earned} points' time earned, across both instances: {spent}"
-    );
+    assert_within_one_budget(spent, started);
 }
 
 #[tokio::test]
