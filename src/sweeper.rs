@@ -39,6 +39,9 @@ pub fn spawn(app: AppState, every: Duration) -> tokio::task::JoinHandle<()> {
                 if let Err(e) = crate::mail::outbox::sweep(&app, now).await {
                     tracing::warn!(error = %e.public_message(), "sweeping the mail log failed; retrying next interval");
                 }
+                if let Err(e) = crate::usage::service::ensure_months(&app, now).await {
+                    tracing::warn!(error = %e.public_message(), "making the usage log's monthly partitions failed; retrying next interval");
+                }
                 if let Err(e) = crate::usage::service::apply_retention(&app, now).await {
                     tracing::warn!(error = %e.public_message(), "usage retention failed; retrying next interval");
                 }

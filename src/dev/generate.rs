@@ -57,6 +57,15 @@ pub async fn generate(
     .execute(&mut conn)
     .await?;
 
+    // Each month of the range gets its partition first, so no row waits in the default one.
+    diesel::sql_query(
+        "SELECT usage_events_ensure_month(m) FROM generate_series(now() - make_interval(days => $1), \
+                now() + interval '1 month', interval '1 month') AS m \
+         UNION ALL SELECT usage_events_ensure_month(now() - make_interval(days => $1))",
+    )
+    .bind::<Integer, _>(plan.days)
+    .execute(&mut conn)
+    .await?;
     const BATCH: i64 = 500_000;
     let mut done = 0;
     while done < plan.rows {

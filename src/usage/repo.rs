@@ -273,6 +273,40 @@ pub async fn summary_totals(
         .await
 }
 
+/// Makes sure the months holding `now` and a month later have their partitions of the log; returns how
+/// many it made.
+pub async fn ensure_months(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> QueryResult<usize> {
+    #[derive(QueryableByName)]
+    struct Made {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        made: bool,
+    }
+    let made: Vec<Made> = diesel::sql_query(
+        "SELECT usage_events_ensure_month(m) AS made FROM unnest(ARRAY[$1, $1 + interval '1 month']) AS m",
+    )
+    .bind::<Timestamptz, _>(now)
+    .load(conn)
+    .await?;
+    Ok(made.iter().filter(|m| m.made).count())
+}
+
+/// Drops the log's partitions of months that end at or before `cutoff`; returns the rows they held.
+pub async fn drop_months_before(
+    conn: &mut AsyncPgConnection,
+    cutoff: DateTime<Utc>,
+) -> QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct Dropped {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let dropped: Dropped = diesel::sql_query("SELECT usage_events_drop_months_before($1) AS n")
+        .bind::<Timestamptz, _>(cutoff)
+        .get_result(conn)
+        .await?;
+    Ok(dropped.n)
+}
+
 /// Deletes up to `batch` raw rows older than `before` (rollups stay); returns how many went.
 pub async fn delete_older_than(
     conn: &mut AsyncPgConnection,

@@ -100,15 +100,28 @@ pub async fn summary_totals(
     Ok(repo::summary_totals(&mut conn, user, days, head, tail).await?)
 }
 
-/// Deletes raw log rows older than the retention (rollups stay). Returns how many went.
+/// Makes sure the log has partitions for the month of `now` and the next (the sweeper's).
+pub async fn ensure_months(app: &AppState, now: DateTime<Utc>) -> AppResult<()> {
+    let mut conn = app.pool.get().await?;
+    let made = repo::ensure_months(&mut conn, now).await?;
+    if made > 0 {
+        tracing::info!(made, "monthly partitions of the usage log made");
+    }
+    Ok(())
+}
+
+/// Deletes raw log rows older than the retention (rollups stay): the partitions of months wholly past
+/// it are dropped, the older rows of the month it reaches deleted. Returns how many went.
 pub async fn apply_retention(app: &AppState, now: DateTime<Utc>) -> AppResult<usize> {
     let days = app.config.usage_retention_days;
     if days == 0 {
         return Ok(0);
     }
     let before = now - chrono::Duration::days(i64::from(days));
-    let mut deleted = 0;
     let mut conn = app.pool.get().await?;
+    // Whole months past the retention go with their partitions; the rest row by row.
+    let dropped = repo::drop_months_before(&mut conn, before).await?;
+    let mut deleted = usize::try_from(dropped).unwrap_or(usize::MAX);
     loop {
         let batch = repo::delete_older_than(&mut conn, before, 10_000).await?;
         deleted += batch;

@@ -433,3 +433,60 @@ async fn the_live_feed_reconnects_when_its_database_connection_dies() {
     );
     listener.abort();
 }
+
+#[tokio::test]
+async fn rows_live_in_their_months_partition_and_retention_drops_whole_months() {
+    let s = setup().await;
+    let partition_of_rows = async || {
+        s.app
+            .sql_text(
+                "SELECT string_agg(DISTINCT tableoid::regclass::text, ',') AS t FROM usage_events \
+                 WHERE created_at < '2025-02-01'",
+            )
+            .await
+    };
+    // A month without a partition yet: its rows wait in the default partition.
+    s.app.clock.set(s.at("2025-01-01T12:00:00Z"));
+    s.invoke(0).await;
+    assert_eq!(partition_of_rows().await, "usage_events_default");
+    // The sweeper's step makes the month's partition and moves the rows into it.
+    joyfull_hub::usage::service::ensure_months(&s.app.state, s.at("2025-01-01T12:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(partition_of_rows().await, "usage_events_2025_01");
+    s.app.clock.set(s.at("2026-01-01T12:00:00Z"));
+    s.invoke(0).await;
+    let before = s
+        .app
+        .graphql_as(&s.user.access_token, SUMMARY, json!({}))
+        .await;
+
+    // 400 days before 2026-04-01 is 2025-02-25: January 2025 is wholly past it.
+    let deleted =
+        joyfull_hub::usage::service::apply_retention(&s.app.state, s.at("2026-04-01T00:00:00Z"))
+            .await
+            .unwrap();
+
+    assert_eq!(deleted, 1);
+    assert_eq!(
+        s.app
+            .sql_number("SELECT count(*) AS n FROM pg_class WHERE relname = 'usage_events_2025_01'")
+            .await,
+        0,
+        "the month's partition is dropped, not emptied row by row"
+    );
+    assert_eq!(
+        s.app
+            .sql_number("SELECT count(*) AS n FROM usage_events")
+            .await,
+        1
+    );
+    let after = s
+        .app
+        .graphql_as(&s.user.access_token, SUMMARY, json!({}))
+        .await;
+    assert_eq!(
+        after["data"]["usageSummary"]["totalTokens"], before["data"]["usageSummary"]["totalTokens"],
+        "the rollups stay"
+    );
+}

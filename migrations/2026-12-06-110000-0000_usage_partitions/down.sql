@@ -1,0 +1,17 @@
+ALTER TABLE usage_events RENAME TO usage_events_partitioned;
+CREATE TABLE usage_events (LIKE usage_events_partitioned INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
+INSERT INTO usage_events SELECT * FROM usage_events_partitioned;
+DROP TABLE usage_events_partitioned;
+DROP FUNCTION usage_events_drop_months_before(timestamptz);
+DROP FUNCTION usage_events_ensure_month(timestamptz);
+ALTER TABLE usage_events ADD PRIMARY KEY (id);
+ALTER TABLE usage_events ADD FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE;
+ALTER TABLE usage_events ADD FOREIGN KEY (api_key_id) REFERENCES api_keys (id) ON DELETE SET NULL;
+ALTER TABLE usage_events ADD FOREIGN KEY (tool_id) REFERENCES tools (id);
+ALTER TABLE usage_events ADD FOREIGN KEY (subscription_id) REFERENCES subscriptions (id) ON DELETE SET NULL;
+CREATE INDEX usage_events_user_created_idx ON usage_events (user_id, created_at DESC, id DESC);
+CREATE INDEX usage_events_user_tool_created_idx ON usage_events (user_id, tool_id, created_at DESC, id DESC);
+CREATE INDEX usage_events_api_key_id_idx ON usage_events (api_key_id);
+CREATE INDEX usage_events_subscription_id_idx ON usage_events (subscription_id);
+CREATE INDEX usage_events_created_idx ON usage_events (created_at);
+ALTER TABLE invocation_idempotency ADD FOREIGN KEY (usage_event_id) REFERENCES usage_events (id) ON DELETE CASCADE;
