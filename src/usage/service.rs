@@ -22,7 +22,11 @@ pub fn check_range(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Ap
     Ok(())
 }
 
-/// One page of the log (newest first) and whether more follow.
+/// How far back from where a page starts it is first looked for.
+const RECENT_DAYS: i64 = 32;
+
+/// One page of the log (newest first) and whether more follow. The rows of a window ending where the
+/// page starts are the newest of all when they fill it, since every row outside it is older.
 pub async fn page(
     app: &AppState,
     filter: &Filter,
@@ -31,6 +35,23 @@ pub async fn page(
 ) -> AppResult<(Vec<UsageEvent>, bool)> {
     check_range(filter.from, filter.to)?;
     let mut conn = app.read_pool.get().await?;
+    // The log is partitioned by month: a page is first looked for in the month or so before where it
+    // starts, which reads one or two partitions, and in every older month only if that falls short.
+    let starts = after
+        .map(|(at, _)| at)
+        .or(filter.to)
+        .unwrap_or_else(|| app.clock.now());
+    let recent = starts - chrono::Duration::days(RECENT_DAYS);
+    if filter.from.is_none_or(|from| from < recent) {
+        let window = Filter {
+            from: Some(recent),
+            ..*filter
+        };
+        let rows = repo::page(&mut conn, &window, after, first + 1).await?;
+        if i64::try_from(rows.len()).unwrap_or(i64::MAX) > first {
+            return Ok(crate::db::one_page(rows, first));
+        }
+    }
     let rows = repo::page(&mut conn, filter, after, first + 1).await?;
     Ok(crate::db::one_page(rows, first))
 }
