@@ -224,17 +224,21 @@ async fn summaries_equal_a_brute_force_sum_over_the_log_for_any_range() {
     assert_eq!(first_day["invocations"], 1);
 }
 
-#[tokio::test]
-async fn retention_removes_old_raw_rows_but_keeps_the_rollups() {
-    let s = setup().await;
+/// A call on 2025-01-01 and one on 2026-01-01; the summary after them.
+async fn a_call_in_2025_and_one_in_2026(s: &Setup) -> Value {
     s.app.clock.set(s.at("2025-01-01T12:00:00Z"));
     s.invoke(0).await;
     s.app.clock.set(s.at("2026-01-01T12:00:00Z"));
     s.invoke(0).await;
-    let before = s
-        .app
+    s.app
         .graphql_as(&s.user.access_token, SUMMARY, json!({}))
-        .await;
+        .await
+}
+
+#[tokio::test]
+async fn retention_removes_old_raw_rows_but_keeps_the_rollups() {
+    let s = setup().await;
+    let before = a_call_in_2025_and_one_in_2026(&s).await;
 
     let deleted =
         joyfull_hub::usage::service::apply_retention(&s.app.state, s.at("2026-03-01T00:00:00Z"))
@@ -446,20 +450,13 @@ async fn rows_live_in_their_months_partition_and_retention_drops_whole_months() 
             .await
     };
     // A month without a partition yet: its rows wait in the default partition.
-    s.app.clock.set(s.at("2025-01-01T12:00:00Z"));
-    s.invoke(0).await;
+    let before = a_call_in_2025_and_one_in_2026(&s).await;
     assert_eq!(partition_of_rows().await, "usage_events_default");
     // The sweeper's step makes the month's partition and moves the rows into it.
     joyfull_hub::usage::service::ensure_months(&s.app.state, s.at("2025-01-01T12:00:00Z"))
         .await
         .unwrap();
     assert_eq!(partition_of_rows().await, "usage_events_2025_01");
-    s.app.clock.set(s.at("2026-01-01T12:00:00Z"));
-    s.invoke(0).await;
-    let before = s
-        .app
-        .graphql_as(&s.user.access_token, SUMMARY, json!({}))
-        .await;
 
     // 400 days before 2026-04-01 is 2025-02-25: January 2025 is wholly past it.
     let deleted =
