@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::model::{EventKind, NewSubscription, PaidBy, PlanTier, SubscriptionStatus};
 use super::payment::Payments;
-use super::renewal::{record, roll_forward, state_of};
+use super::renewal::{fresh_period, record, roll_forward};
 use super::repo;
 use super::service::SubscriptionView;
 use crate::app::AppState;
@@ -86,16 +86,7 @@ pub async fn grant(
                     (row, None)
                 }
                 Some(row) => {
-                    let mut state = state_of(&row);
-                    state.tier = tier;
-                    state.status = SubscriptionStatus::Active;
-                    state.billing_anchor = now;
-                    state.current_period_start = now;
-                    state.current_period_end = until;
-                    state.cancel_at_period_end = false;
-                    state.tokens_used = 0;
-                    state.paid_by = PaidBy::Grant;
-                    state.grace_ends_at = None;
+                    let state = fresh_period(&row, tier, now, until, PaidBy::Grant);
                     repo::set_provider_subscription(conn, row.id, None).await?;
                     (repo::save_state(conn, row.id, state).await?, Some(row.tier))
                 }

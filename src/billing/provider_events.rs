@@ -23,7 +23,7 @@ use super::model::{
 };
 use super::payment::{PaymentChange, PaymentEvent};
 use super::periods::add_months;
-use super::renewal::{record, roll_forward, state_of};
+use super::renewal::{fresh_period, record, roll_forward, state_of};
 use super::repo::{self, SubscriptionState};
 use crate::app::AppState;
 use crate::audit::service::{self as audit, Actor};
@@ -243,17 +243,7 @@ async fn checkout_paid(
         tracing::error!(user_id = %user, previous = other, new = subscription,
             "a second provider subscription was paid for one account: cancel the previous one at the provider");
     }
-    let mut state = state_of(&row);
-    state.tier = tier;
-    state.status = SubscriptionStatus::Active;
-    state.billing_anchor = start;
-    state.current_period_start = start;
-    state.current_period_end = end;
-    state.cancel_at_period_end = false;
-    state.scheduled_tier = None;
-    state.tokens_used = 0;
-    state.paid_by = PaidBy::Provider;
-    state.grace_ends_at = None;
+    let mut state = fresh_period(&row, tier, start, end, PaidBy::Provider);
     state.provider_event_at = Some(at.event);
     repo::set_provider_subscription(conn, row.id, Some(subscription)).await?;
     let saved = repo::save_state(conn, row.id, state).await?;

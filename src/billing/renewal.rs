@@ -34,6 +34,30 @@ pub(super) fn state_of(row: &SubscriptionRow) -> SubscriptionState {
     }
 }
 
+/// `row` starting afresh on `tier` for `[start, end)`, paid by `paid_by`: nothing of the old period
+/// carries over (its tokens, a cancellation, a scheduled downgrade, a payment's grace).
+pub(super) fn fresh_period(
+    row: &SubscriptionRow,
+    tier: PlanTier,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    paid_by: PaidBy,
+) -> SubscriptionState {
+    SubscriptionState {
+        tier,
+        status: SubscriptionStatus::Active,
+        billing_anchor: start,
+        current_period_start: start,
+        current_period_end: end,
+        cancel_at_period_end: false,
+        scheduled_tier: None,
+        tokens_used: 0,
+        paid_by,
+        grace_ends_at: None,
+        ..state_of(row)
+    }
+}
+
 pub(super) async fn record(
     conn: &mut AsyncPgConnection,
     row: &SubscriptionRow,

@@ -237,7 +237,7 @@ impl ToolsQuery {
         };
         // The count is only made when asked for (it costs a query when the page comes from the database).
         let want_total = ctx.look_ahead().field("totalCount").exists();
-        let (mut rows, total) = service::list(
+        let (mut rows, total) = super::catalogue::page(
             ctx.app()?,
             &listing,
             after.clone(),

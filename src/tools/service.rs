@@ -10,7 +10,7 @@ use super::input::{
     check_slug, check_text, check_timeout, check_tokens_path, slugify, store_headers,
 };
 use super::model::{NewTool, ToolChanges, ToolId, ToolRow};
-use super::repo::{self, Listing};
+use super::repo;
 use crate::app::AppState;
 use crate::audit::service::{self as audit, Actor};
 use crate::billing::model::PlanTier;
@@ -258,17 +258,6 @@ pub async fn get(
 pub async fn get_many_with_deleted(app: &AppState, ids: &[Uuid]) -> AppResult<Vec<ToolRow>> {
     let mut conn = app.pool.get().await?;
     Ok(repo::find_many_with_deleted(&mut conn, ids).await?)
-}
-
-/// One page of the catalogue and, when `want_total`, the total count (see `catalogue`).
-pub async fn list(
-    app: &AppState,
-    listing: &Listing<'_>,
-    after: Option<(String, Uuid)>,
-    limit: i64,
-    want_total: bool,
-) -> AppResult<(Vec<ToolRow>, Option<i64>)> {
-    super::catalogue::page(app, listing, after, limit, want_total).await
 }
 
 /// The headers to send upstream, secrets decrypted.
