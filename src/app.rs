@@ -53,6 +53,8 @@ pub struct AppState {
     pub meter: Meter,
     /// Reserves invocations' quota in batches.
     pub reservations: Reservations,
+    /// Slices of busy users' quota that this instance grants calls from in memory.
+    pub token_slices: Arc<crate::billing::slices::TokenSlices>,
     /// Paces anonymous addresses, in batches.
     pub pacer: Pacer,
     /// Live usage events for WebSocket subscribers.
@@ -105,6 +107,7 @@ impl AppState {
                 Arc::clone(&vitals),
             ),
             vitals,
+            token_slices: Arc::default(),
             bursts: Arc::default(),
             webhook_slots: Arc::new(tokio::sync::Semaphore::new(
                 crate::webhooks::model::IN_FLIGHT,

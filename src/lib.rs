@@ -130,6 +130,7 @@ pub fn start_background(state: &AppState, database_url: &str) -> Background {
         sweeper::spawn(state.clone(), std::time::Duration::from_secs(60)),
         mail::outbox::spawn(state.clone()),
         pacing::service::spawn_give_back(state.clone()),
+        billing::slice_return::spawn(state.clone()),
         notifications::outbox::spawn(state.clone()),
         webhooks::delivery::spawn(state.clone()),
         db::vitals::spawn_probe(

@@ -29,6 +29,9 @@ pub struct ReserveRequest {
     pub min_tier: PlanTier,
     /// The API key making the call (`None` for a signed-in session).
     pub api_key: Option<Uuid>,
+    /// Tokens and requests asked for a slice beyond the request's own (`billing::slices`).
+    pub slice_tokens: i64,
+    pub slice_requests: i32,
 }
 
 /// The batched reservation statement; `enforce_rates` applies the plans' request rates.
@@ -65,6 +68,8 @@ impl BatchStatement for Reserve {
                 expires_at: r.expires_at,
                 min_tier: r.min_tier,
                 api_key: r.api_key,
+                slice_tokens: r.slice_tokens,
+                slice_requests: r.slice_requests,
             })
             .collect();
         let mut granted: HashMap<Uuid, Reserved> =

@@ -15,24 +15,6 @@ use super::repo;
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 
-/// For a call by `user` (`keyed`: with an API key that has limits of its own) to a tool of
-/// `min_tier`: the reservation that stands for it and the tier it is granted on, when nothing limits
-/// it; `None` sends it to the reservation statement.
-pub async fn unlimited(
-    app: &AppState,
-    user: Uuid,
-    min_tier: PlanTier,
-    keyed: bool,
-) -> AppResult<Option<(Reservation, PlanTier)>> {
-    if keyed {
-        return Ok(None);
-    }
-    let Some(Some(entitlement)) = of(app, user).await? else {
-        return Ok(None);
-    };
-    Ok(allows(&entitlement, min_tier, app.clock.now()))
-}
-
 /// What `entitlement` allows a call to a tool of `min_tier` at `now`, without a reservation.
 pub fn allows(
     entitlement: &Entitlement,
@@ -52,9 +34,10 @@ pub fn allows(
     })
 }
 
-/// The user's entitlement (`None` inside: no current subscription), from the cache or the database.
-async fn of(app: &AppState, user: Uuid) -> AppResult<Option<Option<Entitlement>>> {
-    app.caches
+/// The user's entitlement (`None`: no current subscription), from the cache or the database.
+pub async fn current(app: &AppState, user: Uuid) -> AppResult<Option<Entitlement>> {
+    let found = app
+        .caches
         .entitlements
         .get_or_load(user, async {
             let mut conn = app.pool.get().await?;
@@ -62,5 +45,6 @@ async fn of(app: &AppState, user: Uuid) -> AppResult<Option<Option<Entitlement>>
             let found = repo::entitlement(&mut conn, user, enforce_rates).await?;
             Ok::<_, AppError>(Some(found))
         })
-        .await
+        .await?;
+    Ok(found.flatten())
 }

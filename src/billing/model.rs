@@ -169,7 +169,8 @@ pub struct EventRow {
     pub occurred_at: DateTime<Utc>,
 }
 
-/// Tokens set aside for one call in flight. Settle or release it exactly once.
+/// Tokens set aside for one call in flight. Settle or release it exactly once. `id` names the call's own
+/// row, or the slice it drew `tokens` from (`billing::slices`).
 #[derive(Queryable, Selectable, Debug, Clone, Copy, PartialEq, Eq)]
 #[diesel(table_name = crate::db::schema::quota_reservations, check_for_backend(diesel::pg::Pg))]
 pub struct Reservation {
@@ -209,4 +210,34 @@ pub struct Entitlement {
     pub runs_until: DateTime<Utc>,
     /// The plan has no token limit, and no request rate that is enforced.
     pub unlimited: bool,
+    /// The plan has a token limit.
+    pub token_limited: bool,
+    /// Which load this is: every load has its own, so a slice (`billing::slices`) leased under one
+    /// ends when a change to the subscription or its plan has the entitlement loaded again.
+    pub loaded: u64,
+}
+
+/// Where a subscription's request rate stands after a request (see `reserve/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    pub requests_per_minute: u32,
+    /// Requests that may follow at once.
+    pub burst_left: u32,
+    /// Until the whole burst is available again.
+    pub full_in: std::time::Duration,
+}
+
+/// A slice (`billing::slices`) is drawn on for at most this long after its lease, on billing's
+/// clock; its reservation row outlives its request's lease by as much.
+pub const SLICE_DRAWING: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+
+/// What a slice holds unspent, to give back: tokens (to its row and the reserved counter) and the
+/// time its unspent requests moved the subscription's pace on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnspentSlice {
+    /// The reservation row holding the slice.
+    pub row: Uuid,
+    pub subscription_id: Uuid,
+    pub tokens: i64,
+    pub pace_ms: f64,
 }

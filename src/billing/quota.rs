@@ -8,9 +8,11 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::batch::ReserveRequest;
-use super::model::{PlanTier, Reservation, SubscriptionId};
-use super::repo;
+pub use super::model::Pace;
+use super::model::{Entitlement, PlanTier, Reservation, SubscriptionId};
+use super::repo::{self, Reserved};
 use super::service::{self, SubscriptionView};
+use super::slices::{self, Lease, Rate};
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::users::model::UserId;
@@ -38,16 +40,6 @@ pub struct Grant {
     pub tier: PlanTier,
     /// `None` when the plan has no request rate (or rates are not enforced).
     pub pace: Option<Pace>,
-}
-
-/// Where a subscription's request rate stands after a request (see `reserve/`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pace {
-    pub requests_per_minute: u32,
-    /// Requests that may follow at once.
-    pub burst_left: u32,
-    /// Until the whole burst is available again.
-    pub full_in: Duration,
 }
 
 /// Why billing refused.
@@ -139,30 +131,42 @@ impl Refused {
 /// the [`Refused`] reason. Concurrent callers on any number of server instances never reserve more
 /// than the limit together (the reservation is serialised on the subscription row).
 ///
-/// A call that no limit constrains reserves nothing (`entitlement`). Otherwise the common case takes
-/// one statement, shared with the requests that arrive at the same moment. When
-/// it declines, a period that ended is rolled forward and the reservation tried once more; a request
-/// still declined is explained from the subscription as it stands.
+/// A call that no limit constrains reserves nothing (`entitlement`); one that its user's slice covers
+/// draws on it (`slices`). Otherwise the common case takes one statement, shared with the requests
+/// that arrive at the same moment (asking for a slice when the user is busy). When it declines, a
+/// period that ended is rolled forward and the reservation tried once more; a request still declined
+/// is explained from the subscription as it stands. Calls by a key with limits of its own always take
+/// the statement.
 #[tracing::instrument(skip_all, fields(user_id = %request.user.0, tokens = request.tokens))]
 pub async fn spend(app: &AppState, request: Spend) -> AppResult<Result<Grant, Refused>> {
-    let keyed = request.api_key.is_some();
-    let unlimited =
-        super::entitlement::unlimited(app, request.user.0, request.min_tier, keyed).await?;
-    if let Some((reservation, tier)) = unlimited {
-        return Ok(Ok(Grant {
-            reservation,
-            tier,
-            pace: None,
-        }));
+    let entitlement = match request.api_key {
+        Some(_) => None,
+        None => super::entitlement::current(app, request.user.0).await?,
+    };
+    let answer = match &entitlement {
+        Some(entitlement) => match from_memory(app, &request, entitlement).await? {
+            Ok(grant) => return Ok(Ok(grant)),
+            Err(answer) => answer,
+        },
+        None => None,
+    };
+    let answer = match answer {
+        Some(answer) => answer,
+        None => reserve(app, &request, None).await?.0,
+    };
+    if let Some(decided) = answer.decided() {
+        return Ok(decided);
     }
-    if let Some(decided) = reserve(app, &request).await?.decided() {
+    if let Some(entitlement) = &entitlement
+        && let Some(decided) = retry_without_slices(app, &request, entitlement).await?
+    {
         return Ok(decided);
     }
     let subscription = service::current(app, request.user).await?;
     let refused = explain(app, &request, subscription.as_ref()).await?;
     let Some(refused) = refused else {
         // It fits now (a period rolled forward, or tokens came back in between): ask once more.
-        if let Some(decided) = reserve(app, &request).await?.decided() {
+        if let Some(decided) = reserve(app, &request, None).await?.0.decided() {
             return Ok(decided);
         }
         let subscription = service::current(app, request.user).await?;
@@ -195,11 +199,98 @@ impl Answer {
     }
 }
 
-/// Runs the request through the reservation batcher.
-async fn reserve(app: &AppState, request: &Spend) -> AppResult<Answer> {
+/// A grant without a round trip: nothing to reserve, or a draw on the user's slice. Else the
+/// statement's answer when the call asked it for a slice (the slice is recorded), or `None` when the
+/// call is left to ask the statement as any other.
+async fn from_memory(
+    app: &AppState,
+    request: &Spend,
+    entitlement: &Entitlement,
+) -> AppResult<Result<Grant, Option<Answer>>> {
+    let now = app.clock.now();
+    if let Some((reservation, tier)) =
+        super::entitlement::allows(entitlement, request.min_tier, now)
+    {
+        return Ok(Ok(Grant {
+            reservation,
+            tier,
+            pace: None,
+        }));
+    }
+    let slice = app.token_slices.of(request.user.0);
+    let mut slice = slice.lock().await;
+    let expires_at = crate::clock::after(now, request.lease);
+    if let Some(drawn) = slice.draw(
+        request.tokens,
+        request.min_tier,
+        expires_at,
+        now,
+        entitlement,
+    ) {
+        return Ok(Ok(Grant {
+            reservation: drawn.reservation,
+            tier: drawn.tier,
+            pace: drawn.pace,
+        }));
+    }
+    let calls = slice.next_ask();
+    if calls == 0 {
+        return Ok(Err(None));
+    }
+    let (answer, lease) = match reserve(app, request, Some((calls, entitlement))).await {
+        Ok(answered) => answered,
+        Err(error) => {
+            slice.leased(None);
+            return Err(error);
+        }
+    };
+    if let Some(owed) = slice.leased(lease) {
+        app.token_slices.owe(owed);
+    }
+    Ok(Err(Some(answer)))
+}
+
+/// For a call that was declined: gives back at once what this instance's slices of the user's
+/// subscription hold unspent (near the limit, nothing stays set aside in memory) and, if there was
+/// any, asks again. Both happen under the user's slice, so no slice is leased in between, and the
+/// next calls reserve exactly for a while (`slices::QUICK`).
+async fn retry_without_slices(
+    app: &AppState,
+    request: &Spend,
+    entitlement: &Entitlement,
+) -> AppResult<Option<Result<Grant, Refused>>> {
+    let slice = app.token_slices.of(request.user.0);
+    let mut slice = slice.lock().await;
+    let mut owed = app.token_slices.take_owed_of(entitlement.subscription_id);
+    owed.extend(slice.leased(None));
+    if owed.is_empty() {
+        return Ok(None);
+    }
+    {
+        let mut conn = app.pool.get().await?;
+        repo::give_back_slices(&mut conn, &owed).await?;
+    }
+    Ok(reserve(app, request, None).await?.0.decided())
+}
+
+/// Runs the request through the reservation batcher, asking for a slice of `calls` more like it
+/// when `sliced` says so (with the entitlement it is asked under); the answer, and the slice granted.
+async fn reserve(
+    app: &AppState,
+    request: &Spend,
+    sliced: Option<(u32, &Entitlement)>,
+) -> AppResult<(Answer, Option<Lease>)> {
     let tokens = request.tokens.max(1);
     let now = app.clock.now();
     let expires_at = crate::clock::after(now, request.lease);
+    let (slice_tokens, slice_requests) = sliced.map_or((0, 0), |(calls, entitlement)| {
+        let tokens = if entitlement.token_limited {
+            tokens.saturating_mul(i64::from(calls))
+        } else {
+            0
+        };
+        (tokens, i32::try_from(calls).unwrap_or(i32::MAX))
+    });
     let id = Uuid::now_v7();
     let reserved = app
         .reservations
@@ -211,11 +302,63 @@ async fn reserve(app: &AppState, request: &Spend) -> AppResult<Answer> {
             expires_at,
             min_tier: request.min_tier,
             api_key: request.api_key,
+            slice_tokens,
+            slice_requests,
         })
         .await?;
     let Some(reserved) = reserved else {
-        return Ok(Answer::Declined);
+        return Ok((Answer::Declined, None));
     };
+    let answer = answer(&reserved, tokens, id);
+    let lease = sliced.and_then(|(_, entitlement)| {
+        // Calls leased later draw on the slice for a while: its row outlives them (`reserve/`).
+        granted_slice(&reserved, entitlement, now, expires_at + slices::DRAWING)
+    });
+    Ok((answer, lease))
+}
+
+/// The slice `reserved` granted beyond its request, if any.
+fn granted_slice(
+    reserved: &Reserved,
+    entitlement: &Entitlement,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> Option<Lease> {
+    let requests = u32::try_from(reserved.slice_requests).unwrap_or(0);
+    if !reserved.granted || (reserved.slice_tokens <= 0 && requests == 0) {
+        return None;
+    }
+    let rate = reserved
+        .requests_per_minute
+        .and_then(|r| u32::try_from(r).ok())
+        .map(|requests_per_minute| {
+            let every = 60_000.0 / f64::from(requests_per_minute.max(1));
+            let full_in_ms = reserved.full_in_ms.unwrap_or(0) as f64 + f64::from(requests) * every;
+            Rate {
+                requests,
+                requests_per_minute,
+                shared_left: u32::try_from(reserved.burst_left.unwrap_or(0))
+                    .unwrap_or(0)
+                    .saturating_sub(requests),
+                shared_full_in: Duration::from_millis(full_in_ms.max(0.0) as u64),
+            }
+        });
+    Some(Lease {
+        row: reserved.id,
+        subscription_id: reserved.subscription_id,
+        tier: reserved.tier,
+        entitlement: entitlement.loaded,
+        leased_at: now,
+        expires_at,
+        tokens: entitlement
+            .token_limited
+            .then_some(reserved.slice_tokens.max(0)),
+        rate,
+    })
+}
+
+/// What the statement's row for a request of `tokens` reserved as `id` means.
+fn answer(reserved: &Reserved, tokens: i64, id: Uuid) -> Answer {
     let refused = |refusal| {
         Answer::OverLimit(Refused {
             refusal,
@@ -227,29 +370,29 @@ async fn reserve(app: &AppState, request: &Spend) -> AppResult<Answer> {
         .key_requests_per_minute
         .and_then(|r| u32::try_from(r).ok());
     if let (Some(requests_per_minute), Some(retry_in_ms)) = (key_rate, reserved.key_retry_in_ms) {
-        return Ok(refused(Refusal::KeyRateLimited {
+        return refused(Refusal::KeyRateLimited {
             requests_per_minute,
             retry_after: millis(retry_in_ms),
-        }));
+        });
     }
     if reserved.key_over_budget == Some(true) {
-        return Ok(refused(Refusal::KeyBudgetExceeded {
+        return refused(Refusal::KeyBudgetExceeded {
             asked: tokens,
             budget: reserved.key_token_budget.unwrap_or(0),
             left: reserved.key_tokens_left.unwrap_or(0),
-        }));
+        });
     }
     let plan_rate = reserved
         .requests_per_minute
         .and_then(|r| u32::try_from(r).ok());
     if let (Some(requests_per_minute), Some(retry_in_ms)) = (plan_rate, reserved.retry_in_ms) {
-        return Ok(refused(Refusal::RateLimited {
+        return refused(Refusal::RateLimited {
             requests_per_minute,
             retry_after: millis(retry_in_ms),
-        }));
+        });
     }
     if !reserved.granted {
-        return Ok(Answer::Declined);
+        return Answer::Declined;
     }
     let pace = |rate: Option<u32>, left: Option<i32>, full_in: Option<i64>| {
         rate.map(|requests_per_minute| Pace {
@@ -265,7 +408,7 @@ async fn reserve(app: &AppState, request: &Spend) -> AppResult<Answer> {
         (None, key) => key,
         (plan, _) => plan,
     };
-    Ok(Answer::Granted(Grant {
+    Answer::Granted(Grant {
         reservation: Reservation {
             id,
             subscription_id: reserved.subscription_id,
@@ -273,7 +416,7 @@ async fn reserve(app: &AppState, request: &Spend) -> AppResult<Answer> {
         },
         tier: reserved.tier,
         pace,
-    }))
+    })
 }
 
 fn whole_seconds(wait: Duration) -> u64 {

@@ -209,6 +209,9 @@ pub struct BatchReservation {
     pub min_tier: PlanTier,
     /// The API key making the call when it has limits of its own (else `None`).
     pub api_key: Option<Uuid>,
+    /// Tokens and requests asked for a slice beyond the request's own (`billing::slices`).
+    pub slice_tokens: i64,
+    pub slice_requests: i32,
 }
 
 /// What [`reserve_batch`] decided for one request that reached a subscription.
@@ -253,6 +256,11 @@ pub struct Reserved {
     /// The key's budget left before this batch's requests.
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
     pub key_tokens_left: Option<i64>,
+    /// The slice granted beyond the request's own tokens and the request itself.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub slice_tokens: i64,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub slice_requests: i32,
 }
 
 /// Runs `reserve/` (what it grants is described there); returns a row for each request that
@@ -285,6 +293,14 @@ pub async fn reserve_batch(
         .bind::<Array<diesel::sql_types::Nullable<SqlUuid>>, _>(
             requests.iter().map(|r| r.api_key).collect::<Vec<_>>(),
         )
+        .bind::<Array<BigInt>, _>(requests.iter().map(|r| r.slice_tokens).collect::<Vec<_>>())
+        .bind::<Array<diesel::sql_types::Integer>, _>(
+            requests
+                .iter()
+                .map(|r| r.slice_requests)
+                .collect::<Vec<_>>(),
+        )
+        .bind::<BigInt, _>(super::model::SLICE_DRAWING.num_milliseconds())
         .cached()
         .load(conn)
         .await
@@ -331,7 +347,7 @@ pub async fn take_expired_reservations(
 /// `settle_batch.sql`: a part of the meter's statement (see `db::compose`).
 pub const SETTLE_BATCH: Part = Part {
     sql: include_str!("settle_batch.sql"),
-    params: 3,
+    params: 4,
 };
 
 /// The part that settles what keys with limits spent; it follows [`SETTLE_BATCH`].
@@ -346,6 +362,7 @@ pub fn bind_settle_batch<'a>(
     query: Composed<'a>,
     used: &std::collections::BTreeMap<Uuid, i64>,
     reservations: Vec<Uuid>,
+    drawn: Vec<i64>,
 ) -> Composed<'a> {
     query
         .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(
@@ -355,6 +372,7 @@ pub fn bind_settle_batch<'a>(
         .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(
             used.values().copied().collect::<Vec<_>>(),
         )
+        .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(drawn)
 }
 
 /// Binds [`SETTLE_KEYS`]'s parameters: API keys in id order with the tokens each used and its
@@ -582,6 +600,8 @@ struct EntitlementRow {
     runs_until: DateTime<Utc>,
     #[diesel(sql_type = diesel::sql_types::Bool)]
     unlimited: bool,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    token_limited: bool,
 }
 
 /// What the user's current subscription entitles them to (see `Entitlement`); `None` without one.
@@ -594,7 +614,8 @@ pub async fn entitlement(
         "SELECT s.id, s.tier, \
                 array(SELECT q.tier FROM plans q WHERE q.rank <= p.rank ORDER BY q.rank) AS reaches, \
                 LEAST(s.current_period_end, coalesce(s.grace_ends_at, 'infinity')) AS runs_until, \
-                p.token_limit IS NULL AND (p.requests_per_minute IS NULL OR NOT $2) AS unlimited \
+                p.token_limit IS NULL AND (p.requests_per_minute IS NULL OR NOT $2) AS unlimited, \
+                p.token_limit IS NOT NULL AS token_limited \
          FROM subscriptions s JOIN plans p ON p.tier = s.tier \
          WHERE s.user_id = $1 AND s.status <> 'EXPIRED'",
     )
@@ -603,11 +624,58 @@ pub async fn entitlement(
     .get_result(conn)
     .await
     .optional()?;
+    static LOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     Ok(row.map(|row| Entitlement {
         subscription_id: row.id,
         tier: row.tier,
         reaches: row.reaches,
         runs_until: row.runs_until,
         unlimited: row.unlimited,
+        token_limited: row.token_limited,
+        loaded: LOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
     }))
+}
+
+/// Gives back what slices held unspent (`billing::slices`): their tokens leave their rows (a row left
+/// with no draw in flight goes) and the reserved counters (a row that expired meanwhile returned them
+/// already), and the time their unspent
+/// requests moved each subscription's pace on is taken off it, never before now. Subscriptions are
+/// locked first, in id order, as everything that touches reservations locks them; then the rows, whose
+/// latest version decides (settlements draw on them concurrently).
+pub async fn give_back_slices(
+    conn: &mut AsyncPgConnection,
+    owed: &[super::model::UnspentSlice],
+) -> QueryResult<usize> {
+    use diesel::sql_types::{Array, BigInt, Double, Uuid as SqlUuid};
+    diesel::sql_query(
+        "WITH back AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::float8[]) \
+                       AS b(row_id, sid, tokens, ms)), \
+              held AS (SELECT s.id FROM subscriptions s WHERE s.id = ANY($2::uuid[]) ORDER BY s.id FOR UPDATE), \
+              rows AS (SELECT r.id, r.tokens FROM quota_reservations r \
+                       WHERE r.id = ANY($1::uuid[]) AND (SELECT count(*) FROM held) >= 0 \
+                       ORDER BY r.id FOR UPDATE), \
+              emptied AS (DELETE FROM quota_reservations r USING rows w, back b \
+                          WHERE r.id = w.id AND b.row_id = w.id AND b.tokens > 0 AND w.tokens = b.tokens \
+                          RETURNING r.subscription_id, b.tokens), \
+              reduced AS (UPDATE quota_reservations r SET tokens = w.tokens - b.tokens FROM rows w, back b \
+                          WHERE r.id = w.id AND b.row_id = w.id AND b.tokens > 0 AND w.tokens > b.tokens \
+                          RETURNING r.subscription_id, b.tokens), \
+              returned AS (SELECT * FROM emptied UNION ALL SELECT * FROM reduced), \
+              per_sub AS (SELECT h.id, \
+                                 coalesce((SELECT sum(t.tokens) FROM returned t WHERE t.subscription_id = h.id), 0) AS tokens, \
+                                 coalesce((SELECT sum(b.ms) FROM back b WHERE b.sid = h.id), 0) AS ms \
+                          FROM held h) \
+         UPDATE subscriptions s \
+         SET tokens_reserved = GREATEST(s.tokens_reserved - p.tokens, 0), \
+             request_rate_tat = CASE WHEN p.ms > 0 \
+               THEN GREATEST(s.request_rate_tat - make_interval(secs => p.ms / 1000), statement_timestamp()) \
+               ELSE s.request_rate_tat END \
+         FROM per_sub p WHERE s.id = p.id",
+    )
+    .bind::<Array<SqlUuid>, _>(owed.iter().map(|o| o.row).collect::<Vec<_>>())
+    .bind::<Array<SqlUuid>, _>(owed.iter().map(|o| o.subscription_id).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(owed.iter().map(|o| o.tokens).collect::<Vec<_>>())
+    .bind::<Array<Double>, _>(owed.iter().map(|o| o.pace_ms).collect::<Vec<_>>())
+    .execute(conn)
+    .await
 }

@@ -2,8 +2,11 @@
 -- `db::compose`), so it runs in the transaction that writes their usage rows.
 -- $1 uuid[]   the subscriptions charged, in id order: they are locked in that order first, so
 --             concurrent batches and reservations cannot deadlock on them
--- $2 uuid[]   the reservations settled: they are deleted and their tokens leave the reserved counter
+-- $2 uuid[]   the reservations settled, each as often as calls drew on it
 -- $3 bigint[] the tokens used, per subscription of $1
+-- $4 bigint[] the tokens each call of $2 drew on its reservation: a reservation is a call's own, drawn
+--             whole and deleted, or a slice (`billing::slices`) that many calls draw on, which keeps
+--             what is not drawn yet; the tokens drawn leave the reserved counter
 -- A subscription whose used tokens cross 80 % or 100 % of its plan's limit records the crossing once per
 -- period (`quota_events`). What keys with limits spent is settled by `settle_keys.sql`, a part that
 -- follows this one when the batch holds calls made with such keys.
@@ -11,8 +14,20 @@
 -- transactions' foreign-key checks. A reservation whose lease expired still charges its usage; its
 -- reserved tokens were returned when it expired.
 locked AS (SELECT id FROM subscriptions WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE),
-taken AS (DELETE FROM quota_reservations WHERE id = ANY($2::uuid[])
-          RETURNING subscription_id, tokens, api_key_id),
+draws AS (SELECT id, sum(tokens)::bigint AS tokens FROM unnest($2::uuid[], $4::bigint[]) AS d(id, tokens)
+          GROUP BY id),
+-- The rows as they stand once locked (after the subscriptions): concurrent batches draw on one slice,
+-- so what is left is decided on the latest version, not on the statement's snapshot.
+held AS (SELECT r.id, r.tokens FROM quota_reservations r
+         WHERE r.id = ANY($2::uuid[]) AND (SELECT count(*) FROM locked) >= 0
+         ORDER BY r.id FOR UPDATE),
+whole AS (DELETE FROM quota_reservations r USING held h, draws d
+          WHERE r.id = h.id AND d.id = h.id AND h.tokens <= d.tokens
+          RETURNING r.subscription_id, h.tokens, r.api_key_id),
+part AS (UPDATE quota_reservations r SET tokens = h.tokens - d.tokens FROM held h, draws d
+         WHERE r.id = h.id AND d.id = h.id AND h.tokens > d.tokens
+         RETURNING r.subscription_id, d.tokens, r.api_key_id),
+taken AS (SELECT * FROM whole UNION ALL SELECT * FROM part),
 taken_by_sub AS (SELECT subscription_id, sum(tokens)::bigint AS tokens FROM taken GROUP BY 1),
 charged AS (UPDATE subscriptions s
             SET tokens_reserved = GREATEST(s.tokens_reserved - coalesce(t.tokens, 0), 0),

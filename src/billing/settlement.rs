@@ -28,7 +28,8 @@ pub fn counts_keys(settled: &[(Reservation, i64, Option<Uuid>)]) -> bool {
 }
 
 /// Binds the settlement parts: each reservation is settled with the tokens its call used (a negative
-/// count charges nothing), counted to the key with limits that made the call, if any. A reservation
+/// count charges nothing), counted to the key with limits that made the call, if any; the call's
+/// `tokens` are what it drew on the reservation (all of it, unless the reservation is a slice). A reservation
 /// whose lease already expired still charges the usage; its reserved tokens were returned by then.
 pub fn bind_settlements<'a>(
     query: Composed<'a>,
@@ -38,6 +39,7 @@ pub fn bind_settlements<'a>(
     let mut used: BTreeMap<Uuid, i64> = BTreeMap::new();
     let mut keys: BTreeMap<Uuid, (i64, Uuid)> = BTreeMap::new();
     let mut reservations = Vec::new();
+    let mut drawn = Vec::new();
     for (reservation, tokens, key) in settled {
         let tokens = *tokens;
         *used.entry(reservation.subscription_id).or_default() += tokens.max(0);
@@ -47,8 +49,9 @@ pub fn bind_settlements<'a>(
                 .0 += tokens.max(0);
         }
         reservations.push(reservation.id);
+        drawn.push(reservation.tokens);
     }
-    let query = repo::bind_settle_batch(query, &used, reservations);
+    let query = repo::bind_settle_batch(query, &used, reservations, drawn);
     if counts_keys {
         repo::bind_settle_keys(query, &keys)
     } else {

@@ -493,6 +493,8 @@ async fn a_batch_of_reservations_grants_in_order_while_the_running_total_fits() 
         expires_at: now + chrono::Duration::seconds(60),
         min_tier,
         api_key: None,
+        slice_tokens: 0,
+        slice_requests: 0,
     };
     let batch = [
         request(&ada, 40, PlanTier::Free),

@@ -92,12 +92,21 @@ async fn a_settlement_cut_off_with_its_connection_is_written_exactly_once() {
     let used = server
         .number("SELECT tokens_used AS n FROM subscriptions")
         .await;
-    let reserved = server
-        .number("SELECT tokens_reserved AS n FROM subscriptions")
-        .await;
-    let reservations = server
-        .number("SELECT count(*) AS n FROM quota_reservations")
-        .await;
+    // What a slice of the second call held unspent is given back once idle (`billing::slices`).
+    let mut waited = std::time::Duration::ZERO;
+    let (reserved, reservations) = loop {
+        let reserved = server
+            .number("SELECT tokens_reserved AS n FROM subscriptions")
+            .await;
+        let reservations = server
+            .number("SELECT count(*) AS n FROM quota_reservations")
+            .await;
+        if (reserved, reservations) == (0, 0) || waited > 3 * joyfull_hub::billing::slices::IDLE {
+            break (reserved, reservations);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        waited += std::time::Duration::from_millis(50);
+    };
     let daily_tokens = server
         .number("SELECT coalesce(sum(tokens), 0)::bigint AS n FROM usage_daily")
         .await;

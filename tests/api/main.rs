@@ -41,6 +41,7 @@ mod request_rates;
 mod schema;
 mod security_events;
 mod shutdown;
+mod slices;
 mod statements;
 mod streaming;
 mod throttles;

@@ -235,6 +235,8 @@ async fn one_batch_paces_its_requests_in_order() {
         expires_at: now + chrono::Duration::seconds(60),
         min_tier: PlanTier::Free,
         api_key: None,
+        slice_tokens: 0,
+        slice_requests: 0,
     };
     let batch = [request(10), request(20), request(30), request(40)];
     let mut conn = app.state.pool.get().await.unwrap();
@@ -266,5 +268,77 @@ async fn one_batch_paces_its_requests_in_order() {
         app.sql_number("SELECT tokens_reserved AS n FROM subscriptions")
             .await,
         30
+    );
+}
+
+/// A request asking for a slice (`billing::slices`) is granted at most a quarter of what is left after
+/// its own cost, in tokens and in requests; its row holds the slice, and the later requests of the
+/// batch count after it.
+#[tokio::test]
+async fn a_slice_takes_at_most_a_quarter_of_what_is_left_and_counts_first() {
+    use joyfull_hub::billing::model::PlanTier;
+    use joyfull_hub::billing::repo::{BatchReservation, reserve_batch};
+
+    let app = TestApp::spawn().await;
+    let ada = app.register("Ada", "ada@example.com").await;
+    app.subscribe_free(&ada).await;
+    // One request a second, a burst of ten; 1 000 tokens.
+    app.sql("UPDATE plans SET requests_per_minute = 60, token_limit = 1000 WHERE tier = 'FREE'")
+        .await;
+    let now = app.clock_now();
+    let request = |tokens: i64, slice_tokens: i64, slice_requests: i32| BatchReservation {
+        id: uuid::Uuid::now_v7(),
+        user: ada.user_id().0,
+        tokens,
+        expires_at: now + chrono::Duration::seconds(60),
+        min_tier: PlanTier::Free,
+        api_key: None,
+        slice_tokens,
+        slice_requests,
+    };
+    let batch = [request(100, 10_000, 100), request(10, 0, 0)];
+    let mut conn = app.state.pool.get().await.unwrap();
+    let answers = reserve_batch(&mut conn, &batch, now, true).await.unwrap();
+    drop(conn);
+    let answer = |i: usize| {
+        answers
+            .iter()
+            .find(|a| a.id == batch[i].id)
+            .copied()
+            .expect("an answer for each request")
+    };
+
+    assert!(answer(0).granted && answer(1).granted);
+    // (1 000 - 100) / 4 tokens in whole requests of 100, and a quarter of the 9 requests the burst
+    // has left after the first.
+    assert_eq!((answer(0).slice_tokens, answer(0).slice_requests), (200, 2));
+    assert_eq!((answer(1).slice_tokens, answer(1).slice_requests), (0, 0));
+    assert_eq!(
+        answer(1).burst_left,
+        Some(6),
+        "the second request counts after the slice's two"
+    );
+    assert_eq!(
+        app.sql_number("SELECT tokens_reserved AS n FROM subscriptions")
+            .await,
+        310
+    );
+    assert_eq!(
+        app.sql_number(&format!(
+            "SELECT tokens AS n FROM quota_reservations WHERE id = '{}'",
+            batch[0].id
+        ))
+        .await,
+        300
+    );
+    let tat_ms = app
+        .sql_number(
+            "SELECT (extract(epoch FROM request_rate_tat - statement_timestamp()) * 1000)::bigint AS n \
+             FROM subscriptions",
+        )
+        .await;
+    assert!(
+        (3_500..=4_000).contains(&tat_ms),
+        "four requests at one a second move the pace on by 4 s: {tat_ms}"
     );
 }

@@ -80,9 +80,9 @@ async fn fifty_parallel_calls_that_state_their_maximum_never_pass_the_limit() {
         "each call's overrun is recorded, uncharged"
     );
     assert_eq!(
-        app.sql_number("SELECT tokens_reserved AS n FROM subscriptions")
-            .await,
-        0
+        app.tokens_reserved_once_idle().await,
+        0,
+        "what slices held unspent is given back"
     );
 }
 
@@ -116,9 +116,9 @@ async fn fifty_parallel_calls_without_a_maximum_pass_it_by_at_most_their_recorde
         "the limit is passed by at most the overruns: used {used}, overruns {overruns}"
     );
     assert_eq!(
-        app.sql_number("SELECT tokens_reserved AS n FROM subscriptions")
-            .await,
-        0
+        app.tokens_reserved_once_idle().await,
+        0,
+        "what slices held unspent is given back"
     );
 }
 

@@ -19,7 +19,9 @@ SELECT k.id, k.sid AS subscription_id, k.tier, g.id IS NOT NULL AS granted,
          AS key_retry_in_ms,
        k.kwithin AND NOT k.kfits AS key_over_budget,
        k.kbudget AS key_token_budget,
-       GREATEST(k.kbudget - k.kused - k.kreserved, 0)::bigint AS key_tokens_left
+       GREATEST(k.kbudget - k.kused - k.kreserved, 0)::bigint AS key_tokens_left,
+       CASE WHEN g.id IS NOT NULL AND p.nth = 1 THEN p.extra_tokens ELSE 0 END::bigint AS slice_tokens,
+       CASE WHEN g.id IS NOT NULL AND p.nth = 1 THEN p.extra_requests ELSE 0 END::integer AS slice_requests
 FROM key_checked k CROSS JOIN lease
 LEFT JOIN paced p ON p.id = k.id
 LEFT JOIN granted g ON g.id = k.id

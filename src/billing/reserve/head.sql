@@ -9,6 +9,10 @@
 -- $6 timestamptz   billing's "now": which periods run and which leases have expired
 -- $7 boolean       whether request rates (plans' and keys') are enforced
 -- $8 uuid[]        the API key making each request (null for a signed-in session)
+-- $9 bigint[]      tokens asked for a slice beyond the request's own, per reservation (0: none)
+-- $10 integer[]    requests asked for a slice beyond the request itself, per reservation (0: none)
+-- $11 bigint       milliseconds a row holding a slice outlives its request's lease (calls leased later
+--                  draw on it)
 -- Returns one row per request whose user's subscription is current with a period running at $6 and
 -- whose plan ranks at or above the tier asked (the others are explained by the caller), saying whether
 -- it was granted and where the subscription's request rate stands.
@@ -30,6 +34,15 @@
 -- admitted requests (in order) fits the limit; once one does not fit, the later ones are not granted
 -- either, so a batch never reserves more than the limit. Expired leases of the subscriptions touched are
 -- returned on the way (to their keys too), granted or not.
+--
+-- Slices (`billing::slices`): the first request of a subscription in the batch may ask for tokens and
+-- requests beyond its own, which its instance then hands out without a round trip. It is granted at
+-- most a quarter of what is left after its own cost (tokens under the limit, in whole requests' worth
+-- of its own; requests in the burst),
+-- so near a limit slices shrink to nothing; its reservation row holds its tokens plus the slice's, and
+-- the slice's requests move the TAT as admitted requests do. Where the plan has both a token limit
+-- and an enforced rate, a slice has both or nothing. The later requests of the batch count
+-- after the slice.
 -- Subscriptions are locked in id order, as the meter locks them. The commit does not wait for the disk:
 -- a reservation is a lease, and losing one in a crash only returns its tokens early (and forgets the
 -- requests' pacing since the last commit that reached the disk).
@@ -40,8 +53,9 @@
 -- `plain_counts.sql`) and `answer.sql`.
 WITH lease AS (SELECT set_config('synchronous_commit', 'off', true)),
 clock AS (SELECT statement_timestamp() AS now),
-req AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::timestamptz[], $5::text[], $8::uuid[])
-        WITH ORDINALITY AS r(id, user_id, tokens, expires_at, min_tier, key_id, ord)),
+req AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::timestamptz[], $5::text[], $8::uuid[],
+                             $9::bigint[], $10::integer[])
+        WITH ORDINALITY AS r(id, user_id, tokens, expires_at, min_tier, key_id, slice_tokens, slice_requests, ord)),
 sub AS (SELECT s.id, s.user_id, s.tier, p.token_limit, p.rank, s.tokens_used, s.tokens_reserved,
                s.current_period_start AS period_start,
                CASE WHEN $7::boolean THEN p.requests_per_minute END AS rpm,

@@ -11,7 +11,7 @@ keys AS (SELECT sp.api_key_id AS kid, sub.period_start,
 key_left AS (SELECT keys.kid, GREATEST(keys.kheld - coalesce(
                (SELECT sum(e.tokens) FROM expired e WHERE e.api_key_id = keys.kid), 0), 0)::bigint AS kreserved
              FROM keys),
-wanted AS (SELECT req.id, req.tokens, req.expires_at, req.ord, sub.id AS sid, sub.tier, sub.token_limit,
+wanted AS (SELECT req.id, req.tokens, req.expires_at, req.ord, req.slice_tokens, req.slice_requests, sub.id AS sid, sub.tier, sub.token_limit,
              sub.tokens_used, l.reserved, sub.rpm, sub.tat, sub.now,
              kk.kid, kk.krpm, kk.kbudget, kk.kused, kl.kreserved, kk.ktat,
              row_number() OVER by_key AS knth

@@ -386,6 +386,23 @@ impl TestApp {
         .await
     }
 
+    /// The tokens every subscription holds reserved once this instance's idle slices are given back
+    /// (`billing::slices`): asked until it is zero, for at most three times their idle time.
+    pub async fn tokens_reserved_once_idle(&self) -> i64 {
+        let until = std::time::Instant::now() + 3 * joyfull_hub::billing::slices::IDLE;
+        loop {
+            let reserved = self
+                .sql_number(
+                    "SELECT coalesce(sum(tokens_reserved), 0)::bigint AS n FROM subscriptions",
+                )
+                .await;
+            if reserved == 0 || std::time::Instant::now() > until {
+                return reserved;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// A single number from SQL (for assertions on what was stored).
     pub async fn sql_number(&self, query: &str) -> i64 {
         #[derive(diesel::QueryableByName)]
