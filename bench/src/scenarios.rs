@@ -318,6 +318,26 @@ async fn upsert_tool(
 /// none refused.
 const PACED_RATE: i64 = 6_000_000;
 
+/// A token limit no load here reaches: every call reserves (from slices), none is refused.
+const LIMITED_TOKENS: i64 = 1_000_000_000_000;
+
+/// Sets the Enterprise plan's token limit (`None`: unlimited).
+async fn set_enterprise_token_limit(
+    server: &Server,
+    admin: &str,
+    token_limit: Option<i64>,
+) -> anyhow::Result<()> {
+    let body = server
+        .graphql(
+            Some(admin),
+            "mutation L($t: BigInt) { updatePlan(tier: ENTERPRISE, input: { tokenLimit: $t }) { tokenLimit } }",
+            json!({ "t": token_limit.map(|t| t.to_string()) }),
+        )
+        .await?;
+    data(&body, "updatePlan")?;
+    Ok(())
+}
+
 /// Sets the Enterprise plan's requests per minute (`None`: no rate).
 async fn set_enterprise_rate(
     server: &Server,
@@ -526,13 +546,20 @@ async fn run_scenarios(
                 )
                 .await?;
         }
-        // Paced, then unpaced once more: the two unpaced runs bracket the paced one, so what the
-        // database accumulates over the runs does not pass for the cost of pacing.
-        for (label, rate) in [
-            ("b. invokeTool via the hub, paced", Some(PACED_RATE)),
-            ("b. invokeTool via the hub, no rate again", None),
+        // Paced, with a token limit, then with neither once more: the two unlimited runs bracket the
+        // others, so what the database accumulates over the runs does not pass for the cost of
+        // pacing or of the limit.
+        for (label, rate, token_limit) in [
+            ("b. invokeTool via the hub, paced", Some(PACED_RATE), None),
+            (
+                "b. invokeTool via the hub, token limit",
+                None,
+                Some(LIMITED_TOKENS),
+            ),
+            ("b. invokeTool via the hub, no rate again", None, None),
         ] {
             set_enterprise_rate(server, &admin, rate).await?;
+            set_enterprise_token_limit(server, &admin, token_limit).await?;
             bench
                 .measure(
                     label,
