@@ -243,6 +243,7 @@ impl Config {
         };
         let introspection = flag("HUB_INTROSPECTION", !production);
         let demo_seed = flag("HUB_DEMO_SEED", !production);
+        let dashboard = flag("HUB_DASHBOARD", !production);
         let require_verified_email = flag("HUB_REQUIRE_VERIFIED_EMAIL", production);
         let gateway = GatewaySettings {
             breaker_threshold,
@@ -412,6 +413,7 @@ impl Config {
             payments,
             admin_seed,
             demo_seed,
+            dashboard,
             gateway,
             usage_retention_days,
             metrics_token,

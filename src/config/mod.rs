@@ -188,6 +188,8 @@ pub struct Config {
     pub admin_seed: Option<(String, Secret<String>)>,
     /// `HUB_DEMO_SEED`: serve the mock upstream and seed the demo tools (development only).
     pub demo_seed: bool,
+    /// `HUB_DASHBOARD`: serve the reference dashboard at `/app` (and the pages mailed links open).
+    pub dashboard: bool,
     pub gateway: GatewaySettings,
     /// Days raw usage rows are kept (daily rollups stay); 0 keeps them forever.
     pub usage_retention_days: u32,

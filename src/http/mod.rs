@@ -2,6 +2,7 @@
 //! layers (request id, panics, timeout, CORS, compression, body limit).
 
 pub mod anonymous_pace;
+pub mod dashboard;
 pub mod event_stream;
 pub mod graphql;
 pub mod health;
@@ -69,6 +70,11 @@ pub fn router(app: AppState) -> Router {
         )
         .merge(if config.demo_seed {
             crate::dev::demo::router()
+        } else {
+            Router::new()
+        })
+        .merge(if config.dashboard {
+            dashboard::router()
         } else {
             Router::new()
         })

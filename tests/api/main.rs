@@ -17,6 +17,7 @@ mod big_counters;
 mod billing;
 mod cache;
 mod connection_limits;
+mod dashboard;
 mod database_servers;
 mod gateway;
 mod graphql_sse;

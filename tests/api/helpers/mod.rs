@@ -9,6 +9,7 @@ pub mod separate_server;
 pub mod smtp;
 pub mod sse;
 pub mod upstream;
+pub mod webdriver;
 pub mod ws;
 
 use std::net::SocketAddr;
