@@ -12,6 +12,18 @@ use crate::helpers::upstream::Upstream;
 use crate::helpers::webdriver::Browser;
 use crate::helpers::{PASSWORD, TestApp, token_in};
 
+/// Signs in on the page's sign-in form.
+async fn sign_in(browser: &Browser, email: &str, password: &str) {
+    browser.type_into("input[name=email]", email).await;
+    browser.type_into("input[name=password]", password).await;
+    browser.click("Sign in").await;
+}
+
+async fn assert_no_problems(browser: &Browser, view: &str) {
+    let problems = browser.accessibility_problems().await;
+    assert!(problems.is_empty(), "{view}: {problems:#?}");
+}
+
 #[tokio::test]
 async fn the_dashboard_is_served_from_the_binary_under_a_strict_policy_and_can_be_turned_off() {
     let app = TestApp::spawn().await;
@@ -96,6 +108,18 @@ async fn a_person_signs_up_verifies_streams_an_answer_and_sees_the_usage_chart()
     browser.wait_for("p.notice", "We mailed you a link").await;
     browser.click("Choose Free").await;
     browser.wait_for("p.ok", "Your plan").await;
+    // Upgrading (the manual payment provider of development approves at once), cancelling, keeping.
+    browser.click("Choose Pro").await;
+    browser.wait_for("p", "You are on the Pro plan").await;
+    browser.click("Cancel at the end of the period").await;
+    browser
+        .wait_for("p", "It ends at the end of the period.")
+        .await;
+    browser.click("Keep it").await;
+    browser
+        .wait_for("button", "Cancel at the end of the period")
+        .await;
+    assert_no_problems(&browser, "plan").await;
     browser.screenshot("plan").await;
 
     // The link in the mail opens the page (a new page: the session stayed in the other one's memory).
@@ -114,11 +138,7 @@ async fn a_person_signs_up_verifies_streams_an_answer_and_sees_the_usage_chart()
         1
     );
     browser.click("Sign in").await;
-    browser
-        .type_into("input[name=email]", "grace@example.com")
-        .await;
-    browser.type_into("input[name=password]", password).await;
-    browser.click("Sign in").await;
+    sign_in(&browser, "grace@example.com", password).await;
 
     // The catalogue, searched; the streaming tool's answer arrives in pieces and is metered.
     browser.wait_for("p[role=status]", "2 tools").await;
@@ -151,6 +171,7 @@ async fn a_person_signs_up_verifies_streams_an_answer_and_sees_the_usage_chart()
         !answer.as_str().unwrap_or_default().is_empty(),
         "the streamed text is shown"
     );
+    assert_no_problems(&browser, "tools").await;
     browser.screenshot("tools").await;
     assert_eq!(
         app.sql_number("SELECT count(*) AS n FROM usage_events WHERE status = 'SUCCESS'")
@@ -179,7 +200,13 @@ async fn a_person_signs_up_verifies_streams_an_answer_and_sees_the_usage_chart()
         .wait_for("svg.chart rect[data-tool] title", "Story streamer")
         .await;
     browser.wait_for("#latest td", "Story streamer").await;
+    assert_no_problems(&browser, "usage").await;
     browser.screenshot("usage").await;
+    // On a phone-sized screen too.
+    browser.resize(390, 844).await;
+    assert_no_problems(&browser, "usage on a phone").await;
+    browser.screenshot("usage-phone").await;
+    browser.resize(1100, 900).await;
 
     // An API key, shown once.
     browser.click("API keys").await;
@@ -198,6 +225,7 @@ async fn a_person_signs_up_verifies_streams_an_answer_and_sees_the_usage_chart()
     let key = key.as_str().unwrap().to_owned();
     assert!(key.len() > 20, "{key}");
     browser.wait_for("td", "INVOKE").await;
+    assert_no_problems(&browser, "keys").await;
     browser.screenshot("keys").await;
     // The key works for a script, with the scope chosen.
     let body = app
@@ -215,9 +243,21 @@ async fn a_person_signs_up_verifies_streams_an_answer_and_sees_the_usage_chart()
         body["errors"][0]["extensions"]["code"], "FORBIDDEN",
         "{body}"
     );
+    browser.click("Revoke script").await;
+    browser.wait_for("td", "revoked").await;
+    let revoked = app
+        .client
+        .post(app.url("/graphql"))
+        .header("x-api-key", &key)
+        .json(&json!({ "query": "{ __typename }" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 401, "a revoked key is refused");
 
     browser.click("Notifications").await;
     browser.wait_for("h2", "Preferences").await;
+    assert_no_problems(&browser, "notifications").await;
     browser.screenshot("notifications").await;
 
     browser.click("Sign out").await;
@@ -233,11 +273,7 @@ async fn a_live_usage_event_appears_and_an_expired_access_token_is_refreshed_sil
     let key = app.api_key(&catalogue.user.access_token).await;
     let browser = Browser::start().await;
     browser.open(&app.url("/app/#/login")).await;
-    browser
-        .type_into("input[name=email]", "ada@example.com")
-        .await;
-    browser.type_into("input[name=password]", PASSWORD).await;
-    browser.click("Sign in").await;
+    sign_in(&browser, "ada@example.com", PASSWORD).await;
     browser.click("Usage").await;
     browser.wait_for("p[role=status]", "Live").await;
 
@@ -281,55 +317,42 @@ async fn a_live_usage_event_appears_and_an_expired_access_token_is_refreshed_sil
 async fn an_admin_suspends_a_user_whose_open_page_then_loses_access() {
     let app = TestApp::spawn().await;
     let upstream = Upstream::start().await;
-    let catalogue = app.catalogue(upstream.url("/ten")).await;
-    let browser = Browser::start().await;
+    app.catalogue(upstream.url("/ten")).await;
+    let (admin, ada) = tokio::join!(Browser::start(), Browser::start());
+    for (browser, email) in [(&admin, "root@example.com"), (&ada, "ada@example.com")] {
+        browser.open(&app.url("/app/#/login")).await;
+        sign_in(browser, email, PASSWORD).await;
+        browser.wait_for("p[role=status]", "tool").await;
+    }
 
-    // The administrator's own page: stats, users, tools.
-    browser.open(&app.url("/app/#/login")).await;
-    browser
-        .type_into("input[name=email]", "root@example.com")
-        .await;
-    browser.type_into("input[name=password]", PASSWORD).await;
-    browser.click("Sign in").await;
-    browser.click("Admin").await;
-    browser.wait_for("td", "ada@example.com").await;
-    browser.screenshot("admin").await;
-    browser.click("Sign out").await;
-
-    // Ada's page, open on her usage with its live feed.
-    browser.wait_for("button", "Sign in").await;
-    browser
-        .type_into("input[name=email]", "ada@example.com")
-        .await;
-    browser.type_into("input[name=password]", PASSWORD).await;
-    browser.click("Sign in").await;
-    browser.click("Usage").await;
-    browser.wait_for("p[role=status]", "Live").await;
-
-    let suspended = app
-        .graphql_as(
-            &catalogue.root.access_token,
-            "mutation($id: ID!) { updateUser(id: $id, input: { status: SUSPENDED }) { status } }",
-            json!({ "id": catalogue.user.id }),
-        )
-        .await;
+    // Ada's page is open on her usage, with its live feed.
+    ada.click("Usage").await;
+    ada.wait_for("p[role=status]", "Live").await;
+    // The administrator's page: statistics, users, tools; Ada is suspended from it.
+    admin.click("Admin").await;
+    admin.wait_for("td", "ada@example.com").await;
+    assert_no_problems(&admin, "admin").await;
+    admin.screenshot("admin").await;
+    admin.click("Suspend Ada").await;
+    admin.wait_for("button", "Reactivate Ada").await;
     assert_eq!(
-        suspended["data"]["updateUser"]["status"], "SUSPENDED",
-        "{suspended}"
+        app.sql_text("SELECT status AS t FROM users WHERE email = 'ada@example.com'")
+            .await,
+        "SUSPENDED"
     );
 
     // The hub ends her live feed within moments; her tokens no longer refresh, so the page says why
     // in the hub's words and leaves her signed out.
-    let notice = browser
+    let notice = ada
         .wait_for(
             "p.notice",
             "These credentials no longer allow this connection.",
         )
         .await;
     assert!(notice.ends_with("Sign in again."), "{notice}");
-    let url = browser.run("return location.hash", json!([])).await;
+    let url = ada.run("return location.hash", json!([])).await;
     assert_eq!(url, json!("#/login"));
-    let links = browser
+    let links = ada
         .run(
             "return [...document.querySelectorAll('nav a')].map(a => a.textContent)",
             json!([]),
@@ -340,4 +363,8 @@ async fn an_admin_suspends_a_user_whose_open_page_then_loses_access() {
         json!(["Sign in", "Create an account"]),
         "nothing of Ada's is left"
     );
+
+    // Signing in again is refused with the hub's own message.
+    sign_in(&ada, "ada@example.com", PASSWORD).await;
+    ada.wait_for("p.error", "This account is suspended.").await;
 }

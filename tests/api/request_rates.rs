@@ -221,36 +221,20 @@ async fn two_instances_on_one_database_enforce_one_rate() {
 /// reserve nothing and say when one more would be admitted.
 #[tokio::test]
 async fn one_batch_paces_its_requests_in_order() {
-    use joyfull_hub::billing::model::PlanTier;
-    use joyfull_hub::billing::repo::{BatchReservation, reserve_batch};
+    use joyfull_hub::billing::repo::reserve_batch;
 
     let app = TestApp::spawn().await;
     let ada = app.register("Ada", "ada@example.com").await;
     app.subscribe_free(&ada).await;
     let now = app.clock_now();
-    let request = |tokens: i64| BatchReservation {
-        id: uuid::Uuid::now_v7(),
-        user: ada.user_id().0,
-        tokens,
-        expires_at: now + chrono::Duration::seconds(60),
-        min_tier: PlanTier::Free,
-        api_key: None,
-        slice_tokens: 0,
-        slice_requests: 0,
-    };
+    let request = |tokens: i64| batch_request(ada.user_id().0, now, tokens, 0, 0);
     let batch = [request(10), request(20), request(30), request(40)];
     let mut conn = app.state.pool.get().await.unwrap();
 
     let answers = reserve_batch(&mut conn, &batch, now, true).await.unwrap();
     drop(conn);
 
-    let answer = |i: usize| {
-        answers
-            .iter()
-            .find(|a| a.id == batch[i].id)
-            .copied()
-            .expect("an answer for each request")
-    };
+    let answer = |i: usize| answer_to(&answers, &batch[i]);
     assert!(answer(0).granted && answer(1).granted);
     assert_eq!(answer(0).burst_left, Some(1));
     assert_eq!(answer(1).burst_left, Some(0));
@@ -276,8 +260,7 @@ async fn one_batch_paces_its_requests_in_order() {
 /// batch count after it.
 #[tokio::test]
 async fn a_slice_takes_at_most_a_quarter_of_what_is_left_and_counts_first() {
-    use joyfull_hub::billing::model::PlanTier;
-    use joyfull_hub::billing::repo::{BatchReservation, reserve_batch};
+    use joyfull_hub::billing::repo::reserve_batch;
 
     let app = TestApp::spawn().await;
     let ada = app.register("Ada", "ada@example.com").await;
@@ -286,27 +269,14 @@ async fn a_slice_takes_at_most_a_quarter_of_what_is_left_and_counts_first() {
     app.sql("UPDATE plans SET requests_per_minute = 60, token_limit = 1000 WHERE tier = 'FREE'")
         .await;
     let now = app.clock_now();
-    let request = |tokens: i64, slice_tokens: i64, slice_requests: i32| BatchReservation {
-        id: uuid::Uuid::now_v7(),
-        user: ada.user_id().0,
-        tokens,
-        expires_at: now + chrono::Duration::seconds(60),
-        min_tier: PlanTier::Free,
-        api_key: None,
-        slice_tokens,
-        slice_requests,
+    let request = |tokens: i64, slice_tokens: i64, slice_requests: i32| {
+        batch_request(ada.user_id().0, now, tokens, slice_tokens, slice_requests)
     };
     let batch = [request(100, 10_000, 100), request(10, 0, 0)];
     let mut conn = app.state.pool.get().await.unwrap();
     let answers = reserve_batch(&mut conn, &batch, now, true).await.unwrap();
     drop(conn);
-    let answer = |i: usize| {
-        answers
-            .iter()
-            .find(|a| a.id == batch[i].id)
-            .copied()
-            .expect("an answer for each request")
-    };
+    let answer = |i: usize| answer_to(&answers, &batch[i]);
 
     assert!(answer(0).granted && answer(1).granted);
     // (1 000 - 100) / 4 tokens in whole requests of 100, and a quarter of the 9 requests the burst
@@ -341,4 +311,37 @@ async fn a_slice_takes_at_most_a_quarter_of_what_is_left_and_counts_first() {
         (3_500..=4_000).contains(&tat_ms),
         "four requests at one a second move the pace on by 4 s: {tat_ms}"
     );
+}
+
+/// A Free-tier request of `user` for `tokens` (and a slice of `slice_tokens` and `slice_requests`),
+/// leased for a minute from `now`.
+fn batch_request(
+    user: uuid::Uuid,
+    now: chrono::DateTime<chrono::Utc>,
+    tokens: i64,
+    slice_tokens: i64,
+    slice_requests: i32,
+) -> joyfull_hub::billing::repo::BatchReservation {
+    joyfull_hub::billing::repo::BatchReservation {
+        id: uuid::Uuid::now_v7(),
+        user,
+        tokens,
+        expires_at: now + chrono::Duration::seconds(60),
+        min_tier: joyfull_hub::billing::model::PlanTier::Free,
+        api_key: None,
+        slice_tokens,
+        slice_requests,
+    }
+}
+
+/// What the batch answered `request`.
+fn answer_to(
+    answers: &[joyfull_hub::billing::repo::Reserved],
+    request: &joyfull_hub::billing::repo::BatchReservation,
+) -> joyfull_hub::billing::repo::Reserved {
+    answers
+        .iter()
+        .find(|a| a.id == request.id)
+        .copied()
+        .expect("an answer for each request")
 }

@@ -11,18 +11,6 @@ use serde_json::{Value, json};
 use crate::helpers::upstream::Upstream;
 use crate::helpers::{TestApp, error_code};
 
-/// Counts the reservation rows written from now on (a test's own trigger on the table).
-async fn count_reservations(app: &TestApp) {
-    app.sql(
-        "CREATE TABLE reservations_made (id uuid NOT NULL); \
-         CREATE FUNCTION count_reservation() RETURNS trigger LANGUAGE plpgsql AS $$ \
-         BEGIN INSERT INTO reservations_made VALUES (NEW.id); RETURN NULL; END $$; \
-         CREATE TRIGGER count_reservation AFTER INSERT ON quota_reservations \
-         FOR EACH ROW EXECUTE FUNCTION count_reservation();",
-    )
-    .await;
-}
-
 fn succeeded(body: &Value) -> bool {
     body["data"]["invokeTool"]["status"] == "SUCCESS"
 }
@@ -32,7 +20,7 @@ async fn a_busy_users_calls_draw_on_slices_and_every_token_is_charged() {
     let upstream = Upstream::start().await;
     let app = TestApp::spawn().await;
     let catalogue = app.catalogue(upstream.url("/ten")).await;
-    count_reservations(&app).await;
+    app.count_reservations().await;
     // Far from the limit: a call reserves 1 000 tokens (the tool's maximum per call).
     app.sql("UPDATE plans SET token_limit = 10000000 WHERE tier = 'FREE'")
         .await;
@@ -45,9 +33,7 @@ async fn a_busy_users_calls_draw_on_slices_and_every_token_is_charged() {
         charged += body["data"]["invokeTool"]["tokensUsed"].as_i64().unwrap();
     }
 
-    let reservations = app
-        .sql_number("SELECT count(*) AS n FROM reservations_made")
-        .await;
+    let reservations = app.reservations_made().await;
     assert!(
         reservations <= 10,
         "slices doubling from one call to the next: {reservations} reservations for 40 calls"

@@ -11,23 +11,6 @@ use serde_json::json;
 use crate::helpers::upstream::Upstream;
 use crate::helpers::{TestApp, error_code};
 
-/// Counts the reservations written from now on (a test's own trigger on the table).
-async fn count_reservations(app: &TestApp) {
-    app.sql(
-        "CREATE TABLE reservations_made (id uuid NOT NULL); \
-         CREATE FUNCTION count_reservation() RETURNS trigger LANGUAGE plpgsql AS $$ \
-         BEGIN INSERT INTO reservations_made VALUES (NEW.id); RETURN NULL; END $$; \
-         CREATE TRIGGER count_reservation AFTER INSERT ON quota_reservations \
-         FOR EACH ROW EXECUTE FUNCTION count_reservation();",
-    )
-    .await;
-}
-
-async fn reservations_made(app: &TestApp) -> i64 {
-    app.sql_number("SELECT count(*) AS n FROM reservations_made")
-        .await
-}
-
 async fn tokens_used(app: &TestApp) -> i64 {
     app.sql_number(
         "SELECT s.tokens_used AS n FROM subscriptions s JOIN users u ON u.id = s.user_id \
@@ -49,13 +32,13 @@ async fn a_call_no_limit_constrains_reserves_nothing_and_is_still_charged() {
     let upstream = Upstream::start().await;
     let app = TestApp::spawn().await;
     let catalogue = app.catalogue(upstream.url("/ok")).await;
-    count_reservations(&app).await;
+    app.count_reservations().await;
     let ada = &catalogue.user.access_token;
 
     // On the Free plan (a token limit), a call reserves.
     let body = app.invoke(ada, &catalogue.tool, json!({}), None).await;
     assert!(body["errors"].is_null(), "{body}");
-    assert_eq!(reservations_made(&app).await, 1);
+    assert_eq!(app.reservations_made().await, 1);
     let used_on_free = tokens_used(&app).await;
     assert!(used_on_free > 0);
 
@@ -69,7 +52,7 @@ async fn a_call_no_limit_constrains_reserves_nothing_and_is_still_charged() {
         charged += body["data"]["invokeTool"]["tokensUsed"].as_i64().unwrap();
     }
     assert_eq!(
-        reservations_made(&app).await,
+        app.reservations_made().await,
         1,
         "no reservation for unlimited calls"
     );
@@ -90,7 +73,7 @@ async fn a_call_no_limit_constrains_reserves_nothing_and_is_still_charged() {
     assert!(updated["errors"].is_null(), "{updated}");
     let body = app.invoke(ada, &catalogue.tool, json!({}), None).await;
     assert!(body["errors"].is_null(), "{body}");
-    assert_eq!(reservations_made(&app).await, 2);
+    assert_eq!(app.reservations_made().await, 2);
 }
 
 /// Polls `check` on calls through `app` for up to two seconds.
@@ -112,7 +95,7 @@ async fn a_limit_brought_back_anywhere_binds_every_instance() {
     })
     .await;
     let catalogue = first.catalogue(upstream.url("/ok")).await;
-    count_reservations(&first).await;
+    first.count_reservations().await;
     move_ada_to(&first, "ENTERPRISE").await;
     // An API key (without limits of its own), since each instance signs its own access tokens here.
     let ada = first.api_key(&catalogue.user.access_token).await;
@@ -122,7 +105,7 @@ async fn a_limit_brought_back_anywhere_binds_every_instance() {
     within_two_seconds("unlimited calls on the second instance", async || {
         let body = second.invoke(&ada, &tool, json!({}), None).await;
         assert!(body["errors"].is_null(), "{body}");
-        reservations_made(&first).await == 0
+        first.reservations_made().await == 0
     })
     .await;
 
@@ -131,7 +114,7 @@ async fn a_limit_brought_back_anywhere_binds_every_instance() {
     within_two_seconds("a reservation on the second instance", async || {
         let body = second.invoke(&ada, &tool, json!({}), None).await;
         assert!(body["errors"].is_null(), "{body}");
-        reservations_made(&first).await > 0
+        first.reservations_made().await > 0
     })
     .await;
 
@@ -157,7 +140,7 @@ async fn an_entitlement_in_memory_ends_when_its_grace_does() {
     let upstream = Upstream::start().await;
     let app = TestApp::spawn().await;
     let catalogue = app.catalogue(upstream.url("/ok")).await;
-    count_reservations(&app).await;
+    app.count_reservations().await;
     let ada = &catalogue.user.access_token;
     // Enterprise with a failed payment: access goes on for the grace, an hour from billing's "now".
     let grace_end = joyfull_hub::clock::Clock::now(app.clock.as_ref()) + chrono::Duration::hours(1);
@@ -172,7 +155,7 @@ async fn an_entitlement_in_memory_ends_when_its_grace_does() {
     let body = app.invoke(ada, &catalogue.tool, json!({}), None).await;
     assert!(body["errors"].is_null(), "{body}");
     assert_eq!(
-        reservations_made(&app).await,
+        app.reservations_made().await,
         0,
         "unlimited during the grace"
     );

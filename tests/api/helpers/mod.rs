@@ -387,6 +387,24 @@ impl TestApp {
         .await
     }
 
+    /// Counts the reservation rows written from now on (a test's own trigger on the table), which
+    /// [`Self::reservations_made`] reads.
+    pub async fn count_reservations(&self) {
+        self.sql(
+            "CREATE TABLE reservations_made (id uuid NOT NULL); \
+             CREATE FUNCTION count_reservation() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN INSERT INTO reservations_made VALUES (NEW.id); RETURN NULL; END $$; \
+             CREATE TRIGGER count_reservation AFTER INSERT ON quota_reservations \
+             FOR EACH ROW EXECUTE FUNCTION count_reservation();",
+        )
+        .await;
+    }
+
+    pub async fn reservations_made(&self) -> i64 {
+        self.sql_number("SELECT count(*) AS n FROM reservations_made")
+            .await
+    }
+
     /// The tokens every subscription holds reserved once this instance's idle slices are given back
     /// (`billing::slices`): asked until it is zero, for at most three times their idle time.
     pub async fn tokens_reserved_once_idle(&self) -> i64 {

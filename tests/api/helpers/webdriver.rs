@@ -169,6 +169,38 @@ impl Browser {
         assert_eq!(clicked, json!(true), "no button or link {text:?}");
     }
 
+    /// Resizes the window (a phone: 390 × 844).
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.command(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        )
+        .await;
+    }
+
+    /// What the page gets wrong of the basics a screen reader and a keyboard need, and of fitting the
+    /// window: controls without a label, buttons and links without text, content wider than the window.
+    pub async fn accessibility_problems(&self) -> Vec<String> {
+        let found = self
+            .run(
+                "const problems = [];
+                 for (const c of document.querySelectorAll('input, select, textarea')) {
+                   if (c.type === 'hidden') continue;
+                   if (!(c.labels?.length || c.getAttribute('aria-label'))) problems.push(`unlabelled ${c.outerHTML}`);
+                 }
+                 for (const b of document.querySelectorAll('button, a')) {
+                   if (!(b.textContent.trim() || b.getAttribute('aria-label'))) problems.push(`no text: ${b.outerHTML}`);
+                 }
+                 if (document.documentElement.scrollWidth > window.innerWidth + 1)
+                   problems.push(`wider than the window: ${document.documentElement.scrollWidth} > ${window.innerWidth}`);
+                 return problems;",
+                json!([]),
+            )
+            .await;
+        serde_json::from_value(found).expect("a list of problems")
+    }
+
     /// Saves a screenshot of the page as `name.png` under the tests' target directory, for a person to
     /// look at (not compared by the tests).
     pub async fn screenshot(&self, name: &str) {
