@@ -12,6 +12,7 @@ pub mod ids;
 pub mod limits;
 pub mod loaders;
 pub mod operation;
+pub mod parsed;
 pub mod persisted_queries;
 pub mod rate_headers;
 
@@ -90,7 +91,9 @@ pub fn schema_builder(
         limits,
         introspection,
     })
-    .extension(cost::QueryBudget);
+    .extension(cost::QueryBudget)
+    // Innermost: the limits and the budget see every document, parsed or kept.
+    .extension(parsed::ParsedDocuments::default());
     if introspection {
         builder
     } else {

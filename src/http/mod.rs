@@ -33,12 +33,23 @@ use crate::error::INTERNAL_MESSAGE;
 use crate::graphql::HubSchema;
 use crate::graphql::persisted_queries::PersistedQueries;
 
-/// What the handlers share: the application state and the schema built over it.
+/// What the handlers share: the application state and the schema built over it. Behind one `Arc`, since
+/// every request takes a copy.
 #[derive(Clone)]
-pub struct HttpState {
+pub struct HttpState(Arc<Shared>);
+
+pub struct Shared {
     pub app: AppState,
     pub schema: HubSchema,
     pub persisted_queries: Arc<PersistedQueries>,
+}
+
+impl std::ops::Deref for HttpState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// Builds the whole router, exactly as production serves it.
@@ -50,11 +61,11 @@ pub fn router(app: AppState) -> Router {
     let persisted_queries = Arc::new(PersistedQueries::new(
         config.graphql.persisted_queries_bytes,
     ));
-    let state = HttpState {
+    let state = HttpState(Arc::new(Shared {
         app,
         schema,
         persisted_queries,
-    };
+    }));
 
     Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))

@@ -124,7 +124,7 @@ async fn serve(
     user_agent: Option<String>,
 ) {
     let rules = Arc::new(rules);
-    let HttpState { app, schema, .. } = state;
+    let (app, schema) = (state.app.clone(), state.schema.clone());
     let _open = OpenSocket::new();
     let session = SharedSession::default();
     let (mut socket_out, socket_in) = socket.split();
