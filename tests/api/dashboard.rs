@@ -65,7 +65,10 @@ async fn the_dashboard_is_served_from_the_binary_under_a_strict_policy_and_can_b
         assert!(!elsewhere, "{} names another origin", file.path);
     }
     assert_eq!(app.get("/app/").await.status(), 200);
-    assert_eq!(app.get("/app/nothing.js").await.status(), 404);
+    let missing = app.get("/app/nothing.js").await;
+    assert_eq!(missing.status(), 404);
+    let missing: serde_json::Value = missing.json().await.unwrap();
+    assert_eq!(missing["errors"][0]["extensions"]["code"], "NOT_FOUND");
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -86,6 +89,8 @@ async fn the_dashboard_is_served_from_the_binary_under_a_strict_policy_and_can_b
         .await
         .unwrap();
     assert_eq!(odd.status(), 400);
+    let odd: serde_json::Value = odd.json().await.unwrap();
+    assert_eq!(odd["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
 
     let off = TestApp::spawn_with(|config| config.dashboard = false).await;
     assert_eq!(off.get("/app/").await.status(), 404);

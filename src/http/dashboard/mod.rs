@@ -11,6 +11,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
+use super::error_response;
+
 /// The page may run and load the hub's own files only, talk to the hub only (HTTP and WebSocket), and
 /// be framed by nobody.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -67,7 +69,11 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
 
 fn serve(path: &str) -> Response {
     let Some(file) = FILES.iter().find(|f| f.path == path) else {
-        return StatusCode::NOT_FOUND.into_response();
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("The dashboard has no file /app/{path}; open /app/."),
+        );
     };
     let mut response = file.body.into_response();
     let headers = response.headers_mut();
@@ -98,7 +104,11 @@ fn to_view(view: &str, RawQuery(query): RawQuery) -> Response {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '=' | '&' | '-' | '_' | '.' | '%'));
     if !safe {
-        return StatusCode::BAD_REQUEST.into_response();
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "BAD_USER_INPUT",
+            "This link is damaged: open it again from the mail, whole.",
+        );
     }
     let mut response = Redirect::to(&format!("/app/#/{view}?{query}")).into_response();
     response.headers_mut().insert(
