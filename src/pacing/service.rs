@@ -84,26 +84,22 @@ pub async fn sweep(app: &AppState) -> AppResult<usize> {
     Ok(repo::delete_caught_up(&mut conn, chrono::Utc::now()).await?)
 }
 
-/// Gives idle slices back (`slices`) every quarter of [`slices::IDLE`].
+/// Gives idle slices back (`slices`) every quarter of [`slices::IDLE`]. A round that fails leaves
+/// their subjects waiting for the points as if spent.
 pub fn spawn_give_back(app: AppState) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(slices::IDLE / 4);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let owed = app.pacer.slices.take_idle();
-            if owed.is_empty() {
-                continue;
-            }
-            let (subjects, unspent_ms): (Vec<String>, Vec<f64>) = owed.into_iter().unzip();
-            let given = async {
-                let mut conn = app.pool.get().await?;
-                super::repo::give_back(&mut conn, &subjects, &unspent_ms).await?;
-                Ok::<_, crate::error::AppError>(())
-            };
-            if let Err(error) = given.await {
-                tracing::warn!(%error, subjects = subjects.len(), "unspent pacing slices were not given back; their subjects wait for them as if spent");
-            }
+    let pace = crate::worker::Pace {
+        name: "pacing give-back",
+        every: slices::IDLE / 4,
+        batch: usize::MAX,
+        wake: None,
+    };
+    crate::worker::spawn(app, pace, |app| async move {
+        let owed = app.pacer.slices.take_idle();
+        if owed.is_empty() {
+            return Ok(0);
         }
+        let (subjects, unspent_ms): (Vec<String>, Vec<f64>) = owed.into_iter().unzip();
+        let mut conn = app.pool.get().await?;
+        Ok(repo::give_back(&mut conn, &subjects, &unspent_ms).await?)
     })
 }
