@@ -371,3 +371,32 @@ async fn an_admin_suspends_a_user_whose_open_page_then_loses_access() {
     sign_in(&ada, "ada@example.com", PASSWORD).await;
     ada.wait_for("p.error", "This account is suspended.").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_from_the_hub_is_shown_as_text_never_run_as_markup() {
+    let app = TestApp::spawn().await;
+    let upstream = Upstream::start().await;
+    let catalogue = app.catalogue(upstream.url("/ten")).await;
+    let hostile = r#"<img src=x onerror="document.title='owned'">"#;
+    app.create_tool(
+        &catalogue.root,
+        json!({ "name": hostile, "description": "<script>document.title='owned'</script>",
+                "endpoint": upstream.url("/ten") }),
+    )
+    .await;
+    let browser = Browser::start().await;
+    browser.open(&app.url("/app/#/login")).await;
+    sign_in(&browser, "ada@example.com", PASSWORD).await;
+    browser.wait_for("p[role=status]", "2 tools").await;
+    browser.wait_for("li.card h3", hostile).await;
+    let planted = browser
+        .run(
+            "return { images: document.querySelectorAll('main img').length, \
+                      scripts: document.querySelectorAll('main script').length, title: document.title }",
+            json!([]),
+        )
+        .await;
+    assert_eq!(planted["images"], 0, "{planted}");
+    assert_eq!(planted["scripts"], 0, "{planted}");
+    assert_eq!(planted["title"], "Tools · Joyfull Hub", "{planted}");
+}
