@@ -38,6 +38,9 @@ const BARE_DASHBOARD: &str = "a. bare async-graphql, the dashboard's shape from 
 /// Scenario f's rows, followed by the streams' length.
 const STREAM_DIRECT: &str = "f. stream directly";
 const STREAM_VIA_HUB: &str = "f. invokeToolStream via the hub";
+/// The same events from the bare framework, built in memory: the floor of the hub's streaming.
+const STREAM_BARE: &str = "f. bare async-graphql streaming from memory";
+const BARE_STREAM: &str = "subscription Stream($count: Int!) { chunks(count: $count) { text invocation { id status tokensUsed } } }";
 
 impl Options {
     fn wants(&self, scenario: &str) -> bool {
@@ -584,6 +587,7 @@ async fn run_scenarios(
             "enabled": true, "streams": true
         });
         let tool = upsert_tool(server, &admin, "Bench stream", "bench-stream", input).await?;
+        let hello = server::start_hello().await?;
         let prompt = "stream these words back";
         // Short answers (16 chunks) show what each stream costs; long ones (256) what each chunk costs.
         for (chunks, callers) in [(16, 1), (16, CALLERS), (256, CALLERS)] {
@@ -620,7 +624,19 @@ async fn run_scenarios(
                     Expect::EventStream,
                 )
                 .await?;
+            let bare = json!({ "query": BARE_STREAM, "variables": { "count": chunks } });
+            bench
+                .measure(
+                    &format!("{STREAM_BARE}, {chunks} chunks"),
+                    hello.address,
+                    vec![Prepared::post_json("/graphql/stream", &bare)],
+                    callers,
+                    Mode::Closed,
+                    Expect::EventStream,
+                )
+                .await?;
         }
+        drop(hello);
     }
     if options.wants("c") {
         eprintln!(
@@ -872,6 +888,20 @@ fn render(rows: &[Row], options: &Options) -> String {
             direct.outcome.chunks_per_second(),
             share(hub.outcome.chunks_per_second())
         );
+        // Passing each chunk as an event of its own through the framework bounds the chunks' rate.
+        let bare = direct.scenario.replacen(STREAM_DIRECT, STREAM_BARE, 1);
+        if let Some(bare) = rows
+            .iter()
+            .find(|r| r.scenario == bare && r.connections == direct.connections)
+        {
+            let _ = write!(
+                out,
+                " Framework floor: the bare framework streams the same events from memory at {:.0} chunks/s, {:.1}% of direct; the hub reached {:.0}% of that.",
+                bare.outcome.chunks_per_second(),
+                share(bare.outcome.chunks_per_second()),
+                100.0 * hub.outcome.chunks_per_second() / bare.outcome.chunks_per_second().max(1.0)
+            );
+        }
         // Each stream is one metered invocation: invokeTool's rate in this run bounds the streams'.
         if let Some(metered) = metered.filter(|_| direct.connections == CALLERS) {
             let chunks_per_stream = hub.outcome.chunks_per_second() / hub.outcome.rps().max(1.0);

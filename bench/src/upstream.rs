@@ -6,6 +6,7 @@ use axum::Json;
 use axum::Router;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt as _;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
@@ -77,6 +78,10 @@ pub async fn serve_on_loopback(router: Router) -> anyhow::Result<()> {
     out.write_all(format!("listening {}\n", listener.local_addr()?).as_bytes())
         .await?;
     out.flush().await?;
+    // As the hub does: small writes (events, short answers) go out at once, not after a delayed ACK.
+    let listener = listener.tap_io(|stream| {
+        let _ = stream.set_nodelay(true);
+    });
     axum::serve(listener, router).await?;
     Ok(())
 }
