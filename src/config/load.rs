@@ -89,6 +89,7 @@ impl Config {
         };
         let db_pool_size = number("HUB_DB_POOL_SIZE", 16, 1, 1000) as usize;
         let db_acquire_timeout = Duration::from_secs(number("HUB_DB_TIMEOUT_SECS", 5, 1, 300));
+        let db_startup_wait = Duration::from_secs(number("HUB_DB_STARTUP_WAIT_SECS", 60, 0, 3600));
         let request_timeout = Duration::from_secs(number("HUB_REQUEST_TIMEOUT_SECS", 30, 1, 3600));
         let max_body_bytes =
             number("HUB_MAX_BODY_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024) as usize;
@@ -396,6 +397,7 @@ impl Config {
             db_pool_size,
             worker_threads,
             db_acquire_timeout,
+            db_startup_wait,
             jwt_secret,
             encryption_key,
             introspection,

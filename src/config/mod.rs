@@ -160,6 +160,9 @@ pub struct Config {
     pub database_read_url: Option<Secret<String>>,
     pub db_pool_size: usize,
     pub db_acquire_timeout: Duration,
+    /// `HUB_DB_STARTUP_WAIT_SECS`: how long a starting server waits for an external database that does
+    /// not answer yet (starting, restarting, its name not yet resolvable) before it gives up.
+    pub db_startup_wait: Duration,
     /// `HUB_WORKER_THREADS`: threads running requests. Default: one per core, less one when the hub
     /// starts its own PostgreSQL, which then shares this machine's cores (see `worker_threads`).
     pub worker_threads: usize,

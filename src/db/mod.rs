@@ -80,6 +80,53 @@ pub async fn run_migrations(url: &str) -> anyhow::Result<Vec<String>> {
     .context("the migration task stopped unexpectedly")?
 }
 
+/// Waits up to `wait` for the server behind `url` to accept a connection, so a hub started beside its
+/// database (a compose file, a pod) does not fail while the database is still starting. Only the
+/// failures that time can end are waited out (nothing listening yet, a name not yet resolvable, the
+/// server starting or shutting down); anything else (a wrong password, a missing database) fails at
+/// once, as does the last failure when the time is up.
+pub async fn wait_for_server(url: &str, wait: Duration) -> anyhow::Result<()> {
+    use diesel_async::AsyncConnection;
+
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let error = match AsyncPgConnection::establish(url).await {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        let waited = started.elapsed();
+        if !server_not_up_yet(&error) || waited + pause > wait {
+            anyhow::bail!("cannot connect to the database: {error}");
+        }
+        tracing::warn!(
+            waited_ms = waited.as_millis() as u64,
+            error = %error,
+            "the database does not answer yet; waiting for it"
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Whether a connection failure says the server is not up yet, rather than that it refused this
+/// client: no answer at all (nothing listening, no such host yet, no writable host among several),
+/// or the server's own "starting up" or "shutting down".
+fn server_not_up_yet(error: &diesel::ConnectionError) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    let diesel::ConnectionError::CouldntSetupConfiguration(Error::DatabaseError(kind, info)) =
+        error
+    else {
+        return false;
+    };
+    let message = info.message();
+    matches!(kind, DatabaseErrorKind::UnableToSendCommand)
+        || message.contains("is starting up")
+        || message.contains("is shutting down")
+        || message.contains("not yet accepting connections")
+}
+
 /// Answers whether the database responds to `SELECT 1` within `timeout`.
 pub async fn ping(pool: &DbPool, timeout: Duration) -> bool {
     let check = async {
@@ -194,6 +241,9 @@ impl Database {
                 (owned.application_url(OWNED_DATABASE), Some(owned))
             }
         };
+        if owned.is_none() {
+            wait_for_server(&url, config.db_startup_wait).await?;
+        }
         let migrated = run_migrations(&url).await;
         let pool = migrated.and_then(|applied| {
             if !applied.is_empty() {

@@ -6,7 +6,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use joyfull_hub::config::Secret;
+use joyfull_hub::config::{Config, Secret};
+use joyfull_hub::db::{Database, ping};
 use serde_json::{Value, json};
 
 use crate::helpers::db::test_root;
@@ -297,5 +298,58 @@ async fn a_silently_frozen_listening_connection_is_noticed_and_replaced() {
 
     assert!(noticed_after < Duration::from_secs(1), "{noticed_after:?}");
     listener.abort();
+    server.remove().await;
+}
+
+/// A hub started beside its database (a compose file, a pod) may start first: it waits for the server
+/// to answer instead of failing, then migrates and serves. A server that answers and refuses (here, a
+/// database that does not exist) fails at once, and one that never comes up fails when the wait is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_started_before_its_database_waits_for_it_and_a_refusal_fails_at_once() {
+    let server = SeparateServer::start("late-start").await;
+    server.on(|s| s.stop()).await.expect("stopped");
+    let mut config = Config::from_lookup(|_| None).expect("the default configuration");
+    config.database_url = Some(Secret::new(server.url.clone()));
+    config.db_startup_wait = Duration::from_secs(30);
+
+    let started = Instant::now();
+    let (opened, restarted) = tokio::join!(Database::open(&config), async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        server.on(|s| s.restart()).await
+    });
+    restarted.expect("restarted");
+    let database = opened.expect("the hub waited for its database");
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    assert!(ping(&database.pool, Duration::from_secs(2)).await);
+    drop(database);
+
+    let missing = server
+        .url
+        .replacen("///postgres?", "///no_such_database?", 1);
+    assert_ne!(missing, server.url);
+    config.database_url = Some(Secret::new(missing));
+    let started = Instant::now();
+    let refused = Database::open(&config).await.err().expect("refused");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a refusal is not waited out"
+    );
+    assert!(
+        refused.to_string().contains("no_such_database"),
+        "{refused:#}"
+    );
+
+    server.on(|s| s.stop()).await.expect("stopped");
+    config.database_url = Some(Secret::new(server.url.clone()));
+    config.db_startup_wait = Duration::from_millis(800);
+    let started = Instant::now();
+    let gone = Database::open(&config).await.err().expect("never up");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        gone.to_string()
+            .starts_with("cannot connect to the database"),
+        "{gone:#}"
+    );
     server.remove().await;
 }
