@@ -6,8 +6,10 @@
 //! pieces (or, for completions, `text`) are joined in order. A `data:` line that is not JSON is text of
 //! choice 0. Comments, `event:`, `id:` and `retry:` lines are read past.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 /// The input for an upstream that streams: an object asks for the stream and for the usage chunk
@@ -55,6 +57,62 @@ pub fn collect(body: &[u8]) -> Result<Value, String> {
     collector.answer()
 }
 
+/// One chunk of a streamed answer on its way to the client: the text it adds and its data as it came.
+/// Its JSON is built only when asked for ([`StreamedChunk::json`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamedChunk {
+    /// Choice 0's `delta.content` (or `text`); empty when the chunk has none or is not JSON.
+    pub text: String,
+    data: String,
+    is_json: bool,
+}
+
+impl StreamedChunk {
+    /// The chunk as JSON: its data parsed, or the data as a string when it is not JSON.
+    pub fn json(&self) -> Value {
+        if self.is_json
+            && let Ok(chunk) = serde_json::from_str(&self.data)
+        {
+            return chunk;
+        }
+        Value::String(self.data.clone())
+    }
+}
+
+/// The fields of an OpenAI-style chunk that the answer is built from, read without building the
+/// chunk's JSON tree; strings are borrowed from the data where they hold no escapes.
+#[derive(Deserialize)]
+struct ChunkFields<'a> {
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    model: Option<Value>,
+    #[serde(default)]
+    usage: Option<Value>,
+    #[serde(default, borrow)]
+    choices: Option<Vec<PieceFields<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct PieceFields<'a> {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(default, borrow)]
+    delta: Option<DeltaFields<'a>>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default)]
+    finish_reason: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct DeltaFields<'a> {
+    #[serde(default, borrow)]
+    role: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+}
+
 /// Builds one answer from a stream's events as they arrive, each parsed once.
 #[derive(Default)]
 pub struct Collector {
@@ -67,9 +125,8 @@ pub struct Collector {
 }
 
 impl Collector {
-    /// Takes one event's data; the chunk it carries (its JSON, or its text as a string), or `None`
-    /// for `[DONE]` and anything after it.
-    pub fn take(&mut self, data: String) -> Option<Value> {
+    /// Takes one event's data; the chunk it carries, or `None` for `[DONE]` and anything after it.
+    pub fn take(&mut self, data: String) -> Option<StreamedChunk> {
         if self.done {
             return None;
         }
@@ -78,10 +135,63 @@ impl Collector {
             return None;
         }
         self.events += 1;
-        let Ok(chunk) = serde_json::from_str::<Value>(&data) else {
-            self.choices.entry(0).or_default().content.push_str(&data);
-            return Some(Value::String(data));
+        // The usual shape is read field by field; any other JSON through its tree, by the same rules.
+        let text = match serde_json::from_str::<ChunkFields>(&data) {
+            Ok(fields) => Some(self.take_fields(fields)),
+            Err(_) => match serde_json::from_str::<Value>(&data) {
+                Ok(chunk) => Some(self.take_tree(&chunk)),
+                Err(_) => None,
+            },
         };
+        let Some(text) = text else {
+            self.choices.entry(0).or_default().content.push_str(&data);
+            return Some(StreamedChunk {
+                text: String::new(),
+                data,
+                is_json: false,
+            });
+        };
+        Some(StreamedChunk {
+            text,
+            data,
+            is_json: true,
+        })
+    }
+
+    /// Takes a chunk of the usual shape; the text of its first choice.
+    fn take_fields(&mut self, chunk: ChunkFields<'_>) -> String {
+        if let Some(found) = chunk.usage.filter(Value::is_object) {
+            self.usage = Some(found);
+        }
+        if self.id.is_none() {
+            self.id = chunk.id;
+        }
+        if self.model.is_none() {
+            self.model = chunk.model;
+        }
+        let mut first_text = None;
+        for piece in chunk.choices.into_iter().flatten() {
+            let choice = self.choices.entry(piece.index.unwrap_or(0)).or_default();
+            let (role, content) = piece
+                .delta
+                .map_or((None, None), |delta| (delta.role, delta.content));
+            if let Some(role) = role {
+                choice.role = Some(role.into_owned());
+            }
+            let words = content.or(piece.text);
+            if let Some(words) = &words {
+                choice.content.push_str(words);
+            }
+            if let Some(reason) = piece.finish_reason.filter(|r| !r.is_null()) {
+                choice.finish_reason = Some(reason);
+            }
+            first_text.get_or_insert_with(|| words.map(Cow::into_owned).unwrap_or_default());
+        }
+        first_text.unwrap_or_default()
+    }
+
+    /// Takes a chunk of any other JSON shape; the text of its first choice.
+    fn take_tree(&mut self, chunk: &Value) -> String {
         if let Some(found) = chunk.get("usage").filter(|u| u.is_object()) {
             self.usage = Some(found.clone());
         }
@@ -114,7 +224,7 @@ impl Collector {
                 choice.finish_reason = Some(reason.clone());
             }
         }
-        Some(chunk)
+        chunk_text(chunk)
     }
 
     /// The answer the events taken so far make; `Err` when there was none.
@@ -205,7 +315,7 @@ impl Splitter {
 }
 
 /// The new text in one chunk: choice 0's `delta.content` (or `text`).
-pub fn chunk_text(chunk: &Value) -> String {
+fn chunk_text(chunk: &Value) -> String {
     let Some(choice) = chunk
         .get("choices")
         .and_then(Value::as_array)
@@ -277,7 +387,10 @@ mod tests {
         assert_eq!(at_once, ["{\"n\":1}", "a\nb", "[DONE]", "late"]);
         assert_eq!(one_by_one, at_once);
         let mut collector = Collector::default();
-        let taken: Vec<Option<Value>> = at_once.into_iter().map(|d| collector.take(d)).collect();
+        let taken: Vec<Option<Value>> = at_once
+            .into_iter()
+            .map(|d| collector.take(d).map(|chunk| chunk.json()))
+            .collect();
         assert_eq!(
             taken,
             [Some(json!({ "n": 1 })), Some(json!("a\nb")), None, None]

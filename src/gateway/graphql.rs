@@ -2,6 +2,7 @@ use async_graphql::futures_util::{Stream, StreamExt, stream};
 use async_graphql::{Context, ID, Json, Object, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
 
+use super::event_stream::StreamedChunk;
 use super::service::{self, InvocationResult};
 use crate::error::AppError;
 use crate::graphql::big_int::BigInt;
@@ -100,15 +101,29 @@ impl GatewayMutation {
     }
 }
 
-/// One event of a streamed invocation.
-#[derive(SimpleObject)]
 pub struct InvocationChunk {
+    /// `None` on the last event.
+    chunk: Option<StreamedChunk>,
+    invocation: Option<Invocation>,
+}
+
+/// One event of a streamed invocation.
+#[Object]
+impl InvocationChunk {
     /// The text this chunk adds (choice 0's `delta.content`); empty on the last event.
-    pub text: String,
+    async fn text(&self) -> &str {
+        self.chunk.as_ref().map_or("", |chunk| chunk.text.as_str())
+    }
+
     /// The upstream's chunk as it came; null on the last event.
-    pub chunk: Option<Json<serde_json::Value>>,
+    async fn chunk(&self) -> Option<Json<serde_json::Value>> {
+        self.chunk.as_ref().map(|chunk| Json(chunk.json()))
+    }
+
     /// On the last event only: the metered invocation, already in the usage log.
-    pub invocation: Option<Invocation>,
+    async fn invocation(&self) -> Option<&Invocation> {
+        self.invocation.as_ref()
+    }
 }
 
 #[derive(Default)]
@@ -145,8 +160,7 @@ impl GatewaySubscription {
         let chunks = stream::unfold(receiver, |mut receiver| async move {
             let chunk = receiver.recv().await?;
             let event = InvocationChunk {
-                text: super::event_stream::chunk_text(&chunk),
-                chunk: Some(Json(chunk)),
+                chunk: Some(chunk),
                 invocation: None,
             };
             Some((Ok(event), receiver))
@@ -157,7 +171,6 @@ impl GatewaySubscription {
             })?;
             let result = invoked.result?;
             Ok(InvocationChunk {
-                text: String::new(),
                 chunk: None,
                 invocation: Some(result.into()),
             })

@@ -65,7 +65,7 @@ pub struct UpstreamRequest<'a> {
 }
 
 /// The receiving end's sender of a streamed answer's chunks.
-pub type ChunkSink = tokio::sync::mpsc::UnboundedSender<serde_json::Value>;
+pub type ChunkSink = tokio::sync::mpsc::UnboundedSender<super::event_stream::StreamedChunk>;
 
 /// The answer and how many attempts it took.
 pub struct CallOutcome {
