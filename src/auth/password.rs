@@ -115,6 +115,13 @@ fn verify_with(memory: &mut Vec<Block>, password: &[u8], phc: &str) -> bool {
         && out.len() == expected.len()
 }
 
+/// Where a hash's time went: queued for a hashing slot (a permit), then hashing on the blocking pool.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HashTiming {
+    pub queued: Duration,
+    pub hashed: Duration,
+}
+
 /// Counts a hash as pending until dropped (also when its request is cancelled).
 struct Pending(Arc<AtomicUsize>);
 
@@ -175,14 +182,26 @@ impl PasswordHasher {
     /// Whether `password` matches `hash`; with `None` (unknown account) it checks the dummy hash and
     /// answers false, taking the same time.
     pub async fn verify(&self, password: &str, hash: Option<&str>) -> Result<bool, AppError> {
+        Ok(self.verify_timed(password, hash).await?.0)
+    }
+
+    /// [`PasswordHasher::verify`], with how long the check queued for a hashing slot and how long the
+    /// hash took.
+    pub async fn verify_timed(
+        &self,
+        password: &str,
+        hash: Option<&str>,
+    ) -> Result<(bool, HashTiming), AppError> {
         let known = hash.is_some();
         let hash: Arc<str> = hash.map_or_else(|| self.dummy_hash.clone(), Arc::from);
         let password = password.to_owned();
         let memory = Arc::clone(&self.memory);
-        let matches = self
-            .run(move || memory.with(|blocks| verify_with(blocks, password.as_bytes(), &hash)))
+        let (matches, timing) = self
+            .run_timed(move || {
+                memory.with(|blocks| verify_with(blocks, password.as_bytes(), &hash))
+            })
             .await?;
-        Ok(known && matches)
+        Ok((known && matches, timing))
     }
 
     /// How long a hash that arrives now can expect to wait before it starts.
@@ -218,6 +237,14 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, AppError> {
+        Ok(self.run_timed(work).await?.0)
+    }
+
+    async fn run_timed<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<(T, HashTiming), AppError> {
+        let arrived = Instant::now();
         let ahead = self.pending.fetch_add(1, Ordering::Relaxed);
         let _pending = Pending(Arc::clone(&self.pending));
         self.check(ahead)?;
@@ -226,17 +253,19 @@ impl PasswordHasher {
             .acquire()
             .await
             .map_err(|e| AppError::internal(anyhow::anyhow!("hash permits closed: {e}")))?;
+        let queued = arrived.elapsed();
         let span = tracing::Span::current();
         let average = Arc::clone(&self.average_micros);
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let result = span.in_scope(work);
-            let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            let hashed = started.elapsed();
+            let took = u64::try_from(hashed.as_micros()).unwrap_or(u64::MAX);
             // An exponential moving average (1/8 weight), so a burst of slow hashes moves it quickly.
             let _ = average.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
                 Some((old.saturating_mul(7).saturating_add(took) / 8).max(1))
             });
-            result
+            (result, HashTiming { queued, hashed })
         })
         .instrument(tracing::Span::current())
         .await
@@ -272,6 +301,35 @@ mod tests {
                 .verify_password(b"Corr3ct-Horse", &parsed)
                 .is_ok()
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_check_that_waits_for_the_slot_reports_the_wait_apart_from_the_hash() {
+        let mut settings = Config::from_lookup(|_| None).unwrap().auth;
+        settings.max_concurrent_hashes = 1;
+        let hasher = Arc::new(PasswordHasher::new(&settings).unwrap());
+        let hash = hasher.hash("Corr3ct-Horse").await.unwrap();
+
+        let (matches, free) = hasher
+            .verify_timed("Corr3ct-Horse", Some(&hash))
+            .await
+            .unwrap();
+        assert!(matches);
+        assert!(free.hashed > Duration::ZERO);
+        assert!(free.queued < Duration::from_millis(100), "{free:?}");
+
+        // The only slot is taken for 300 ms: the check queues that long, and its hash is counted apart.
+        let slot = hasher.permits.clone().acquire_owned().await.unwrap();
+        let waiting = {
+            let (hasher, hash) = (hasher.clone(), hash.clone());
+            tokio::spawn(async move { hasher.verify_timed("Corr3ct-Horse", Some(&hash)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(slot);
+        let (matches, queued) = waiting.await.unwrap().unwrap();
+        assert!(matches);
+        assert!(queued.queued >= Duration::from_millis(300), "{queued:?}");
+        assert!(queued.hashed > Duration::ZERO);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

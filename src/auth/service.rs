@@ -132,6 +132,7 @@ pub async fn login(
     let now = Utc::now();
     // Beyond the hashing capacity, refuse before touching the database.
     app.hasher.admit()?;
+    let started = std::time::Instant::now();
 
     let verdict = {
         let mut conn = app.pool.get().await?;
@@ -157,6 +158,7 @@ pub async fn login(
         Verdict::Slow(delay) => Some(delay),
         Verdict::Allow => None,
     };
+    let counted = started.elapsed();
     let user = {
         let mut conn = app.pool.get().await?;
         match &email {
@@ -165,11 +167,13 @@ pub async fn login(
         }
         // The connection goes back to the pool before hashing.
     };
+    let looked_up = started.elapsed();
 
-    let verified = app
+    let (verified, hash_timing) = app
         .hasher
-        .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+        .verify_timed(password, user.as_ref().map(|u| u.password_hash.as_str()))
         .await?;
+    let checked = started.elapsed();
     let user = match (user, verified) {
         (Some(user), true) => user,
         (user, _) => {
@@ -206,7 +210,17 @@ pub async fn login(
             Ok(session)
         })
         .await?;
-    tracing::info!(user_id = %session.user.id, "login succeeded");
+    // Where the time went, so a slow login shows which step waited.
+    let millis = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    tracing::info!(
+        user_id = %session.user.id,
+        attempt_counted_ms = millis(counted),
+        account_read_ms = millis(looked_up.saturating_sub(counted)),
+        hash_queued_ms = millis(hash_timing.queued),
+        hash_ms = millis(hash_timing.hashed),
+        session_written_ms = millis(started.elapsed().saturating_sub(checked)),
+        "login succeeded"
+    );
     metrics::counter!("auth_login_attempts_total", "outcome" => "succeeded").increment(1);
     Ok(session)
 }
