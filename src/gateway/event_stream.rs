@@ -398,6 +398,37 @@ mod tests {
     }
 
     #[test]
+    fn chunks_of_other_shapes_are_read_by_the_same_rules_and_passed_on_as_they_came() {
+        let mut collector = Collector::default();
+        let usual = r#"{"id":"c1","choices":[{"index":0,"delta":{"role":"assistant","content":"Hi \"there\""}}]}"#;
+        // `choices` not a list, a number for content, a string for the index: what the tree's rules
+        // read is read (an index that is no number counts as 0), the rest ignored.
+        let odd = [
+            r#"{"choices":{"0":{"delta":{"content":"ignored"}}},"model":"m"}"#,
+            r#"{"choices":[{"delta":{"content":42}},{"index":1,"text":"second"}]}"#,
+            r#"{"choices":[{"index":"0","delta":{"content":"x"}}],"usage":{"total_tokens":7}}"#,
+        ];
+        let first = collector.take(usual.to_owned()).unwrap();
+        assert_eq!(first.text, "Hi \"there\"");
+        assert_eq!(first.json(), serde_json::from_str::<Value>(usual).unwrap());
+        let texts: Vec<String> = odd
+            .iter()
+            .map(|data| {
+                let chunk = collector.take((*data).to_owned()).unwrap();
+                assert_eq!(chunk.json(), serde_json::from_str::<Value>(data).unwrap());
+                chunk.text
+            })
+            .collect();
+        assert_eq!(texts, ["", "", "x"]);
+        let answer = collector.answer().unwrap();
+        assert_eq!(answer["choices"][0]["message"]["content"], "Hi \"there\"x");
+        assert_eq!(answer["choices"][1]["message"]["content"], "second");
+        assert_eq!(answer["model"], "m");
+        assert_eq!(answer["usage"]["total_tokens"], 7);
+        assert_eq!(answer["id"], "c1");
+    }
+
+    #[test]
     fn a_streaming_upstream_is_asked_for_the_stream_and_its_usage() {
         let asked = asking_to_stream(&json!({ "messages": [], "stream_options": { "x": 1 } }));
         assert_eq!(asked["stream"], true);
