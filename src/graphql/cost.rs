@@ -14,24 +14,13 @@
 //! `rateLimit`, by `extensions.cost` when the request's extensions ask (`"cost": true`), and by the
 //! `X-RateLimit-*` headers.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest,
-    NextValidation,
-};
-use async_graphql::parser::types::{
-    ExecutableDocument, OperationDefinition, OperationType, Selection,
-};
-use async_graphql::{
-    Context, Object, Request, ServerError, ServerResult, SimpleObject, ValidationResult, Variables,
-};
+use async_graphql::parser::types::{OperationDefinition, OperationType, Selection};
+use async_graphql::{Context, Object, ServerError, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::context::RequestContext;
 use super::limits::coded_error;
-use super::operation::selected_operation;
 use crate::app::AppState;
 use crate::auth::identity::Caller;
 use crate::pacing::service as pacing;
@@ -64,7 +53,7 @@ pub struct RateLimit {
     pub cost: u32,
 }
 
-/// Where the extension leaves a request's [`RateLimit`]: in each HTTP request's data and each
+/// Where [`spend`] leaves a request's [`RateLimit`]: in each HTTP request's data and each
 /// WebSocket connection's (a request without one spends no points).
 #[derive(Debug, Clone, Default)]
 pub struct CostSlot {
@@ -81,29 +70,12 @@ impl CostSlot {
     }
 }
 
-/// Installs [`BudgetExtension`] on a schema.
-pub struct QueryBudget;
-
-impl ExtensionFactory for QueryBudget {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(BudgetExtension::default())
-    }
-}
-
 /// Root mutation fields paced by call rates of their own rather than by points.
 const PACED_ELSEWHERE: &[&str] = &["invokeTool"];
 
-/// Spends a validated request's cost from its credential's budget before it runs. One per request: it
-/// keeps the operation name it is asked for and whether that operation spends points.
-#[derive(Default)]
-pub struct BudgetExtension {
-    operation_name: Mutex<Option<String>>,
-    spends_points: AtomicBool,
-}
-
 /// Whether `operation` spends points: a query does, a subscription does not, and a mutation does
 /// unless every root field it selects is paced elsewhere.
-fn spends_points(operation: &OperationDefinition) -> bool {
+pub fn spends_points(operation: &OperationDefinition) -> bool {
     match operation.ty {
         OperationType::Query => true,
         OperationType::Subscription => false,
@@ -115,98 +87,53 @@ fn spends_points(operation: &OperationDefinition) -> bool {
     }
 }
 
-#[async_graphql::async_trait::async_trait]
-impl Extension for BudgetExtension {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        *self
-            .operation_name
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = request.operation_name.clone();
-        next.run(ctx, request).await
+/// Spends a validated request's cost, its complexity (at least a point: `{ __typename }` too), from
+/// its caller's budget, and leaves where the budget stands in `slot`. Anonymous callers spend nothing
+/// here (they are paced per address), nor does anyone when the budget is off.
+pub async fn spend(
+    app: &AppState,
+    caller: &Caller,
+    slot: &CostSlot,
+    complexity: usize,
+) -> Result<(), ServerError> {
+    let per_minute = app.config.graphql.points_per_minute;
+    let subject = match caller {
+        Caller::User(user) => match user.api_key() {
+            Some(key) => format!("points:key:{}", key.0),
+            None => format!("points:user:{}", user.id.0),
+        },
+        Caller::Anonymous => return Ok(()),
+    };
+    if per_minute == 0 {
+        return Ok(());
     }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        let name = self
-            .operation_name
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let spends = selected_operation(&document, name.as_deref())
-            .is_some_and(|(_, op)| spends_points(&op.node));
-        self.spends_points.store(spends, Ordering::Relaxed);
-        Ok(document)
+    let cost = u32::try_from(complexity).unwrap_or(u32::MAX).max(1);
+    let verdict = pacing::admit(app, subject, per_minute, cost)
+        .await
+        .map_err(|error| {
+            async_graphql::Error::from(error).into_server_error(async_graphql::Pos::default())
+        })?;
+    slot.set(RateLimit {
+        limit: per_minute,
+        remaining: verdict.remaining,
+        reset_at: Utc::now() + chrono::Duration::from_std(verdict.reset).unwrap_or_default(),
+        cost,
+    });
+    if verdict.admitted {
+        return Ok(());
     }
-
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        let result = next.run(ctx).await?;
-        let (Some(app), Some(request), Some(slot)) = (
-            ctx.data_opt::<AppState>(),
-            ctx.data_opt::<RequestContext>(),
-            ctx.data_opt::<CostSlot>()
-                .filter(|_| self.spends_points.load(Ordering::Relaxed)),
-        ) else {
-            return Ok(result);
-        };
-        let per_minute = app.config.graphql.points_per_minute;
-        let subject = match &request.caller {
-            Caller::User(user) => match user.api_key() {
-                Some(key) => format!("points:key:{}", key.0),
-                None => format!("points:user:{}", user.id.0),
-            },
-            Caller::Anonymous => return Ok(result),
-        };
-        if per_minute == 0 {
-            return Ok(result);
-        }
-        // Every request spends at least a point, `{ __typename }` too.
-        let cost = u32::try_from(result.complexity).unwrap_or(u32::MAX).max(1);
-        let verdict = pacing::admit(app, subject, per_minute, cost)
-            .await
-            .map_err(|error| {
-                vec![
-                    async_graphql::Error::from(error)
-                        .into_server_error(async_graphql::Pos::default()),
-                ]
-            })?;
-        let rate_limit = RateLimit {
-            limit: per_minute,
-            remaining: verdict.remaining,
-            reset_at: Utc::now() + chrono::Duration::from_std(verdict.reset).unwrap_or_default(),
-            cost,
-        };
-        slot.set(rate_limit);
-        if verdict.admitted {
-            return Ok(result);
-        }
-        let wait = verdict.retry_after.unwrap_or_default();
-        let mut refusal = coded_error(
-            format!(
-                "This request costs {cost} points and the budget of {per_minute} points a minute has {} left; try again in a moment.",
-                verdict.remaining
-            ),
-            "RATE_LIMITED",
-        );
-        if let Some(extensions) = refusal.extensions.as_mut() {
-            extensions.set("retryAfter", wait.as_secs_f64().ceil().max(1.0) as u64);
-        }
-        Err(vec![refusal])
+    let wait = verdict.retry_after.unwrap_or_default();
+    let mut refusal = coded_error(
+        format!(
+            "This request costs {cost} points and the budget of {per_minute} points a minute has {} left; try again in a moment.",
+            verdict.remaining
+        ),
+        "RATE_LIMITED",
+    );
+    if let Some(extensions) = refusal.extensions.as_mut() {
+        extensions.set("retryAfter", wait.as_secs_f64().ceil().max(1.0) as u64);
     }
+    Err(refusal)
 }
 
 /// The root field that reports a request's cost.

@@ -7,8 +7,11 @@ pub mod big_int;
 pub mod context;
 pub mod cost;
 pub mod cursor;
+pub mod executor;
+pub mod gauge;
 pub mod guards;
 pub mod ids;
+pub mod kept;
 pub mod limits;
 pub mod loaders;
 pub mod operation;
@@ -75,7 +78,8 @@ pub struct SubscriptionRoot(
 /// The schema type every handler shares.
 pub type HubSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
-/// The schema with its limits and extensions, before any runtime data is attached.
+/// The schema with its complexity limit, before any runtime data is attached; requests run through
+/// [`executor::HubExecutor`], which applies the other limits and the budget.
 pub fn schema_builder(
     limits: GraphqlLimits,
     introspection: bool,
@@ -85,15 +89,9 @@ pub fn schema_builder(
         MutationRoot::default(),
         SubscriptionRoot::default(),
     )
-    // Depth is bounded by `limits` (ordinary fields by `max_depth`, introspection by its own rules).
-    .limit_complexity(limits.max_complexity)
-    .extension(limits::RequestLimits {
-        limits,
-        introspection,
-    })
-    .extension(cost::QueryBudget)
-    // Innermost: the limits and the budget see every document, parsed or kept.
-    .extension(parsed::ParsedDocuments::default());
+    // Depth is bounded by `limits` (ordinary fields by `max_depth`, introspection by its own rules),
+    // which the executor checks.
+    .limit_complexity(limits.max_complexity);
     if introspection {
         builder
     } else {

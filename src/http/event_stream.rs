@@ -15,8 +15,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::Request;
 use async_graphql::futures_util::{StreamExt, stream};
+use async_graphql::{Executor, Request};
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -90,8 +90,8 @@ pub async fn post(
         }
     };
     let results = state
-        .schema
-        .execute_stream(request)
+        .executor
+        .execute_stream(request, None)
         .take_until(Box::pin(watcher))
         .map(|response| next_event(&response));
     let ending = stream::once(async move {

@@ -11,7 +11,7 @@
 //! in which case a request that failed before execution answers 400, per that media type's rules.
 
 use async_graphql::http::parse_query_string;
-use async_graphql::{BatchRequest, BatchResponse, Request};
+use async_graphql::{BatchRequest, BatchResponse, Executor, Request};
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -227,7 +227,7 @@ async fn execute(
                     .data(Loaders::new(&state.app))
                     .data(cost.clone())
                     .data(call.deadline.clone());
-                let mut response = state.schema.execute(request).await;
+                let mut response = state.executor.execute(request).await;
                 if let Some(spent) = cost.get() {
                     if wants_cost && let Ok(value) = async_graphql::to_value(spent) {
                         response.extensions.insert("cost".into(), value);

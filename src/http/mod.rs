@@ -30,17 +30,17 @@ use tower_http::limit::RequestBodyLimitLayer;
 use crate::app::AppState;
 use crate::config::CorsOrigins;
 use crate::error::INTERNAL_MESSAGE;
-use crate::graphql::HubSchema;
+use crate::graphql::executor::HubExecutor;
 use crate::graphql::persisted_queries::PersistedQueries;
 
-/// What the handlers share: the application state and the schema built over it. Behind one `Arc`, since
+/// What the handlers share: the application state and the executor of the schema built over it. Behind one `Arc`, since
 /// every request takes a copy.
 #[derive(Clone)]
 pub struct HttpState(Arc<Shared>);
 
 pub struct Shared {
     pub app: AppState,
-    pub schema: HubSchema,
+    pub executor: HubExecutor,
     pub persisted_queries: Arc<PersistedQueries>,
 }
 
@@ -55,15 +55,13 @@ impl std::ops::Deref for HttpState {
 /// Builds the whole router, exactly as production serves it.
 pub fn router(app: AppState) -> Router {
     let config = app.config.clone();
-    let schema = crate::graphql::schema_builder(config.graphql, config.introspection)
-        .data(app.clone())
-        .finish();
+    let executor = HubExecutor::new(app.clone());
     let persisted_queries = Arc::new(PersistedQueries::new(
         config.graphql.persisted_queries_bytes,
     ));
     let state = HttpState(Arc::new(Shared {
         app,
-        schema,
+        executor,
         persisted_queries,
     }));
 

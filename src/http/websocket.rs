@@ -124,7 +124,7 @@ async fn serve(
     user_agent: Option<String>,
 ) {
     let rules = Arc::new(rules);
-    let (app, schema) = (state.app.clone(), state.schema.clone());
+    let (app, executor) = (state.app.clone(), state.executor.clone());
     let _open = OpenSocket::new();
     let session = SharedSession::default();
     let (mut socket_out, socket_in) = socket.split();
@@ -185,7 +185,7 @@ async fn serve(
     });
     let graphql = {
         let (app, session) = (app.clone(), Arc::clone(&session));
-        GraphQLWebSocket::new_with_pair(outgoing, incoming, schema, protocol)
+        GraphQLWebSocket::new_with_pair(outgoing, incoming, executor, protocol)
             .on_connection_init(move |payload| async move {
                 // Credentials travel in the payload: {"Authorization": "Bearer …"} or {"X-API-Key": "…"}.
                 let headers = payload_headers(&payload);

@@ -1,48 +1,20 @@
 //! Limits on what one GraphQL request may cost, and the final say on every error's `extensions.code`.
 //!
-//! async-graphql enforces complexity during validation; this extension bounds the query text, aliases
-//! (each alias can multiply work without adding depth) and the nesting depth of ordinary fields, and
-//! gives introspection rules of its own (see [`introspection`]) so the standard introspection query of
-//! every IDE and code generator is answered while a hostile one is not. It rewrites the library's limit
-//! messages into the contract's `QUERY_TOO_COMPLEX`, and gives every error that has no code yet one:
-//! errors raised before execution, or while coercing arguments, are the client's (`BAD_USER_INPUT`).
-//! `INTERNAL` errors get the request id, which the log lines carry too.
+//! async-graphql enforces complexity during validation; the checks here, which the executor runs
+//! before it, bound the query text, aliases (each alias can multiply work without adding depth) and
+//! the nesting depth of ordinary fields, and give introspection rules of their own (see
+//! [`introspection`]) so the standard introspection query of every IDE and code generator is answered
+//! while a hostile one is not. [`classify_response`] rewrites the library's limit messages into the
+//! contract's `QUERY_TOO_COMPLEX`, and gives every error that has no code yet one: errors raised
+//! before execution, or while coercing arguments, are the client's (`BAD_USER_INPUT`). `INTERNAL`
+//! errors get the request id, which the log lines carry too.
 
 pub mod introspection;
 
-use std::sync::Arc;
-
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe,
-};
-use async_graphql::futures_util::stream::{BoxStream, StreamExt};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{ErrorExtensionValues, Response, ServerError, ServerResult, Value, Variables};
+use async_graphql::{ErrorExtensionValues, Response, ServerError, Value};
 
 use crate::config::GraphqlLimits;
-use crate::graphql::context::RequestContext;
-
-/// Installs [`LimitsExtension`] on a schema.
-pub struct RequestLimits {
-    pub limits: GraphqlLimits,
-    /// When false, `__schema` and `__type` are refused with a clear error rather than answered with null.
-    pub introspection: bool,
-}
-
-impl ExtensionFactory for RequestLimits {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(LimitsExtension {
-            limits: self.limits,
-            introspection: self.introspection,
-        })
-    }
-}
-
-/// See the module documentation.
-pub struct LimitsExtension {
-    limits: GraphqlLimits,
-    introspection: bool,
-}
 
 /// Builds an error with a contract code.
 pub fn coded_error(message: impl Into<String>, code: &str) -> ServerError {
@@ -53,97 +25,76 @@ pub fn coded_error(message: impl Into<String>, code: &str) -> ServerError {
     error
 }
 
-#[async_graphql::async_trait::async_trait]
-impl Extension for LimitsExtension {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let mut response = next.run(ctx).await;
-        let request_id = ctx
-            .data_opt::<RequestContext>()
-            .map(|r| r.request_id.as_str());
-        for error in &mut response.errors {
-            classify(error, &self.limits, request_id);
-        }
-        response
+/// Refuses a query text over the size limit, before it is parsed.
+pub fn check_text(query: &str, limits: &GraphqlLimits) -> Result<(), ServerError> {
+    if query.len() > limits.max_query_bytes {
+        return Err(coded_error(
+            format!(
+                "The query text is {} bytes; the limit is {} bytes.",
+                query.len(),
+                limits.max_query_bytes
+            ),
+            "QUERY_TOO_COMPLEX",
+        ));
     }
+    Ok(())
+}
 
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
-        let limits = self.limits;
-        let request_id = ctx
-            .data_opt::<RequestContext>()
-            .map(|r| r.request_id.clone());
-        next.run(ctx, stream)
-            .map(move |mut response| {
-                for error in &mut response.errors {
-                    classify(error, &limits, request_id.as_deref());
-                }
-                response
-            })
-            .boxed()
+/// Refuses a parsed document over a limit: aliases, introspection when it is off, directives other
+/// than `@skip` and `@include`, the depth of ordinary fields and the introspection rules.
+pub fn check_document(
+    document: &ExecutableDocument,
+    limits: &GraphqlLimits,
+    introspection: bool,
+) -> Result<(), ServerError> {
+    let counts = count_selections(document);
+    if counts.aliases > limits.max_aliases {
+        return Err(coded_error(
+            format!(
+                "The query uses {} aliases; the limit is {}.",
+                counts.aliases, limits.max_aliases
+            ),
+            "QUERY_TOO_COMPLEX",
+        ));
     }
+    if !introspection && counts.introspection {
+        return Err(coded_error(
+            "Introspection is turned off on this server; the schema is published as schema.graphql.",
+            "FORBIDDEN",
+        ));
+    }
+    if let Some(directive) = unknown_directive(document) {
+        return Err(coded_error(
+            format!("Unknown directive `@{directive}`: this server knows `@skip` and `@include`."),
+            "BAD_USER_INPUT",
+        ));
+    }
+    let shape = introspection::shape(document);
+    if shape.depth > limits.max_depth {
+        return Err(coded_error(
+            format!(
+                "The query is nested too deeply (limit {} levels).",
+                limits.max_depth
+            ),
+            "QUERY_TOO_COMPLEX",
+        ));
+    }
+    if let Some(refusal) = shape.introspection_refusal {
+        return Err(coded_error(refusal, "QUERY_TOO_COMPLEX"));
+    }
+    Ok(())
+}
 
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let limits = &self.limits;
-        if query.len() > limits.max_query_bytes {
-            return Err(coded_error(
-                format!(
-                    "The query text is {} bytes; the limit is {} bytes.",
-                    query.len(),
-                    limits.max_query_bytes
-                ),
-                "QUERY_TOO_COMPLEX",
-            ));
-        }
-        let document = next.run(ctx, query, variables).await?;
-        let counts = count_selections(&document);
-        if counts.aliases > limits.max_aliases {
-            return Err(coded_error(
-                format!(
-                    "The query uses {} aliases; the limit is {}.",
-                    counts.aliases, limits.max_aliases
-                ),
-                "QUERY_TOO_COMPLEX",
-            ));
-        }
-        if !self.introspection && counts.introspection {
-            return Err(coded_error(
-                "Introspection is turned off on this server; the schema is published as schema.graphql.",
-                "FORBIDDEN",
-            ));
-        }
-        if let Some(directive) = unknown_directive(&document) {
-            return Err(coded_error(
-                format!(
-                    "Unknown directive `@{directive}`: this server knows `@skip` and `@include`."
-                ),
-                "BAD_USER_INPUT",
-            ));
-        }
-        let shape = introspection::shape(&document);
-        if shape.depth > limits.max_depth {
-            return Err(coded_error(
-                format!(
-                    "The query is nested too deeply (limit {} levels).",
-                    limits.max_depth
-                ),
-                "QUERY_TOO_COMPLEX",
-            ));
-        }
-        if let Some(refusal) = shape.introspection_refusal {
-            return Err(coded_error(refusal, "QUERY_TOO_COMPLEX"));
-        }
-        Ok(document)
+/// Gives every error of `response` its contract code (see the module documentation).
+pub fn classify_response(
+    mut response: Response,
+    limits: &GraphqlLimits,
+    request_id: Option<&str>,
+) -> Response {
+    for error in &mut response.errors {
+        classify(error, limits, request_id);
     }
+    response
 }
 
 /// What the limits look at in a parsed document.
