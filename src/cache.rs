@@ -1,7 +1,7 @@
-//! Read-through caches of the rows nearly every request reads: API keys, the callers they stand for,
-//! tools, and the whole tool catalogue (tens of rows that change a few times a day, listed by every
-//! dashboard). They spare an invocation two database round trips and a catalogue page two queries;
-//! PostgreSQL stays the only truth.
+//! Read-through caches of the rows nearly every request reads: API keys, the callers they stand for
+//! and their profiles (`me`), tools, and the whole tool catalogue (tens of rows that change a few times
+//! a day, listed by every dashboard). They spare an invocation two database round trips, a catalogue
+//! page two queries and a dashboard's `me` one; PostgreSQL stays the only truth.
 //!
 //! Correct across server instances: a trigger on `api_keys`, `users` and `tools` sends a notification
 //! on the `hub_cache` channel when a row that matters here changes (see the `cache_invalidation`
@@ -28,7 +28,7 @@ use uuid::Uuid;
 use crate::billing::model::Entitlement;
 use crate::keys::model::ApiKeyRow;
 use crate::tools::model::ToolRow;
-use crate::users::model::UserAccess;
+use crate::users::model::{UserAccess, UserProfile};
 
 /// The notification channel of the `cache_invalidation` trigger.
 pub const CHANNEL: &str = "hub_cache";
@@ -161,6 +161,8 @@ pub struct Caches {
     pub api_keys: Table<String, ApiKeyRow>,
     /// What authentication needs of a user, by id.
     pub users: Table<Uuid, UserAccess>,
+    /// What a user sees of their own account (`me`), by id; dropped with the user's entry.
+    pub profiles: Table<Uuid, UserProfile>,
     /// Tools by id (deleted and disabled ones included; callers filter).
     pub tools: Table<Uuid, ToolRow>,
     /// The whole catalogue (live tools, disabled ones included) in the database's `(name, id)` order,
@@ -180,6 +182,7 @@ impl Default for Caches {
         Self {
             api_keys: Table::new(freshness.clone()),
             users: Table::new(freshness.clone()),
+            profiles: Table::new(freshness.clone()),
             tools: Table::new(freshness.clone()),
             catalogue: Table::new(freshness.clone()),
             ended_sessions: Table::new(freshness.clone()),
@@ -203,6 +206,7 @@ impl Caches {
         self.freshness.epoch.fetch_add(1, Ordering::AcqRel);
         self.api_keys.clear();
         self.users.clear();
+        self.profiles.clear();
         self.tools.clear();
         self.catalogue.clear();
         self.ended_sessions.clear();
@@ -220,9 +224,10 @@ impl Caches {
         self.entitlements.remove_where(|_, _| true);
     }
 
-    /// Drops a user, their ended sessions, their entitlement and every API key of theirs.
+    /// Drops a user, their profile, their ended sessions, their entitlement and every API key of theirs.
     pub fn invalidate_user(&self, id: Uuid) {
         self.users.remove(&id);
+        self.profiles.remove(&id);
         self.ended_sessions.remove(&id);
         self.entitlements.remove(&id);
         self.api_keys.remove_where(|_, key| key.user_id == id);

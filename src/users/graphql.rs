@@ -1,7 +1,7 @@
 use async_graphql::{ComplexObject, Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::model::{Role, UserId, UserRow, UserStatus};
+use super::model::{Role, UserId, UserProfile, UserRow, UserStatus};
 use super::service;
 use crate::auth::identity::Caller;
 use crate::billing::graphql::PlanSubscription;
@@ -39,6 +39,21 @@ impl From<UserRow> for User {
             name: row.name,
             email: row.email,
             created_at: row.created_at,
+        }
+    }
+}
+
+impl From<UserProfile> for User {
+    fn from(profile: UserProfile) -> Self {
+        Self {
+            id: ID(profile.id.0.to_string()),
+            role: profile.role,
+            status: profile.status,
+            email_verified: profile.email_verified,
+            row_id: profile.id.0,
+            name: profile.name,
+            email: profile.email,
+            created_at: profile.created_at,
         }
     }
 }
@@ -163,7 +178,7 @@ impl UsersQuery {
             Caller::Anonymous => Ok(None),
             Caller::User(user) => {
                 user.require(Scope::Read)?;
-                Ok(Some(service::get(ctx.app()?, user.id).await?.into()))
+                Ok(Some(service::profile(ctx.app()?, user.id).await?.into()))
             }
         }
     }

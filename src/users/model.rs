@@ -88,6 +88,32 @@ impl UserRow {
     }
 }
 
+/// What a user sees of their own account as `me` (cached apart from [`UserAccess`]; no password hash).
+#[derive(Debug, Clone)]
+pub struct UserProfile {
+    pub id: UserId,
+    pub name: String,
+    pub email: String,
+    pub role: Role,
+    pub status: UserStatus,
+    pub email_verified: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&UserRow> for UserProfile {
+    fn from(user: &UserRow) -> Self {
+        Self {
+            id: user.id(),
+            name: user.name.clone(),
+            email: user.email.clone(),
+            role: user.role(),
+            status: user.status(),
+            email_verified: user.email_verified_at.is_some(),
+            created_at: user.created_at,
+        }
+    }
+}
+
 /// What authenticating a request needs of a user (cached; no personal data, no password hash).
 #[derive(Debug, Clone)]
 pub struct UserAccess {

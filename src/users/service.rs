@@ -3,7 +3,9 @@
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::model::{Email, NewUser, Role, UserId, UserRow, check_password_strength, parse_name};
+use super::model::{
+    Email, NewUser, Role, UserId, UserProfile, UserRow, check_password_strength, parse_name,
+};
 use super::repo;
 use crate::app::AppState;
 use crate::auth::password::PasswordHasher;
@@ -13,6 +15,19 @@ use crate::error::{AppError, AppResult};
 pub async fn get(app: &AppState, id: UserId) -> AppResult<UserRow> {
     let mut conn = app.pool.get().await?;
     repo::find_by_id(&mut conn, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("No such user.".into()))
+}
+
+/// What the user sees of their own account, from the cache when it holds it.
+pub async fn profile(app: &AppState, id: UserId) -> AppResult<UserProfile> {
+    app.caches
+        .profiles
+        .get_or_load(id.0, async {
+            let mut conn = app.pool.get().await?;
+            let user = repo::find_by_id(&mut conn, id).await?;
+            Ok::<_, AppError>(user.map(|u| UserProfile::from(&u)))
+        })
         .await?
         .ok_or_else(|| AppError::NotFound("No such user.".into()))
 }

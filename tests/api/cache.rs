@@ -279,3 +279,51 @@ async fn the_catalogue_is_served_from_memory_and_a_change_anywhere_shows_within_
     assert_eq!(found["data"]["tools"]["totalCount"], 1, "{found}");
     assert_eq!(found["data"]["tools"]["nodes"][0]["name"], "alpha");
 }
+
+#[tokio::test]
+async fn me_is_served_from_memory_and_follows_a_rename_here_at_once_and_elsewhere_promptly() {
+    const PROFILE: &str = "{ me { name email } }";
+    let app = TestApp::spawn().await;
+    ready(&app).await;
+    let user = app.register("Ada", "ada@example.com").await;
+    let id = user.user_id().0;
+    let me = app.graphql_as(&user.access_token, PROFILE, json!({})).await;
+    assert_eq!(me["data"]["me"]["name"], "Ada", "{me}");
+    assert!(app.state.caches.profiles.get(&id).is_some(), "cached");
+
+    // Renamed through this instance: the next read shows it.
+    let renamed = app
+        .graphql_as(
+            &user.access_token,
+            "mutation($input: UpdateProfileInput!) { updateProfile(input: $input) { name } }",
+            json!({ "input": { "name": "Ada L." } }),
+        )
+        .await;
+    assert_eq!(
+        renamed["data"]["updateProfile"]["name"], "Ada L.",
+        "{renamed}"
+    );
+    let me = app.graphql_as(&user.access_token, PROFILE, json!({})).await;
+    assert_eq!(me["data"]["me"]["name"], "Ada L.", "{me}");
+
+    // Renamed and readdressed by another instance: seen here within a second.
+    elsewhere(
+        &app,
+        &format!(
+            "UPDATE users SET name = 'Ada Lovelace', email = 'countess@example.com' WHERE id = '{id}'"
+        ),
+    )
+    .await;
+    let started = Instant::now();
+    loop {
+        let me = app.graphql_as(&user.access_token, PROFILE, json!({})).await;
+        if me["data"]["me"] == json!({ "name": "Ada Lovelace", "email": "countess@example.com" }) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "stale profile: {me}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
