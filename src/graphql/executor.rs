@@ -6,12 +6,16 @@
 //! These are plain steps around the schema rather than async-graphql extensions on purpose: with any
 //! extension installed, async-graphql resolves every field through the extension hooks, which cost
 //! more than the hooks' own work. The schema that runs requests therefore has none.
+//!
+//! A request the gauge measured has been validated in full (the gauge keeps what it validated, per
+//! text, operation and variables), so it runs on a copy of the schema that skips the full rules; any
+//! other request is validated in full where it runs.
 
 use std::any::{Any, TypeId};
 use std::sync::Arc;
 
 use async_graphql::futures_util::stream::{self, BoxStream, StreamExt};
-use async_graphql::{Data, Executor, Request, Response, ServerError};
+use async_graphql::{Data, Executor, Request, Response, ServerError, ValidationMode};
 
 use super::context::RequestContext;
 use super::cost::{self, CostSlot};
@@ -29,6 +33,9 @@ pub struct HubExecutor(Arc<Inner>);
 
 struct Inner {
     schema: HubSchema,
+    /// The same schema checking only what execution needs (complexity, depth, fragment cycles): for
+    /// requests the gauge has validated in full, with the same text, operation and variables.
+    validated: HubSchema,
     gauge: Gauge,
     documents: ParsedDocuments,
     limits: GraphqlLimits,
@@ -43,6 +50,10 @@ impl HubExecutor {
             schema: schema_builder(limits, introspection)
                 .data(app.clone())
                 .finish(),
+            validated: schema_builder(limits, introspection)
+                .validation_mode(ValidationMode::Fast)
+                .data(app.clone())
+                .finish(),
             gauge: Gauge::new(limits, introspection),
             documents: ParsedDocuments::default(),
             limits,
@@ -51,12 +62,13 @@ impl HubExecutor {
         }))
     }
 
-    /// Checks `request` and spends its cost; the request to run, with its document, or why it may not.
+    /// Checks `request` and spends its cost; the request to run, with its document, and the schema to
+    /// run it on, or why it may not run.
     async fn admit(
         &self,
         mut request: Request,
         session: Option<&Data>,
-    ) -> Result<Request, Vec<ServerError>> {
+    ) -> Result<(Request, &HubSchema), Vec<ServerError>> {
         let inner = &self.0;
         limits::check_text(&request.query, &inner.limits).map_err(|e| vec![e])?;
         let document = inner.documents.parse(&request.query).map_err(|e| vec![e])?;
@@ -67,14 +79,16 @@ impl HubExecutor {
         let budget = find::<CostSlot>(&request.data, session)
             .zip(find::<RequestContext>(&request.data, session))
             .filter(|_| spends);
+        let mut schema = &inner.schema;
         if let Some((slot, context)) = budget {
             let complexity = inner.gauge.complexity(&request, &document).await?;
             cost::spend(&inner.app, &context.caller, slot, complexity)
                 .await
                 .map_err(|e| vec![e])?;
+            schema = &inner.validated;
         }
         request.set_parsed_query(document);
-        Ok(request)
+        Ok((request, schema))
     }
 }
 
@@ -82,7 +96,7 @@ impl Executor for HubExecutor {
     async fn execute(&self, request: Request) -> Response {
         let request_id = request_id(&request.data, None);
         let response = match self.admit(request, None).await {
-            Ok(request) => self.0.schema.execute(request).await,
+            Ok((request, schema)) => schema.execute(request).await,
             Err(errors) => Response::from_errors(errors),
         };
         limits::classify_response(response, &self.0.limits, request_id.as_deref())
@@ -98,9 +112,7 @@ impl Executor for HubExecutor {
         let limits = self.0.limits;
         stream::once(async move {
             match this.admit(request, session_data.as_deref()).await {
-                Ok(request) => this
-                    .0
-                    .schema
+                Ok((request, schema)) => schema
                     .execute_stream_with_session_data(request, session_data.unwrap_or_default()),
                 Err(errors) => stream::once(async { Response::from_errors(errors) }).boxed(),
             }

@@ -4,8 +4,9 @@
 //! query's CPU, most of a subscription event's). So the complexity comes from a second copy of the
 //! schema whose one extension keeps the validation's result and skips execution, and is kept per
 //! request (text, operation and variables), so a dashboard's repeated query is measured once. Measuring
-//! validates the request a second time; that is paid once per kept request, and a request that does not
-//! validate fails here, before it spends anything or runs.
+//! validates the request in full, and only a request that passes is kept: so a kept request needs only
+//! the checks execution relies on where it runs (see `executor`), and one that does not validate fails
+//! here, before it spends anything or runs.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

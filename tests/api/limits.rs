@@ -256,3 +256,40 @@ async fn unknown_directives_are_refused_before_anything_runs() {
     assert!(flooded["data"].is_null());
     assert!(known.get("errors").is_none(), "{known}");
 }
+
+/// A request the executor has validated in full runs later with the same text, operation and variables
+/// without the full rules; the same text with other variables is validated in full again, and a refusal
+/// is never remembered as a pass. A skipped field's argument is checked only by the full rules, so it
+/// shows which ran.
+#[tokio::test]
+async fn a_request_is_validated_in_full_for_each_text_and_variables() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada", "ada@example.com").await;
+    let page = "query Page($first: Int) { me { name } tools(first: $first) @skip(if: true) { totalCount } }";
+    let run = |variables: serde_json::Value| {
+        let request = app
+            .client
+            .post(app.url("/graphql"))
+            .bearer_auth(&user.access_token)
+            .json(&json!({ "query": page, "variables": variables }));
+        async move {
+            let response = request.send().await.expect("POST /graphql");
+            response
+                .json::<serde_json::Value>()
+                .await
+                .expect("a JSON body")
+        }
+    };
+    let refused_in_full = |body: &serde_json::Value| {
+        assert_eq!(error_code(body), "BAD_USER_INPUT", "{body}");
+        assert!(body["data"].is_null(), "{body}");
+        let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("Invalid value for argument"), "{body}");
+    };
+    for _ in 0..2 {
+        let ok = run(json!({ "first": 5 })).await;
+        assert_eq!(ok["data"]["me"]["name"], "Ada", "{ok}");
+        // The same text with a variable of the wrong type: refused by the full rules each time.
+        refused_in_full(&run(json!({ "first": "five" })).await);
+    }
+}
