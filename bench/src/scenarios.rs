@@ -41,6 +41,11 @@ const STREAM_VIA_HUB: &str = "f. invokeToolStream via the hub";
 /// The same events from the bare framework, built in memory: the floor of the hub's streaming.
 const STREAM_BARE: &str = "f. bare async-graphql streaming from memory";
 const BARE_STREAM: &str = "subscription Stream($count: Int!) { chunks(count: $count) { text invocation { id status tokensUsed } } }";
+const INVOKE_RELAY: &str = "b. bare async-graphql relaying the call";
+const BARE_INVOKE: &str =
+    "mutation Invoke($input: JSON!) { invoke(input: $input) { id status tokensUsed output } }";
+const STREAM_RELAY: &str = "f. bare async-graphql relaying the upstream's stream";
+const RELAY_STREAM: &str = "subscription Stream($count: Int!) { relay(count: $count) { text invocation { id status tokensUsed } } }";
 
 impl Options {
     fn wants(&self, scenario: &str) -> bool {
@@ -417,7 +422,7 @@ async fn run_scenarios(
     }
     if options.wants("a") {
         eprintln!("a. reads against the bare framework: {{ hello }} alone, then the hub's");
-        let hello = server::start_hello().await?;
+        let hello = server::start_hello(upstream).await?;
         bench
             .measure(
                 BARE_HELLO,
@@ -575,6 +580,21 @@ async fn run_scenarios(
                 .await?;
         }
         set_enterprise_rate(server, &admin, Some(1200)).await?;
+        let hello = server::start_hello(upstream).await?;
+        let bare = json!({ "query": BARE_INVOKE, "variables": { "input": input } });
+        for connections in [1, CALLERS] {
+            bench
+                .measure(
+                    INVOKE_RELAY,
+                    hello.address,
+                    vec![Prepared::post_json("/graphql", &bare)],
+                    connections,
+                    Mode::Closed,
+                    Expect::GraphqlData,
+                )
+                .await?;
+        }
+        drop(hello);
     }
     if options.wants("f") {
         eprintln!("f. invokeToolStream with an API key vs the upstream streaming directly");
@@ -587,7 +607,7 @@ async fn run_scenarios(
             "enabled": true, "streams": true
         });
         let tool = upsert_tool(server, &admin, "Bench stream", "bench-stream", input).await?;
-        let hello = server::start_hello().await?;
+        let hello = server::start_hello(upstream).await?;
         let prompt = "stream these words back";
         // Short answers (16 chunks) show what each stream costs; long ones (256) what each chunk costs.
         for (chunks, callers) in [(16, 1), (16, CALLERS), (256, CALLERS)] {
@@ -630,6 +650,17 @@ async fn run_scenarios(
                     &format!("{STREAM_BARE}, {chunks} chunks"),
                     hello.address,
                     vec![Prepared::post_json("/graphql/stream", &bare)],
+                    callers,
+                    Mode::Closed,
+                    Expect::EventStream,
+                )
+                .await?;
+            let relay = json!({ "query": RELAY_STREAM, "variables": { "count": chunks } });
+            bench
+                .measure(
+                    &format!("{STREAM_RELAY}, {chunks} chunks"),
+                    hello.address,
+                    vec![Prepared::post_json("/graphql/stream", &relay)],
                     callers,
                     Mode::Closed,
                     Expect::EventStream,
@@ -896,10 +927,25 @@ fn render(rows: &[Row], options: &Options) -> String {
         {
             let _ = write!(
                 out,
-                " Framework floor: the bare framework streams the same events from memory at {:.0} chunks/s, {:.1}% of direct; the hub reached {:.0}% of that.",
+                " Framework: the bare framework streams the same events from memory at {:.0} chunks/s, {:.1}% of direct; the hub reached {:.0}% of that.",
                 bare.outcome.chunks_per_second(),
                 share(bare.outcome.chunks_per_second()),
                 100.0 * hub.outcome.chunks_per_second() / bare.outcome.chunks_per_second().max(1.0)
+            );
+        }
+        // Reading the upstream's stream as well bounds it further: the floor of relaying.
+        let relay = direct.scenario.replacen(STREAM_DIRECT, STREAM_RELAY, 1);
+        if let Some(relay) = rows
+            .iter()
+            .find(|r| r.scenario == relay && r.connections == direct.connections)
+        {
+            let _ = write!(
+                out,
+                " Relay floor: the bare framework relaying the upstream's stream passes {:.0} chunks/s, {:.1}% of direct; the hub reached {:.0}% of that.",
+                relay.outcome.chunks_per_second(),
+                share(relay.outcome.chunks_per_second()),
+                100.0 * hub.outcome.chunks_per_second()
+                    / relay.outcome.chunks_per_second().max(1.0)
             );
         }
         // Each stream is one metered invocation: invokeTool's rate in this run bounds the streams'.
@@ -923,7 +969,7 @@ fn render(rows: &[Row], options: &Options) -> String {
                 && r.connections == direct.connections
                 && r.mode == direct.mode
         }) {
-            let _ = writeln!(
+            let _ = write!(
                 out,
                 "- b. {} connection(s), {} loop: the hub adds {:.2} ms at p50 and {:.2} ms at p99; throughput {:.1}% of the upstream's.",
                 direct.connections,
@@ -932,6 +978,22 @@ fn render(rows: &[Row], options: &Options) -> String {
                 hub.p(0.99) - direct.p(0.99),
                 100.0 * hub.outcome.rps() / direct.outcome.rps()
             );
+            // Relaying the call through the framework with the hub's HTTP client bounds the hub's rate.
+            if let Some(relay) = rows.iter().find(|r| {
+                r.scenario == INVOKE_RELAY
+                    && r.connections == direct.connections
+                    && r.mode == direct.mode
+            }) {
+                let _ = write!(
+                    out,
+                    " Relay floor: the bare framework relaying the call answers {:.0} calls/s, {:.1}% of the upstream's, adding {:.2} ms at p99; the hub reached {:.0}% of its throughput.",
+                    relay.outcome.rps(),
+                    100.0 * relay.outcome.rps() / direct.outcome.rps(),
+                    relay.p(0.99) - direct.p(0.99),
+                    100.0 * hub.outcome.rps() / relay.outcome.rps().max(1.0)
+                );
+            }
+            let _ = writeln!(out);
         }
     }
     out

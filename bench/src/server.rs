@@ -258,18 +258,23 @@ pub struct Helper {
 }
 
 pub async fn start_upstream() -> anyhow::Result<Helper> {
-    start_helper("upstream").await
+    start_helper("upstream", &[]).await
 }
 
-/// Starts the bare framework baseline (`bench hello`) in a process of its own.
-pub async fn start_hello() -> anyhow::Result<Helper> {
-    start_helper("hello").await
+/// Starts the bare framework baseline (`bench hello`) in a process of its own, relaying `upstream`.
+pub async fn start_hello(upstream: SocketAddr) -> anyhow::Result<Helper> {
+    start_helper(
+        "hello",
+        &[(crate::hello::UPSTREAM_ENV, upstream.to_string())],
+    )
+    .await
 }
 
 /// Starts this binary's `command` in a process of its own and reads the address it listens on.
-async fn start_helper(command: &str) -> anyhow::Result<Helper> {
+async fn start_helper(command: &str, env: &[(&str, String)]) -> anyhow::Result<Helper> {
     let mut child = Command::new(std::env::current_exe()?)
         .arg(command)
+        .envs(env.iter().map(|(name, value)| (name, value)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
