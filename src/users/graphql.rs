@@ -30,16 +30,7 @@ pub struct User {
 
 impl From<UserRow> for User {
     fn from(row: UserRow) -> Self {
-        Self {
-            id: ID(row.id.to_string()),
-            role: row.role(),
-            status: row.status(),
-            email_verified: row.email_verified_at.is_some(),
-            row_id: row.id,
-            name: row.name,
-            email: row.email,
-            created_at: row.created_at,
-        }
+        UserProfile::from(&row).into()
     }
 }
 
