@@ -48,6 +48,8 @@ pub async fn update_profile(
     if let Some(name) = name {
         let mut conn = app.pool.get().await?;
         user = repo::update_name(&mut conn, id, &name).await?;
+        // This instance's next `me` shows the new name; others follow the trigger's notification.
+        app.caches.invalidate_user(id.0);
     }
     if let Some(email) = email
         && email.as_str() != user.email
