@@ -1,7 +1,9 @@
 //! The bare framework baseline, run as a process of its own: async-graphql over axum, the crate
 //! versions the hub uses, and nothing else (no database, no authentication, no limits). It answers
 //! `{ hello }`, against which every read of the hub is reported, `invoke(input)`, which relays a call to
-//! the bench's upstream (the floor of `invokeTool`: the framework and the hub's HTTP client, nothing else), and the dashboard read's shape
+//! the bench's upstream (the floor of `invokeTool`: the framework and the hub's HTTP client, nothing
+//! else), `invokeMetered(input)`, which also writes the call's usage row durably before answering (the
+//! floor under the metering rule; see `floor_meter`), and the dashboard read's shape
 //! (`me` and a page of 20 tools, built in memory for each request), which shows what resolving and
 //! serialising that many fields costs the framework itself: the floor of the hub's dashboard read.
 //! It also streams: `POST /graphql/stream` follows a subscription over Server-Sent Events as the hub
@@ -25,6 +27,8 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, post_service};
+
+use crate::floor_meter::FloorMeter;
 
 /// The environment variable that gives the upstream's address (`host:port`) to relay.
 pub const UPSTREAM_ENV: &str = "BENCH_RELAY_UPSTREAM";
@@ -194,27 +198,62 @@ impl Mutation {
         ctx: &Context<'_>,
         input: Json<serde_json::Value>,
     ) -> async_graphql::Result<Relayed> {
-        let upstream = ctx.data::<Upstream>()?;
-        let answer = upstream
-            .client
-            .post(&upstream.url)
-            .header("content-type", "application/json")
-            .body(input.0.to_string())
-            .send()
-            .await
-            .map_err(|e| async_graphql::Error::new(e.to_string()))?
-            .bytes()
-            .await
-            .map_err(|e| async_graphql::Error::new(e.to_string()))?;
-        let output: serde_json::Value = serde_json::from_slice(&answer)
-            .map_err(|e| async_graphql::Error::new(e.to_string()))?;
+        let output = relay_call(ctx.data::<Upstream>()?, &input.0).await?;
         Ok(Relayed {
             id: ID("019a0000-0000-7000-8000-000000000004".into()),
             status: "SUCCESS",
-            tokens_used: output["usage"]["total_tokens"].as_i64().unwrap_or(0),
+            tokens_used: tokens_used(&output),
             output: Json(output),
         })
     }
+
+    /// `invoke`, answering once the call's usage row is durable: the floor of `invokeTool` under the
+    /// rule that usage commits before the answer (see `floor_meter`).
+    async fn invoke_metered(
+        &self,
+        ctx: &Context<'_>,
+        input: Json<serde_json::Value>,
+    ) -> async_graphql::Result<Relayed> {
+        let meter = ctx
+            .data::<Option<FloorMeter>>()?
+            .as_ref()
+            .ok_or_else(|| async_graphql::Error::new("no database for the metered floor"))?;
+        let output = relay_call(ctx.data::<Upstream>()?, &input.0).await?;
+        let tokens = tokens_used(&output);
+        let id = meter
+            .write(tokens)
+            .await
+            .map_err(async_graphql::Error::new)?;
+        Ok(Relayed {
+            id: ID(id),
+            status: "SUCCESS",
+            tokens_used: tokens,
+            output: Json(output),
+        })
+    }
+}
+
+/// Sends `input` to the upstream with the hub's HTTP client; its answer, parsed.
+async fn relay_call(
+    upstream: &Upstream,
+    input: &serde_json::Value,
+) -> async_graphql::Result<serde_json::Value> {
+    let answer = upstream
+        .client
+        .post(&upstream.url)
+        .header("content-type", "application/json")
+        .body(input.to_string())
+        .send()
+        .await
+        .map_err(|e| async_graphql::Error::new(e.to_string()))?
+        .bytes()
+        .await
+        .map_err(|e| async_graphql::Error::new(e.to_string()))?;
+    serde_json::from_slice(&answer).map_err(|e| async_graphql::Error::new(e.to_string()))
+}
+
+fn tokens_used(output: &serde_json::Value) -> i64 {
+    output["usage"]["total_tokens"].as_i64().unwrap_or(0)
 }
 
 /// Where `relay` asks for its stream.
@@ -330,8 +369,13 @@ pub async fn serve() -> anyhow::Result<()> {
             std::env::var(UPSTREAM_ENV).unwrap_or_default()
         ),
     };
+    let meter = match std::env::var(crate::floor_meter::DATABASE_ENV) {
+        Ok(url) if !url.is_empty() => Some(FloorMeter::start(&url).await?),
+        _ => None,
+    };
     let schema = Schema::build(Query, Mutation, Subscription)
         .data(upstream)
+        .data(meter)
         .finish();
     let router = Router::new()
         .route("/graphql", post_service(GraphQL::new(schema.clone())))

@@ -8,6 +8,7 @@
 //!
 //! Run from the repository root: `cargo run --release -p joyfull-bench -- [options]`.
 
+mod floor_meter;
 mod hello;
 mod load;
 mod readme;

@@ -44,6 +44,9 @@ const BARE_STREAM: &str = "subscription Stream($count: Int!) { chunks(count: $co
 const INVOKE_RELAY: &str = "b. bare async-graphql relaying the call";
 const BARE_INVOKE: &str =
     "mutation Invoke($input: JSON!) { invoke(input: $input) { id status tokensUsed output } }";
+/// The same relay answering once the call's usage row is durable: the floor under the metering rule.
+const INVOKE_METERED_RELAY: &str = "b. bare async-graphql relaying the call, metered durably";
+const BARE_INVOKE_METERED: &str = "mutation Invoke($input: JSON!) { invokeMetered(input: $input) { id status tokensUsed output } }";
 const STREAM_RELAY: &str = "f. bare async-graphql relaying the upstream's stream";
 const RELAY_STREAM: &str = "subscription Stream($count: Int!) { relay(count: $count) { text invocation { id status tokensUsed } } }";
 
@@ -93,6 +96,9 @@ struct Bench<'a> {
     options: &'a Options,
     server: &'a Server,
     rows: Vec<Row>,
+    /// The bare server running now, by address and process: the rows it answers report its own
+    /// CPU time and memory.
+    bare: Option<(SocketAddr, Option<u32>)>,
 }
 
 impl Bench<'_> {
@@ -108,15 +114,20 @@ impl Bench<'_> {
         eprintln!("  {scenario}: {connections} connections, {mode:?}…");
         // Login clients back off as told; the others never get refusals to honour.
         let honor_retry_after = matches!(expect, Expect::GraphqlOrShed);
-        let sampler = RssSampler::start(self.server.pid());
+        // The answering process: the hub, or the bare server while it is measured.
+        let answering = match self.bare {
+            Some((bare, pid)) if bare == address => pid,
+            _ => self.server.pid(),
+        };
+        let sampler = RssSampler::start(answering);
         // CPU used while the load is measured: from the end of the warm-up to the end of the run.
-        let pid = self.server.pid();
+        let hub = self.server.pid();
         let (warmup, duration) = (self.options.warmup, self.options.duration);
         let cpu = tokio::spawn(async move {
             tokio::time::sleep(warmup).await;
-            let from = CpuSnapshot::take(pid);
+            let from = CpuSnapshot::take(answering, hub);
             tokio::time::sleep(duration).await;
-            CpuSnapshot::take(pid).seconds_since(&from)
+            CpuSnapshot::take(answering, hub).seconds_since(&from)
         });
         let outcome = load::run(Load {
             address,
@@ -381,7 +392,8 @@ pub async fn run_all(options: Options) -> anyhow::Result<()> {
         options.dir.display()
     );
     let server = environment.start_server().await?;
-    let result = run_scenarios(&options, &server, upstream.address).await;
+    let cluster = environment.cluster_url();
+    let result = run_scenarios(&options, &server, upstream.address, cluster.as_deref()).await;
     server.stop().await?;
     let rows = result?;
     let table = render(&rows, &options);
@@ -398,12 +410,14 @@ async fn run_scenarios(
     options: &Options,
     server: &Server,
     upstream: SocketAddr,
+    cluster: Option<&str>,
 ) -> anyhow::Result<Vec<Row>> {
     let seed = seed(server, upstream).await?;
     let mut bench = Bench {
         options,
         server,
         rows: Vec::new(),
+        bare: None,
     };
     let hub = server.address;
 
@@ -422,7 +436,8 @@ async fn run_scenarios(
     }
     if options.wants("a") {
         eprintln!("a. reads against the bare framework: {{ hello }} alone, then the hub's");
-        let hello = server::start_hello(upstream).await?;
+        let hello = server::start_hello(upstream, None).await?;
+        bench.bare = Some((hello.address, hello.pid()));
         bench
             .measure(
                 BARE_HELLO,
@@ -580,19 +595,29 @@ async fn run_scenarios(
                 .await?;
         }
         set_enterprise_rate(server, &admin, Some(1200)).await?;
-        let hello = server::start_hello(upstream).await?;
-        let bare = json!({ "query": BARE_INVOKE, "variables": { "input": input } });
-        for connections in [1, CALLERS] {
-            bench
-                .measure(
-                    INVOKE_RELAY,
-                    hello.address,
-                    vec![Prepared::post_json("/graphql", &bare)],
-                    connections,
-                    Mode::Closed,
-                    Expect::GraphqlData,
-                )
-                .await?;
+        let hello = server::start_hello(upstream, cluster).await?;
+        bench.bare = Some((hello.address, hello.pid()));
+        for (label, query) in [
+            (INVOKE_RELAY, BARE_INVOKE),
+            (INVOKE_METERED_RELAY, BARE_INVOKE_METERED),
+        ] {
+            if query == BARE_INVOKE_METERED && cluster.is_none() {
+                eprintln!("the server's PostgreSQL is not found: no metered relay floor");
+                continue;
+            }
+            let bare = json!({ "query": query, "variables": { "input": input } });
+            for connections in [1, CALLERS] {
+                bench
+                    .measure(
+                        label,
+                        hello.address,
+                        vec![Prepared::post_json("/graphql", &bare)],
+                        connections,
+                        Mode::Closed,
+                        Expect::GraphqlData,
+                    )
+                    .await?;
+            }
         }
         drop(hello);
     }
@@ -607,7 +632,8 @@ async fn run_scenarios(
             "enabled": true, "streams": true
         });
         let tool = upsert_tool(server, &admin, "Bench stream", "bench-stream", input).await?;
-        let hello = server::start_hello(upstream).await?;
+        let hello = server::start_hello(upstream, None).await?;
+        bench.bare = Some((hello.address, hello.pid()));
         let prompt = "stream these words back";
         // Short answers (16 chunks) show what each stream costs; long ones (256) what each chunk costs.
         for (chunks, callers) in [(16, 1), (16, CALLERS), (256, CALLERS)] {
@@ -785,14 +811,14 @@ fn render(rows: &[Row], options: &Options) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Measured {} s per scenario after {} s of warm-up, the server logging at `{}`. req/s counts every answer, ok/s the accepted ones; p50/p99/p99.9 are the accepted answers' latencies in ms (refusals have their own p99); errors are failed answers (of them 5xx); hub RSS is the server process's peak resident memory during the scenario (its PostgreSQL not included); CPU ms/req is the CPU time the server process and, apart, its PostgreSQL used per answer while measured (less noisy than latencies on a shared machine: time the CPU was taken away is not counted). Login clients wait the `retryAfter` of a refusal before their next attempt.\n",
+        "Measured {} s per scenario after {} s of warm-up, the server logging at `{}`. req/s counts every answer, ok/s the accepted ones; p50/p99/p99.9 are the accepted answers' latencies in ms (refusals have their own p99); errors are failed answers (of them 5xx); RSS is the answering process's peak resident memory during the scenario (the hub's, or for the bare rows the bare server's; PostgreSQL not included); CPU ms/req is the CPU time the answering process and, apart, the hub's PostgreSQL used per answer while measured (less noisy than latencies on a shared machine: time the CPU was taken away is not counted; the upstream rows show the idle hub's). Login clients wait the `retryAfter` of a refusal before their next attempt.\n",
         options.duration.as_secs(),
         options.warmup.as_secs(),
         options.hub_log
     );
     let _ = writeln!(
         out,
-        "| scenario | conns | loop | req/s | ok/s | p50 | p99 | p99.9 | errors (5xx) | refused (p99) | hub RSS MiB | CPU ms/req hub + PG |"
+        "| scenario | conns | loop | req/s | ok/s | p50 | p99 | p99.9 | errors (5xx) | refused (p99) | RSS MiB | CPU ms/req server + PG |"
     );
     let _ = writeln!(
         out,
@@ -983,6 +1009,21 @@ fn render(rows: &[Row], options: &Options) -> String {
                     100.0 * relay.outcome.rps() / direct.outcome.rps(),
                     relay.p(0.99) - direct.p(0.99),
                     100.0 * hub.outcome.rps() / relay.outcome.rps().max(1.0)
+                );
+            }
+            // Writing each call's usage row durably (group commit) as well bounds it further.
+            if let Some(metered) = rows.iter().find(|r| {
+                r.scenario == INVOKE_METERED_RELAY
+                    && r.connections == direct.connections
+                    && r.mode == direct.mode
+            }) {
+                let _ = write!(
+                    out,
+                    " Metered relay floor: the same relay writing each call's usage row durably (group commit, one row per call, nothing else) answers {:.0} calls/s, {:.1}% of the upstream's, adding {:.2} ms at p99; the hub reached {:.0}% of its throughput.",
+                    metered.outcome.rps(),
+                    100.0 * metered.outcome.rps() / direct.outcome.rps(),
+                    metered.p(0.99) - direct.p(0.99),
+                    100.0 * hub.outcome.rps() / metered.outcome.rps().max(1.0)
                 );
             }
             let _ = writeln!(out);

@@ -153,6 +153,37 @@ impl Environment {
         Ok(())
     }
 
+    /// The `postgres` database of the server's own PostgreSQL while it runs (from its
+    /// `postmaster.pid`: line 5 is the socket directory, line 8 the status).
+    pub fn cluster_url(&self) -> Option<String> {
+        let pid_file = std::fs::read_to_string(
+            self.dir
+                .join("data")
+                .join("postgres")
+                .join("postmaster.pid"),
+        )
+        .ok()?;
+        let lines: Vec<&str> = pid_file.lines().collect();
+        if lines.get(7)?.trim() != "ready" {
+            return None;
+        }
+        let socket_dir: String = lines
+            .get(4)?
+            .trim()
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    char::from(b).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let port = lines.get(3)?.trim();
+        Some(format!(
+            "postgresql:///postgres?user=postgres&host={socket_dir}&port={port}"
+        ))
+    }
+
     /// Starts the server on a free loopback port and waits until it is ready.
     pub async fn start_server(&self) -> anyhow::Result<Server> {
         let address = free_address()?;
@@ -253,21 +284,28 @@ impl Server {
 
 /// A helper process of the suite (the local upstream, the bare baseline) and where it listens.
 pub struct Helper {
-    _child: Child,
+    child: Child,
     pub address: SocketAddr,
+}
+
+impl Helper {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
 }
 
 pub async fn start_upstream() -> anyhow::Result<Helper> {
     start_helper("upstream", &[]).await
 }
 
-/// Starts the bare framework baseline (`bench hello`) in a process of its own, relaying `upstream`.
-pub async fn start_hello(upstream: SocketAddr) -> anyhow::Result<Helper> {
-    start_helper(
-        "hello",
-        &[(crate::hello::UPSTREAM_ENV, upstream.to_string())],
-    )
-    .await
+/// Starts the bare framework baseline (`bench hello`) in a process of its own, relaying `upstream`;
+/// with `database` (a cluster's URL), its metered relay writes usage rows there.
+pub async fn start_hello(upstream: SocketAddr, database: Option<&str>) -> anyhow::Result<Helper> {
+    let mut env = vec![(crate::hello::UPSTREAM_ENV, upstream.to_string())];
+    if let Some(url) = database {
+        env.push((crate::floor_meter::DATABASE_ENV, url.to_owned()));
+    }
+    start_helper("hello", &env).await
 }
 
 /// Starts this binary's `command` in a process of its own and reads the address it listens on.
@@ -290,10 +328,7 @@ async fn start_helper(command: &str, env: &[(&str, String)]) -> anyhow::Result<H
         .strip_prefix("listening ")
         .with_context(|| format!("unexpected output of the {command} process"))?
         .parse()?;
-    Ok(Helper {
-        _child: child,
-        address,
-    })
+    Ok(Helper { child, address })
 }
 
 /// Samples a process's resident set size while running; `peak_mib` reads the highest so far.
@@ -337,7 +372,8 @@ fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// CPU time used so far by the server process and, apart, by all its descendants (its PostgreSQL).
+/// CPU time used so far by the process that answers (the hub, or a bare server) and, apart, by all
+/// the descendants of the hub (its PostgreSQL, which a bare server's metered relay writes to as well).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CpuSnapshot {
     pub server_ticks: u64,
@@ -345,18 +381,16 @@ pub struct CpuSnapshot {
 }
 
 impl CpuSnapshot {
-    pub fn take(pid: Option<u32>) -> Self {
-        let Some(pid) = pid else {
-            return Self::default();
-        };
+    /// `answering`'s own time, and the time of `hub`'s descendants.
+    pub fn take(answering: Option<u32>, hub: Option<u32>) -> Self {
         let mut descendants_ticks = 0;
-        let mut pending = children(pid);
+        let mut pending = hub.map(children).unwrap_or_default();
         while let Some(child) = pending.pop() {
             descendants_ticks += cpu_ticks(child).unwrap_or(0);
             pending.extend(children(child));
         }
         Self {
-            server_ticks: cpu_ticks(pid).unwrap_or(0),
+            server_ticks: answering.and_then(cpu_ticks).unwrap_or(0),
             descendants_ticks,
         }
     }
@@ -409,7 +443,7 @@ mod tests {
             .args(["-c", "i=0; while [ $i -lt 50000000 ]; do i=$((i+1)); done"])
             .spawn()
             .unwrap();
-        let before = CpuSnapshot::take(Some(me));
+        let before = CpuSnapshot::take(Some(me), Some(me));
         let started = std::time::Instant::now();
         let mut spin = 0u64;
         while started.elapsed() < Duration::from_millis(300) {
@@ -417,14 +451,14 @@ mod tests {
         }
         std::thread::sleep(Duration::from_millis(300));
         assert!(children(me).contains(&child.id()));
-        let after = CpuSnapshot::take(Some(me));
+        let after = CpuSnapshot::take(Some(me), Some(me));
         let (own, descendants) = after.seconds_since(&before);
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(own >= 0.1, "the test's own 300 ms of spinning: {own} s");
         assert!(descendants > 0.0, "the child's loop: {descendants} s");
         assert_eq!(
-            CpuSnapshot::take(None).seconds_since(&before),
+            CpuSnapshot::take(None, None).seconds_since(&before),
             (0.0, 0.0),
             "no process, no time"
         );
