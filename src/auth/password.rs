@@ -328,7 +328,8 @@ mod tests {
         drop(slot);
         let (matches, queued) = waiting.await.unwrap().unwrap();
         assert!(matches);
-        assert!(queued.queued >= Duration::from_millis(300), "{queued:?}");
+        // The waiter starts queueing a moment after the slot's 300 ms began.
+        assert!(queued.queued >= Duration::from_millis(250), "{queued:?}");
         assert!(queued.hashed > Duration::ZERO);
     }
 

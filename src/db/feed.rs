@@ -1,7 +1,7 @@
 //! A live feed across server processes: rows announced by a PostgreSQL notification once their
 //! transaction has committed reach this instance through `db::listener`, and a [`Feed`] fans them out to
 //! its subscribers (WebSocket and SSE subscriptions) through a broadcast channel. The payload is the
-//! row as JSON.
+//! row as JSON, or several rows as a JSON array (a publisher's batch in one notification).
 
 use std::sync::Arc;
 
@@ -60,12 +60,51 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Subscriber for Feed<T> {
     }
 
     fn notify(&self, payload: &str) {
-        match serde_json::from_str::<T>(payload) {
-            // No subscriber is fine: the row is stored anyway.
-            Ok(item) => drop(self.sender.send(Arc::new(item))),
+        // Nobody here follows the feed: the row is stored anyway, and reading it would be wasted.
+        if self.sender.receiver_count() == 0 {
+            return;
+        }
+        let items = if payload.trim_start().starts_with('[') {
+            serde_json::from_str::<Vec<T>>(payload)
+        } else {
+            serde_json::from_str::<T>(payload).map(|item| vec![item])
+        };
+        match items {
+            // Subscribers that left meanwhile are fine: the rows are stored anyway.
+            Ok(items) => {
+                for item in items {
+                    drop(self.sender.send(Arc::new(item)));
+                }
+            }
             Err(e) => {
                 tracing::warn!(channel = self.channel, error = %e, "ignoring a malformed notification");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_graphql::futures_util::StreamExt;
+
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct Row {
+        n: u32,
+    }
+
+    #[tokio::test]
+    async fn a_row_or_an_array_of_rows_reaches_subscribers_in_order() {
+        let feed: Feed<Row> = Feed::new("test");
+        let mut stream = std::pin::pin!(feed.stream());
+        feed.notify(r#"{"n":1}"#);
+        feed.notify(r#"[{"n":2},{"n":3}]"#);
+        feed.notify("not json");
+        feed.notify(r#"{"n":4}"#);
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            seen.push(stream.next().await.map(|row| row.n));
+        }
+        assert_eq!(seen, [Some(1), Some(2), Some(3), Some(4)]);
     }
 }

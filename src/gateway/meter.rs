@@ -98,8 +98,33 @@ impl Meter {
 }
 
 /// Live-usage notifications, after their usage rows committed. Losing one in a database crash costs
-/// a live feed an event, so their commits do not wait for the disk.
+/// a live feed an event, so their commits do not wait for the disk. A batch's events travel together,
+/// as JSON arrays (see [`pack`]): each notification costs PostgreSQL a queue entry and a delivery to
+/// every listening instance, whatever its size.
 struct Publish;
+
+/// Most bytes in one notification's payload (PostgreSQL refuses 8 000 and more).
+const PAYLOAD_LIMIT: usize = 7_900;
+
+/// Events (each a JSON object) as JSON arrays of at most [`PAYLOAD_LIMIT`] bytes, in their order; an
+/// event too large to share a payload travels alone.
+fn pack(events: &[&String]) -> Vec<String> {
+    let mut payloads = Vec::new();
+    let mut current = String::new();
+    for event in events {
+        if !current.is_empty() && current.len() + event.len() + 2 > PAYLOAD_LIMIT {
+            current.push(']');
+            payloads.push(std::mem::take(&mut current));
+        }
+        current.push(if current.is_empty() { '[' } else { ',' });
+        current.push_str(event);
+    }
+    if !current.is_empty() {
+        current.push(']');
+        payloads.push(current);
+    }
+    payloads
+}
 
 impl BatchStatement for Publish {
     type Request = String;
@@ -112,15 +137,15 @@ impl BatchStatement for Publish {
         &self,
         conn: &mut AsyncPgConnection,
         _writer: usize,
-        payloads: &[&String],
+        events: &[&String],
     ) -> AppResult<Vec<()>> {
         diesel::sql_query("SELECT count(pg_notify($1, p)) AS n FROM unnest($2::text[]) AS m(p)")
             .bind::<Text, _>(crate::usage::live::CHANNEL)
-            .bind::<Array<Text>, _>(payloads)
+            .bind::<Array<Text>, _>(pack(events))
             .cached()
             .get_result::<Counted>(conn)
             .await?;
-        Ok(vec![(); payloads.len()])
+        Ok(vec![(); events.len()])
     }
 }
 
@@ -223,4 +248,34 @@ async fn write_batch(
     let query = idempotency::bind_key_outcomes(query, keys);
     query.cached().get_result::<Counted>(conn).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_packed_in_order_into_arrays_under_the_payload_limit() {
+        let events: Vec<String> = (0..100)
+            .map(|n| format!(r#"{{"n":{n},"pad":"{}"}}"#, "x".repeat(300)))
+            .collect();
+        let refs: Vec<&String> = events.iter().collect();
+        let payloads = pack(&refs);
+        assert!(payloads.len() > 1, "100 events of ~320 bytes need several");
+        assert!(payloads.iter().all(|p| p.len() < PAYLOAD_LIMIT));
+        let unpacked: Vec<serde_json::Value> = payloads
+            .iter()
+            .flat_map(|p| serde_json::from_str::<Vec<serde_json::Value>>(p).unwrap_or_default())
+            .collect();
+        let order: Vec<i64> = unpacked.iter().filter_map(|v| v["n"].as_i64()).collect();
+        assert_eq!(order, (0..100).collect::<Vec<i64>>());
+        assert!(pack(&[]).is_empty());
+        let large = format!(r#"{{"pad":"{}"}}"#, "y".repeat(PAYLOAD_LIMIT));
+        let small = "{}".to_owned();
+        assert_eq!(
+            pack(&[&small, &large, &small]).len(),
+            3,
+            "an event too large to share travels alone"
+        );
+    }
 }
