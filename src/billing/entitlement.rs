@@ -25,12 +25,10 @@ pub fn allows(
         && entitlement.runs_until > now
         && entitlement.reaches.contains(&min_tier);
     allowed.then(|| {
-        let reservation = Reservation {
-            id: Uuid::now_v7(),
-            subscription_id: entitlement.subscription_id,
-            tokens: 0,
-        };
-        (reservation, entitlement.tier)
+        (
+            Reservation::unheld(entitlement.subscription_id),
+            entitlement.tier,
+        )
     })
 }
 

@@ -179,6 +179,23 @@ pub struct Reservation {
     pub tokens: i64,
 }
 
+impl Reservation {
+    /// What a call that no limit constrains holds: no reservation row, only the subscription its
+    /// usage is counted to.
+    pub fn unheld(subscription_id: Uuid) -> Self {
+        Self {
+            id: Uuid::nil(),
+            subscription_id,
+            tokens: 0,
+        }
+    }
+
+    /// Whether a reservation row stands behind it (to draw on when the call is settled).
+    pub fn is_held(&self) -> bool {
+        !self.id.is_nil()
+    }
+}
+
 /// Current subscriptions of one tier and status, with the plan's price.
 #[derive(Debug, Clone, QueryableByName)]
 pub struct TierCount {

@@ -10,7 +10,9 @@
 -- A subscription whose used tokens cross 80 % or 100 % of its plan's limit records the crossing once per
 -- period (`quota_events`). What keys with limits spent is settled by `settle_keys.sql`, a part that
 -- follows this one when the batch holds calls made with such keys.
--- FOR UPDATE, not FOR NO KEY UPDATE: with the weaker lock a reservation could deadlock with other
+-- Calls that no limit constrains hold no reservation (and are not in $2): a batch of only such calls
+-- skips the reservation CTEs whole (a condition on parameters alone is checked once, before the table
+-- is read). FOR UPDATE, not FOR NO KEY UPDATE: with the weaker lock a reservation could deadlock with other
 -- transactions' foreign-key checks. A reservation whose lease expired still charges its usage; its
 -- reserved tokens were returned when it expired.
 locked AS (SELECT id FROM subscriptions WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE),
@@ -19,13 +21,14 @@ draws AS (SELECT id, sum(tokens)::bigint AS tokens FROM unnest($2::uuid[], $4::b
 -- The rows as they stand once locked (after the subscriptions): concurrent batches draw on one slice,
 -- so what is left is decided on the latest version, not on the statement's snapshot.
 held AS (SELECT r.id, r.tokens FROM quota_reservations r
-         WHERE r.id = ANY($2::uuid[]) AND (SELECT count(*) FROM locked) >= 0
+         WHERE r.id = ANY($2::uuid[]) AND cardinality($2::uuid[]) > 0
+           AND (SELECT count(*) FROM locked) >= 0
          ORDER BY r.id FOR UPDATE),
 whole AS (DELETE FROM quota_reservations r USING held h, draws d
-          WHERE r.id = h.id AND d.id = h.id AND h.tokens <= d.tokens
+          WHERE r.id = h.id AND d.id = h.id AND h.tokens <= d.tokens AND cardinality($2::uuid[]) > 0
           RETURNING r.subscription_id, h.tokens, r.api_key_id),
 part AS (UPDATE quota_reservations r SET tokens = h.tokens - d.tokens FROM held h, draws d
-         WHERE r.id = h.id AND d.id = h.id AND h.tokens > d.tokens
+         WHERE r.id = h.id AND d.id = h.id AND h.tokens > d.tokens AND cardinality($2::uuid[]) > 0
          RETURNING r.subscription_id, d.tokens, r.api_key_id),
 taken AS (SELECT * FROM whole UNION ALL SELECT * FROM part),
 taken_by_sub AS (SELECT subscription_id, sum(tokens)::bigint AS tokens FROM taken GROUP BY 1),

@@ -30,7 +30,8 @@ pub fn counts_keys(settled: &[(Reservation, i64, Option<Uuid>)]) -> bool {
 /// Binds the settlement parts: each reservation is settled with the tokens its call used (a negative
 /// count charges nothing), counted to the key with limits that made the call, if any; the call's
 /// `tokens` are what it drew on the reservation (all of it, unless the reservation is a slice). A reservation
-/// whose lease already expired still charges the usage; its reserved tokens were returned by then.
+/// whose lease already expired still charges the usage; its reserved tokens were returned by then. One
+/// that holds nothing ([`Reservation::unheld`]) only counts the usage to its subscription.
 pub fn bind_settlements<'a>(
     query: Composed<'a>,
     settled: &[(Reservation, i64, Option<Uuid>)],
@@ -48,8 +49,10 @@ pub fn bind_settlements<'a>(
                 .or_insert((0, reservation.subscription_id))
                 .0 += tokens.max(0);
         }
-        reservations.push(reservation.id);
-        drawn.push(reservation.tokens);
+        if reservation.is_held() {
+            reservations.push(reservation.id);
+            drawn.push(reservation.tokens);
+        }
     }
     let query = repo::bind_settle_batch(query, &used, reservations, drawn);
     if counts_keys {

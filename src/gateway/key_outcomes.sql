@@ -3,8 +3,11 @@
 -- $1 uuid[]  users of completed calls      $2 text[]  their idempotency keys
 -- $3 uuid[]  their usage rows' ids          $4 jsonb[] their answers, kept for replays
 -- $5 uuid[]  users of failed calls         $6 text[]  their keys, freed so a retry runs again
+-- Most batches hold no such call: each part is skipped whole when its arrays are empty (a condition on
+-- parameters alone is checked once, before the table is read).
 completed AS (UPDATE invocation_idempotency i SET usage_event_id = v.e, output = v.o
               FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::jsonb[]) AS v(u, k, e, o)
-              WHERE i.user_id = v.u AND i.key = v.k RETURNING 1),
+              WHERE i.user_id = v.u AND i.key = v.k AND cardinality($1::uuid[]) > 0 RETURNING 1),
 abandoned AS (DELETE FROM invocation_idempotency i USING unnest($5::uuid[], $6::text[]) AS v(u, k)
-              WHERE i.user_id = v.u AND i.key = v.k AND i.usage_event_id IS NULL RETURNING 1)
+              WHERE i.user_id = v.u AND i.key = v.k AND i.usage_event_id IS NULL
+                AND cardinality($5::uuid[]) > 0 RETURNING 1)
