@@ -996,35 +996,32 @@ fn render(rows: &[Row], options: &Options) -> String {
                 hub.p(0.99) - direct.p(0.99),
                 100.0 * hub.outcome.rps() / direct.outcome.rps()
             );
-            // Relaying the call through the framework with the hub's HTTP client bounds the hub's rate.
-            if let Some(relay) = rows.iter().find(|r| {
-                r.scenario == INVOKE_RELAY
-                    && r.connections == direct.connections
-                    && r.mode == direct.mode
-            }) {
-                let _ = write!(
-                    out,
-                    " Relay floor: the bare framework relaying the call answers {:.0} calls/s, {:.1}% of the upstream's, adding {:.2} ms at p99; the hub reached {:.0}% of its throughput.",
-                    relay.outcome.rps(),
-                    100.0 * relay.outcome.rps() / direct.outcome.rps(),
-                    relay.p(0.99) - direct.p(0.99),
-                    100.0 * hub.outcome.rps() / relay.outcome.rps().max(1.0)
-                );
-            }
-            // Writing each call's usage row durably (group commit) as well bounds it further.
-            if let Some(metered) = rows.iter().find(|r| {
-                r.scenario == INVOKE_METERED_RELAY
-                    && r.connections == direct.connections
-                    && r.mode == direct.mode
-            }) {
-                let _ = write!(
-                    out,
-                    " Metered relay floor: the same relay writing each call's usage row durably (group commit, one row per call, nothing else) answers {:.0} calls/s, {:.1}% of the upstream's, adding {:.2} ms at p99; the hub reached {:.0}% of its throughput.",
-                    metered.outcome.rps(),
-                    100.0 * metered.outcome.rps() / direct.outcome.rps(),
-                    metered.p(0.99) - direct.p(0.99),
-                    100.0 * hub.outcome.rps() / metered.outcome.rps().max(1.0)
-                );
+            // Relaying the call through the framework with the hub's HTTP client bounds the hub's rate;
+            // writing each call's usage row durably (group commit) as well bounds it further.
+            for (floor, what) in [
+                (
+                    INVOKE_RELAY,
+                    "Relay floor: the bare framework relaying the call",
+                ),
+                (
+                    INVOKE_METERED_RELAY,
+                    "Metered relay floor: the same relay writing each call's usage row durably (group commit, one row per call, nothing else)",
+                ),
+            ] {
+                if let Some(relay) = rows.iter().find(|r| {
+                    r.scenario == floor
+                        && r.connections == direct.connections
+                        && r.mode == direct.mode
+                }) {
+                    let _ = write!(
+                        out,
+                        " {what} answers {:.0} calls/s, {:.1}% of the upstream's, adding {:.2} ms at p99; the hub reached {:.0}% of its throughput.",
+                        relay.outcome.rps(),
+                        100.0 * relay.outcome.rps() / direct.outcome.rps(),
+                        relay.p(0.99) - direct.p(0.99),
+                        100.0 * hub.outcome.rps() / relay.outcome.rps().max(1.0)
+                    );
+                }
             }
             let _ = writeln!(out);
         }
