@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::error::AppResult;
 use crate::graphql::big_int::BigInt;
+use crate::graphql::context::ContextExt;
 use crate::graphql::loaders::Loaders;
 use crate::tools::graphql::Tool;
 use crate::usage::graphql::DayUsage;
@@ -44,7 +45,7 @@ impl ToolStats {
     async fn tool(&self, ctx: &Context<'_>) -> async_graphql::Result<Tool> {
         let row = ctx
             .data::<Loaders>()?
-            .tools
+            .tools(ctx.app()?)
             .load_one(self.tool_id)
             .await
             .map_err(|e| async_graphql::Error::new(e.as_str()))?

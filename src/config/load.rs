@@ -181,12 +181,7 @@ impl Config {
         let max_tokens_per_call =
             number("HUB_MAX_TOKENS_PER_CALL", 10_000_000, 1, 1_000_000_000_000) as i64;
         let cores = std::thread::available_parallelism().map_or(2, usize::from) as u64;
-        let worker_threads = number(
-            "HUB_WORKER_THREADS",
-            worker_threads(cores, database_url.is_none()),
-            1,
-            1024,
-        ) as usize;
+        let worker_threads = number("HUB_WORKER_THREADS", worker_threads(cores), 1, 1024) as usize;
         let auth = AuthSettings {
             access_token_ttl: Duration::from_secs(number(
                 "HUB_ACCESS_TOKEN_TTL_SECS",

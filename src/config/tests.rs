@@ -72,16 +72,14 @@ fn production_with_strong_secrets_turns_conveniences_off() {
 }
 
 #[test]
-fn an_owned_database_keeps_a_core_for_itself() {
-    assert_eq!(worker_threads(2, true), 1);
-    assert_eq!(worker_threads(1, true), 1);
-    assert_eq!(worker_threads(8, true), 7);
-    assert_eq!(worker_threads(2, false), 2);
+fn requests_run_on_a_thread_per_core_unless_set() {
+    assert_eq!(worker_threads(2), 2);
+    assert_eq!(worker_threads(0), 1);
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
     let external = config(&[("DATABASE_URL", "postgres://h/db")]).unwrap();
     let owned = config(&[]).unwrap();
-    let cores = std::thread::available_parallelism().map_or(2, usize::from);
     assert_eq!(external.worker_threads, cores);
-    assert_eq!(owned.worker_threads, cores.saturating_sub(1).max(1));
+    assert_eq!(owned.worker_threads, cores);
     let set = config(&[("HUB_WORKER_THREADS", "3")]).unwrap();
     assert_eq!(set.worker_threads, 3);
     assert!(config(&[("HUB_WORKER_THREADS", "0")]).is_err());

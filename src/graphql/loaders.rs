@@ -3,8 +3,8 @@
 //! loader asks the owning domain's service.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 
 use async_graphql::dataloader::{DataLoader, Loader};
 use uuid::Uuid;
@@ -62,17 +62,22 @@ impl Loader<Uuid> for ToolLoader {
     }
 }
 
-/// The loaders of one request.
+/// The loaders of one request, each made on its first use: most requests load nothing through them,
+/// and a loader costs allocations and a copy of the application state.
+#[derive(Default)]
 pub struct Loaders {
-    pub tools: DataLoader<ToolLoader>,
-    pub subscriptions: DataLoader<SubscriptionLoader>,
+    tools: OnceLock<DataLoader<ToolLoader>>,
+    subscriptions: OnceLock<DataLoader<SubscriptionLoader>>,
 }
 
 impl Loaders {
-    pub fn new(app: &AppState) -> Self {
-        Self {
-            tools: DataLoader::new(ToolLoader { app: app.clone() }, tokio::spawn),
-            subscriptions: DataLoader::new(SubscriptionLoader { app: app.clone() }, tokio::spawn),
-        }
+    pub fn tools(&self, app: &AppState) -> &DataLoader<ToolLoader> {
+        self.tools
+            .get_or_init(|| DataLoader::new(ToolLoader { app: app.clone() }, tokio::spawn))
+    }
+
+    pub fn subscriptions(&self, app: &AppState) -> &DataLoader<SubscriptionLoader> {
+        self.subscriptions
+            .get_or_init(|| DataLoader::new(SubscriptionLoader { app: app.clone() }, tokio::spawn))
     }
 }

@@ -71,7 +71,7 @@ pub async fn post(
     };
     let request = request
         .data(context)
-        .data(Loaders::new(&state.app))
+        .data(Loaders::default())
         .data(CostSlot::default());
 
     let revoked: Arc<std::sync::Mutex<Option<AppError>>> = Arc::default();

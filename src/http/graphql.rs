@@ -224,7 +224,7 @@ async fn execute(
                 let cost = CostSlot::default();
                 let request = request
                     .data(context.clone())
-                    .data(Loaders::new(&state.app))
+                    .data(Loaders::default())
                     .data(cost.clone())
                     .data(call.deadline.clone());
                 let mut response = state.executor.execute(request).await;

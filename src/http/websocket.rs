@@ -201,7 +201,7 @@ async fn serve(
                     });
                 }
                 let mut data = Data::default();
-                data.insert(Loaders::new(&app));
+                data.insert(Loaders::default());
                 data.insert(CostSlot::default());
                 data.insert(RequestContext {
                     request_id,

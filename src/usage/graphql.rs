@@ -58,7 +58,7 @@ impl From<&UsageEvent> for UsageEntry {
 async fn load_tool(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Tool> {
     let loaders = ctx.data::<Loaders>()?;
     let row = loaders
-        .tools
+        .tools(ctx.app()?)
         .load_one(id)
         .await
         .map_err(|e| async_graphql::Error::new(e.as_str()))?

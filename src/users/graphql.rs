@@ -130,7 +130,7 @@ impl User {
         own_or_admin(ctx, self.row_id)?;
         let loaders = ctx.data::<crate::graphql::loaders::Loaders>()?;
         let view = loaders
-            .subscriptions
+            .subscriptions(ctx.app()?)
             .load_one(self.row_id)
             .await
             .map_err(|e| async_graphql::Error::new(e.as_str()))?;

@@ -217,19 +217,14 @@ async fn the_binary_owns_its_postgres_keeps_data_and_leaves_nothing_behind() {
     let line: Value = serde_json::from_str(line).unwrap();
     assert_eq!(line["span"]["request_id"], "lifecycle-check-1");
 
-    // With its own PostgreSQL on the machine, the hub leaves it a core: one request thread fewer
-    // than cores (at least one).
+    // Requests run on a thread per core, also beside its own PostgreSQL.
     let serving = log
         .lines()
         .find(|l| l.contains("serving GraphQL"))
         .unwrap_or_else(|| panic!("no start-up line: {log}"));
     let serving: Value = serde_json::from_str(serving).unwrap();
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
-    assert_eq!(
-        serving["fields"]["workers"],
-        cores.saturating_sub(1).max(1),
-        "{serving}"
-    );
+    assert_eq!(serving["fields"]["workers"], cores, "{serving}");
 
     // Second start reuses the data.
     let mut hub = start_hub(&data_dir, "log2");
