@@ -46,6 +46,11 @@ pub trait BatchStatement: Send + Sync + 'static {
     /// without harm.
     const RETRY_AFTER_LOSS: Duration = Duration::ZERO;
 
+    /// How long a writer that received a request waits for more before running them; zero (the
+    /// default) runs at once. Only for requests nobody waits on ([`Batcher::send`]), where a batch per
+    /// request would cost a transaction each at low load.
+    const GATHER: Duration = Duration::ZERO;
+
     /// For a batch whose answer was lost with its connection: its responses if it committed, `None`
     /// if it did not (so it is run again). Asked on a fresh connection.
     fn committed(
@@ -255,6 +260,13 @@ async fn writer<S: BatchStatement>(
             let mut jobs = receiver.lock().await;
             if jobs.recv_many(&mut batch, MAX_BATCH).await == 0 {
                 return;
+            }
+            if !S::GATHER.is_zero() && batch.len() < MAX_BATCH {
+                tokio::time::sleep(S::GATHER).await;
+                while batch.len() < MAX_BATCH {
+                    let Ok(job) = jobs.try_recv() else { break };
+                    batch.push(job);
+                }
             }
         }
         metrics::histogram!("db_batch_size", "statement" => name).record(batch.len() as f64);

@@ -133,6 +133,10 @@ impl BatchStatement for Publish {
     const SETTINGS: &'static str =
         "SET plan_cache_mode = force_generic_plan; SET synchronous_commit = off";
 
+    /// A live feed may run this much behind, so that at low load one notification carries the
+    /// events of many calls rather than a transaction each.
+    const GATHER: Duration = Duration::from_millis(20);
+
     async fn run(
         &self,
         conn: &mut AsyncPgConnection,
