@@ -247,6 +247,26 @@ impl WriterConnection {
     }
 }
 
+/// Fills `batch` with the requests waiting, at most [`MAX_BATCH`]: waits for one, then for `gather`
+/// more before taking the rest. False once every sender is gone and nothing is left.
+async fn next_batch<T>(
+    jobs: &mut mpsc::UnboundedReceiver<T>,
+    batch: &mut Vec<T>,
+    gather: Duration,
+) -> bool {
+    if jobs.recv_many(batch, MAX_BATCH).await == 0 {
+        return false;
+    }
+    if !gather.is_zero() && batch.len() < MAX_BATCH {
+        tokio::time::sleep(gather).await;
+        while batch.len() < MAX_BATCH {
+            let Ok(job) = jobs.try_recv() else { break };
+            batch.push(job);
+        }
+    }
+    true
+}
+
 async fn writer<S: BatchStatement>(
     mut conn: WriterConnection,
     statement: Arc<S>,
@@ -258,15 +278,8 @@ async fn writer<S: BatchStatement>(
     loop {
         {
             let mut jobs = receiver.lock().await;
-            if jobs.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            if !next_batch(&mut jobs, &mut batch, S::GATHER).await {
                 return;
-            }
-            if !S::GATHER.is_zero() && batch.len() < MAX_BATCH {
-                tokio::time::sleep(S::GATHER).await;
-                while batch.len() < MAX_BATCH {
-                    let Ok(job) = jobs.try_recv() else { break };
-                    batch.push(job);
-                }
             }
         }
         metrics::histogram!("db_batch_size", "statement" => name).record(batch.len() as f64);
@@ -300,5 +313,57 @@ async fn writer<S: BatchStatement>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_batch_takes_what_arrives_while_it_gathers_and_nothing_later() {
+        let (sender, mut jobs) = mpsc::unbounded_channel();
+        sender.send(1).unwrap();
+        let late = sender.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            late.send(2).unwrap();
+            late.send(3).unwrap();
+        });
+        let mut batch = Vec::new();
+        assert!(next_batch(&mut jobs, &mut batch, Duration::from_millis(200)).await);
+        assert_eq!(batch, [1, 2, 3]);
+
+        batch.clear();
+        sender.send(6).unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(next_batch(&mut jobs, &mut batch, Duration::from_millis(20)).await);
+        assert_eq!(
+            batch,
+            [6],
+            "a gather with nothing more to take ends on time"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+
+        batch.clear();
+        sender.send(4).unwrap();
+        let late = sender.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            late.send(5).unwrap();
+        });
+        assert!(next_batch(&mut jobs, &mut batch, Duration::ZERO).await);
+        assert_eq!(
+            batch,
+            [4],
+            "without gathering, a batch runs with what is there"
+        );
+
+        batch.clear();
+        drop(sender);
+        assert!(next_batch(&mut jobs, &mut batch, Duration::ZERO).await);
+        assert_eq!(batch, [5]);
+        batch.clear();
+        assert!(!next_batch(&mut jobs, &mut batch, Duration::ZERO).await);
     }
 }
