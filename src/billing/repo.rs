@@ -344,35 +344,62 @@ pub async fn take_expired_reservations(
         .await
 }
 
-/// `settle_batch.sql`: a part of the meter's statement (see `db::compose`).
-pub const SETTLE_BATCH: Part = Part {
-    sql: include_str!("settle_batch.sql"),
-    params: 4,
+/// The settlement's parts (see `settlement`), in the order they are composed.
+pub const SETTLE_LOCK: Part = Part {
+    sql: include_str!("settle_lock.sql"),
+    params: 1,
 };
 
-/// The part that settles what keys with limits spent; it follows [`SETTLE_BATCH`].
+/// Draws on the reservations that calls hold; [`SETTLE_NOTHING_HELD`] stands in when none does.
+pub const SETTLE_HELD: Part = Part {
+    sql: include_str!("settle_held.sql"),
+    params: 2,
+};
+
+pub const SETTLE_NOTHING_HELD: Part = Part {
+    sql: include_str!("settle_nothing_held.sql"),
+    params: 0,
+};
+
+pub const SETTLE_CHARGE: Part = Part {
+    sql: include_str!("settle_charge.sql"),
+    params: 2,
+};
+
+/// What keys with limits spent; it follows [`SETTLE_CHARGE`] after [`SETTLE_HELD`].
 pub const SETTLE_KEYS: Part = Part {
     sql: include_str!("settle_keys.sql"),
     params: 3,
 };
 
-/// Binds [`SETTLE_BATCH`]'s parameters: subscriptions in id order with the tokens each used, and the
-/// reservations settled.
-pub fn bind_settle_batch<'a>(
+/// Binds [`SETTLE_LOCK`]'s parameter: the subscriptions charged, in id order.
+pub fn bind_settle_lock<'a>(query: Composed<'a>, subscriptions: Vec<Uuid>) -> Composed<'a> {
+    query.bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(subscriptions)
+}
+
+/// Binds [`SETTLE_HELD`]'s parameters: the reservations drawn on, with the tokens of each draw.
+pub fn bind_settle_held<'a>(
     query: Composed<'a>,
-    used: &std::collections::BTreeMap<Uuid, i64>,
     reservations: Vec<Uuid>,
     drawn: Vec<i64>,
+) -> Composed<'a> {
+    query
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(reservations)
+        .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(drawn)
+}
+
+/// Binds [`SETTLE_CHARGE`]'s parameters: subscriptions in id order with the tokens each used.
+pub fn bind_settle_charge<'a>(
+    query: Composed<'a>,
+    used: &std::collections::BTreeMap<Uuid, i64>,
 ) -> Composed<'a> {
     query
         .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(
             used.keys().copied().collect::<Vec<_>>(),
         )
-        .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(reservations)
         .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(
             used.values().copied().collect::<Vec<_>>(),
         )
-        .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(drawn)
 }
 
 /// Binds [`SETTLE_KEYS`]'s parameters: API keys in id order with the tokens each used and its

@@ -1,5 +1,5 @@
--- What the API keys with limits of their own spent, settled with the reservations of `settle_batch.sql`
--- (this part follows it in the meter's statement and reads its `taken` and `charged`).
+-- What the API keys with limits of their own spent: the settlement's part after `settle_charge.sql`
+-- when the batch holds calls made with such keys (it reads `taken` of `settle_held.sql` and `charged`).
 -- $1 uuid[]   the keys that made calls, in id order
 -- $2 bigint[] their tokens used
 -- $3 uuid[]   their subscription

@@ -10,24 +10,57 @@ use super::model::Reservation;
 use super::repo;
 use crate::db::compose::{Composed, Part};
 
-/// The settlement parts of the meter's statement (see `db::compose`): the one place where invocations'
-/// reservations are settled, in the transaction that writes their usage rows. A batch with calls made
-/// by keys with limits of their own also settles what those keys spent (`counts_keys`); the others
-/// leave that part out, which keeps the common statement small.
-pub fn settlement_parts(counts_keys: bool) -> &'static [&'static Part] {
-    if counts_keys {
-        &[&repo::SETTLE_BATCH, &repo::SETTLE_KEYS]
-    } else {
-        &[&repo::SETTLE_BATCH]
+/// What settling a batch involves, which decides the parts of its statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// No call holds a reservation (no limit constrains them): the reservations are left out.
+    NothingHeld,
+    /// Some calls draw on reservations.
+    Held,
+    /// Some calls draw on reservations, and some were made by keys with limits of their own.
+    HeldWithKeys,
+}
+
+impl Shape {
+    pub const ALL: [Shape; 3] = [Shape::NothingHeld, Shape::Held, Shape::HeldWithKeys];
+
+    /// The shape of settling `settled` (see [`bind_settlements`]).
+    pub fn of(settled: &[(Reservation, i64, Option<Uuid>)]) -> Self {
+        if settled.iter().any(|(_, _, key)| key.is_some()) {
+            Shape::HeldWithKeys
+        } else if settled
+            .iter()
+            .any(|(reservation, _, _)| reservation.is_held())
+        {
+            Shape::Held
+        } else {
+            Shape::NothingHeld
+        }
     }
 }
 
-/// Whether settling `settled` needs the keys' part: some call was made by a key with limits.
-pub fn counts_keys(settled: &[(Reservation, i64, Option<Uuid>)]) -> bool {
-    settled.iter().any(|(_, _, key)| key.is_some())
+/// The settlement parts of the meter's statement (see `db::compose`): the one place where invocations'
+/// reservations are settled, in the transaction that writes their usage rows. Each part is in the
+/// statement only when a batch of its `shape` needs it, since every part costs PostgreSQL its
+/// executor's start-up, whether or not it touches a row.
+pub fn settlement_parts(shape: Shape) -> &'static [&'static Part] {
+    match shape {
+        Shape::NothingHeld => &[
+            &repo::SETTLE_LOCK,
+            &repo::SETTLE_NOTHING_HELD,
+            &repo::SETTLE_CHARGE,
+        ],
+        Shape::Held => &[&repo::SETTLE_LOCK, &repo::SETTLE_HELD, &repo::SETTLE_CHARGE],
+        Shape::HeldWithKeys => &[
+            &repo::SETTLE_LOCK,
+            &repo::SETTLE_HELD,
+            &repo::SETTLE_CHARGE,
+            &repo::SETTLE_KEYS,
+        ],
+    }
 }
 
-/// Binds the settlement parts: each reservation is settled with the tokens its call used (a negative
+/// Binds the settlement parts of `Shape::of(settled)`: each reservation is settled with the tokens its call used (a negative
 /// count charges nothing), counted to the key with limits that made the call, if any; the call's
 /// `tokens` are what it drew on the reservation (all of it, unless the reservation is a slice). A reservation
 /// whose lease already expired still charges the usage; its reserved tokens were returned by then. One
@@ -36,7 +69,7 @@ pub fn bind_settlements<'a>(
     query: Composed<'a>,
     settled: &[(Reservation, i64, Option<Uuid>)],
 ) -> Composed<'a> {
-    let counts_keys = counts_keys(settled);
+    let shape = Shape::of(settled);
     let mut used: BTreeMap<Uuid, i64> = BTreeMap::new();
     let mut keys: BTreeMap<Uuid, (i64, Uuid)> = BTreeMap::new();
     let mut reservations = Vec::new();
@@ -54,10 +87,51 @@ pub fn bind_settlements<'a>(
             drawn.push(reservation.tokens);
         }
     }
-    let query = repo::bind_settle_batch(query, &used, reservations, drawn);
-    if counts_keys {
-        repo::bind_settle_keys(query, &keys)
-    } else {
-        query
+    let query = repo::bind_settle_lock(query, used.keys().copied().collect());
+    let query = match shape {
+        Shape::NothingHeld => query,
+        Shape::Held | Shape::HeldWithKeys => repo::bind_settle_held(query, reservations, drawn),
+    };
+    let query = repo::bind_settle_charge(query, &used);
+    match shape {
+        Shape::HeldWithKeys => repo::bind_settle_keys(query, &keys),
+        Shape::NothingHeld | Shape::Held => query,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_takes_the_reservation_parts_only_when_a_call_holds_one() {
+        let subscription = Uuid::new_v4();
+        let unheld = (Reservation::unheld(subscription), 42, None);
+        let held = (
+            Reservation {
+                id: Uuid::new_v4(),
+                subscription_id: subscription,
+                tokens: 100,
+            },
+            42,
+            None,
+        );
+        let by_key = (held.0, 42, Some(Uuid::new_v4()));
+
+        assert_eq!(Shape::of(&[unheld, unheld]), Shape::NothingHeld);
+        assert_eq!(Shape::of(&[]), Shape::NothingHeld);
+        assert_eq!(Shape::of(&[unheld, held]), Shape::Held);
+        assert_eq!(Shape::of(&[held, by_key, unheld]), Shape::HeldWithKeys);
+
+        let sql = |shape| {
+            settlement_parts(shape)
+                .iter()
+                .map(|part| part.sql)
+                .collect::<String>()
+        };
+        assert!(!sql(Shape::NothingHeld).contains("quota_reservations"));
+        assert!(sql(Shape::Held).contains("quota_reservations"));
+        assert!(!sql(Shape::Held).contains("api_key_spending"));
+        assert!(sql(Shape::HeldWithKeys).contains("api_key_spending"));
     }
 }

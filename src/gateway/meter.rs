@@ -18,6 +18,7 @@
 //! database-wide lock through its commit, which would make the two writers' commits take turns).
 //! A notification lost to a crash between the two costs a live feed one event; the usage row is kept.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -191,14 +192,30 @@ impl BatchStatement for Settle {
 }
 
 /// A whole batch in one statement (one round trip, one commit), assembled from each owner's part:
-/// billing settles the reservations (and, `WITH_KEYS`, what keys with limits spent), usage writes the
-/// rows and rollups, idempotency keys are settled.
-static STATEMENT: LazyLock<String> = LazyLock::new(|| statement(false));
-static STATEMENT_WITH_KEYS: LazyLock<String> = LazyLock::new(|| statement(true));
+/// billing settles the reservations (the parts its [`billing::Shape`] needs), usage writes the rows
+/// and rollups, and idempotency keys are settled when the batch has any (`settles_keys`).
+fn statement(shape: billing::Shape, settles_keys: bool) -> Cow<'static, str> {
+    static STATEMENTS: LazyLock<Vec<(billing::Shape, bool, String)>> = LazyLock::new(|| {
+        billing::Shape::ALL
+            .into_iter()
+            .flat_map(|shape| [false, true].map(|keys| (shape, keys, compose(shape, keys))))
+            .collect()
+    });
+    STATEMENTS
+        .iter()
+        .find(|(s, k, _)| *s == shape && *k == settles_keys)
+        .map_or_else(
+            || Cow::Owned(compose(shape, settles_keys)),
+            |(_, _, sql)| Cow::Borrowed(sql.as_str()),
+        )
+}
 
-fn statement(counts_keys: bool) -> String {
-    let mut parts: Vec<&compose::Part> = billing::settlement_parts(counts_keys).to_vec();
-    parts.extend([usage::record_part(), &idempotency::KEY_OUTCOMES]);
+fn compose(shape: billing::Shape, settles_keys: bool) -> String {
+    let mut parts: Vec<&compose::Part> = billing::settlement_parts(shape).to_vec();
+    parts.push(usage::record_part());
+    if settles_keys {
+        parts.push(&idempotency::KEY_OUTCOMES);
+    }
     compose::with_parts(&parts, "SELECT 1::bigint AS n")
 }
 
@@ -209,7 +226,7 @@ struct Counted {
     n: i64,
 }
 
-/// Writes settlements in one statement (see `STATEMENT`), adding to platform rollup shard `shard`.
+/// Writes settlements in one statement (see [`statement`]), adding to platform rollup shard `shard`.
 async fn write_batch(
     conn: &mut AsyncPgConnection,
     shard: i16,
@@ -241,15 +258,16 @@ async fn write_batch(
                 .map(|r| (r, s.event.tokens_used, s.limited_key))
         })
         .collect();
-    let statement = if billing::counts_keys(&settled) {
-        &STATEMENT_WITH_KEYS
-    } else {
-        &STATEMENT
-    };
-    let query = diesel::sql_query(statement.as_str()).into_boxed();
+    let settles_keys = !keys.is_empty();
+    let statement = statement(billing::Shape::of(&settled), settles_keys);
+    let query = diesel::sql_query(statement).into_boxed();
     let query = billing::bind_settlements(query, &settled);
     let query = usage::bind_records(query, &rows, shard);
-    let query = idempotency::bind_key_outcomes(query, keys);
+    let query = if settles_keys {
+        idempotency::bind_key_outcomes(query, keys)
+    } else {
+        query
+    };
     query.cached().get_result::<Counted>(conn).await?;
     Ok(())
 }
@@ -257,6 +275,19 @@ async fn write_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_shape_of_batch_has_its_statement_and_only_a_batch_with_keys_settles_them() {
+        for shape in billing::Shape::ALL {
+            for settles_keys in [false, true] {
+                let sql = statement(shape, settles_keys);
+                assert!(matches!(sql, Cow::Borrowed(_)), "composed once, up front");
+                assert_eq!(sql, compose(shape, settles_keys));
+                assert!(sql.contains("INSERT INTO usage_events"));
+                assert_eq!(sql.contains("invocation_idempotency"), settles_keys);
+            }
+        }
+    }
 
     #[test]
     fn events_are_packed_in_order_into_arrays_under_the_payload_limit() {

@@ -118,6 +118,13 @@ pub struct KeyOutcomeColumns<'a> {
     pub freed_keys: Vec<&'a str>,
 }
 
+impl KeyOutcomeColumns<'_> {
+    /// Whether the batch settles no idempotency key (and its statement can leave the part out).
+    pub fn is_empty(&self) -> bool {
+        self.done_users.is_empty() && self.freed_users.is_empty()
+    }
+}
+
 /// Binds [`KEY_OUTCOMES`]'s parameters.
 pub fn bind_key_outcomes<'a>(query: Composed<'a>, columns: KeyOutcomeColumns<'a>) -> Composed<'a> {
     query

@@ -175,3 +175,40 @@ async fn an_entitlement_in_memory_ends_when_its_grace_does() {
         "no call is charged to the lapsed plan: {body}"
     );
 }
+
+#[tokio::test]
+async fn a_call_no_limit_constrains_settles_its_idempotency_key() {
+    let upstream = Upstream::start().await;
+    let app = TestApp::spawn().await;
+    let catalogue = app.catalogue(upstream.url("/flaky")).await;
+    move_ada_to(&app, "ENTERPRISE").await;
+    app.state.caches.sync(&app.state.pool).await.unwrap();
+    app.count_reservations().await;
+    let ada = &catalogue.user.access_token;
+
+    // A failed call frees its key, so a retry with it runs again.
+    upstream.fail_next(1000);
+    let failed = app
+        .invoke(ada, &catalogue.tool, json!({}), Some("job-7"))
+        .await;
+    assert!(!failed["errors"].is_null(), "{failed}");
+    upstream.fail_next(0);
+    let retried = app
+        .invoke(ada, &catalogue.tool, json!({}), Some("job-7"))
+        .await;
+    assert!(retried["errors"].is_null(), "{retried}");
+    assert_eq!(retried["data"]["invokeTool"]["replayed"], false);
+
+    // A completed call keeps its answer: the same key replays it without calling again.
+    let calls = upstream.calls();
+    let repeat = app
+        .invoke(ada, &catalogue.tool, json!({}), Some("job-7"))
+        .await;
+    assert_eq!(repeat["data"]["invokeTool"]["replayed"], true, "{repeat}");
+    assert_eq!(
+        repeat["data"]["invokeTool"]["id"],
+        retried["data"]["invokeTool"]["id"]
+    );
+    assert_eq!(upstream.calls(), calls);
+    assert_eq!(app.reservations_made().await, 0, "no call reserved");
+}
