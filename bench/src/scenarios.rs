@@ -80,6 +80,8 @@ struct Row {
     rss_mib: f64,
     /// CPU seconds of the server and of its PostgreSQL during the measured part.
     cpu_seconds: (f64, f64),
+    /// The share of the machine's CPU time its host took during the measured part.
+    stolen: f64,
 }
 
 fn ms(micros: u64) -> f64 {
@@ -127,7 +129,8 @@ impl Bench<'_> {
             tokio::time::sleep(warmup).await;
             let from = CpuSnapshot::take(answering, hub);
             tokio::time::sleep(duration).await;
-            CpuSnapshot::take(answering, hub).seconds_since(&from)
+            let to = CpuSnapshot::take(answering, hub);
+            (to.seconds_since(&from), to.stolen_since(&from))
         });
         let outcome = load::run(Load {
             address,
@@ -141,7 +144,7 @@ impl Bench<'_> {
         })
         .await?;
         let rss_mib = sampler.finish();
-        let cpu_seconds = cpu.await?;
+        let (cpu_seconds, stolen) = cpu.await?;
         if let Some(error) = &outcome.first_error {
             eprintln!("    first error: {error}");
         }
@@ -155,6 +158,7 @@ impl Bench<'_> {
             outcome,
             rss_mib,
             cpu_seconds,
+            stolen,
         });
         Ok(())
     }
@@ -807,6 +811,38 @@ fn find<'a>(rows: &'a [Row], scenario: &str, connections: usize, mode: &str) -> 
     })
 }
 
+/// Rows during which this machine's host took at least this share of its CPU time.
+const STOLEN_NOTED: f64 = 0.01;
+
+/// Which rows ran while the host took CPU time from this machine (`steal` in `/proc/stat`): every
+/// process here stops then, so their latencies are not the server's alone.
+fn stolen_note(rows: &[Row]) -> String {
+    let taken: Vec<String> = rows
+        .iter()
+        .filter(|row| row.stolen >= STOLEN_NOTED)
+        .map(|row| {
+            format!(
+                "{} at {} {} ({:.0}%)",
+                row.scenario,
+                row.connections,
+                row.mode,
+                100.0 * row.stolen
+            )
+        })
+        .collect();
+    if taken.is_empty() {
+        format!(
+            "- The machine's host took under {:.0}% of its CPU time in every row.",
+            100.0 * STOLEN_NOTED
+        )
+    } else {
+        format!(
+            "- The machine's host took CPU time from it (every process here stopped meanwhile) during: {}.",
+            taken.join("; ")
+        )
+    }
+}
+
 fn render(rows: &[Row], options: &Options) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -863,6 +899,7 @@ fn render(rows: &[Row], options: &Options) -> String {
         );
     }
     let _ = writeln!(out);
+    let _ = writeln!(out, "{}", stolen_note(rows));
     let ceiling = find(rows, "e. trivial responder (GET /ping)", 64, "closed");
     if let (Some(ceiling), Some(dashboard)) =
         (ceiling, find(rows, "a. me + 20 tools", 64, "closed"))

@@ -356,6 +356,20 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(user + system)
 }
 
+/// The machine's CPU time so far over all its CPUs, and of it the time its hypervisor gave to something
+/// else ("steal"), in clock ticks, from the first line of `/proc/stat`.
+fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    // user nice system idle iowait irq softirq steal (guest time is counted in user already).
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .take(8)
+        .filter_map(|field| field.parse().ok())
+        .collect();
+    Some((fields.iter().sum(), *fields.get(7)?))
+}
+
 /// The children of a process (of all its threads).
 fn children(pid: u32) -> Vec<u32> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -378,6 +392,9 @@ fn children(pid: u32) -> Vec<u32> {
 pub struct CpuSnapshot {
     pub server_ticks: u64,
     pub descendants_ticks: u64,
+    /// The machine's: all CPU time, and the time taken by its host (see [`machine_ticks`]).
+    pub machine_ticks: u64,
+    pub stolen_ticks: u64,
 }
 
 impl CpuSnapshot {
@@ -389,9 +406,24 @@ impl CpuSnapshot {
             descendants_ticks += cpu_ticks(child).unwrap_or(0);
             pending.extend(children(child));
         }
+        let (machine_ticks, stolen_ticks) = machine_ticks().unwrap_or_default();
         Self {
             server_ticks: answering.and_then(cpu_ticks).unwrap_or(0),
             descendants_ticks,
+            machine_ticks,
+            stolen_ticks,
+        }
+    }
+
+    /// The share of the machine's CPU time its host took since `earlier` (0 to 1): while it does, every
+    /// process here stops, so latencies measured then are not the server's alone.
+    pub fn stolen_since(&self, earlier: &Self) -> f64 {
+        let all = self.machine_ticks.saturating_sub(earlier.machine_ticks);
+        let stolen = self.stolen_ticks.saturating_sub(earlier.stolen_ticks);
+        if all == 0 {
+            0.0
+        } else {
+            stolen as f64 / all as f64
         }
     }
 
@@ -461,6 +493,21 @@ mod tests {
             CpuSnapshot::take(None, None).seconds_since(&before),
             (0.0, 0.0),
             "no process, no time"
+        );
+        assert!(
+            after.machine_ticks > before.machine_ticks,
+            "the machine's clock runs"
+        );
+        assert!((0.0..=1.0).contains(&after.stolen_since(&before)));
+        let stolen = CpuSnapshot {
+            machine_ticks: before.machine_ticks + 200,
+            stolen_ticks: before.stolen_ticks + 50,
+            ..before
+        };
+        assert!((stolen.stolen_since(&before) - 0.25).abs() < 1e-9);
+        assert!(
+            before.stolen_since(&before).abs() < 1e-9,
+            "no time, nothing taken"
         );
     }
 }
