@@ -345,32 +345,17 @@ pub async fn take_expired_reservations(
 }
 
 /// The settlement's parts (see `settlement`), in the order they are composed.
-pub const SETTLE_LOCK: Part = Part {
-    sql: include_str!("settle_lock.sql"),
-    params: 1,
-};
+pub const SETTLE_LOCK: Part = Part::new(include_str!("settle_lock.sql"), 1);
 
 /// Draws on the reservations that calls hold; [`SETTLE_NOTHING_HELD`] stands in when none does.
-pub const SETTLE_HELD: Part = Part {
-    sql: include_str!("settle_held.sql"),
-    params: 2,
-};
+pub const SETTLE_HELD: Part = Part::new(include_str!("settle_held.sql"), 2);
 
-pub const SETTLE_NOTHING_HELD: Part = Part {
-    sql: include_str!("settle_nothing_held.sql"),
-    params: 0,
-};
+pub const SETTLE_NOTHING_HELD: Part = Part::new(include_str!("settle_nothing_held.sql"), 0);
 
-pub const SETTLE_CHARGE: Part = Part {
-    sql: include_str!("settle_charge.sql"),
-    params: 2,
-};
+pub const SETTLE_CHARGE: Part = Part::new(include_str!("settle_charge.sql"), 2);
 
 /// What keys with limits spent; it follows [`SETTLE_CHARGE`] after [`SETTLE_HELD`].
-pub const SETTLE_KEYS: Part = Part {
-    sql: include_str!("settle_keys.sql"),
-    params: 3,
-};
+pub const SETTLE_KEYS: Part = Part::new(include_str!("settle_keys.sql"), 3);
 
 /// Binds [`SETTLE_LOCK`]'s parameter: the subscriptions charged, in id order.
 pub fn bind_settle_lock<'a>(query: Composed<'a>, subscriptions: Vec<Uuid>) -> Composed<'a> {

@@ -17,6 +17,13 @@ pub struct Part {
     pub params: usize,
 }
 
+impl Part {
+    /// A part whose SQL uses `$1..=$params` (checked when composed, in debug builds).
+    pub const fn new(sql: &'static str, params: usize) -> Self {
+        Self { sql, params }
+    }
+}
+
 /// `WITH <parts…> <select>`: each part's `$n` becomes `$(n + parameters of the parts before it)`.
 /// Every data-modifying CTE runs to completion whatever `select` reads.
 pub fn with_parts(parts: &[&Part], select: &str) -> String {

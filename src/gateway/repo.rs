@@ -102,10 +102,7 @@ pub async fn delete_all_for_user(conn: &mut AsyncPgConnection, user: Uuid) -> Qu
 }
 
 /// `key_outcomes.sql`: a part of the meter's statement (see `db::compose`).
-pub const KEY_OUTCOMES: Part = Part {
-    sql: include_str!("key_outcomes.sql"),
-    params: 6,
-};
+pub const KEY_OUTCOMES: Part = Part::new(include_str!("key_outcomes.sql"), 6);
 
 /// What a batch of metered calls does to their idempotency keys, as columns.
 #[derive(Debug, Default)]

@@ -147,10 +147,7 @@ pub fn batch_columns(events: &[(&UsageEvent, Option<PlanTier>)]) -> BatchColumns
 }
 
 /// `record_batch.sql`: a part of the meter's statement (see `db::compose`).
-pub const RECORD_BATCH: Part = Part {
-    sql: include_str!("record_batch.sql"),
-    params: 27,
-};
+pub const RECORD_BATCH: Part = Part::new(include_str!("record_batch.sql"), 27);
 
 /// Binds [`RECORD_BATCH`]'s parameters: the batch's columns and the platform rollup shard.
 pub fn bind_record_batch(query: Composed<'_>, columns: BatchColumns, shard: i16) -> Composed<'_> {
