@@ -24,7 +24,7 @@ pub enum Shape {
 impl Shape {
     pub const ALL: [Shape; 3] = [Shape::NothingHeld, Shape::Held, Shape::HeldWithKeys];
 
-    /// The shape of settling `settled` (see [`bind_settlements`]).
+    /// The shape of settling `settled` (see [`Settlements`]).
     pub fn of(settled: &[(Reservation, i64, Option<Uuid>)]) -> Self {
         if settled.iter().any(|(_, _, key)| key.is_some()) {
             Shape::HeldWithKeys
@@ -60,42 +60,68 @@ pub fn settlement_parts(shape: Shape) -> &'static [&'static Part] {
     }
 }
 
-/// Binds the settlement parts of `Shape::of(settled)`: each reservation is settled with the tokens its call used (a negative
-/// count charges nothing), counted to the key with limits that made the call, if any; the call's
-/// `tokens` are what it drew on the reservation (all of it, unless the reservation is a slice). A reservation
-/// whose lease already expired still charges the usage; its reserved tokens were returned by then. One
-/// that holds nothing ([`Reservation::unheld`]) only counts the usage to its subscription.
-pub fn bind_settlements<'a>(
-    query: Composed<'a>,
-    settled: &[(Reservation, i64, Option<Uuid>)],
-) -> Composed<'a> {
-    let shape = Shape::of(settled);
-    let mut used: BTreeMap<Uuid, i64> = BTreeMap::new();
-    let mut keys: BTreeMap<Uuid, (i64, Uuid)> = BTreeMap::new();
-    let mut reservations = Vec::new();
-    let mut drawn = Vec::new();
-    for (reservation, tokens, key) in settled {
-        let tokens = *tokens;
-        *used.entry(reservation.subscription_id).or_default() += tokens.max(0);
-        if let Some(key) = *key {
-            keys.entry(key)
-                .or_insert((0, reservation.subscription_id))
-                .0 += tokens.max(0);
+/// A batch's settlements, gathered once: the [`Shape`] that picks the statement's parts, and the
+/// values that [`Settlements::bind`] binds into them. Each reservation is settled with the tokens its
+/// call used (a negative count charges nothing), counted to the key with limits that made the call, if
+/// any; the call's `tokens` are what it drew on the reservation (all of it, unless the reservation is a
+/// slice). A reservation whose lease already expired still charges the usage; its reserved tokens were
+/// returned by then. One that holds nothing ([`Reservation::unheld`]) only counts the usage to its
+/// subscription.
+pub struct Settlements {
+    shape: Shape,
+    used: BTreeMap<Uuid, i64>,
+    keys: BTreeMap<Uuid, (i64, Uuid)>,
+    reservations: Vec<Uuid>,
+    drawn: Vec<i64>,
+}
+
+impl Settlements {
+    pub fn of(settled: &[(Reservation, i64, Option<Uuid>)]) -> Self {
+        let mut used: BTreeMap<Uuid, i64> = BTreeMap::new();
+        let mut keys: BTreeMap<Uuid, (i64, Uuid)> = BTreeMap::new();
+        let mut reservations = Vec::new();
+        let mut drawn = Vec::new();
+        for (reservation, tokens, key) in settled {
+            let tokens = *tokens;
+            *used.entry(reservation.subscription_id).or_default() += tokens.max(0);
+            if let Some(key) = *key {
+                keys.entry(key)
+                    .or_insert((0, reservation.subscription_id))
+                    .0 += tokens.max(0);
+            }
+            if reservation.is_held() {
+                reservations.push(reservation.id);
+                drawn.push(reservation.tokens);
+            }
         }
-        if reservation.is_held() {
-            reservations.push(reservation.id);
-            drawn.push(reservation.tokens);
+        Self {
+            shape: Shape::of(settled),
+            used,
+            keys,
+            reservations,
+            drawn,
         }
     }
-    let query = repo::bind_settle_lock(query, used.keys().copied().collect());
-    let query = match shape {
-        Shape::NothingHeld => query,
-        Shape::Held | Shape::HeldWithKeys => repo::bind_settle_held(query, reservations, drawn),
-    };
-    let query = repo::bind_settle_charge(query, &used);
-    match shape {
-        Shape::HeldWithKeys => repo::bind_settle_keys(query, &keys),
-        Shape::NothingHeld | Shape::Held => query,
+
+    /// Which parts ([`settlement_parts`]) the statement must hold for these settlements.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// Binds the parts of [`Self::shape`], in their order.
+    pub fn bind(self, query: Composed<'_>) -> Composed<'_> {
+        let query = repo::bind_settle_lock(query, self.used.keys().copied().collect());
+        let query = match self.shape {
+            Shape::NothingHeld => query,
+            Shape::Held | Shape::HeldWithKeys => {
+                repo::bind_settle_held(query, self.reservations, self.drawn)
+            }
+        };
+        let query = repo::bind_settle_charge(query, &self.used);
+        match self.shape {
+            Shape::HeldWithKeys => repo::bind_settle_keys(query, &self.keys),
+            Shape::NothingHeld | Shape::Held => query,
+        }
     }
 }
 

@@ -18,7 +18,6 @@
 //! database-wide lock through its commit, which would make the two writers' commits take turns).
 //! A notification lost to a crash between the two costs a live feed one event; the usage row is kept.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -194,20 +193,25 @@ impl BatchStatement for Settle {
 /// A whole batch in one statement (one round trip, one commit), assembled from each owner's part:
 /// billing settles the reservations (the parts its [`billing::Shape`] needs), usage writes the rows
 /// and rollups, and idempotency keys are settled when the batch has any (`settles_keys`).
-fn statement(shape: billing::Shape, settles_keys: bool) -> Cow<'static, str> {
-    static STATEMENTS: LazyLock<Vec<(billing::Shape, bool, String)>> = LazyLock::new(|| {
-        billing::Shape::ALL
-            .into_iter()
-            .flat_map(|shape| [false, true].map(|keys| (shape, keys, compose(shape, keys))))
-            .collect()
-    });
-    STATEMENTS
-        .iter()
-        .find(|(s, k, _)| *s == shape && *k == settles_keys)
-        .map_or_else(
-            || Cow::Owned(compose(shape, settles_keys)),
-            |(_, _, sql)| Cow::Borrowed(sql.as_str()),
-        )
+fn statement(shape: billing::Shape, settles_keys: bool) -> &'static str {
+    /// Each shape's statement without and with the idempotency keys' part, composed on first use.
+    type Pair = LazyLock<(String, String)>;
+    static NOTHING_HELD: Pair = LazyLock::new(|| pair(billing::Shape::NothingHeld));
+    static HELD: Pair = LazyLock::new(|| pair(billing::Shape::Held));
+    static HELD_WITH_KEYS: Pair = LazyLock::new(|| pair(billing::Shape::HeldWithKeys));
+    fn pair(shape: billing::Shape) -> (String, String) {
+        (compose(shape, false), compose(shape, true))
+    }
+    let (without_keys, with_keys) = match shape {
+        billing::Shape::NothingHeld => &*NOTHING_HELD,
+        billing::Shape::Held => &*HELD,
+        billing::Shape::HeldWithKeys => &*HELD_WITH_KEYS,
+    };
+    if settles_keys {
+        with_keys
+    } else {
+        without_keys
+    }
 }
 
 fn compose(shape: billing::Shape, settles_keys: bool) -> String {
@@ -259,9 +263,10 @@ async fn write_batch(
         })
         .collect();
     let settles_keys = !keys.is_empty();
-    let statement = statement(billing::Shape::of(&settled), settles_keys);
+    let settlements = billing::Settlements::of(&settled);
+    let statement = statement(settlements.shape(), settles_keys);
     let query = diesel::sql_query(statement).into_boxed();
-    let query = billing::bind_settlements(query, &settled);
+    let query = settlements.bind(query);
     let query = usage::bind_records(query, &rows, shard);
     let query = if settles_keys {
         idempotency::bind_key_outcomes(query, keys)
@@ -281,7 +286,6 @@ mod tests {
         for shape in billing::Shape::ALL {
             for settles_keys in [false, true] {
                 let sql = statement(shape, settles_keys);
-                assert!(matches!(sql, Cow::Borrowed(_)), "composed once, up front");
                 assert_eq!(sql, compose(shape, settles_keys));
                 assert!(sql.contains("INSERT INTO usage_events"));
                 assert_eq!(sql.contains("invocation_idempotency"), settles_keys);
