@@ -16,6 +16,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
 
+pub mod json_lines;
 pub mod log_writer;
 pub mod request_line;
 pub mod traces;
@@ -64,9 +65,8 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> TelemetryGuard {
                 .with(
                     tracing_subscriber::fmt::layer()
                         .with_writer(writer)
-                        .json()
-                        .with_current_span(true)
-                        .with_span_list(false)
+                        .fmt_fields(json_lines::JsonPairs)
+                        .event_format(json_lines::JsonLine)
                         .with_filter(filter),
                 )
                 .try_init()

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::log_writer;
+use super::{json_lines, log_writer};
 
 /// The target the line is logged under, for `RUST_LOG`.
 const TARGET: &str = "joyfull_hub::http::middleware";
@@ -36,28 +36,63 @@ pub fn request_finished(
         return;
     };
     let mut line = String::with_capacity(256);
-    let _ = write!(
-        line,
-        "{{\"timestamp\":\"{}\",\"level\":\"INFO\",\"fields\":{{\"message\":\"request finished\",\"method\":{},\"path\":{},\"status\":{status},\"latency_ms\":{latency_ms}}},\"target\":\"{TARGET}\",\"span\":{{\"request_id\":{},\"name\":\"request\"}}}}",
-        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        json_string(method.as_str()),
-        json_string(path),
-        json_string(request_id),
+    let _ = write_line(
+        &mut line,
+        request_id,
+        method.as_str(),
+        path,
+        status,
+        latency_ms,
     );
-    line.push('\n');
     lines.append(line.as_bytes());
 }
 
-fn json_string(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned())
+fn write_line(
+    line: &mut String,
+    request_id: &str,
+    method: &str,
+    path: &str,
+    status: u16,
+    latency_ms: f64,
+) -> std::fmt::Result {
+    write!(
+        line,
+        "{{\"timestamp\":\"{}\",\"level\":\"INFO\",\"fields\":{{\"message\":\"request finished\",\"method\":",
+        json_lines::timestamp()
+    )?;
+    json_lines::write_str(line, method)?;
+    line.push_str(",\"path\":");
+    json_lines::write_str(line, path)?;
+    write!(
+        line,
+        ",\"status\":{status},\"latency_ms\":{latency_ms}}},\"target\":\"{TARGET}\",\"span\":{{\"request_id\":"
+    )?;
+    json_lines::write_str(line, request_id)?;
+    line.push_str(",\"name\":\"request\"}}\n");
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::json_string;
+    use serde_json::{Value, json};
+
+    use super::write_line;
 
     #[test]
-    fn strings_are_escaped_as_json() {
-        assert_eq!(json_string("/a\"b\n"), "\"/a\\\"b\\n\"");
+    fn the_line_is_json_in_the_shape_of_every_other_line() {
+        let mut line = String::new();
+        write_line(&mut line, "r\"1", "POST", "/a\"b\n", 200, 0.75).unwrap();
+        assert!(line.ends_with("}\n"), "{line}");
+        let line: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            line["fields"],
+            json!({"message": "request finished", "method": "POST", "path": "/a\"b\n", "status": 200, "latency_ms": 0.75})
+        );
+        assert_eq!(
+            line["span"],
+            json!({"request_id": "r\"1", "name": "request"})
+        );
+        assert_eq!(line["target"], "joyfull_hub::http::middleware");
+        assert_eq!(line["level"], "INFO");
     }
 }
