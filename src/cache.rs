@@ -164,7 +164,7 @@ pub struct Caches {
     /// What a user sees of their own account (`me`), by id; dropped with the user's entry.
     pub profiles: Table<Uuid, UserProfile>,
     /// Tools by id (deleted and disabled ones included; callers filter).
-    pub tools: Table<Uuid, ToolRow>,
+    pub tools: Table<Uuid, Arc<ToolRow>>,
     /// The whole catalogue (live tools, disabled ones included) in the database's `(name, id)` order,
     /// dropped whenever any tool changes.
     pub catalogue: Table<(), Arc<Vec<ToolRow>>>,

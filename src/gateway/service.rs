@@ -81,7 +81,7 @@ struct Call {
     api_key: Option<Uuid>,
     /// `api_key` when it has limits of its own: billing counts only such keys apart.
     limited_key: Option<Uuid>,
-    tool: ToolRow,
+    tool: Arc<ToolRow>,
     input: serde_json::Value,
     key: Option<String>,
     request_id: String,

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
@@ -268,7 +270,10 @@ impl ToolsQuery {
     async fn tool(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Tool>> {
         let id = ids::parse(&id, "id")?;
         let row = service::get(ctx.app()?, ToolId(id), is_admin(ctx)?).await?;
-        Ok(row.map(Tool::try_from).transpose()?)
+        Ok(row
+            .map(Arc::unwrap_or_clone)
+            .map(Tool::try_from)
+            .transpose()?)
     }
 }
 

@@ -1,6 +1,8 @@
 //! Catalogue rules: administration (checked by `input`, audited in the same transaction), listing, and
 //! the headers for an upstream call.
 
+use std::sync::Arc;
+
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use uuid::Uuid;
 
@@ -242,13 +244,13 @@ pub async fn get(
     app: &AppState,
     ToolId(id): ToolId,
     include_disabled: bool,
-) -> AppResult<Option<ToolRow>> {
+) -> AppResult<Option<Arc<ToolRow>>> {
     let tool = app
         .caches
         .tools
         .get_or_load(id, async {
             let mut conn = app.pool.get().await?;
-            Ok::<_, AppError>(repo::find(&mut conn, id).await?)
+            Ok::<_, AppError>(repo::find(&mut conn, id).await?.map(Arc::new))
         })
         .await?;
     Ok(tool.filter(|t| include_disabled || t.enabled))
