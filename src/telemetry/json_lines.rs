@@ -40,7 +40,7 @@ where
             timestamp(),
             meta.level()
         )?;
-        let mut fields = Members::new(&mut writer);
+        let mut fields = Members::new(&mut writer, false);
         event.record(&mut fields);
         fields.result?;
         writer.write_str("},\"target\":")?;
@@ -71,7 +71,7 @@ impl<'writer> FormatFields<'writer> for JsonPairs {
         mut writer: Writer<'writer>,
         fields: R,
     ) -> fmt::Result {
-        let mut members = Members::new(&mut writer);
+        let mut members = Members::new(&mut writer, false);
         fields.record(&mut members);
         members.result
     }
@@ -81,7 +81,8 @@ impl<'writer> FormatFields<'writer> for JsonPairs {
         current: &'writer mut FormattedFields<Self>,
         fields: &tracing::span::Record<'_>,
     ) -> fmt::Result {
-        let mut members = Members::new(&mut current.fields);
+        let started = !current.fields.is_empty();
+        let mut members = Members::new(&mut current.fields, started);
         fields.record(&mut members);
         members.result
     }
@@ -112,26 +113,23 @@ impl fmt::Display for Timestamp {
     }
 }
 
-/// Writes fields as JSON members, appending to what the writer already holds (a comma goes before
-/// the first member when it is not empty).
+/// Writes fields as JSON members; when `started`, the writer already holds members, and a comma goes
+/// before the first one written here.
 struct Members<'w, W: fmt::Write> {
     writer: &'w mut W,
     started: bool,
     result: fmt::Result,
 }
 
-impl<'w, W: fmt::Write + IsEmpty> Members<'w, W> {
-    fn new(writer: &'w mut W) -> Self {
-        let started = !writer.is_empty();
+impl<'w, W: fmt::Write> Members<'w, W> {
+    fn new(writer: &'w mut W, started: bool) -> Self {
         Self {
             writer,
             started,
             result: Ok(()),
         }
     }
-}
 
-impl<W: fmt::Write> Members<'_, W> {
     fn member(&mut self, field: &Field, value: impl FnOnce(&mut W) -> fmt::Result) {
         if self.result.is_err() {
             return;
@@ -189,24 +187,6 @@ impl<W: fmt::Write> Visit for Members<'_, W> {
 
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.member(field, |w| write!(w, "{value}"));
-    }
-}
-
-/// Whether a writer holds nothing yet.
-trait IsEmpty {
-    fn is_empty(&self) -> bool;
-}
-
-impl IsEmpty for String {
-    fn is_empty(&self) -> bool {
-        String::is_empty(self)
-    }
-}
-
-impl IsEmpty for Writer<'_> {
-    /// A line's writer: the fields object was just opened.
-    fn is_empty(&self) -> bool {
-        true
     }
 }
 

@@ -1,6 +1,7 @@
 //! The line logged when a request finishes, the most frequent line there is. With JSON logs it is
 //! written here, in the shape of every other line (`fields`, `target`, and the request's id under
-//! `span`), because formatting it through the subscriber cost a request about a fifth of its time;
+//! `span`), because going through the subscriber, even with `json_lines`, costs about 0.5 µs more a
+//! request (1.0–1.2 µs against 0.6 µs for the span and the line, about 1.5 % of `{ __typename }`);
 //! otherwise it is an ordinary event of the request's span.
 
 use std::fmt::Write as _;
