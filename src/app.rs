@@ -6,6 +6,7 @@ use std::sync::Arc;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::password::PasswordHasher;
+use crate::auth::verified_tokens::VerifiedTokens;
 use crate::billing::batch::{Reservations, Reserve};
 use crate::billing::payment::Payments;
 use crate::billing::stripe::StripeProvider;
@@ -32,6 +33,8 @@ pub struct AppState {
     /// replica of `DATABASE_READ_URL`, else `pool`. Whatever must see its own writes uses `pool`.
     pub read_pool: DbPool,
     pub keys: Arc<Keys>,
+    /// Access tokens whose signature and claims verified, so a repeated token is not verified again.
+    pub verified_tokens: Arc<VerifiedTokens>,
     pub metrics: PrometheusHandle,
     /// Bounds the operation-name label of the GraphQL metrics.
     pub operation_labels: Arc<telemetry::BoundedLabels>,
@@ -123,6 +126,7 @@ impl AppState {
             read_pool,
             pool,
             keys: Arc::new(keys),
+            verified_tokens: Arc::default(),
             metrics: telemetry::metrics_handle(),
             operation_labels: Arc::new(telemetry::BoundedLabels::new(200)),
             clock: Arc::new(SystemClock),

@@ -39,12 +39,7 @@ pub const CAPACITY: usize = 100_000;
 
 /// The `api_keys` cache key of a key hash: lower-case hex, as PostgreSQL's `encode(…, 'hex')`.
 pub fn key_of(hash: &[u8]) -> String {
-    use std::fmt::Write as _;
-    hash.iter()
-        .fold(String::with_capacity(hash.len() * 2), |mut out, byte| {
-            let _ = write!(out, "{byte:02x}");
-            out
-        })
+    crate::secrets::hex(hash)
 }
 
 /// Whether entries may be served, and how many invalidations happened so far.

@@ -17,6 +17,7 @@ pub mod error;
 pub mod gateway;
 pub mod graphql;
 pub mod http;
+pub mod kept;
 pub mod keys;
 pub mod mail;
 pub mod notifications;

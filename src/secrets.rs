@@ -97,20 +97,32 @@ pub fn from_hex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Lower-case hexadecimal.
+/// Lower-case hexadecimal. Cursors and API-key lookups encode on every request, so each byte is two
+/// digits pushed rather than a trip through the formatting machinery.
 pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    let digit = |nibble: u8| char::from_digit(u32::from(nibble), 16).unwrap_or('0');
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &byte in bytes {
+        out.push(digit(byte >> 4));
+        out.push(digit(byte & 0x0f));
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hexadecimal_round_trips_every_byte() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let text = hex(&bytes);
+        assert_eq!(&text[..8], "00010203");
+        assert_eq!(&text[text.len() - 4..], "feff");
+        assert_eq!(text, text.to_lowercase());
+        assert_eq!(from_hex(&text), Some(bytes));
+        assert_eq!(from_hex("AbCd"), Some(vec![0xab, 0xcd]));
+    }
 
     #[test]
     fn development_secrets_are_generated_once_and_reused() {

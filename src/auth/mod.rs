@@ -13,3 +13,4 @@ pub mod service;
 pub mod sessions;
 pub mod throttle;
 pub mod tokens;
+pub mod verified_tokens;

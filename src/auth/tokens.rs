@@ -1,6 +1,8 @@
 //! Credentials as strings: access JWTs, and opaque random tokens (refresh tokens, mail tokens, API keys)
 //! that are shown once and stored only as SHA-256 hashes.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Duration, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngExt;
@@ -63,25 +65,41 @@ pub fn issue_access_token(
     Ok((token, expires_at))
 }
 
+/// Seconds past its expiry that an access token is still accepted (clocks of instances differ).
+pub const LEEWAY_SECS: i64 = 5;
+
+/// What every access token must satisfy besides its signature.
+static VALIDATION: LazyLock<Validation> = LazyLock::new(|| {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.leeway = LEEWAY_SECS.unsigned_abs();
+    validation.set_issuer(&[ISSUER]);
+    validation.set_required_spec_claims(&["exp", "sub", "iat", "iss"]);
+    validation
+});
+
 /// Verifies signature, issuer and expiry. Any failure is `UNAUTHENTICATED`, with a message that says
 /// what to do rather than what was wrong inside.
 pub fn decode_access_token(keys: &Keys, token: &str) -> Result<AccessClaims, AppError> {
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.leeway = 5;
-    validation.set_issuer(&[ISSUER]);
-    validation.set_required_spec_claims(&["exp", "sub", "iat", "iss"]);
     jsonwebtoken::decode::<AccessClaims>(
         token,
         &DecodingKey::from_secret(keys.jwt_secret.expose()),
-        &validation,
+        &VALIDATION,
     )
     .map(|data| data.claims)
     .map_err(|e| match e.kind() {
-        jsonwebtoken::errors::ErrorKind::ExpiredSignature => AppError::Unauthenticated(
-            "Your access token has expired: refresh it or log in again.".into(),
-        ),
+        jsonwebtoken::errors::ErrorKind::ExpiredSignature => expired(),
         _ => AppError::Unauthenticated("The access token is not valid: log in again.".into()),
     })
+}
+
+/// Whether claims that verified have expired by `now` (Unix seconds), as the decoder judges it.
+pub fn has_expired(claims: &AccessClaims, now: i64) -> bool {
+    claims.exp.saturating_add(LEEWAY_SECS) < now
+}
+
+/// The refusal of an expired access token.
+pub fn expired() -> AppError {
+    AppError::Unauthenticated("Your access token has expired: refresh it or log in again.".into())
 }
 
 /// A fresh opaque token `prefix` + 64 hex characters (32 random bytes), with its storage hash.

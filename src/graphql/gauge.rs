@@ -18,9 +18,9 @@ use async_graphql::extensions::{
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{Request, Response, ServerError, ValidationResult};
 
-use super::kept::Kept;
 use super::{HubSchema, schema_builder};
 use crate::config::GraphqlLimits;
+use crate::kept::Kept;
 
 /// Requests per generation whose complexity is kept.
 const ENTRIES: usize = 512;

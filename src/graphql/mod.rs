@@ -11,7 +11,6 @@ pub mod executor;
 pub mod gauge;
 pub mod guards;
 pub mod ids;
-pub mod kept;
 pub mod limits;
 pub mod loaders;
 pub mod operation;

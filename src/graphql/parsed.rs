@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_graphql::ServerError;
 use async_graphql::parser::types::ExecutableDocument;
 
-use super::kept::Kept;
+use crate::kept::Kept;
 
 /// Texts per generation.
 pub const ENTRIES: usize = 512;

@@ -1,7 +1,7 @@
-//! A bounded map of what was worked out from a request's text, so the next request with the same text
-//! reuses it. Two generations of at most `entries` each: when the newer is full it becomes the older
-//! and the older is dropped, so what is in use stays (a hit in the older moves up) and a flood of
-//! distinct keys costs only its own work.
+//! A bounded map of what was worked out from part of a request (its query text, its access token), so
+//! the next request that carries the same part reuses it. Two generations of at most `entries` each:
+//! when the newer is full it becomes the older and the older is dropped, so what is in use stays (a hit
+//! in the older moves up) and a flood of distinct keys costs only its own work.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
