@@ -210,6 +210,35 @@ async fn logout_ends_the_access_token_at_once_and_only_that_session() {
 }
 
 #[tokio::test]
+async fn an_access_token_already_verified_is_refused_at_once_when_its_password_changes() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada", "ada@example.com").await;
+    for _ in 0..2 {
+        let me = app.graphql_as(&user.access_token, ME, json!({})).await;
+        assert_eq!(me["data"]["me"]["email"], "ada@example.com", "{me}");
+    }
+
+    let changed = app
+        .graphql_as(
+            &user.access_token,
+            "mutation($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) }",
+            json!({ "c": PASSWORD, "n": "An0ther-long-passphrase" }),
+        )
+        .await;
+    let after = app.graphql_as(&user.access_token, ME, json!({})).await;
+
+    assert_eq!(changed["data"]["changePassword"], true, "{changed}");
+    assert_eq!(error_code(&after), "UNAUTHENTICATED", "{after}");
+    assert!(
+        after["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("password changed"),
+        "{after}"
+    );
+}
+
+#[tokio::test]
 async fn an_expired_or_tampered_access_token_is_refused_not_treated_as_anonymous() {
     let app = TestApp::spawn().await;
     let user = app.register("Ada", "ada@example.com").await;
