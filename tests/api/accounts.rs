@@ -218,13 +218,7 @@ async fn an_access_token_already_verified_is_refused_at_once_when_its_password_c
         assert_eq!(me["data"]["me"]["email"], "ada@example.com", "{me}");
     }
 
-    let changed = app
-        .graphql_as(
-            &user.access_token,
-            "mutation($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) }",
-            json!({ "c": PASSWORD, "n": "An0ther-long-passphrase" }),
-        )
-        .await;
+    let changed = change_password(&app, &user.access_token).await;
     let after = app.graphql_as(&user.access_token, ME, json!({})).await;
 
     assert_eq!(changed["data"]["changePassword"], true, "{changed}");
@@ -515,6 +509,16 @@ async fn a_session_ends_at_its_maximum_age_however_often_it_is_refreshed() {
     );
 }
 
+/// Changes the password of the token's account from [`PASSWORD`] to another.
+async fn change_password(app: &TestApp, access_token: &str) -> serde_json::Value {
+    app.graphql_as(
+        access_token,
+        "mutation($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) }",
+        json!({ "c": PASSWORD, "n": "An0ther-long-passphrase" }),
+    )
+    .await
+}
+
 const CHANGE_EMAIL: &str = "mutation($e: String!, $p: String) { updateProfile(input: {email: $e, currentPassword: $p}) { email } }";
 /// Asks (with the password) to move the user's login to `to`; the confirmation mail it sends there.
 async fn pending_email_change(app: &TestApp, user: &crate::helpers::TestUser, to: &str) -> String {
@@ -633,13 +637,7 @@ async fn a_password_change_ends_a_pending_email_change() {
     let user = app.register("Ada", "ada@example.com").await;
     let confirm = pending_email_change(&app, &user, "new@example.com").await;
 
-    let changed = app
-        .graphql_as(
-            &user.access_token,
-            "mutation($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) }",
-            json!({ "c": PASSWORD, "n": "An0ther-long-passphrase" }),
-        )
-        .await;
+    let changed = change_password(&app, &user.access_token).await;
     let late = app
         .graphql_with(
             VERIFY_EMAIL,
