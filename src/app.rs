@@ -74,6 +74,7 @@ pub struct AppState {
 impl AppState {
     /// Must run inside a Tokio runtime (it starts the metering writers).
     pub fn new(config: Config, pool: DbPool, keys: Keys) -> anyhow::Result<Self> {
+        let keys = Arc::new(keys);
         let http = reqwest::Client::builder()
             .user_agent(concat!("joyfull-hub/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(5))
@@ -125,8 +126,8 @@ impl AppState {
             config: Arc::new(config),
             read_pool,
             pool,
-            keys: Arc::new(keys),
-            verified_tokens: Arc::default(),
+            verified_tokens: Arc::new(VerifiedTokens::new(Arc::clone(&keys))),
+            keys,
             metrics: telemetry::metrics_handle(),
             operation_labels: Arc::new(telemetry::BoundedLabels::new(200)),
             clock: Arc::new(SystemClock),

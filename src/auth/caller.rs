@@ -53,12 +53,12 @@ pub fn access_token_expiry(app: &AppState, headers: &HeaderMap) -> Option<DateTi
     if token.starts_with(API_KEY_PREFIX) {
         return None;
     }
-    let claims = app.verified_tokens.claims(&app.keys, token).ok()?;
+    let claims = app.verified_tokens.claims(token).ok()?;
     DateTime::from_timestamp(claims.exp, 0)
 }
 
 async fn access_token(app: &AppState, token: &str) -> Result<AuthenticatedUser, AppError> {
-    let claims = app.verified_tokens.claims(&app.keys, token)?;
+    let claims = app.verified_tokens.claims(token)?;
     let id = uuid::Uuid::parse_str(&claims.sub).map_err(|_| {
         AppError::Unauthenticated("The access token is not valid: log in again.".into())
     })?;
