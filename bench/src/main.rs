@@ -12,6 +12,7 @@ mod floor_meter;
 mod hello;
 mod load;
 mod readme;
+mod report;
 mod scenarios;
 mod server;
 mod upstream;

@@ -1,6 +1,5 @@
-//! The scenarios, their seed data and the table.
+//! The scenarios and their seed data; the table is `report`'s.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,7 +7,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use crate::load::{self, Expect, Load, Mode, Outcome, Prepared};
+use crate::load::{self, Expect, Load, Mode, Prepared};
+use crate::report::{
+    self, BARE_DASHBOARD, BARE_HELLO, CALLERS, CEILING, DASHBOARD_READ, INVOKE_DIRECT,
+    INVOKE_METERED_RELAY, INVOKE_RELAY, INVOKE_VIA_HUB, Row, STREAM_BARE, STREAM_DIRECT,
+    STREAM_RELAY, STREAM_VIA_HUB, TYPENAME,
+};
 use crate::server::{self, ADMIN_EMAIL, ADMIN_PASSWORD, CpuSnapshot, RssSampler, Server};
 
 pub struct Options {
@@ -28,26 +32,10 @@ pub struct Options {
     pub read_rate: Option<f64>,
 }
 
-/// Scenario b's concurrent callers.
-const CALLERS: usize = 50;
-/// Scenario a's baseline and lightest read.
-const BARE_HELLO: &str = "a. bare async-graphql { hello }";
-const TYPENAME: &str = "a. { __typename } with an API key";
-/// The dashboard read's shape answered by the bare framework from memory: the floor of the hub's.
-const BARE_DASHBOARD: &str = "a. bare async-graphql, the dashboard's shape from memory";
-/// Scenario f's rows, followed by the streams' length.
-const STREAM_DIRECT: &str = "f. stream directly";
-const STREAM_VIA_HUB: &str = "f. invokeToolStream via the hub";
-/// The same events from the bare framework, built in memory: the floor of the hub's streaming.
-const STREAM_BARE: &str = "f. bare async-graphql streaming from memory";
 const BARE_STREAM: &str = "subscription Stream($count: Int!) { chunks(count: $count) { text invocation { id status tokensUsed } } }";
-const INVOKE_RELAY: &str = "b. bare async-graphql relaying the call";
 const BARE_INVOKE: &str =
     "mutation Invoke($input: JSON!) { invoke(input: $input) { id status tokensUsed output } }";
-/// The same relay answering once the call's usage row is durable: the floor under the metering rule.
-const INVOKE_METERED_RELAY: &str = "b. bare async-graphql relaying the call, metered durably";
 const BARE_INVOKE_METERED: &str = "mutation Invoke($input: JSON!) { invokeMetered(input: $input) { id status tokensUsed output } }";
-const STREAM_RELAY: &str = "f. bare async-graphql relaying the upstream's stream";
 const RELAY_STREAM: &str = "subscription Stream($count: Int!) { relay(count: $count) { text invocation { id status tokensUsed } } }";
 
 impl Options {
@@ -70,29 +58,6 @@ const USAGE: &str = "query Usage($after: String) { usage(first: 20, after: $afte
 const STATS: &str = "query Stats($from: DateTime, $to: DateTime) { admin { stats(from: $from, to: $to) { users { total new active } invocations tokens errorRate byTool { invocations errorRate p95LatencyMs } byDay { day invocations } byTier { tier tokens } subscriptions { tier active } monthlyRecurringRevenue { amountCents } } } }";
 const INVOKE_STREAM: &str = "subscription Stream($tool: ID!, $input: JSON!) { invokeToolStream(toolId: $tool, input: $input) { text invocation { id status tokensUsed } } }";
 const LOGIN: &str = "mutation Login($input: LoginInput!) { login(input: $input) { accessToken } }";
-
-/// One row of the table.
-struct Row {
-    scenario: String,
-    connections: usize,
-    mode: String,
-    outcome: Outcome,
-    rss_mib: f64,
-    /// CPU seconds of the server and of its PostgreSQL during the measured part.
-    cpu_seconds: (f64, f64),
-    /// The share of the machine's CPU time its host took during the measured part.
-    stolen: f64,
-}
-
-fn ms(micros: u64) -> f64 {
-    micros as f64 / 1000.0
-}
-
-impl Row {
-    fn p(&self, quantile: f64) -> f64 {
-        ms(self.outcome.accepted.value_at_quantile(quantile))
-    }
-}
 
 struct Bench<'a> {
     options: &'a Options,
@@ -400,7 +365,7 @@ pub async fn run_all(options: Options) -> anyhow::Result<()> {
     let result = run_scenarios(&options, &server, upstream.address, cluster.as_deref()).await;
     server.stop().await?;
     let rows = result?;
-    let table = render(&rows, &options);
+    let table = report::render(&rows, options.duration, options.warmup, &options.hub_log);
     println!("{table}");
     std::fs::write(options.dir.join("results.md"), &table)?;
     if let Some(readme) = &options.readme {
@@ -429,7 +394,7 @@ async fn run_scenarios(
         eprintln!("e. ceiling: a trivial HTTP responder");
         bench
             .measure(
-                "e. trivial responder (GET /ping)",
+                CEILING,
                 upstream,
                 vec![Prepared::get("/ping")],
                 64,
@@ -495,7 +460,7 @@ async fn run_scenarios(
             .collect();
         bench
             .measure(
-                "a. me + 20 tools",
+                DASHBOARD_READ,
                 hub,
                 requests.clone(),
                 64,
@@ -506,7 +471,7 @@ async fn run_scenarios(
         let capacity = bench.last_rps();
         bench
             .measure(
-                "a. me + 20 tools",
+                DASHBOARD_READ,
                 hub,
                 requests.clone(),
                 1000,
@@ -520,7 +485,7 @@ async fn run_scenarios(
         for connections in [64, 1000] {
             bench
                 .measure(
-                    "a. me + 20 tools",
+                    DASHBOARD_READ,
                     hub,
                     requests.clone(),
                     connections,
@@ -554,7 +519,7 @@ async fn run_scenarios(
         {
             bench
                 .measure(
-                    "b. upstream directly",
+                    INVOKE_DIRECT,
                     upstream,
                     vec![direct.clone()],
                     connections,
@@ -564,7 +529,7 @@ async fn run_scenarios(
                 .await?;
             bench
                 .measure(
-                    "b. invokeTool via the hub",
+                    INVOKE_VIA_HUB,
                     hub,
                     invokes.clone(),
                     connections,
@@ -610,14 +575,25 @@ async fn run_scenarios(
                 continue;
             }
             let bare = json!({ "query": query, "variables": { "input": input } });
-            for connections in [1, CALLERS] {
+            // The metered relay also runs on the open loop's schedule: what the rule that usage is
+            // durable before the answer adds at those rates, on this machine, without the hub.
+            let open_too = if query == BARE_INVOKE_METERED {
+                options.invoke_rates.as_slice()
+            } else {
+                &[]
+            };
+            let open = open_too.iter().map(|&rate| (CALLERS, Mode::Open { rate }));
+            for (connections, mode) in [(1, Mode::Closed), (CALLERS, Mode::Closed)]
+                .into_iter()
+                .chain(open)
+            {
                 bench
                     .measure(
                         label,
                         hello.address,
                         vec![Prepared::post_json("/graphql", &bare)],
                         connections,
-                        Mode::Closed,
+                        mode,
                         Expect::GraphqlData,
                     )
                     .await?;
@@ -803,265 +779,4 @@ fn one_year_ago() -> anyhow::Result<String> {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     Ok(format!("{year:04}-{month:02}-{day:02}T00:00:00Z"))
-}
-
-fn find<'a>(rows: &'a [Row], scenario: &str, connections: usize, mode: &str) -> Option<&'a Row> {
-    rows.iter().find(|r| {
-        r.scenario == scenario && r.connections == connections && r.mode.starts_with(mode)
-    })
-}
-
-/// Rows during which this machine's host took at least this share of its CPU time.
-const STOLEN_NOTED: f64 = 0.01;
-
-/// Which rows ran while the host took CPU time from this machine (`steal` in `/proc/stat`): every
-/// process here stops then, so their latencies are not the server's alone.
-fn stolen_note(rows: &[Row]) -> String {
-    let taken: Vec<String> = rows
-        .iter()
-        .filter(|row| row.stolen >= STOLEN_NOTED)
-        .map(|row| {
-            format!(
-                "{} at {} {} ({:.0}%)",
-                row.scenario,
-                row.connections,
-                row.mode,
-                100.0 * row.stolen
-            )
-        })
-        .collect();
-    if taken.is_empty() {
-        format!(
-            "- The machine's host took under {:.0}% of its CPU time in every row.",
-            100.0 * STOLEN_NOTED
-        )
-    } else {
-        format!(
-            "- The machine's host took CPU time from it (every process here stopped meanwhile) during: {}.",
-            taken.join("; ")
-        )
-    }
-}
-
-fn render(rows: &[Row], options: &Options) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "Measured {} s per scenario after {} s of warm-up, the server logging at `{}`. req/s counts every answer, ok/s the accepted ones; p50/p99/p99.9 are the accepted answers' latencies in ms (refusals have their own p99); errors are failed answers (of them 5xx); RSS is the answering process's peak resident memory during the scenario (the hub's, or for the bare rows the bare server's; PostgreSQL not included); CPU ms/req is the CPU time the answering process and, apart, the hub's PostgreSQL used per answer while measured (less noisy than latencies on a shared machine: time the CPU was taken away is not counted; the upstream rows show the idle hub's). Login clients wait the `retryAfter` of a refusal before their next attempt.\n",
-        options.duration.as_secs(),
-        options.warmup.as_secs(),
-        options.hub_log
-    );
-    let _ = writeln!(
-        out,
-        "| scenario | conns | loop | req/s | ok/s | p50 | p99 | p99.9 | errors (5xx) | refused (p99) | RSS MiB | CPU ms/req server + PG |"
-    );
-    let _ = writeln!(
-        out,
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    );
-    for row in rows {
-        let refused = if row.outcome.refused.is_empty() {
-            "0".to_owned()
-        } else {
-            format!(
-                "{} ({:.1})",
-                row.outcome.refused.len(),
-                ms(row.outcome.refused.value_at_quantile(0.99))
-            )
-        };
-        let answers = row.outcome.rps() * options.duration.as_secs_f64();
-        let per_answer = |seconds: f64| {
-            if answers > 0.0 {
-                1000.0 * seconds / answers
-            } else {
-                0.0
-            }
-        };
-        let (server_cpu, postgres_cpu) = row.cpu_seconds;
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} ({}) | {} | {:.0} | {:.3} + {:.3} |",
-            row.scenario,
-            row.connections,
-            row.mode,
-            row.outcome.rps(),
-            row.outcome.accepted_rps(),
-            row.p(0.5),
-            row.p(0.99),
-            row.p(0.999),
-            row.outcome.errors,
-            row.outcome.server_errors,
-            refused,
-            row.rss_mib,
-            per_answer(server_cpu),
-            per_answer(postgres_cpu)
-        );
-    }
-    let _ = writeln!(out);
-    let _ = writeln!(out, "{}", stolen_note(rows));
-    let ceiling = find(rows, "e. trivial responder (GET /ping)", 64, "closed");
-    if let (Some(ceiling), Some(dashboard)) =
-        (ceiling, find(rows, "a. me + 20 tools", 64, "closed"))
-    {
-        let _ = writeln!(
-            out,
-            "- a. dashboard read at 64 connections: {:.1}% of the trivial responder's throughput.",
-            100.0 * dashboard.outcome.rps() / ceiling.outcome.rps()
-        );
-    }
-    if let Some(bare) = find(rows, BARE_HELLO, 64, "closed") {
-        for (read, target) in [(TYPENAME, 0.6), ("a. me + 20 tools", 0.3)] {
-            if let Some(row) = find(rows, read, 64, "closed") {
-                let _ = writeln!(
-                    out,
-                    "- {read}, 64 connections: {:.2} of the bare framework's {{ hello }} ({:.0} against {:.0} req/s; target at least {target}).",
-                    row.outcome.rps() / bare.outcome.rps().max(1.0),
-                    row.outcome.rps(),
-                    bare.outcome.rps()
-                );
-            }
-        }
-    }
-    if let (Some(bare), Some(floor), Some(dashboard)) = (
-        find(rows, BARE_HELLO, 64, "closed"),
-        find(rows, BARE_DASHBOARD, 64, "closed"),
-        find(rows, "a. me + 20 tools", 64, "closed"),
-    ) {
-        let _ = writeln!(
-            out,
-            "- a. floor of the dashboard read: the bare framework answers its shape from memory at {:.2} of its {{ hello }} ({:.0} req/s); the hub's me + 20 tools reaches {:.2} of that floor.",
-            floor.outcome.rps() / bare.outcome.rps().max(1.0),
-            floor.outcome.rps(),
-            dashboard.outcome.rps() / floor.outcome.rps().max(1.0)
-        );
-    }
-    for mode in ["closed", "open"] {
-        if let (Some(small), Some(large)) = (
-            find(rows, "a. me + 20 tools", 64, mode),
-            find(rows, "a. me + 20 tools", 1000, mode),
-        ) {
-            let _ = writeln!(
-                out,
-                "- a. {mode} loop: p99 at 1000 connections is {:.2}x the p99 at 64 (target: at most 2x).",
-                large.p(0.99) / small.p(0.99)
-            );
-        }
-    }
-    let metered = find(rows, "b. invokeTool via the hub", CALLERS, "closed");
-    for direct in rows
-        .iter()
-        .filter(|r| r.scenario.starts_with(STREAM_DIRECT))
-    {
-        let via_hub = direct.scenario.replacen(STREAM_DIRECT, STREAM_VIA_HUB, 1);
-        let Some(hub) = rows
-            .iter()
-            .find(|r| r.scenario == via_hub && r.connections == direct.connections)
-        else {
-            continue;
-        };
-        let share = |chunks_per_second: f64| {
-            100.0 * chunks_per_second / direct.outcome.chunks_per_second().max(1.0)
-        };
-        let _ = write!(
-            out,
-            "- {}, {} connection(s): the hub adds {:.2} ms to the first chunk at p50 and {:.2} ms at p99 (target at one caller: under 2 ms at p99); {:.0} chunks/s through the hub against {:.0} directly, {:.1}% (target at {CALLERS}: at least 25%).",
-            direct.scenario,
-            direct.connections,
-            hub.p(0.5) - direct.p(0.5),
-            hub.p(0.99) - direct.p(0.99),
-            hub.outcome.chunks_per_second(),
-            direct.outcome.chunks_per_second(),
-            share(hub.outcome.chunks_per_second())
-        );
-        // Passing each chunk as an event of its own through the framework bounds the chunks' rate.
-        let bare = direct.scenario.replacen(STREAM_DIRECT, STREAM_BARE, 1);
-        if let Some(bare) = rows
-            .iter()
-            .find(|r| r.scenario == bare && r.connections == direct.connections)
-        {
-            let _ = write!(
-                out,
-                " Framework: the bare framework streams the same events from memory at {:.0} chunks/s, {:.1}% of direct; the hub reached {:.0}% of that.",
-                bare.outcome.chunks_per_second(),
-                share(bare.outcome.chunks_per_second()),
-                100.0 * hub.outcome.chunks_per_second() / bare.outcome.chunks_per_second().max(1.0)
-            );
-        }
-        // Reading the upstream's stream as well bounds it further: the floor of relaying.
-        let relay = direct.scenario.replacen(STREAM_DIRECT, STREAM_RELAY, 1);
-        if let Some(relay) = rows
-            .iter()
-            .find(|r| r.scenario == relay && r.connections == direct.connections)
-        {
-            let _ = write!(
-                out,
-                " Relay floor: the bare framework relaying the upstream's stream passes {:.0} chunks/s, {:.1}% of direct; the hub reached {:.0}% of that.",
-                relay.outcome.chunks_per_second(),
-                share(relay.outcome.chunks_per_second()),
-                100.0 * hub.outcome.chunks_per_second()
-                    / relay.outcome.chunks_per_second().max(1.0)
-            );
-        }
-        // Each stream is one metered invocation: invokeTool's rate in this run bounds the streams'.
-        if let Some(metered) = metered.filter(|_| direct.connections == CALLERS) {
-            let chunks_per_stream = hub.outcome.chunks_per_second() / hub.outcome.rps().max(1.0);
-            let _ = write!(
-                out,
-                " Metering floor: invokeTool did {:.0} calls/s at {CALLERS} callers in this run, so streams of {:.0} chunks cannot pass more than {:.0} chunks/s, {:.1}% of direct; the hub reached {:.0}% of that.",
-                metered.outcome.rps(),
-                chunks_per_stream,
-                metered.outcome.rps() * chunks_per_stream,
-                share(metered.outcome.rps() * chunks_per_stream),
-                100.0 * hub.outcome.rps() / metered.outcome.rps().max(1.0)
-            );
-        }
-        let _ = writeln!(out);
-    }
-    for direct in rows.iter().filter(|r| r.scenario == "b. upstream directly") {
-        if let Some(hub) = rows.iter().find(|r| {
-            r.scenario == "b. invokeTool via the hub"
-                && r.connections == direct.connections
-                && r.mode == direct.mode
-        }) {
-            let _ = write!(
-                out,
-                "- b. {} connection(s), {} loop: the hub adds {:.2} ms at p50 and {:.2} ms at p99; throughput {:.1}% of the upstream's.",
-                direct.connections,
-                direct.mode,
-                hub.p(0.5) - direct.p(0.5),
-                hub.p(0.99) - direct.p(0.99),
-                100.0 * hub.outcome.rps() / direct.outcome.rps()
-            );
-            // Relaying the call through the framework with the hub's HTTP client bounds the hub's rate;
-            // writing each call's usage row durably (group commit) as well bounds it further.
-            for (floor, what) in [
-                (
-                    INVOKE_RELAY,
-                    "Relay floor: the bare framework relaying the call",
-                ),
-                (
-                    INVOKE_METERED_RELAY,
-                    "Metered relay floor: the same relay writing each call's usage row durably (group commit, one row per call, nothing else)",
-                ),
-            ] {
-                if let Some(relay) = rows.iter().find(|r| {
-                    r.scenario == floor
-                        && r.connections == direct.connections
-                        && r.mode == direct.mode
-                }) {
-                    let _ = write!(
-                        out,
-                        " {what} answers {:.0} calls/s, {:.1}% of the upstream's, adding {:.2} ms at p99; the hub reached {:.0}% of its throughput.",
-                        relay.outcome.rps(),
-                        100.0 * relay.outcome.rps() / direct.outcome.rps(),
-                        relay.p(0.99) - direct.p(0.99),
-                        100.0 * hub.outcome.rps() / relay.outcome.rps().max(1.0)
-                    );
-                }
-            }
-            let _ = writeln!(out);
-        }
-    }
-    out
 }
