@@ -192,34 +192,32 @@ fn stream_notes(out: &mut String, rows: &[Row]) {
             direct.outcome.chunks_per_second(),
             share(hub.outcome.chunks_per_second())
         );
-        // Passing each chunk as an event of its own through the framework bounds the chunks' rate.
-        let bare = direct.scenario.replacen(STREAM_DIRECT, STREAM_BARE, 1);
-        if let Some(bare) = rows
-            .iter()
-            .find(|r| r.scenario == bare && r.connections == direct.connections)
-        {
-            let _ = write!(
-                out,
-                " Framework: the bare framework streams the same events from memory at {:.0} chunks/s, {:.1}% of direct; the hub reached {:.0}% of that.",
-                bare.outcome.chunks_per_second(),
-                share(bare.outcome.chunks_per_second()),
-                100.0 * hub.outcome.chunks_per_second() / bare.outcome.chunks_per_second().max(1.0)
-            );
-        }
-        // Reading the upstream's stream as well bounds it further: the floor of relaying.
-        let relay = direct.scenario.replacen(STREAM_DIRECT, STREAM_RELAY, 1);
-        if let Some(relay) = rows
-            .iter()
-            .find(|r| r.scenario == relay && r.connections == direct.connections)
-        {
-            let _ = write!(
-                out,
-                " Relay floor: the bare framework relaying the upstream's stream passes {:.0} chunks/s, {:.1}% of direct; the hub reached {:.0}% of that.",
-                relay.outcome.chunks_per_second(),
-                share(relay.outcome.chunks_per_second()),
-                100.0 * hub.outcome.chunks_per_second()
-                    / relay.outcome.chunks_per_second().max(1.0)
-            );
+        // Passing each chunk as an event of its own through the framework bounds the chunks' rate;
+        // reading the upstream's stream as well bounds it further: the floor of relaying.
+        for (floor, what) in [
+            (
+                STREAM_BARE,
+                "Framework: the bare framework streams the same events from memory at",
+            ),
+            (
+                STREAM_RELAY,
+                "Relay floor: the bare framework relaying the upstream's stream passes",
+            ),
+        ] {
+            let floor = direct.scenario.replacen(STREAM_DIRECT, floor, 1);
+            if let Some(floor) = rows
+                .iter()
+                .find(|r| r.scenario == floor && r.connections == direct.connections)
+            {
+                let _ = write!(
+                    out,
+                    " {what} {:.0} chunks/s, {:.1}% of direct; the hub reached {:.0}% of that.",
+                    floor.outcome.chunks_per_second(),
+                    share(floor.outcome.chunks_per_second()),
+                    100.0 * hub.outcome.chunks_per_second()
+                        / floor.outcome.chunks_per_second().max(1.0)
+                );
+            }
         }
         // Each stream is one metered invocation: invokeTool's rate in this run bounds the streams'.
         if let Some(metered) = metered.filter(|_| direct.connections == CALLERS) {
@@ -415,6 +413,41 @@ mod tests {
         assert!(
             out.contains("answers 10000 calls/s, 10.0% of the upstream's, adding 5.00 ms at p99; the hub reached 60% of its throughput."),
             "{out}"
+        );
+    }
+
+    /// A stream row passing `chunks` events a second over `rps` streams.
+    fn stream(scenario: &str, rps: u64, chunks: u64) -> Row {
+        let mut row = row(scenario, CALLERS, "closed", rps, 1.0);
+        row.outcome.chunks = chunks;
+        row
+    }
+
+    #[test]
+    fn a_stream_is_compared_with_the_framework_and_the_relay_floor() {
+        let rows = [
+            stream(&format!("{STREAM_DIRECT}, 16 chunks"), 10_000, 160_000),
+            stream(&format!("{STREAM_VIA_HUB}, 16 chunks"), 1_000, 16_000),
+            stream(&format!("{STREAM_BARE}, 16 chunks"), 4_000, 64_000),
+            stream(&format!("{STREAM_RELAY}, 16 chunks"), 2_000, 32_000),
+        ];
+        let mut out = String::new();
+        stream_notes(&mut out, &rows);
+        assert!(
+            out.contains("16000 chunks/s through the hub against 160000 directly, 10.0%"),
+            "{out}"
+        );
+        assert!(
+            out.contains(" Framework: the bare framework streams the same events from memory at 64000 chunks/s, 40.0% of direct; the hub reached 25% of that."),
+            "{out}"
+        );
+        assert!(
+            out.contains(" Relay floor: the bare framework relaying the upstream's stream passes 32000 chunks/s, 20.0% of direct; the hub reached 50% of that."),
+            "{out}"
+        );
+        assert!(
+            !out.contains("Metering floor"),
+            "no invokeTool row in this run: {out}"
         );
     }
 
