@@ -80,11 +80,17 @@ mod tests {
         .0
     }
 
-    #[test]
-    fn a_kept_token_answers_its_claims_and_any_other_text_is_verified_on_its_own() {
+    /// A store, its keys, and a token they signed just now for a minute.
+    fn store_with_token() -> (Arc<Keys>, VerifiedTokens, String) {
         let keys = Arc::new(Keys::generate());
         let verified = VerifiedTokens::new(Arc::clone(&keys));
         let token = token(&keys, Utc::now(), 60);
+        (keys, verified, token)
+    }
+
+    #[test]
+    fn a_kept_token_answers_its_claims_and_any_other_text_is_verified_on_its_own() {
+        let (_, verified, token) = store_with_token();
         let first = verified.claims(&token).expect("verifies");
         assert!(
             verified.kept.get(token.as_str()).is_some(),
@@ -110,9 +116,7 @@ mod tests {
 
     #[test]
     fn a_kept_token_is_refused_once_it_expires() {
-        let keys = Arc::new(Keys::generate());
-        let verified = VerifiedTokens::new(Arc::clone(&keys));
-        let token = token(&keys, Utc::now(), 60);
+        let (keys, verified, token) = store_with_token();
         let claims = verified.claims(&token).expect("valid");
         let last_second = claims.exp + tokens::LEEWAY_SECS;
         assert!(verified.claims_at(&token, last_second).is_ok());

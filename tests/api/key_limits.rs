@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::helpers::upstream::Upstream;
-use crate::helpers::{Catalogue, TestApp, TestUser, error_code};
+use crate::helpers::{Catalogue, TestApp, TestUser, error_code, error_message};
 
 const KEY_FIELDS: &str = "id requestsPerMinute tokenBudget tokensUsedThisPeriod";
 
@@ -77,10 +77,7 @@ async fn a_keys_rate_narrows_the_plans_and_leaves_the_owners_other_credentials_a
     assert_eq!(limit_header, "6", "the narrower rate is the one reported");
     assert_eq!(error_code(&second), "RATE_LIMITED", "{second}");
     assert!(
-        second["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("API key allows 6"),
+        error_message(&second).contains("API key allows 6"),
         "{second}"
     );
     let retry = second["errors"][0]["extensions"]["retryAfter"]
@@ -117,10 +114,7 @@ async fn a_keys_budget_holds_under_parallel_calls_and_renews_with_the_period() {
         } else {
             assert_eq!(error_code(&answer), "QUOTA_EXCEEDED", "{answer}");
             assert!(
-                answer["errors"][0]["message"]
-                    .as_str()
-                    .unwrap()
-                    .contains("API key's budget of 50"),
+                error_message(&answer).contains("API key's budget of 50"),
                 "{answer}"
             );
         }

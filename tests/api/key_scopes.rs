@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestUser, error_code};
+use crate::helpers::{TestApp, TestUser, error_code, error_message};
 
 const CREATE: &str = "mutation($input: CreateApiKeyInput!) { createApiKey(input: $input) { key apiKey { id scopes } } }";
 
@@ -25,7 +25,7 @@ fn secret(created: &Value) -> String {
 
 fn refused_for_scope(body: &Value, scope: &str) {
     assert_eq!(error_code(body), "FORBIDDEN", "{body}");
-    let message = body["errors"][0]["message"].as_str().unwrap();
+    let message = error_message(body);
     assert!(message.contains(scope), "{message}");
 }
 
@@ -149,12 +149,7 @@ async fn a_key_never_creates_a_key_with_more_than_it_has_nor_changes_the_login()
     );
     for body in [&email, &password] {
         assert_eq!(error_code(body), "FORBIDDEN", "{body}");
-        assert!(
-            body["errors"][0]["message"]
-                .as_str()
-                .unwrap()
-                .contains("signed-in session")
-        );
+        assert!(error_message(body).contains("signed-in session"));
     }
     assert_eq!(
         app.sql_text("SELECT email AS t FROM users").await,
@@ -201,11 +196,6 @@ async fn the_admin_scope_takes_an_administrators_session() {
         "{with_scope}"
     );
     assert_eq!(error_code(&key_makes_admin_key), "FORBIDDEN");
-    assert!(
-        key_makes_admin_key["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("signed-in session")
-    );
+    assert!(error_message(&key_makes_admin_key).contains("signed-in session"));
     refused_for_scope(&other_user_by_scopeless_key, "ADMIN");
 }

@@ -556,6 +556,13 @@ pub fn token_in(mail: &str) -> String {
         .collect()
 }
 
+/// `errors[0].message` of a GraphQL response body.
+pub fn error_message(body: &Value) -> &str {
+    body["errors"][0]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error message in {body}"))
+}
+
 /// `errors[0].extensions.code` of a GraphQL response body.
 pub fn error_code(body: &Value) -> &str {
     body["errors"][0]["extensions"]["code"]
