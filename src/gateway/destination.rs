@@ -50,13 +50,18 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || first == 0x0064 && ip.segments()[1] == 0xff9b)
 }
 
-/// Why an endpoint's address literal may not be called, if it may not.
+/// Why an endpoint's address literal may not be called, if it may not (see [`address_refused`]).
 pub fn literal_refused(url: &str, allow_private: bool) -> Option<String> {
+    address_refused(&reqwest::Url::parse(url).ok()?, allow_private)
+}
+
+/// Why a parsed endpoint may not be called, if its host is an address literal that may not be; a
+/// host name is judged when it is resolved ([`Resolver`]).
+pub fn address_refused(url: &reqwest::Url, allow_private: bool) -> Option<String> {
     if allow_private {
         return None;
     }
-    let host = reqwest::Url::parse(url).ok()?.host_str()?.to_owned();
-    let ip: IpAddr = host.trim_matches(['[', ']']).parse().ok()?;
+    let ip: IpAddr = url.host_str()?.trim_matches(['[', ']']).parse().ok()?;
     (!is_public(ip)).then(|| format!("{ip} is not a public address"))
 }
 
@@ -150,5 +155,20 @@ mod tests {
         assert!(literal_refused("http://127.0.0.1:9/", true).is_none());
         assert!(literal_refused("https://8.8.8.8/", false).is_none());
         assert!(literal_refused("https://api.example.com/v1", false).is_none());
+        assert!(literal_refused("not a url", false).is_none());
+    }
+
+    #[test]
+    fn a_parsed_endpoint_is_judged_by_its_host() {
+        let parsed = |text: &str| reqwest::Url::parse(text).unwrap();
+        let loopback = parsed("http://[::1]:9/v1");
+        assert_eq!(
+            address_refused(&loopback, false).as_deref(),
+            Some("::1 is not a public address")
+        );
+        assert!(address_refused(&loopback, true).is_none());
+        assert!(address_refused(&parsed("http://10.0.0.7/"), false).is_some());
+        assert!(address_refused(&parsed("https://8.8.8.8/"), false).is_none());
+        assert!(address_refused(&parsed("https://localhost/"), false).is_none());
     }
 }

@@ -292,8 +292,17 @@ async fn call_upstream(
             retry_after.as_secs().max(1)
         )));
     }
+    // Parsed once per call: the address check and every attempt use the same URL.
+    let Ok(url) = reqwest::Url::parse(&tool.endpoint) else {
+        tracing::warn!(tool = %tool.slug, "upstream refused: its endpoint is not a URL");
+        outcome("unavailable");
+        return Err(AppError::UpstreamUnavailable(format!(
+            "The {} tool is not available right now; try again shortly.",
+            tool.name
+        )));
+    };
     if let Some(why) =
-        destination::literal_refused(&tool.endpoint, app.config.gateway.allow_private_upstreams)
+        destination::address_refused(&url, app.config.gateway.allow_private_upstreams)
     {
         tracing::warn!(tool = %tool.slug, %why, "upstream refused: not a public address");
         outcome("not_public");
@@ -312,7 +321,7 @@ async fn call_upstream(
     };
     let request = UpstreamRequest {
         method,
-        url: &tool.endpoint,
+        url: &url,
         headers: &headers,
         body: &body,
         request_id: &call.request_id,

@@ -54,7 +54,7 @@ fn retry_after_secs(headers: &reqwest::header::HeaderMap) -> Option<u64> {
 /// What to call.
 pub struct UpstreamRequest<'a> {
     pub method: Method,
-    pub url: &'a str,
+    pub url: &'a reqwest::Url,
     pub headers: &'a [(String, String)],
     pub body: &'a serde_json::Value,
     pub request_id: &'a str,
@@ -94,7 +94,7 @@ pub async fn call(
             return Err(CallError::Timeout);
         }
         let mut builder = client
-            .request(request.method.clone(), request.url)
+            .request(request.method.clone(), request.url.clone())
             .timeout(remaining)
             .header("x-request-id", request.request_id);
         for (name, value) in request.headers {
