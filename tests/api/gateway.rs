@@ -112,12 +112,7 @@ async fn a_call_returns_the_upstream_answer_and_meters_its_token_count() {
             .await,
         1
     );
-    assert_eq!(
-        s.app
-            .sql_number("SELECT tokens_reserved AS n FROM subscriptions")
-            .await,
-        0
-    );
+    assert_eq!(s.app.tokens_reserved_once_idle().await, 0);
 }
 
 #[tokio::test]
@@ -318,12 +313,7 @@ async fn a_failing_upstream_opens_the_circuit_which_recovers_after_a_successful_
             .await,
         4
     );
-    assert_eq!(
-        s.app
-            .sql_number("SELECT tokens_reserved AS n FROM subscriptions")
-            .await,
-        0
-    );
+    assert_eq!(s.app.tokens_reserved_once_idle().await, 0);
 }
 
 #[tokio::test]
@@ -383,12 +373,7 @@ async fn a_slow_upstream_times_out_and_releases_the_reservation() {
         1
     );
     assert_eq!(s.used().await, 0);
-    assert_eq!(
-        s.app
-            .sql_number("SELECT tokens_reserved AS n FROM subscriptions")
-            .await,
-        0
-    );
+    assert_eq!(s.app.tokens_reserved_once_idle().await, 0);
 }
 
 #[tokio::test]
@@ -621,12 +606,7 @@ async fn a_client_that_disconnects_mid_call_still_gets_its_call_metered() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(s.used().await, 1);
-    assert_eq!(
-        s.app
-            .sql_number("SELECT tokens_reserved AS n FROM subscriptions")
-            .await,
-        0
-    );
+    assert_eq!(s.app.tokens_reserved_once_idle().await, 0);
 }
 
 #[tokio::test]
