@@ -3,8 +3,8 @@
 //! dashboard read's CPU. Only a token that verified in full is kept, under its whole text, so a token
 //! differing in any character is verified on its own; the store holds the one secret that signs every
 //! token for the process's life, so a verdict stays true until the token expires, which is checked
-//! again on every use. Whether the account, its session version or its session still stand is not kept here: the
-//! caller checks those on every request.
+//! again on every use. Whether the account, its session version or its session still stand is not
+//! kept here: the caller checks those on every request.
 
 use std::sync::Arc;
 

@@ -296,10 +296,7 @@ async fn call_upstream(
     let Ok(url) = reqwest::Url::parse(&tool.endpoint) else {
         tracing::warn!(tool = %tool.slug, "upstream refused: its endpoint is not a URL");
         outcome("unavailable");
-        return Err(AppError::UpstreamUnavailable(format!(
-            "The {} tool is not available right now; try again shortly.",
-            tool.name
-        )));
+        return Err(unavailable(tool));
     };
     if let Some(why) =
         destination::address_refused(&url, app.config.gateway.allow_private_upstreams)
@@ -383,10 +380,7 @@ async fn call_upstream(
         }
         Err(CallError::Unavailable(detail)) => {
             tracing::warn!(tool = %tool.slug, %detail, "upstream failed");
-            Err(AppError::UpstreamUnavailable(format!(
-                "The {} tool is not available right now; try again shortly.",
-                tool.name
-            )))
+            Err(unavailable(tool))
         }
         Err(CallError::Broken {
             detail,
@@ -421,6 +415,14 @@ async fn call_upstream(
             ))
         }
     }
+}
+
+/// What the caller is told when the tool cannot be reached (the detail goes to the log).
+fn unavailable(tool: &ToolRow) -> AppError {
+    AppError::UpstreamUnavailable(format!(
+        "The {} tool is not available right now; try again shortly.",
+        tool.name
+    ))
 }
 
 fn latency_ms(started: Instant) -> i32 {

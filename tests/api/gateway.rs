@@ -377,6 +377,47 @@ async fn a_slow_upstream_times_out_and_releases_the_reservation() {
 }
 
 #[tokio::test]
+async fn a_stored_endpoint_that_is_not_a_url_is_refused_without_a_call_and_metered() {
+    let s = setup().await;
+    let tool = s.tool("/echo", json!({})).await;
+    s.app.subscribe_free(&s.user).await;
+    // Tool input refuses such an endpoint (the table only asks for the scheme), so only a row changed
+    // in the database can hold one.
+    s.app
+        .sql(&format!(
+            "UPDATE tools SET endpoint = 'http://[unclosed/v1' WHERE id = '{tool}'"
+        ))
+        .await;
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    let refused = loop {
+        let body = s
+            .app
+            .invoke(&s.user.access_token, &tool, json!({}), None)
+            .await;
+        if body["errors"].is_array() || std::time::Instant::now() > until {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let calls_before = s.upstream.calls();
+    let again = s
+        .app
+        .invoke(&s.user.access_token, &tool, json!({}), None)
+        .await;
+
+    assert_eq!(error_code(&refused), "UPSTREAM_UNAVAILABLE", "{refused}");
+    assert_eq!(error_code(&again), "UPSTREAM_UNAVAILABLE", "{again}");
+    assert!(!error_message(&again).contains("unclosed"), "{again}");
+    assert_eq!(s.upstream.calls(), calls_before, "nothing is called");
+    assert!(
+        s.usage_rows("error_code = 'UPSTREAM_UNAVAILABLE' AND tokens_used = 0")
+            .await
+            >= 2
+    );
+    assert_eq!(s.app.tokens_reserved_once_idle().await, 0);
+}
+
+#[tokio::test]
 async fn the_same_idempotency_key_replays_the_first_answer_without_calling_or_charging_again() {
     let s = setup().await;
     let tool = s.tool("/ok", json!({})).await;
