@@ -156,9 +156,10 @@ pub async fn request_context(
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    // Lines logged while serving carry only the request id; the span of an exported trace also
-    // carries what a trace viewer shows, named `METHOD /route` until the GraphQL handler names it
-    // after its operation. (Each field of the span is formatted once per request.)
+    // Lines logged while serving carry the request id. With JSON lines and no trace export, the
+    // request's scope gives it to them (`telemetry::request_id`) and no span is made; otherwise the
+    // request runs in a span, which for an exported trace also carries what a trace viewer shows,
+    // named `METHOD /route` until the GraphQL handler names it after its operation.
     let exporting = crate::telemetry::traces::exporting();
     let span = if exporting {
         let span = tracing::info_span!(
@@ -171,20 +172,25 @@ pub async fn request_context(
             http.response.status_code = tracing::field::Empty,
         );
         crate::telemetry::traces::continue_trace(&span, request.headers());
-        span
+        Some(span)
+    } else if crate::telemetry::log_writer::json_lines().is_none() {
+        Some(tracing::info_span!("request", request_id = %id))
     } else {
-        tracing::info_span!("request", request_id = %id)
+        None
     };
     let started = Instant::now();
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let mut response = match &span {
+        Some(span) => next.run(request).instrument(span.clone()).await,
+        None => crate::telemetry::request_id::scope(&id, next.run(request)).await,
+    };
     let elapsed = started.elapsed();
     let status = response.status();
 
-    if exporting {
+    if let Some(span) = span.as_ref().filter(|_| exporting) {
         span.record("http.response.status_code", status.as_u16());
     }
     crate::telemetry::request_line::request_finished(
-        &span,
+        span.as_ref(),
         &id,
         &method,
         &path,

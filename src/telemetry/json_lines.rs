@@ -2,9 +2,11 @@
 //!
 //! `{"timestamp":"…Z","level":"INFO","fields":{"message":"…",…},"target":"…","span":{…,"name":"…"}}`
 //!
-//! `span` is the innermost span the line was logged in, with that span's fields, and is left out when
-//! there is none. A span's fields are formatted once, when it is made, as the inside of a JSON object
-//! (`"key":value,…`, see [`JsonPairs`]), so a line copies them instead of parsing them again.
+//! `span` is the innermost span the line was logged in, with that span's fields, led by the `request_id`
+//! of the request the task serves, if it serves one (`request_id`); outside any span, that request alone,
+//! named `request`; left out when there is neither. A span's
+//! fields are formatted once, when it is made, as the inside of a JSON object (`"key":value,…`, see
+//! [`JsonPairs`]), so a line copies them instead of parsing them again.
 
 use std::fmt::{self, Write as _};
 
@@ -15,6 +17,8 @@ use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
+
+use super::request_id;
 
 /// The format of a whole line.
 pub struct JsonLine;
@@ -51,6 +55,14 @@ where
             .or_else(|| ctx.lookup_current());
         if let Some(span) = span {
             writer.write_str(",\"span\":{")?;
+            // The request the task serves leads the span's own fields (see `request_id`).
+            if let Some(written) = request_id::with_current(|id| {
+                writer.write_str("\"request_id\":")?;
+                write_str(&mut writer, id)?;
+                writer.write_char(',')
+            }) {
+                written?;
+            }
             if let Some(pairs) = span.extensions().get::<FormattedFields<JsonPairs>>()
                 && !pairs.is_empty()
             {
@@ -60,6 +72,14 @@ where
             writer.write_str("\"name\":")?;
             write_str(&mut writer, span.name())?;
             writer.write_char('}')?;
+        } else if let Some(written) = request_id::with_current(|id| {
+            writer.write_str(",\"span\":{\"request_id\":")?;
+            write_str(&mut writer, id)?;
+            writer.write_str(",\"name\":")?;
+            write_str(&mut writer, request_id::SPAN_NAME)?;
+            writer.write_char('}')
+        }) {
+            written?;
         }
         writer.write_str("}\n")
     }
@@ -329,6 +349,27 @@ mod tests {
         assert_eq!(lines[0]["span"], json!({"name": "quiet"}));
         assert_eq!(lines[1]["span"], json!({"outcome": "ok", "name": "quiet"}));
         assert!(lines[2].get("span").is_none(), "{}", lines[2]);
+    }
+
+    #[tokio::test]
+    async fn every_line_shows_the_request_its_task_serves() {
+        let lines = request_id::scope("r\"9", async {
+            logged(|| {
+                tracing::info!("served");
+                tracing::info_span!("invocation", tool_id = "t-2")
+                    .in_scope(|| tracing::info!("inner"));
+            })
+        })
+        .await;
+        assert_eq!(
+            lines[0]["span"],
+            json!({"request_id": "r\"9", "name": "request"})
+        );
+        assert_eq!(
+            lines[1]["span"],
+            json!({"request_id": "r\"9", "tool_id": "t-2", "name": "invocation"})
+        );
+        assert!(logged(|| tracing::info!("idle"))[0].get("span").is_none());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Logs, metrics and traces. Logs are human-readable in development and JSON in production; every line written
-//! while serving a request carries its `request_id` through the request span (see `http::middleware`).
+//! while serving a request carries its `request_id`, through the request span or, for JSON lines without
+//! trace export, the request's scope (`request_id`; see `http::middleware`).
 //! Metrics are rendered in Prometheus text format at `/metrics`.
 
 use std::collections::HashSet;
@@ -18,6 +19,7 @@ use crate::config::LogFormat;
 
 pub mod json_lines;
 pub mod log_writer;
+pub mod request_id;
 pub mod request_line;
 pub mod traces;
 

@@ -11,9 +11,9 @@ use super::{json_lines, log_writer};
 /// The target the line is logged under, for `RUST_LOG`.
 const TARGET: &str = "joyfull_hub::http::middleware";
 
-/// Logs that the request `request_id` (inside `span`) finished.
+/// Logs that the request `request_id` (inside `span`, when it has one) finished.
 pub fn request_finished(
-    span: &tracing::Span,
+    span: Option<&tracing::Span>,
     request_id: &str,
     method: &axum::http::Method,
     path: &str,
@@ -24,7 +24,7 @@ pub fn request_finished(
         return;
     }
     let Some(lines) = log_writer::json_lines() else {
-        span.in_scope(|| {
+        let log = || {
             tracing::info!(
                 target: TARGET,
                 method = %method,
@@ -33,7 +33,11 @@ pub fn request_finished(
                 latency_ms,
                 "request finished"
             );
-        });
+        };
+        match span {
+            Some(span) => span.in_scope(log),
+            None => log(),
+        }
         return;
     };
     let mut line = String::with_capacity(256);

@@ -151,6 +151,23 @@ async fn the_binary_owns_its_postgres_keeps_data_and_leaves_nothing_behind() {
         graphql(&hub, "lifecycle-check-1").await["data"]["__typename"],
         "Query"
     );
+    let refused: Value = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/graphql", hub.port))
+        .header("x-request-id", "lifecycle-check-2")
+        .json(&json!({
+            "query": "mutation L($input: LoginInput!) { login(input: $input) { accessToken } }",
+            "variables": { "input": { "email": "nobody@example.com", "password": "not the password" } }
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"],
+        "UNAUTHENTICATED"
+    );
     let mut conn = AsyncPgConnection::establish(&socket_url(&data_dir))
         .await
         .unwrap();
@@ -216,6 +233,17 @@ async fn the_binary_owns_its_postgres_keeps_data_and_leaves_nothing_behind() {
         .unwrap_or_else(|| panic!("no log line has the request id: {log}"));
     let line: Value = serde_json::from_str(line).unwrap();
     assert_eq!(line["span"]["request_id"], "lifecycle-check-1");
+    // So does a line logged inside a span of the request's own (the login's).
+    let failed: Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["fields"]["message"] == "login failed")
+        .unwrap_or_else(|| panic!("no failed login logged: {log}"));
+    assert_eq!(
+        failed["span"]["request_id"], "lifecycle-check-2",
+        "{failed}"
+    );
+    assert_eq!(failed["span"]["name"], "login", "{failed}");
 
     // Requests run on a thread per core, also beside its own PostgreSQL.
     let serving = log
