@@ -126,10 +126,14 @@ fn socket_url(data_dir: &Path) -> String {
 }
 
 async fn graphql(hub: &Hub, request_id: &str) -> Value {
+    post_graphql(hub, request_id, json!({ "query": "{ __typename }" })).await
+}
+
+async fn post_graphql(hub: &Hub, request_id: &str, body: Value) -> Value {
     reqwest::Client::new()
         .post(format!("http://127.0.0.1:{}/graphql", hub.port))
         .header("x-request-id", request_id)
-        .json(&json!({ "query": "{ __typename }" }))
+        .json(&body)
         .send()
         .await
         .unwrap()
@@ -151,19 +155,15 @@ async fn the_binary_owns_its_postgres_keeps_data_and_leaves_nothing_behind() {
         graphql(&hub, "lifecycle-check-1").await["data"]["__typename"],
         "Query"
     );
-    let refused: Value = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{}/graphql", hub.port))
-        .header("x-request-id", "lifecycle-check-2")
-        .json(&json!({
+    let refused = post_graphql(
+        &hub,
+        "lifecycle-check-2",
+        json!({
             "query": "mutation L($input: LoginInput!) { login(input: $input) { accessToken } }",
             "variables": { "input": { "email": "nobody@example.com", "password": "not the password" } }
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        }),
+    )
+    .await;
     assert_eq!(
         refused["errors"][0]["extensions"]["code"],
         "UNAUTHENTICATED"
