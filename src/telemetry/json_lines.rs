@@ -3,10 +3,10 @@
 //! `{"timestamp":"…Z","level":"INFO","fields":{"message":"…",…},"target":"…","span":{…,"name":"…"}}`
 //!
 //! `span` is the innermost span the line was logged in, with that span's fields, led by the `request_id`
-//! of the request the task serves, if it serves one (`request_id`); outside any span, that request alone,
-//! named `request`; left out when there is neither. A span's
-//! fields are formatted once, when it is made, as the inside of a JSON object (`"key":value,…`, see
-//! [`JsonPairs`]), so a line copies them instead of parsing them again.
+//! of the request the task serves, if it serves one (`request_id`); outside any span, that request
+//! alone, named `request`; left out when there is neither. A span's fields are formatted once, when it
+//! is made, as the inside of a JSON object (`"key":value,…`, see [`JsonPairs`]), so a line copies them
+//! instead of parsing them again.
 
 use std::fmt::{self, Write as _};
 
@@ -53,7 +53,12 @@ where
             .parent()
             .and_then(|id| ctx.span(id))
             .or_else(|| ctx.lookup_current());
-        if let Some(span) = span {
+        // Outside any span, a line the task logs while serving a request shows that request alone.
+        let name = span
+            .as_ref()
+            .map(|span| span.name())
+            .or_else(|| request_id::with_current(|_| request_id::SPAN_NAME));
+        if let Some(name) = name {
             writer.write_str(",\"span\":{")?;
             // The request the task serves leads the span's own fields (see `request_id`).
             if let Some(written) = request_id::with_current(|id| {
@@ -63,23 +68,16 @@ where
             }) {
                 written?;
             }
-            if let Some(pairs) = span.extensions().get::<FormattedFields<JsonPairs>>()
+            if let Some(span) = &span
+                && let Some(pairs) = span.extensions().get::<FormattedFields<JsonPairs>>()
                 && !pairs.is_empty()
             {
                 writer.write_str(pairs)?;
                 writer.write_char(',')?;
             }
             writer.write_str("\"name\":")?;
-            write_str(&mut writer, span.name())?;
+            write_str(&mut writer, name)?;
             writer.write_char('}')?;
-        } else if let Some(written) = request_id::with_current(|id| {
-            writer.write_str(",\"span\":{\"request_id\":")?;
-            write_str(&mut writer, id)?;
-            writer.write_str(",\"name\":")?;
-            write_str(&mut writer, request_id::SPAN_NAME)?;
-            writer.write_char('}')
-        }) {
-            written?;
         }
         writer.write_str("}\n")
     }
