@@ -169,8 +169,7 @@ async fn two_instances_on_one_database_enforce_one_rate() {
     let apps = Arc::new([first, second]);
     let admitted = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
     let refused = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
-    let database_ms = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS n";
-    let database_started = apps[0].sql_number(database_ms).await;
+    let database_started = apps[0].database_clock_ms().await;
     let started = Instant::now();
     // However slow the machine, the callers go on until both instances have refused a call.
     let (at_least, at_most) = (Duration::from_secs(2), Duration::from_secs(20));
@@ -202,7 +201,7 @@ async fn two_instances_on_one_database_enforce_one_rate() {
         caller.await.unwrap();
     }
     let elapsed = started.elapsed();
-    let database_elapsed_ms = apps[0].sql_number(database_ms).await - database_started;
+    let database_elapsed_ms = apps[0].database_clock_ms().await - database_started;
 
     let total: usize = admitted.iter().map(|a| a.load(Ordering::SeqCst)).sum();
     let earned = usize::try_from(database_elapsed_ms / 100).unwrap() + 1;

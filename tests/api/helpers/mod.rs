@@ -439,6 +439,13 @@ impl TestApp {
         number.n
     }
 
+    /// The database's clock, in milliseconds since the epoch: the clock that request rates and query
+    /// points are paced by.
+    pub async fn database_clock_ms(&self) -> i64 {
+        self.sql_number("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS n")
+            .await
+    }
+
     /// A single text `t` from SQL.
     pub async fn sql_text(&self, query: &str) -> String {
         #[derive(diesel::QueryableByName)]
