@@ -391,6 +391,87 @@ async fn statistics_add_up_every_shard_of_the_platform_rollups() {
     assert_eq!(stats["byDay"][0]["invocations"], 3);
 }
 
+/// Rollups over days, tools, tiers and writers' shards, summed per day, per tool, per tier and in all
+/// for the days in range only; the latency percentile from every shard's histogram together.
+#[tokio::test]
+async fn statistics_sum_the_rollups_of_the_days_in_range_per_day_tool_and_tier() {
+    let app = TestApp::spawn().await;
+    let root = app.admin("root@example.com").await;
+    let fast = app
+        .create_tool(
+            &root,
+            json!({ "name": "Fast", "endpoint": "http://127.0.0.1:9/a" }),
+        )
+        .await;
+    let slow = app
+        .create_tool(
+            &root,
+            json!({ "name": "Slow", "endpoint": "http://127.0.0.1:9/b" }),
+        )
+        .await;
+    // Histograms of 12 buckets (50 ms, 100 ms, 200 ms, … and above 30 s). Slow's shards hold 90 calls
+    // in the first bucket and 10 in the 500 ms one between them: its 95th percentile is 500 ms, which
+    // neither shard shows alone (85 + 5 and 5 + 5).
+    app.sql(&format!(
+        "INSERT INTO platform_daily (day, tool_id, tier, shard, invocations, errors, tokens, latency_hist) VALUES \
+           ('2026-03-01', '{fast}', 'FREE', 0, 10, 1, 100, '{{10,0,0,0,0,0,0,0,0,0,0,0}}'), \
+           ('2026-03-01', '{fast}', 'PRO', 0, 20, 0, 200, '{{20,0,0,0,0,0,0,0,0,0,0,0}}'), \
+           ('2026-03-02', '{slow}', 'PRO', 0, 90, 3, 900, '{{85,0,0,0,5,0,0,0,0,0,0,0}}'), \
+           ('2026-03-02', '{slow}', 'PRO', 1, 10, 1, 100, '{{5,0,0,0,5,0,0,0,0,0,0,0}}'), \
+           ('2026-03-05', '{fast}', 'FREE', 0, 1000, 0, 9000, '{{1000,0,0,0,0,0,0,0,0,0,0,0}}')"
+    ))
+    .await;
+    const RANGED: &str = "query($from: DateTime, $to: DateTime) { admin { stats(from: $from, to: $to) { invocations tokens errorRate byTool { tool { name } invocations tokens errors p95LatencyMs } byDay { day invocations tokens } byTier { tier invocations tokens } } } }";
+
+    let body = app
+        .graphql_as(
+            &root.access_token,
+            RANGED,
+            json!({ "from": "2026-03-01T00:00:00Z", "to": "2026-03-02T12:00:00Z" }),
+        )
+        .await;
+    let stats = &body["data"]["admin"]["stats"];
+    assert_eq!(stats["invocations"], 130, "{body}");
+    assert_eq!(stats["tokens"], 1300);
+    assert_eq!(stats["errorRate"], 5.0 / 130.0);
+    assert_eq!(
+        stats["byDay"],
+        json!([
+            { "day": "2026-03-01", "invocations": 30, "tokens": 300 },
+            { "day": "2026-03-02", "invocations": 100, "tokens": 1000 },
+        ]),
+        "the day the range ends in counts; 5 March is out of range"
+    );
+    assert_eq!(
+        stats["byTier"],
+        json!([
+            { "tier": "FREE", "invocations": 10, "tokens": 100 },
+            { "tier": "PRO", "invocations": 120, "tokens": 1200 },
+        ])
+    );
+    assert_eq!(
+        stats["byTool"],
+        json!([
+            { "tool": { "name": "Slow" }, "invocations": 100, "tokens": 1000, "errors": 4, "p95LatencyMs": 500 },
+            { "tool": { "name": "Fast" }, "invocations": 30, "tokens": 300, "errors": 1, "p95LatencyMs": 50 },
+        ]),
+        "most invocations first"
+    );
+
+    let empty = app
+        .graphql_as(
+            &root.access_token,
+            RANGED,
+            json!({ "from": "2025-01-01T00:00:00Z", "to": "2025-02-01T00:00:00Z" }),
+        )
+        .await;
+    assert_eq!(
+        empty["data"]["admin"]["stats"],
+        json!({ "invocations": 0, "tokens": 0, "errorRate": 0.0, "byTool": [], "byDay": [], "byTier": [] }),
+        "{empty}"
+    );
+}
+
 #[tokio::test]
 async fn statistics_come_from_rollups_and_survive_a_deleted_user() {
     let app = TestApp::spawn().await;
