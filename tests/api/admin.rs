@@ -397,18 +397,13 @@ async fn statistics_add_up_every_shard_of_the_platform_rollups() {
 async fn statistics_sum_the_rollups_of_the_days_in_range_per_day_tool_and_tier() {
     let app = TestApp::spawn().await;
     let root = app.admin("root@example.com").await;
-    let fast = app
-        .create_tool(
+    let tool = |name: &str| {
+        app.create_tool(
             &root,
-            json!({ "name": "Fast", "endpoint": "http://127.0.0.1:9/a" }),
+            json!({ "name": name, "endpoint": "http://127.0.0.1:9/" }),
         )
-        .await;
-    let slow = app
-        .create_tool(
-            &root,
-            json!({ "name": "Slow", "endpoint": "http://127.0.0.1:9/b" }),
-        )
-        .await;
+    };
+    let (fast, slow) = (tool("Fast").await, tool("Slow").await);
     // Histograms of 12 buckets (50 ms, 100 ms, 200 ms, … and above 30 s). Slow's shards hold 90 calls
     // in the first bucket and 10 in the 500 ms one between them: its 95th percentile is 500 ms, which
     // neither shard shows alone (85 + 5 and 5 + 5).
@@ -423,13 +418,15 @@ async fn statistics_sum_the_rollups_of_the_days_in_range_per_day_tool_and_tier()
     .await;
     const RANGED: &str = "query($from: DateTime, $to: DateTime) { admin { stats(from: $from, to: $to) { invocations tokens errorRate byTool { tool { name } invocations tokens errors p95LatencyMs } byDay { day invocations tokens } byTier { tier invocations tokens } } } }";
 
-    let body = app
-        .graphql_as(
+    let stats_of = |from: &str, to: &str| {
+        app.graphql_as(
             &root.access_token,
             RANGED,
-            json!({ "from": "2026-03-01T00:00:00Z", "to": "2026-03-02T12:00:00Z" }),
+            json!({ "from": from, "to": to }),
         )
-        .await;
+    };
+
+    let body = stats_of("2026-03-01T00:00:00Z", "2026-03-02T12:00:00Z").await;
     let stats = &body["data"]["admin"]["stats"];
     assert_eq!(stats["invocations"], 130, "{body}");
     assert_eq!(stats["tokens"], 1300);
@@ -458,13 +455,7 @@ async fn statistics_sum_the_rollups_of_the_days_in_range_per_day_tool_and_tier()
         "most invocations first"
     );
 
-    let empty = app
-        .graphql_as(
-            &root.access_token,
-            RANGED,
-            json!({ "from": "2025-01-01T00:00:00Z", "to": "2025-02-01T00:00:00Z" }),
-        )
-        .await;
+    let empty = stats_of("2025-01-01T00:00:00Z", "2025-02-01T00:00:00Z").await;
     assert_eq!(
         empty["data"]["admin"]["stats"],
         json!({ "invocations": 0, "tokens": 0, "errorRate": 0.0, "byTool": [], "byDay": [], "byTier": [] }),
