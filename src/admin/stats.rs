@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use async_graphql::{ComplexObject, Context, SimpleObject};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -137,34 +137,32 @@ pub async fn compute(
         }
     });
     // Each from its owner, all at once.
-    let ((days, active), (total_users, new_users), tiers) = tokio::try_join!(
+    let (usage, (total_users, new_users), tiers) = tokio::try_join!(
         crate::usage::service::platform(app, from_day, to_day),
         crate::users::service::counts(app, from, to),
         crate::billing::service::tier_counts(app),
     )?;
 
     let mut by_tool: BTreeMap<Uuid, (i64, i64, i64, Vec<i64>)> = BTreeMap::new();
-    let mut by_day: BTreeMap<NaiveDate, (i64, i64)> = BTreeMap::new();
     let mut by_tier: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    for day in &days {
+    let (mut invocations, mut tokens, mut errors) = (0, 0, 0);
+    for rollup in &usage.rollups {
         let tool = by_tool
-            .entry(day.tool_id)
+            .entry(rollup.tool_id)
             .or_insert_with(|| (0, 0, 0, vec![0; 12]));
-        tool.0 += day.invocations;
-        tool.1 += day.tokens;
-        tool.2 += day.errors;
-        for (sum, count) in tool.3.iter_mut().zip(&day.latency_hist) {
+        tool.0 += rollup.invocations;
+        tool.1 += rollup.tokens;
+        tool.2 += rollup.errors;
+        for (sum, count) in tool.3.iter_mut().zip(&rollup.latency_hist) {
             *sum += count;
         }
-        let d = by_day.entry(day.day).or_default();
-        d.0 += day.invocations;
-        d.1 += day.tokens;
-        let t = by_tier.entry(day.tier.clone()).or_default();
-        t.0 += day.invocations;
-        t.1 += day.tokens;
+        let tier = by_tier.entry(rollup.tier.clone()).or_default();
+        tier.0 += rollup.invocations;
+        tier.1 += rollup.tokens;
+        invocations += rollup.invocations;
+        tokens += rollup.tokens;
+        errors += rollup.errors;
     }
-    let invocations: i64 = days.iter().map(|d| d.invocations).sum();
-    let errors: i64 = days.iter().map(|d| d.errors).sum();
     let mut by_tool: Vec<ToolStats> = by_tool
         .into_iter()
         .map(
@@ -200,18 +198,19 @@ pub async fn compute(
         users: UserStats {
             total: total_users.into(),
             new: new_users.into(),
-            active: active.into(),
+            active: usage.active_users.into(),
         },
         invocations: invocations.into(),
-        tokens: days.iter().map(|d| d.tokens).sum::<i64>().into(),
+        tokens: tokens.into(),
         error_rate: rate(errors, invocations),
         by_tool,
-        by_day: by_day
+        by_day: usage
+            .days
             .into_iter()
-            .map(|(day, (invocations, tokens))| DayUsage {
-                day,
-                invocations: invocations.into(),
-                tokens: tokens.into(),
+            .map(|day| DayUsage {
+                day: day.day,
+                invocations: day.invocations.into(),
+                tokens: day.tokens.into(),
             })
             .collect(),
         by_tier: by_tier

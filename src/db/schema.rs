@@ -99,6 +99,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    platform_monthly (month, tool_id, tier, shard) {
+        month -> Date,
+        tool_id -> Uuid,
+        tier -> Text,
+        shard -> Int2,
+        invocations -> Int8,
+        errors -> Int8,
+        tokens -> Int8,
+        latency_hist -> Array<Int8>,
+    }
+}
+
+diesel::table! {
     payment_customers (user_id) {
         user_id -> Uuid,
         customer_id -> Text,
@@ -414,6 +427,7 @@ diesel::joinable!(quota_events -> subscriptions (subscription_id));
 diesel::joinable!(quota_reservations -> subscriptions (subscription_id));
 diesel::joinable!(payment_customers -> users (user_id));
 diesel::joinable!(platform_daily -> tools (tool_id));
+diesel::joinable!(platform_monthly -> tools (tool_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(subscription_events -> subscriptions (subscription_id));
 diesel::joinable!(subscription_events -> users (user_id));
@@ -439,6 +453,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     payment_customers,
     payment_events,
     platform_daily,
+    platform_monthly,
     plans,
     quota_events,
     quota_reservations,

@@ -97,7 +97,7 @@ pub async fn generate(
     // visibility map set (index-only scans of the rollups then skip the heap).
     diesel_async::SimpleAsyncConnection::batch_execute(
         &mut *conn,
-        "VACUUM (ANALYZE) usage_events, usage_daily, platform_daily, user_activity",
+        "VACUUM (ANALYZE) usage_events, usage_daily, platform_daily, platform_monthly, user_activity",
     )
     .await
     .context("vacuuming the generated usage")?;
@@ -129,18 +129,31 @@ pub async fn rebuild_rollups(pool: &DbPool) -> anyhow::Result<()> {
         lower = bound;
     }
     buckets.push(format!("count(*) FILTER (WHERE e.latency_ms > {lower})"));
-    diesel::sql_query(format!(
-        "INSERT INTO platform_daily (day, tool_id, tier, invocations, errors, tokens, latency_hist) \
-         SELECT (e.created_at AT TIME ZONE 'UTC')::date, e.tool_id, 'NONE', count(*), count(*) FILTER (WHERE e.status = 'ERROR'), \
-                sum(e.tokens_used), ARRAY[{}]::bigint[] \
-         FROM usage_events e JOIN users u ON u.id = e.user_id WHERE u.email LIKE 'gen-%@example.com' \
-         GROUP BY 1, 2 \
-         ON CONFLICT (day, tool_id, tier, shard) DO UPDATE SET invocations = EXCLUDED.invocations, errors = EXCLUDED.errors, \
-           tokens = EXCLUDED.tokens, latency_hist = EXCLUDED.latency_hist",
-        buckets.join(", ")
-    ))
-    .execute(&mut conn)
-    .await?;
+    let histogram = buckets.join(", ");
+    for (table, period, of_event) in [
+        (
+            "platform_daily",
+            "day",
+            "(e.created_at AT TIME ZONE 'UTC')::date",
+        ),
+        (
+            "platform_monthly",
+            "month",
+            "date_trunc('month', e.created_at AT TIME ZONE 'UTC')::date",
+        ),
+    ] {
+        diesel::sql_query(format!(
+            "INSERT INTO {table} ({period}, tool_id, tier, shard, invocations, errors, tokens, latency_hist) \
+             SELECT {of_event}, e.tool_id, 'NONE', 0, count(*), count(*) FILTER (WHERE e.status = 'ERROR'), \
+                    sum(e.tokens_used), ARRAY[{histogram}]::bigint[] \
+             FROM usage_events e JOIN users u ON u.id = e.user_id WHERE u.email LIKE 'gen-%@example.com' \
+             GROUP BY 1, 2 \
+             ON CONFLICT ({period}, tool_id, tier, shard) DO UPDATE SET invocations = EXCLUDED.invocations, \
+               errors = EXCLUDED.errors, tokens = EXCLUDED.tokens, latency_hist = EXCLUDED.latency_hist",
+        ))
+        .execute(&mut conn)
+        .await?;
+    }
     diesel::sql_query(
         "INSERT INTO user_activity (day, user_id) SELECT DISTINCT d.day, d.user_id FROM usage_daily d \
          JOIN users u ON u.id = d.user_id WHERE u.email LIKE 'gen-%@example.com' ON CONFLICT DO NOTHING",
@@ -148,8 +161,10 @@ pub async fn rebuild_rollups(pool: &DbPool) -> anyhow::Result<()> {
     .execute(&mut conn)
     .await?;
     // The rebuild rewrote every rollup row; reclaim the dead versions so reads are not slowed by them.
-    diesel::sql_query("VACUUM ANALYZE usage_daily, platform_daily, user_activity")
-        .execute(&mut conn)
-        .await?;
+    diesel::sql_query(
+        "VACUUM ANALYZE usage_daily, platform_daily, platform_monthly, user_activity",
+    )
+    .execute(&mut conn)
+    .await?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 pub mod graphql;
 pub mod live;
 pub mod model;
+pub mod platform;
 pub mod record;
 pub mod repo;
 pub mod service;

@@ -1,4 +1,4 @@
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -81,4 +81,9 @@ mod tests {
         assert_eq!(latency_bucket(30_000), 11);
         assert_eq!(latency_bucket(30_001), 12);
     }
+}
+
+/// The first day of `day`'s month: the key of the monthly rollups.
+pub fn first_of_month(day: NaiveDate) -> NaiveDate {
+    day.with_day(1).unwrap_or(day)
 }

@@ -11,7 +11,8 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::model::{
-    Filter, InvocationStatus, LATENCY_BOUNDS_MS, SummaryTotal, UsageEvent, latency_bucket,
+    Filter, InvocationStatus, LATENCY_BOUNDS_MS, SummaryTotal, UsageEvent, first_of_month,
+    latency_bucket,
 };
 use crate::billing::model::PlanTier;
 use crate::db::compose::{Composed, Part};
@@ -39,6 +40,16 @@ impl Totals {
             *count += 1;
         }
     }
+
+    fn merge(&mut self, other: &Totals) {
+        self.invocations += other.invocations;
+        self.tokens += other.tokens;
+        self.errors += other.errors;
+        self.latency_ms_sum += other.latency_ms_sum;
+        for (sum, count) in self.histogram.iter_mut().zip(other.histogram) {
+            *sum += count;
+        }
+    }
 }
 
 /// The usage rows of a batch and their rollups, as columns (arrays) ready to bind, summed per rollup key
@@ -47,7 +58,10 @@ impl Totals {
 pub struct BatchColumns {
     pub events: EventColumns,
     pub daily: DailyColumns,
+    /// Per day.
     pub platform: PlatformColumns,
+    /// Per month.
+    pub platform_monthly: PlatformColumns,
 }
 
 #[derive(Debug, Default)]
@@ -78,10 +92,12 @@ pub struct DailyColumns {
     pub latency_ms_sum: Vec<i64>,
 }
 
-/// `platform_daily` increments per (day, tool, tier); histograms as `bigint[]` literals.
+/// `platform_daily` or `platform_monthly` increments per (period, tool, tier); histograms as `bigint[]`
+/// literals.
 #[derive(Debug, Default)]
 pub struct PlatformColumns {
-    pub day: Vec<NaiveDate>,
+    /// The day, or the month's first day.
+    pub period: Vec<NaiveDate>,
     pub tool_id: Vec<Uuid>,
     pub tier: Vec<&'static str>,
     pub invocations: Vec<i64>,
@@ -132,9 +148,22 @@ pub fn batch_columns(events: &[(&UsageEvent, Option<PlanTier>)]) -> BatchColumns
         d.errors.push(totals.errors);
         d.latency_ms_sum.push(totals.latency_ms_sum);
     }
-    for ((day, tool, tier), totals) in platform {
-        let p = &mut columns.platform;
-        p.day.push(day);
+    let mut monthly: BTreeMap<(NaiveDate, Uuid, &'static str), Totals> = BTreeMap::new();
+    for ((day, tool, tier), totals) in &platform {
+        monthly
+            .entry((first_of_month(*day), *tool, tier))
+            .or_default()
+            .merge(totals);
+    }
+    columns.platform = platform_columns(platform);
+    columns.platform_monthly = platform_columns(monthly);
+    columns
+}
+
+fn platform_columns(rollups: BTreeMap<(NaiveDate, Uuid, &'static str), Totals>) -> PlatformColumns {
+    let mut p = PlatformColumns::default();
+    for ((period, tool, tier), totals) in rollups {
+        p.period.push(period);
         p.tool_id.push(tool);
         p.tier.push(tier);
         p.invocations.push(totals.invocations);
@@ -143,15 +172,16 @@ pub fn batch_columns(events: &[(&UsageEvent, Option<PlanTier>)]) -> BatchColumns
         let cells: Vec<String> = totals.histogram.iter().map(ToString::to_string).collect();
         p.histogram.push(format!("{{{}}}", cells.join(",")));
     }
-    columns
+    p
 }
 
 /// `record_batch.sql`: a part of the meter's statement (see `db::compose`).
-pub const RECORD_BATCH: Part = Part::new(include_str!("record_batch.sql"), 27);
+pub const RECORD_BATCH: Part = Part::new(include_str!("record_batch.sql"), 34);
 
 /// Binds [`RECORD_BATCH`]'s parameters: the batch's columns and the platform rollup shard.
 pub fn bind_record_batch(query: Composed<'_>, columns: BatchColumns, shard: i16) -> Composed<'_> {
-    let (events, daily, platform) = (columns.events, columns.daily, columns.platform);
+    let (events, daily) = (columns.events, columns.daily);
+    let (platform, monthly) = (columns.platform, columns.platform_monthly);
     query
         .bind::<Array<SqlUuid>, _>(events.id)
         .bind::<Array<SqlUuid>, _>(events.user_id)
@@ -171,7 +201,7 @@ pub fn bind_record_batch(query: Composed<'_>, columns: BatchColumns, shard: i16)
         .bind::<Array<BigInt>, _>(daily.tokens)
         .bind::<Array<BigInt>, _>(daily.errors)
         .bind::<Array<BigInt>, _>(daily.latency_ms_sum)
-        .bind::<Array<Date>, _>(platform.day)
+        .bind::<Array<Date>, _>(platform.period)
         .bind::<Array<SqlUuid>, _>(platform.tool_id)
         .bind::<Array<Text>, _>(platform.tier)
         .bind::<Array<BigInt>, _>(platform.invocations)
@@ -180,6 +210,13 @@ pub fn bind_record_batch(query: Composed<'_>, columns: BatchColumns, shard: i16)
         .bind::<Array<Text>, _>(platform.histogram)
         .bind::<SmallInt, _>(shard)
         .bind::<Array<BigInt>, _>(events.tokens_overrun)
+        .bind::<Array<Date>, _>(monthly.period)
+        .bind::<Array<SqlUuid>, _>(monthly.tool_id)
+        .bind::<Array<Text>, _>(monthly.tier)
+        .bind::<Array<BigInt>, _>(monthly.invocations)
+        .bind::<Array<BigInt>, _>(monthly.errors)
+        .bind::<Array<BigInt>, _>(monthly.tokens)
+        .bind::<Array<Text>, _>(monthly.histogram)
 }
 
 fn filtered(filter: &Filter) -> usage_events::BoxedQuery<'static, diesel::pg::Pg> {
@@ -317,60 +354,4 @@ pub async fn delete_older_than(
     .bind::<BigInt, _>(batch)
     .execute(conn)
     .await
-}
-
-/// Platform totals per day, tool and tier in `[from_day, to_day)`.
-#[derive(QueryableByName, Debug, Clone)]
-pub struct PlatformDay {
-    #[diesel(sql_type = Date)]
-    pub day: NaiveDate,
-    #[diesel(sql_type = SqlUuid)]
-    pub tool_id: Uuid,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    pub tier: String,
-    #[diesel(sql_type = BigInt)]
-    pub invocations: i64,
-    #[diesel(sql_type = BigInt)]
-    pub errors: i64,
-    #[diesel(sql_type = BigInt)]
-    pub tokens: i64,
-    #[diesel(sql_type = diesel::sql_types::Array<BigInt>)]
-    pub latency_hist: Vec<i64>,
-}
-
-pub async fn platform_days(
-    conn: &mut AsyncPgConnection,
-    from_day: Option<NaiveDate>,
-    to_day: Option<NaiveDate>,
-) -> QueryResult<Vec<PlatformDay>> {
-    diesel::sql_query(
-        "SELECT day, tool_id, tier, invocations, errors, tokens, latency_hist FROM platform_daily \
-         WHERE ($1::date IS NULL OR day >= $1) AND ($2::date IS NULL OR day < $2)",
-    )
-    .bind::<Nullable<Date>, _>(from_day)
-    .bind::<Nullable<Date>, _>(to_day)
-    .load(conn)
-    .await
-}
-
-/// Distinct users with any usage in `[from_day, to_day)`.
-pub async fn active_users(
-    conn: &mut AsyncPgConnection,
-    from_day: Option<NaiveDate>,
-    to_day: Option<NaiveDate>,
-) -> QueryResult<i64> {
-    #[derive(QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    let count: Count = diesel::sql_query(
-        "SELECT count(*) AS n FROM users u WHERE EXISTS (SELECT 1 FROM user_activity a WHERE a.user_id = u.id \
-           AND ($1::date IS NULL OR a.day >= $1) AND ($2::date IS NULL OR a.day < $2))",
-    )
-    .bind::<Nullable<Date>, _>(from_day)
-    .bind::<Nullable<Date>, _>(to_day)
-    .get_result(conn)
-    .await?;
-    Ok(count.n)
 }

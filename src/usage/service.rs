@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::model::Filter;
 use super::model::{SummaryTotal, UsageEvent};
-use super::repo;
+use super::{platform, repo};
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 
@@ -160,20 +160,41 @@ pub async fn apply_retention(app: &AppState, now: DateTime<Utc>) -> AppResult<us
     Ok(deleted)
 }
 
-/// Platform rollups per day, tool and tier, and the number of active users, for whole days in range.
+/// The platform's usage over whole days (UTC): its rollups per tool and tier, its totals per day, and
+/// how many users were active.
+pub struct PlatformUsage {
+    pub rollups: Vec<platform::PlatformRollup>,
+    pub days: Vec<platform::PlatformDayTotal>,
+    pub active_users: i64,
+}
+
+/// The platform's usage in `[from_day, to_day)`, from the rollups.
 pub async fn platform(
     app: &AppState,
     from_day: Option<NaiveDate>,
     to_day: Option<NaiveDate>,
-) -> AppResult<(Vec<repo::PlatformDay>, i64)> {
-    // On two connections at once: the answer waits for the slower, not for both.
+) -> AppResult<PlatformUsage> {
+    let range = platform::Span {
+        from: from_day,
+        to: to_day,
+    };
+    // On connections of their own at once: the answer waits for the slowest, not for all.
+    let rollups = async {
+        let mut conn = app.read_pool.get().await?;
+        Ok::<_, AppError>(platform::rollups(&mut conn, range).await?)
+    };
     let days = async {
         let mut conn = app.read_pool.get().await?;
-        Ok::<_, AppError>(repo::platform_days(&mut conn, from_day, to_day).await?)
+        Ok::<_, AppError>(platform::day_totals(&mut conn, range).await?)
     };
-    let active = async {
+    let active_users = async {
         let mut conn = app.read_pool.get().await?;
-        Ok::<_, AppError>(repo::active_users(&mut conn, from_day, to_day).await?)
+        Ok::<_, AppError>(platform::active_users(&mut conn, range).await?)
     };
-    tokio::try_join!(days, active)
+    let (rollups, days, active_users) = tokio::try_join!(rollups, days, active_users)?;
+    Ok(PlatformUsage {
+        rollups,
+        days,
+        active_users,
+    })
 }

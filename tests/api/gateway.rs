@@ -563,18 +563,25 @@ async fn fifty_parallel_invocations_never_pass_a_small_limit_and_all_are_logged(
             "SELECT sum(latency_ms_sum)::bigint - (SELECT sum(latency_ms) FROM usage_events) AS n FROM usage_daily",
             0,
         ),
-        (
-            "SELECT sum(invocations)::bigint AS n FROM platform_daily",
-            50,
-        ),
-        ("SELECT sum(errors)::bigint AS n FROM platform_daily", 40),
-        (
-            "SELECT sum(h)::bigint AS n FROM platform_daily, unnest(latency_hist) AS h",
-            50,
-        ),
         ("SELECT count(*) AS n FROM user_activity", 1),
     ] {
         assert_eq!(app.sql_number(query).await, expected, "{query}");
+    }
+    for table in ["platform_daily", "platform_monthly"] {
+        for (sum, expected) in [
+            (
+                format!("SELECT sum(invocations)::bigint AS n FROM {table}"),
+                50,
+            ),
+            (format!("SELECT sum(errors)::bigint AS n FROM {table}"), 40),
+            (format!("SELECT sum(tokens)::bigint AS n FROM {table}"), 100),
+            (
+                format!("SELECT sum(h)::bigint AS n FROM {table}, unnest(latency_hist) AS h"),
+                50,
+            ),
+        ] {
+            assert_eq!(app.sql_number(&sum).await, expected, "{sum}");
+        }
     }
 }
 

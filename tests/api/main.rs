@@ -37,6 +37,7 @@ mod mail_outbox;
 mod notifications;
 mod payments;
 mod persisted_queries;
+mod platform_statistics;
 mod query_cost;
 mod request_rates;
 mod schema;

@@ -1,0 +1,284 @@
+//! Reading the platform rollups for statistics. A range of days is read as the months wholly inside it
+//! (`platform_monthly`) and the days at its edges (`platform_daily`): a year is about 13 rows per tool
+//! and tier, however many days it spans.
+
+use chrono::{Datelike, Months, NaiveDate};
+use diesel::QueryResult;
+use diesel::QueryableByName;
+use diesel::pg::Pg;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
+use diesel::sql_types::{Array, BigInt, Date, Text, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::model::first_of_month;
+
+/// Days `[from, to)`; `None` leaves that side unbounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+}
+
+/// Where the rollups of a range are read: `months` (first days of the months wholly in range) from the
+/// monthly rollups, `days` (the rest) from the daily ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reading {
+    pub months: Option<Span>,
+    pub days: Vec<Span>,
+}
+
+/// Splits `[from, to)` into the months wholly inside it and the days outside those months.
+pub fn split(range: Span) -> Reading {
+    let whole_from = match range.from {
+        None => None,
+        Some(day) if day.day() == 1 => Some(day),
+        Some(day) => match first_of_month(day).checked_add_months(Months::new(1)) {
+            Some(next) => Some(next),
+            None => return days_only(range),
+        },
+    };
+    let whole_to = range.to.map(first_of_month);
+    if let (Some(from), Some(to)) = (whole_from, whole_to)
+        && from >= to
+    {
+        return days_only(range);
+    }
+    let mut days = Vec::new();
+    if let (Some(from), Some(to)) = (range.from, whole_from)
+        && from < to
+    {
+        days.push(Span {
+            from: Some(from),
+            to: Some(to),
+        });
+    }
+    if let (Some(from), Some(to)) = (whole_to, range.to)
+        && from < to
+    {
+        days.push(Span {
+            from: Some(from),
+            to: Some(to),
+        });
+    }
+    Reading {
+        months: Some(Span {
+            from: whole_from,
+            to: whole_to,
+        }),
+        days,
+    }
+}
+
+fn days_only(range: Span) -> Reading {
+    Reading {
+        months: None,
+        days: vec![range],
+    }
+}
+
+/// Platform totals of one tool and tier over a month or a day (of one writer's shard).
+#[derive(QueryableByName, Debug, Clone)]
+pub struct PlatformRollup {
+    #[diesel(sql_type = SqlUuid)]
+    pub tool_id: Uuid,
+    #[diesel(sql_type = Text)]
+    pub tier: String,
+    #[diesel(sql_type = BigInt)]
+    pub invocations: i64,
+    #[diesel(sql_type = BigInt)]
+    pub errors: i64,
+    #[diesel(sql_type = BigInt)]
+    pub tokens: i64,
+    #[diesel(sql_type = Array<BigInt>)]
+    pub latency_hist: Vec<i64>,
+}
+
+/// Platform totals of one day.
+#[derive(QueryableByName, Debug, Clone)]
+pub struct PlatformDayTotal {
+    #[diesel(sql_type = Date)]
+    pub day: NaiveDate,
+    #[diesel(sql_type = BigInt)]
+    pub invocations: i64,
+    #[diesel(sql_type = BigInt)]
+    pub tokens: i64,
+}
+
+/// A statement under construction with its date parameters, bound in order.
+struct Bounds {
+    dates: Vec<NaiveDate>,
+}
+
+impl Bounds {
+    /// `column` within `span`, as SQL over this statement's parameters.
+    fn condition(&mut self, column: &str, span: Span) -> String {
+        let mut terms = Vec::new();
+        if let Some(from) = span.from {
+            self.dates.push(from);
+            terms.push(format!("{column} >= ${}", self.dates.len()));
+        }
+        if let Some(to) = span.to {
+            self.dates.push(to);
+            terms.push(format!("{column} < ${}", self.dates.len()));
+        }
+        if terms.is_empty() {
+            "TRUE".to_owned()
+        } else {
+            terms.join(" AND ")
+        }
+    }
+
+    fn query(self, sql: String) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
+        let mut query = diesel::sql_query(sql).into_boxed();
+        for date in self.dates {
+            query = query.bind::<Date, _>(date);
+        }
+        query
+    }
+}
+
+/// Every rollup row (monthly and daily, of every shard) that makes up `range`: summed, they are the
+/// platform's totals per tool and tier over it.
+pub async fn rollups(
+    conn: &mut AsyncPgConnection,
+    range: Span,
+) -> QueryResult<Vec<PlatformRollup>> {
+    const COLUMNS: &str = "tool_id, tier, invocations, errors, tokens, latency_hist";
+    let reading = split(range);
+    let mut bounds = Bounds { dates: Vec::new() };
+    let mut selects = Vec::new();
+    if let Some(months) = reading.months {
+        let condition = bounds.condition("month", months);
+        selects.push(format!(
+            "SELECT {COLUMNS} FROM platform_monthly WHERE {condition}"
+        ));
+    }
+    for days in reading.days {
+        let condition = bounds.condition("day", days);
+        selects.push(format!(
+            "SELECT {COLUMNS} FROM platform_daily WHERE {condition}"
+        ));
+    }
+    bounds.query(selects.join(" UNION ALL ")).load(conn).await
+}
+
+/// The platform's totals per day in `range`, by day.
+pub async fn day_totals(
+    conn: &mut AsyncPgConnection,
+    range: Span,
+) -> QueryResult<Vec<PlatformDayTotal>> {
+    let mut bounds = Bounds { dates: Vec::new() };
+    let condition = bounds.condition("day", range);
+    bounds
+        .query(format!(
+            "SELECT day, sum(invocations)::bigint AS invocations, sum(tokens)::bigint AS tokens \
+             FROM platform_daily WHERE {condition} GROUP BY day ORDER BY day"
+        ))
+        .load(conn)
+        .await
+}
+
+/// Distinct users with any usage in `range`.
+pub async fn active_users(conn: &mut AsyncPgConnection, range: Span) -> QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let mut bounds = Bounds { dates: Vec::new() };
+    let condition = bounds.condition("a.day", range);
+    let count: Count = bounds
+        .query(format!(
+            "SELECT count(*) AS n FROM users u \
+             WHERE EXISTS (SELECT 1 FROM user_activity a WHERE a.user_id = u.id AND {condition})"
+        ))
+        .get_result(conn)
+        .await?;
+    Ok(count.n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(text: &str) -> NaiveDate {
+        text.parse().unwrap()
+    }
+
+    fn span(from: Option<&str>, to: Option<&str>) -> Span {
+        Span {
+            from: from.map(day),
+            to: to.map(day),
+        }
+    }
+
+    #[test]
+    fn a_range_is_its_whole_months_and_the_days_at_its_edges() {
+        assert_eq!(
+            split(span(Some("2025-12-06"), Some("2026-12-07"))),
+            Reading {
+                months: Some(span(Some("2026-01-01"), Some("2026-12-01"))),
+                days: vec![
+                    span(Some("2025-12-06"), Some("2026-01-01")),
+                    span(Some("2026-12-01"), Some("2026-12-07")),
+                ],
+            }
+        );
+        assert_eq!(
+            split(span(Some("2026-03-01"), Some("2026-04-01"))),
+            Reading {
+                months: Some(span(Some("2026-03-01"), Some("2026-04-01"))),
+                days: vec![],
+            },
+            "a range of whole months reads no day"
+        );
+    }
+
+    #[test]
+    fn an_unbounded_side_is_all_whole_months() {
+        assert_eq!(
+            split(span(None, None)),
+            Reading {
+                months: Some(span(None, None)),
+                days: vec![],
+            }
+        );
+        assert_eq!(
+            split(span(Some("2025-12-06"), None)),
+            Reading {
+                months: Some(span(Some("2026-01-01"), None)),
+                days: vec![span(Some("2025-12-06"), Some("2026-01-01"))],
+            }
+        );
+        assert_eq!(
+            split(span(None, Some("2026-03-02"))),
+            Reading {
+                months: Some(span(None, Some("2026-03-01"))),
+                days: vec![span(Some("2026-03-01"), Some("2026-03-02"))],
+            }
+        );
+    }
+
+    #[test]
+    fn a_range_inside_one_month_or_across_a_month_end_reads_days_only() {
+        for (from, to) in [
+            ("2026-03-01", "2026-03-02"),
+            ("2026-03-05", "2026-04-01"),
+            ("2026-03-20", "2026-04-10"),
+            ("2026-03-05", "2026-03-05"),
+        ] {
+            let range = span(Some(from), Some(to));
+            assert_eq!(split(range), days_only(range), "{from} to {to}");
+        }
+    }
+
+    #[test]
+    fn the_last_representable_month_falls_back_to_days() {
+        let range = Span {
+            from: Some(NaiveDate::MAX),
+            to: None,
+        };
+        assert_eq!(split(range), days_only(range));
+    }
+}

@@ -1,0 +1,274 @@
+//! Platform statistics over ranges that the rollups serve as whole months (`platform_monthly`) and
+//! days at the edges (`platform_daily`): every shape of range adds up to the days in it.
+
+use std::collections::BTreeMap;
+
+use chrono::Datelike;
+use serde_json::{Value, json};
+
+use crate::helpers::upstream::Upstream;
+use crate::helpers::{TestApp, TestUser};
+
+const RANGED: &str = "query($from: DateTime, $to: DateTime) { admin { stats(from: $from, to: $to) { invocations tokens errorRate byTool { tool { name } invocations tokens errors p95LatencyMs } byDay { day invocations tokens } byTier { tier invocations tokens } } } }";
+
+/// One day's rollup of a tool, tier and writer's shard.
+struct DayRollup {
+    day: &'static str,
+    tool: String,
+    tier: &'static str,
+    shard: i16,
+    invocations: i64,
+    errors: i64,
+    /// Calls per latency bucket (50 ms, 100 ms, 200 ms, 300 ms, …, above 30 s).
+    histogram: [i64; 12],
+}
+
+/// Writes the days' rollups as the meter does: each day's row, and its sums into its month's row. Every
+/// call is worth 10 tokens.
+async fn write_rollups(app: &TestApp, days: &[DayRollup]) {
+    let literal = |h: &[i64; 12]| {
+        let cells: Vec<String> = h.iter().map(ToString::to_string).collect();
+        format!("'{{{}}}'", cells.join(","))
+    };
+    let mut months: BTreeMap<(String, &str, &str, i16), (i64, i64, [i64; 12])> = BTreeMap::new();
+    let mut daily = Vec::new();
+    for d in days {
+        daily.push(format!(
+            "('{}', '{}', '{}', {}, {}, {}, {}, {})",
+            d.day,
+            d.tool,
+            d.tier,
+            d.shard,
+            d.invocations,
+            d.errors,
+            d.invocations * 10,
+            literal(&d.histogram)
+        ));
+        let month = format!("{}-01", &d.day[..7]);
+        let sums = months
+            .entry((month, d.tool.as_str(), d.tier, d.shard))
+            .or_insert((0, 0, [0; 12]));
+        sums.0 += d.invocations;
+        sums.1 += d.errors;
+        for (sum, count) in sums.2.iter_mut().zip(d.histogram) {
+            *sum += count;
+        }
+    }
+    let monthly: Vec<String> = months
+        .iter()
+        .map(
+            |((month, tool, tier, shard), (invocations, errors, histogram))| {
+                format!(
+                    "('{month}', '{tool}', '{tier}', {shard}, {invocations}, {errors}, {}, {})",
+                    invocations * 10,
+                    literal(histogram)
+                )
+            },
+        )
+        .collect();
+    app.sql(&format!(
+        "INSERT INTO platform_daily (day, tool_id, tier, shard, invocations, errors, tokens, latency_hist) VALUES {}; \
+         INSERT INTO platform_monthly (month, tool_id, tier, shard, invocations, errors, tokens, latency_hist) VALUES {}",
+        daily.join(", "),
+        monthly.join(", ")
+    ))
+    .await;
+}
+
+fn in_bucket(bucket: usize, calls: i64) -> [i64; 12] {
+    let mut histogram = [0; 12];
+    histogram[bucket] = calls;
+    histogram
+}
+
+async fn stats(app: &TestApp, admin: &TestUser, from: Value, to: Value) -> Value {
+    let body = app
+        .graphql_as(
+            &admin.access_token,
+            RANGED,
+            json!({ "from": from, "to": to }),
+        )
+        .await;
+    let stats = body["data"]["admin"]["stats"].clone();
+    assert!(stats.is_object(), "{body}");
+    stats
+}
+
+#[tokio::test]
+async fn ranges_of_whole_months_edge_days_or_no_bound_add_up_the_days_in_them() {
+    let app = TestApp::spawn().await;
+    let root = app.admin("root@example.com").await;
+    let tool = |name: &str| {
+        app.create_tool(
+            &root,
+            json!({ "name": name, "endpoint": "http://127.0.0.1:9/" }),
+        )
+    };
+    let (a, b) = (tool("A").await, tool("B").await);
+    // Each row's invocations are a different power of ten, so a total names the rows it counted.
+    let row = |day, tool: &String, tier, shard, invocations, errors, histogram| DayRollup {
+        day,
+        tool: tool.clone(),
+        tier,
+        shard,
+        invocations,
+        errors,
+        histogram,
+    };
+    write_rollups(
+        &app,
+        &[
+            row("2026-01-31", &a, "FREE", 0, 1, 0, in_bucket(0, 1)),
+            row("2026-02-01", &a, "FREE", 0, 20, 0, in_bucket(0, 20)),
+            row("2026-02-14", &b, "PRO", 0, 300, 3, in_bucket(3, 300)),
+            row("2026-02-14", &b, "PRO", 1, 4_000, 0, in_bucket(0, 4_000)),
+            row("2026-02-28", &a, "PRO", 0, 50_000, 0, in_bucket(0, 50_000)),
+            row(
+                "2026-03-01",
+                &a,
+                "FREE",
+                0,
+                600_000,
+                0,
+                in_bucket(0, 600_000),
+            ),
+            row(
+                "2026-03-15",
+                &b,
+                "FREE",
+                0,
+                7_000_000,
+                0,
+                in_bucket(1, 7_000_000),
+            ),
+        ],
+    )
+    .await;
+    let at = |day: &str| json!(format!("{day}T00:00:00Z"));
+
+    for (from, to, invocations, what) in [
+        (
+            at("2026-02-01"),
+            at("2026-03-01"),
+            54_320,
+            "February, whole",
+        ),
+        (
+            at("2026-01-31"),
+            at("2026-03-02"),
+            654_321,
+            "February whole, a day either side",
+        ),
+        (
+            at("2026-02-14"),
+            json!("2026-02-28T12:00:00Z"),
+            54_300,
+            "within February, ending mid-day",
+        ),
+        (
+            at("2026-02-20"),
+            at("2026-03-10"),
+            650_000,
+            "across a month end, no month whole",
+        ),
+        (Value::Null, at("2026-03-01"), 54_321, "no start"),
+        (at("2026-02-15"), Value::Null, 7_650_000, "no end"),
+        (Value::Null, Value::Null, 7_654_321, "no bound"),
+        (
+            at("2025-01-01"),
+            at("2025-03-01"),
+            0,
+            "months with no usage",
+        ),
+    ] {
+        let stats = stats(&app, &root, from, to).await;
+        assert_eq!(stats["invocations"], invocations, "{what}: {stats}");
+        assert_eq!(stats["tokens"], invocations * 10, "{what}");
+        let by_day: i64 = stats["byDay"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["invocations"].as_i64().unwrap())
+            .sum();
+        assert_eq!(by_day, invocations, "{what}: the days add up to the total");
+    }
+
+    let stats = stats(&app, &root, at("2026-01-31"), at("2026-03-02")).await;
+    assert_eq!(
+        stats["byDay"],
+        json!([
+            { "day": "2026-01-31", "invocations": 1, "tokens": 10 },
+            { "day": "2026-02-01", "invocations": 20, "tokens": 200 },
+            { "day": "2026-02-14", "invocations": 4_300, "tokens": 43_000 },
+            { "day": "2026-02-28", "invocations": 50_000, "tokens": 500_000 },
+            { "day": "2026-03-01", "invocations": 600_000, "tokens": 6_000_000 },
+        ])
+    );
+    assert_eq!(
+        stats["byTier"],
+        json!([
+            { "tier": "FREE", "invocations": 600_021, "tokens": 6_000_210 },
+            { "tier": "PRO", "invocations": 54_300, "tokens": 543_000 },
+        ])
+    );
+    // B's 4 300 calls: 4 000 within 50 ms and 300 at 300 ms, in two shards of February's row. The
+    // 95th percentile (the 4 085th call) is in the 300 ms bucket.
+    assert_eq!(
+        stats["byTool"],
+        json!([
+            { "tool": { "name": "A" }, "invocations": 650_021, "tokens": 6_500_210, "errors": 0, "p95LatencyMs": 50 },
+            { "tool": { "name": "B" }, "invocations": 4_300, "tokens": 43_000, "errors": 3, "p95LatencyMs": 300 },
+        ])
+    );
+    assert_eq!(stats["errorRate"], 3.0 / 654_321.0);
+}
+
+/// What the meter writes: the month's rollup matches the day's, so the statistics agree whichever
+/// rows a range is read from.
+#[tokio::test]
+async fn metered_calls_show_the_same_in_every_range_that_holds_their_day() {
+    let app = TestApp::spawn().await;
+    let upstream = Upstream::start().await;
+    let root = app.admin("root@example.com").await;
+    let tool = app
+        .create_tool(
+            &root,
+            json!({ "name": "Good", "endpoint": upstream.url("/ok") }),
+        )
+        .await;
+    let failing = app
+        .create_tool(
+            &root,
+            json!({ "name": "Bad", "endpoint": upstream.url("/fail") }),
+        )
+        .await;
+    let ada = app.register("Ada", "ada@example.com").await;
+    app.subscribe_free(&ada).await;
+    for _ in 0..3 {
+        app.invoke(&ada.access_token, &tool, json!({}), None).await;
+    }
+    app.invoke(&ada.access_token, &failing, json!({}), None)
+        .await;
+
+    let day = app
+        .sql_text("SELECT min(day)::text AS t FROM platform_daily")
+        .await;
+    let date: chrono::NaiveDate = day.parse().unwrap();
+    let month = date.format("%Y-%m-01").to_string();
+    let next_month = (date.with_day(1).unwrap() + chrono::Months::new(1)).to_string();
+    let next_day = date.succ_opt().unwrap().to_string();
+    let at = |day: &str| json!(format!("{day}T00:00:00Z"));
+    let everything = stats(&app, &root, Value::Null, Value::Null).await;
+    assert_eq!(everything["invocations"], 4, "{everything}");
+    assert_eq!(everything["byTool"].as_array().unwrap().len(), 2);
+    for (from, to) in [
+        (at(&month), Value::Null),
+        (at(&month), at(&next_month)),
+        (at(&day), at(&next_day)),
+        (at(&month), at(&next_day)),
+        (Value::Null, at(&next_month)),
+    ] {
+        let ranged = stats(&app, &root, from.clone(), to.clone()).await;
+        assert_eq!(ranged, everything, "from {from} to {to}");
+    }
+}
