@@ -277,6 +277,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    user_last_active (user_id) {
+        user_id -> Uuid,
+        day -> Date,
+    }
+}
+
+diesel::table! {
     user_activity (day, user_id) {
         day -> Date,
         user_id -> Uuid,
@@ -436,6 +443,7 @@ diesel::joinable!(subscriptions -> users (user_id));
 diesel::joinable!(tools -> plans (min_tier));
 diesel::joinable!(usage_daily -> tools (tool_id));
 diesel::joinable!(user_activity -> users (user_id));
+diesel::joinable!(user_last_active -> users (user_id));
 diesel::joinable!(usage_daily -> users (user_id));
 diesel::joinable!(usage_events -> api_keys (api_key_id));
 diesel::joinable!(usage_events -> subscriptions (subscription_id));
@@ -465,5 +473,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     usage_daily,
     usage_events,
     user_activity,
+    user_last_active,
     users,
 );

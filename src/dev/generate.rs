@@ -97,7 +97,7 @@ pub async fn generate(
     // visibility map set (index-only scans of the rollups then skip the heap).
     diesel_async::SimpleAsyncConnection::batch_execute(
         &mut *conn,
-        "VACUUM (ANALYZE) usage_events, usage_daily, platform_daily, platform_monthly, user_activity",
+        "VACUUM (ANALYZE) usage_events, usage_daily, platform_daily, platform_monthly, user_activity, user_last_active",
     )
     .await
     .context("vacuuming the generated usage")?;
@@ -160,9 +160,16 @@ pub async fn rebuild_rollups(pool: &DbPool) -> anyhow::Result<()> {
     )
     .execute(&mut conn)
     .await?;
+    diesel::sql_query(
+        "INSERT INTO user_last_active (user_id, day) SELECT a.user_id, max(a.day) FROM user_activity a \
+         JOIN users u ON u.id = a.user_id WHERE u.email LIKE 'gen-%@example.com' GROUP BY a.user_id \
+         ON CONFLICT (user_id) DO UPDATE SET day = greatest(user_last_active.day, EXCLUDED.day)",
+    )
+    .execute(&mut conn)
+    .await?;
     // The rebuild rewrote every rollup row; reclaim the dead versions so reads are not slowed by them.
     diesel::sql_query(
-        "VACUUM ANALYZE usage_daily, platform_daily, platform_monthly, user_activity",
+        "VACUUM ANALYZE usage_daily, platform_daily, platform_monthly, user_activity, user_last_active",
     )
     .execute(&mut conn)
     .await?;

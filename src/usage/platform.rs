@@ -179,7 +179,8 @@ pub async fn day_totals(
         .await
 }
 
-/// Distinct users with any usage in `range`.
+/// Distinct users with any usage in `range`: those whose last active day is in it, and those active
+/// after it who also were in it (none, for a range that reaches today).
 pub async fn active_users(conn: &mut AsyncPgConnection, range: Span) -> QueryResult<i64> {
     #[derive(QueryableByName)]
     struct Count {
@@ -187,14 +188,31 @@ pub async fn active_users(conn: &mut AsyncPgConnection, range: Span) -> QueryRes
         n: i64,
     }
     let mut bounds = Bounds { dates: Vec::new() };
-    let condition = bounds.condition("a.day", range);
-    let count: Count = bounds
-        .query(format!(
-            "SELECT count(*) AS n FROM users u \
-             WHERE EXISTS (SELECT 1 FROM user_activity a WHERE a.user_id = u.id AND {condition})"
-        ))
-        .get_result(conn)
-        .await?;
+    let after_start = bounds.condition(
+        "l.day",
+        Span {
+            from: range.from,
+            to: None,
+        },
+    );
+    let sql = match range.to {
+        None => format!("SELECT count(*) AS n FROM user_last_active l WHERE {after_start}"),
+        Some(to) => {
+            let before_end = bounds.condition(
+                "l.day",
+                Span {
+                    from: None,
+                    to: Some(to),
+                },
+            );
+            let in_range = bounds.condition("a.day", range);
+            format!(
+                "SELECT count(*) AS n FROM user_last_active l WHERE {after_start} AND ({before_end} \
+                 OR EXISTS (SELECT 1 FROM user_activity a WHERE a.user_id = l.user_id AND {in_range}))"
+            )
+        }
+    };
+    let count: Count = bounds.query(sql).get_result(conn).await?;
     Ok(count.n)
 }
 

@@ -4,7 +4,8 @@
 -- $1-$11  usage_events columns: id, user_id, api_key_id, tool_id, subscription_id, tokens_used,
 --         tokens_estimated, status, error_code, latency_ms, created_at
 -- $12-$18 usage_daily increments per (user, tool, day): user_id, tool_id, day, invocations, tokens,
---         errors, latency_ms_sum; the same users and days mark user_activity
+--         errors, latency_ms_sum; the same users and days mark user_activity, and a user's first day
+--         of activity after their last moves user_last_active
 -- $19-$25 platform_daily increments per (day, tool, tier): day, tool_id, tier, invocations, errors,
 --         tokens, latency histogram as bigint[] literals
 -- $26     the platform_daily shard this writer adds to (one per meter writer, so writers keep apart)
@@ -19,7 +20,11 @@ events AS (INSERT INTO usage_events (id, user_id, api_key_id, tool_id, subscript
            RETURNING 1),
 active AS (INSERT INTO user_activity (day, user_id)
            SELECT DISTINCT d, u FROM unnest($12::uuid[], $14::date[]) AS a(u, d) ORDER BY d, u
-           ON CONFLICT DO NOTHING RETURNING 1),
+           ON CONFLICT DO NOTHING RETURNING user_id, day),
+last_active AS (INSERT INTO user_last_active (user_id, day)
+                SELECT user_id, max(day) FROM active GROUP BY user_id ORDER BY user_id
+                ON CONFLICT (user_id) DO UPDATE SET day = EXCLUDED.day WHERE user_last_active.day < EXCLUDED.day
+                RETURNING 1),
 daily AS (INSERT INTO usage_daily (user_id, tool_id, day, invocations, tokens, errors, latency_ms_sum)
           SELECT * FROM unnest($12::uuid[], $13::uuid[], $14::date[], $15::bigint[], $16::bigint[],
                                $17::bigint[], $18::bigint[])

@@ -1,5 +1,6 @@
 //! Platform statistics over ranges that the rollups serve as whole months (`platform_monthly`) and
-//! days at the edges (`platform_daily`): every shape of range adds up to the days in it.
+//! days at the edges (`platform_daily`): every shape of range adds up to the days in it; and the users
+//! active in a range, counted from each user's last active day.
 
 use std::collections::BTreeMap;
 
@@ -271,4 +272,103 @@ async fn metered_calls_show_the_same_in_every_range_that_holds_their_day() {
         let ranged = stats(&app, &root, from.clone(), to.clone()).await;
         assert_eq!(ranged, everything, "from {from} to {to}");
     }
+}
+
+#[tokio::test]
+async fn active_users_are_those_with_a_day_of_activity_in_range_whenever_their_last_day_was() {
+    let app = TestApp::spawn().await;
+    let root = app.admin("root@example.com").await;
+    let mut days_of = Vec::new();
+    for (name, days) in [
+        ("twice", vec!["2026-02-10", "2026-03-20"]),
+        ("late", vec!["2026-03-25"]),
+        ("early", vec!["2026-02-05"]),
+        ("never", vec![]),
+    ] {
+        let user = app.register(name, &format!("{name}@example.com")).await;
+        for day in days {
+            days_of.push(format!("('{day}', '{}')", user.id));
+        }
+    }
+    app.sql(&format!(
+        "INSERT INTO user_activity (day, user_id) VALUES {}; \
+         INSERT INTO user_last_active (user_id, day) SELECT user_id, max(day) FROM user_activity GROUP BY user_id",
+        days_of.join(", ")
+    ))
+    .await;
+    let at = |day: &str| json!(format!("{day}T00:00:00Z"));
+
+    for (from, to, active, what) in [
+        (Value::Null, Value::Null, 3, "all time"),
+        (
+            at("2026-02-01"),
+            at("2026-03-01"),
+            2,
+            "twice (active since) and early",
+        ),
+        (at("2026-03-01"), Value::Null, 2, "twice and late"),
+        (
+            at("2026-02-06"),
+            at("2026-03-21"),
+            1,
+            "twice, on its last day",
+        ),
+        (
+            at("2026-02-11"),
+            at("2026-03-01"),
+            0,
+            "twice was active only either side",
+        ),
+        (Value::Null, at("2026-02-06"), 1, "early"),
+    ] {
+        let body = app
+            .graphql_as(
+                &root.access_token,
+                "query($from: DateTime, $to: DateTime) { admin { stats(from: $from, to: $to) { users { active } } } }",
+                json!({ "from": from, "to": to }),
+            )
+            .await;
+        assert_eq!(
+            body["data"]["admin"]["stats"]["users"]["active"], active,
+            "{what}: {body}"
+        );
+    }
+}
+
+/// The meter keeps each user's last active day: a call on a later day moves it forward, never back.
+#[tokio::test]
+async fn a_users_last_active_day_moves_forward_with_their_calls_and_never_back() {
+    let app = TestApp::spawn().await;
+    let upstream = Upstream::start().await;
+    let root = app.admin("root@example.com").await;
+    let tool = app
+        .create_tool(
+            &root,
+            json!({ "name": "Good", "endpoint": upstream.url("/ok") }),
+        )
+        .await;
+    let ada = app.register("Ada", "ada@example.com").await;
+    app.subscribe_free(&ada).await;
+    let last_day =
+        "SELECT (day - (SELECT min(day) FROM user_activity))::bigint AS n FROM user_last_active";
+
+    app.invoke(&ada.access_token, &tool, json!({}), None).await;
+    assert_eq!(app.sql_number(last_day).await, 0, "the day of the call");
+
+    // As if the last call had been ten days ago: today's first call moves the day forward.
+    app.sql("UPDATE user_last_active SET day = day - 10; DELETE FROM user_activity")
+        .await;
+    app.invoke(&ada.access_token, &tool, json!({}), None).await;
+    assert_eq!(app.sql_number(last_day).await, 0, "moved to today");
+
+    // A day later than today stays: a late batch of an earlier day never moves it back.
+    app.sql("UPDATE user_last_active SET day = day + 10; DELETE FROM user_activity")
+        .await;
+    app.invoke(&ada.access_token, &tool, json!({}), None).await;
+    assert_eq!(app.sql_number(last_day).await, 10, "kept");
+    assert_eq!(
+        app.sql_number("SELECT count(*) AS n FROM user_last_active")
+            .await,
+        1
+    );
 }
