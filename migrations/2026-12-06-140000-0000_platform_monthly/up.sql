@@ -1,7 +1,7 @@
 -- Platform totals per month, tool and plan tier, in the same shards as `platform_daily` and written in
 -- the same metering statement (`usage/record_batch.sql`). Statistics over a range read the months wholly
--- inside it from here and only the days at its edges from `platform_daily`: a year is about 13 rows
--- per tool and tier instead of 366.
+-- inside it from here and only the days at its edges from `platform_daily`: a year is 12 monthly rows
+-- per tool and tier and the days of at most two partial months, instead of 366 daily rows.
 CREATE TABLE platform_monthly (
     -- The first day of the month.
     month date NOT NULL CHECK (extract(day FROM month) = 1),

@@ -69,6 +69,11 @@ pub struct Filter {
     pub api_key: Option<Uuid>,
 }
 
+/// The first day of `day`'s month: the key of the monthly rollups.
+pub fn first_of_month(day: NaiveDate) -> NaiveDate {
+    day.with_day(1).unwrap_or(day)
+}
+
 #[cfg(test)]
 mod tests {
     use super::latency_bucket;
@@ -81,9 +86,4 @@ mod tests {
         assert_eq!(latency_bucket(30_000), 11);
         assert_eq!(latency_bucket(30_001), 12);
     }
-}
-
-/// The first day of `day`'s month: the key of the monthly rollups.
-pub fn first_of_month(day: NaiveDate) -> NaiveDate {
-    day.with_day(1).unwrap_or(day)
 }

@@ -1,6 +1,6 @@
 //! Reading the platform rollups for statistics. A range of days is read as the months wholly inside it
-//! (`platform_monthly`) and the days at its edges (`platform_daily`): a year is about 13 rows per tool
-//! and tier, however many days it spans.
+//! (`platform_monthly`) and the days at its edges (`platform_daily`): a year is 12 monthly rows per tool
+//! and tier and the days of at most two partial months, instead of 366 daily rows.
 
 use chrono::{Datelike, Months, NaiveDate};
 use diesel::QueryResult;

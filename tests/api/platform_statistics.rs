@@ -24,6 +24,9 @@ struct DayRollup {
     histogram: [i64; 12],
 }
 
+/// A monthly rollup's key: the month's first day, tool, tier and shard.
+type MonthKey<'a> = (String, &'a str, &'a str, i16);
+
 /// Writes the days' rollups as the meter does: each day's row, and its sums into its month's row. Every
 /// call is worth 10 tokens.
 async fn write_rollups(app: &TestApp, days: &[DayRollup]) {
@@ -31,7 +34,8 @@ async fn write_rollups(app: &TestApp, days: &[DayRollup]) {
         let cells: Vec<String> = h.iter().map(ToString::to_string).collect();
         format!("'{{{}}}'", cells.join(","))
     };
-    let mut months: BTreeMap<(String, &str, &str, i16), (i64, i64, [i64; 12])> = BTreeMap::new();
+    // Per (month, tool, tier, shard): invocations, errors and the histogram.
+    let mut months: BTreeMap<MonthKey<'_>, (i64, i64, [i64; 12])> = BTreeMap::new();
     let mut daily = Vec::new();
     for d in days {
         daily.push(format!(
@@ -224,10 +228,17 @@ async fn ranges_of_whole_months_edge_days_or_no_bound_add_up_the_days_in_them() 
     assert_eq!(stats["errorRate"], 3.0 / 654_321.0);
 }
 
-/// What the meter writes: the month's rollup matches the day's, so the statistics agree whichever
-/// rows a range is read from.
-#[tokio::test]
-async fn metered_calls_show_the_same_in_every_range_that_holds_their_day() {
+/// An app with an upstream, an admin (`root`), a tool that answers from the upstream, and Ada on the
+/// free plan.
+struct Metered {
+    app: TestApp,
+    upstream: Upstream,
+    root: TestUser,
+    tool: String,
+    ada: TestUser,
+}
+
+async fn metered() -> Metered {
     let app = TestApp::spawn().await;
     let upstream = Upstream::start().await;
     let root = app.admin("root@example.com").await;
@@ -237,14 +248,34 @@ async fn metered_calls_show_the_same_in_every_range_that_holds_their_day() {
             json!({ "name": "Good", "endpoint": upstream.url("/ok") }),
         )
         .await;
+    let ada = app.register("Ada", "ada@example.com").await;
+    app.subscribe_free(&ada).await;
+    Metered {
+        app,
+        upstream,
+        root,
+        tool,
+        ada,
+    }
+}
+
+/// What the meter writes: the month's rollup matches the day's, so the statistics agree whichever
+/// rows a range is read from.
+#[tokio::test]
+async fn metered_calls_show_the_same_in_every_range_that_holds_their_day() {
+    let Metered {
+        app,
+        upstream,
+        root,
+        tool,
+        ada,
+    } = metered().await;
     let failing = app
         .create_tool(
             &root,
             json!({ "name": "Bad", "endpoint": upstream.url("/fail") }),
         )
         .await;
-    let ada = app.register("Ada", "ada@example.com").await;
-    app.subscribe_free(&ada).await;
     for _ in 0..3 {
         app.invoke(&ada.access_token, &tool, json!({}), None).await;
     }
@@ -338,17 +369,14 @@ async fn active_users_are_those_with_a_day_of_activity_in_range_whenever_their_l
 /// The meter keeps each user's last active day: a call on a later day moves it forward, never back.
 #[tokio::test]
 async fn a_users_last_active_day_moves_forward_with_their_calls_and_never_back() {
-    let app = TestApp::spawn().await;
-    let upstream = Upstream::start().await;
-    let root = app.admin("root@example.com").await;
-    let tool = app
-        .create_tool(
-            &root,
-            json!({ "name": "Good", "endpoint": upstream.url("/ok") }),
-        )
-        .await;
-    let ada = app.register("Ada", "ada@example.com").await;
-    app.subscribe_free(&ada).await;
+    // The upstream is bound so that it keeps serving until the test ends.
+    let Metered {
+        app,
+        upstream: _upstream,
+        tool,
+        ada,
+        ..
+    } = metered().await;
     let last_day =
         "SELECT (day - (SELECT min(day) FROM user_activity))::bigint AS n FROM user_last_active";
 
