@@ -1,5 +1,6 @@
 //! The background sweep: makes subscription period rollovers and expired quota reservations explicit,
-//! and applies the usage log's retention, every interval. Rules never depend on it (subscriptions roll
+//! applies the usage log's retention and folds closed days into the monthly platform rollups, every
+//! interval. Rules never depend on it (subscriptions roll
 //! forward lazily), so a missed run changes nothing but when work happens. Safe on many instances.
 
 use std::time::Duration;
@@ -41,6 +42,9 @@ pub fn spawn(app: AppState, every: Duration) -> tokio::task::JoinHandle<()> {
                 }
                 if let Err(e) = crate::usage::service::ensure_months(&app, now).await {
                     tracing::warn!(error = %e.public_message(), "making the usage log's monthly partitions failed; retrying next interval");
+                }
+                if let Err(e) = crate::usage::service::fold_closed_days(&app, now).await {
+                    tracing::warn!(error = %e.public_message(), "folding closed days into the monthly platform rollups failed; retrying next interval");
                 }
                 if let Err(e) = crate::usage::service::apply_retention(&app, now).await {
                     tracing::warn!(error = %e.public_message(), "usage retention failed; retrying next interval");

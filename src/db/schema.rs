@@ -99,6 +99,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    platform_fold (only_row) {
+        only_row -> Bool,
+        folded_before -> Date,
+    }
+}
+
+diesel::table! {
     platform_monthly (month, tool_id, tier, shard) {
         month -> Date,
         tool_id -> Uuid,
@@ -461,6 +468,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     payment_customers,
     payment_events,
     platform_daily,
+    platform_fold,
     platform_monthly,
     plans,
     quota_events,

@@ -130,30 +130,18 @@ pub async fn rebuild_rollups(pool: &DbPool) -> anyhow::Result<()> {
     }
     buckets.push(format!("count(*) FILTER (WHERE e.latency_ms > {lower})"));
     let histogram = buckets.join(", ");
-    for (table, period, of_event) in [
-        (
-            "platform_daily",
-            "day",
-            "(e.created_at AT TIME ZONE 'UTC')::date",
-        ),
-        (
-            "platform_monthly",
-            "month",
-            "date_trunc('month', e.created_at AT TIME ZONE 'UTC')::date",
-        ),
-    ] {
-        diesel::sql_query(format!(
-            "INSERT INTO {table} ({period}, tool_id, tier, shard, invocations, errors, tokens, latency_hist) \
-             SELECT {of_event}, e.tool_id, 'NONE', 0, count(*), count(*) FILTER (WHERE e.status = 'ERROR'), \
-                    sum(e.tokens_used), ARRAY[{histogram}]::bigint[] \
-             FROM usage_events e JOIN users u ON u.id = e.user_id WHERE u.email LIKE 'gen-%@example.com' \
-             GROUP BY 1, 2 \
-             ON CONFLICT ({period}, tool_id, tier, shard) DO UPDATE SET invocations = EXCLUDED.invocations, \
-               errors = EXCLUDED.errors, tokens = EXCLUDED.tokens, latency_hist = EXCLUDED.latency_hist",
-        ))
-        .execute(&mut conn)
-        .await?;
-    }
+    diesel::sql_query(format!(
+        "INSERT INTO platform_daily (day, tool_id, tier, shard, invocations, errors, tokens, latency_hist) \
+         SELECT (e.created_at AT TIME ZONE 'UTC')::date, e.tool_id, 'NONE', 0, count(*), \
+                count(*) FILTER (WHERE e.status = 'ERROR'), sum(e.tokens_used), ARRAY[{histogram}]::bigint[] \
+         FROM usage_events e JOIN users u ON u.id = e.user_id WHERE u.email LIKE 'gen-%@example.com' \
+         GROUP BY 1, 2 \
+         ON CONFLICT (day, tool_id, tier, shard) DO UPDATE SET invocations = EXCLUDED.invocations, \
+           errors = EXCLUDED.errors, tokens = EXCLUDED.tokens, latency_hist = EXCLUDED.latency_hist",
+    ))
+    .execute(&mut conn)
+    .await?;
+    crate::usage::fold::refold(&mut conn).await?;
     diesel::sql_query(
         "INSERT INTO user_activity (day, user_id) SELECT DISTINCT d.day, d.user_id FROM usage_daily d \
          JOIN users u ON u.id = d.user_id WHERE u.email LIKE 'gen-%@example.com' ON CONFLICT DO NOTHING",

@@ -1,6 +1,7 @@
 //! Reading the platform rollups for statistics. A range of days is read as the months wholly inside it
-//! (`platform_monthly`) and the days at its edges (`platform_daily`): a year is 12 monthly rows per tool
-//! and tier and the days of at most two partial months, instead of 366 daily rows.
+//! that are folded (`platform_monthly`, see [`super::fold`]) and the other days (`platform_daily`): a
+//! year is 12 monthly rows per tool and tier and the days of at most two partial months and of the days
+//! not folded yet, instead of 366 daily rows.
 
 use chrono::{Datelike, Months, NaiveDate};
 use diesel::QueryResult;
@@ -11,6 +12,7 @@ use diesel::sql_types::{Array, BigInt, Date, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::fold;
 use super::model::first_of_month;
 
 /// Days `[from, to)`; `None` leaves that side unbounded.
@@ -28,8 +30,9 @@ pub struct Reading {
     pub days: Vec<Span>,
 }
 
-/// Splits `[from, to)` into the months wholly inside it and the days outside those months.
-pub fn split(range: Span) -> Reading {
+/// Splits `[from, to)` into the months wholly inside it and wholly before `folded_before` (the first
+/// day not folded into the monthly rollups), and the days outside those months.
+pub fn split(range: Span, folded_before: NaiveDate) -> Reading {
     let whole_from = match range.from {
         None => None,
         Some(day) if day.day() == 1 => Some(day),
@@ -38,10 +41,11 @@ pub fn split(range: Span) -> Reading {
             None => return days_only(range),
         },
     };
-    let whole_to = range.to.map(first_of_month);
-    if let (Some(from), Some(to)) = (whole_from, whole_to)
-        && from >= to
-    {
+    let folded_months_end = first_of_month(folded_before);
+    let whole_to = range.to.map_or(folded_months_end, |to| {
+        first_of_month(to).min(folded_months_end)
+    });
+    if whole_from.is_some_and(|from| from >= whole_to) {
         return days_only(range);
     }
     let mut days = Vec::new();
@@ -53,18 +57,16 @@ pub fn split(range: Span) -> Reading {
             to: Some(to),
         });
     }
-    if let (Some(from), Some(to)) = (whole_to, range.to)
-        && from < to
-    {
+    if range.to.is_none_or(|to| whole_to < to) {
         days.push(Span {
-            from: Some(from),
-            to: Some(to),
+            from: Some(whole_to),
+            to: range.to,
         });
     }
     Reading {
         months: Some(Span {
             from: whole_from,
-            to: whole_to,
+            to: Some(whole_to),
         }),
         days,
     }
@@ -78,7 +80,7 @@ fn days_only(range: Span) -> Reading {
 }
 
 /// Platform totals of one tool and tier over a month or a day (of one writer's shard).
-#[derive(QueryableByName, Debug, Clone)]
+#[derive(QueryableByName, Debug)]
 pub struct PlatformRollup {
     #[diesel(sql_type = SqlUuid)]
     pub tool_id: Uuid,
@@ -95,7 +97,7 @@ pub struct PlatformRollup {
 }
 
 /// Platform totals of one day.
-#[derive(QueryableByName, Debug, Clone)]
+#[derive(QueryableByName, Debug)]
 pub struct PlatformDayTotal {
     #[diesel(sql_type = Date)]
     pub day: NaiveDate,
@@ -145,7 +147,7 @@ pub async fn rollups(
     range: Span,
 ) -> QueryResult<Vec<PlatformRollup>> {
     const COLUMNS: &str = "tool_id, tier, invocations, errors, tokens, latency_hist";
-    let reading = split(range);
+    let reading = split(range, fold::folded_before(conn).await?);
     let mut bounds = Bounds { dates: Vec::new() };
     let mut selects = Vec::new();
     if let Some(months) = reading.months {
@@ -231,10 +233,17 @@ mod tests {
         }
     }
 
+    /// Folded far ahead of every range below: only the range decides.
+    const FOLDED_LATER: &str = "2030-06-15";
+
+    fn split_folded(range: Span) -> Reading {
+        split(range, day(FOLDED_LATER))
+    }
+
     #[test]
     fn a_range_is_its_whole_months_and_the_days_at_its_edges() {
         assert_eq!(
-            split(span(Some("2025-12-06"), Some("2026-12-07"))),
+            split_folded(span(Some("2025-12-06"), Some("2026-12-07"))),
             Reading {
                 months: Some(span(Some("2026-01-01"), Some("2026-12-01"))),
                 days: vec![
@@ -244,7 +253,7 @@ mod tests {
             }
         );
         assert_eq!(
-            split(span(Some("2026-03-01"), Some("2026-04-01"))),
+            split_folded(span(Some("2026-03-01"), Some("2026-04-01"))),
             Reading {
                 months: Some(span(Some("2026-03-01"), Some("2026-04-01"))),
                 days: vec![],
@@ -254,28 +263,67 @@ mod tests {
     }
 
     #[test]
-    fn an_unbounded_side_is_all_whole_months() {
+    fn an_unbounded_side_is_whole_months_up_to_the_fold_and_days_after() {
         assert_eq!(
-            split(span(None, None)),
+            split_folded(span(None, None)),
             Reading {
-                months: Some(span(None, None)),
-                days: vec![],
+                months: Some(span(None, Some("2030-06-01"))),
+                days: vec![span(Some("2030-06-01"), None)],
             }
         );
         assert_eq!(
-            split(span(Some("2025-12-06"), None)),
+            split_folded(span(Some("2025-12-06"), None)),
             Reading {
-                months: Some(span(Some("2026-01-01"), None)),
-                days: vec![span(Some("2025-12-06"), Some("2026-01-01"))],
+                months: Some(span(Some("2026-01-01"), Some("2030-06-01"))),
+                days: vec![
+                    span(Some("2025-12-06"), Some("2026-01-01")),
+                    span(Some("2030-06-01"), None)
+                ],
             }
         );
         assert_eq!(
-            split(span(None, Some("2026-03-02"))),
+            split_folded(span(None, Some("2026-03-02"))),
             Reading {
                 months: Some(span(None, Some("2026-03-01"))),
                 days: vec![span(Some("2026-03-01"), Some("2026-03-02"))],
             }
         );
+    }
+
+    #[test]
+    fn months_not_wholly_folded_are_read_as_days() {
+        let range = span(Some("2026-01-01"), Some("2026-12-01"));
+        assert_eq!(
+            split(range, day("2026-07-01")),
+            Reading {
+                months: Some(span(Some("2026-01-01"), Some("2026-07-01"))),
+                days: vec![span(Some("2026-07-01"), Some("2026-12-01"))],
+            },
+            "folded through June"
+        );
+        assert_eq!(
+            split(range, day("2026-07-31")),
+            Reading {
+                months: Some(span(Some("2026-01-01"), Some("2026-07-01"))),
+                days: vec![span(Some("2026-07-01"), Some("2026-12-01"))],
+            },
+            "July folded but for its last day"
+        );
+        assert_eq!(
+            split(range, day("2026-08-01")),
+            Reading {
+                months: Some(span(Some("2026-01-01"), Some("2026-08-01"))),
+                days: vec![span(Some("2026-08-01"), Some("2026-12-01"))],
+            },
+            "folded through July"
+        );
+        for folded_before in ["2026-01-31", "2025-05-05"] {
+            assert_eq!(
+                split(range, day(folded_before)),
+                days_only(range),
+                "no month of the range folded whole by {folded_before}"
+            );
+        }
     }
 
     #[test]
@@ -287,7 +335,7 @@ mod tests {
             ("2026-03-05", "2026-03-05"),
         ] {
             let range = span(Some(from), Some(to));
-            assert_eq!(split(range), days_only(range), "{from} to {to}");
+            assert_eq!(split_folded(range), days_only(range), "{from} to {to}");
         }
     }
 
@@ -297,6 +345,6 @@ mod tests {
             from: Some(NaiveDate::MAX),
             to: None,
         };
-        assert_eq!(split(range), days_only(range));
+        assert_eq!(split_folded(range), days_only(range));
     }
 }

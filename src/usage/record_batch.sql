@@ -7,10 +7,10 @@
 --         errors, latency_ms_sum; the same users and days mark user_activity, and a user's first day
 --         of activity after their last moves user_last_active
 -- $19-$25 platform_daily increments per (day, tool, tier): day, tool_id, tier, invocations, errors,
---         tokens, latency histogram as bigint[] literals
+--         tokens, latency histogram as bigint[] literals; those of days already folded into
+--         platform_monthly (before platform_fold.folded_before) are added to their month's row too
 -- $26     the platform_daily shard this writer adds to (one per meter writer, so writers keep apart)
 -- $27     usage_events.tokens_overrun, per row of $1-$11
--- $28-$34 platform_monthly increments per (month, tool, tier), as $19-$25 with the month's first day
 events AS (INSERT INTO usage_events (id, user_id, api_key_id, tool_id, subscription_id, tokens_used,
                                      tokens_estimated, status, error_code, latency_ms, created_at,
                                      tokens_overrun)
@@ -45,14 +45,16 @@ platform AS (INSERT INTO platform_daily (day, tool_id, tier, shard, invocations,
                latency_hist = ARRAY(SELECT a + b FROM unnest(platform_daily.latency_hist, EXCLUDED.latency_hist)
                                     WITH ORDINALITY AS s(a, b, i) ORDER BY i)
              RETURNING 1),
-monthly AS (INSERT INTO platform_monthly (month, tool_id, tier, shard, invocations, errors, tokens, latency_hist)
-            SELECT m, t, r, $26::smallint, n, e, k, h::bigint[]
-            FROM unnest($28::date[], $29::uuid[], $30::text[], $31::bigint[], $32::bigint[], $33::bigint[],
-                        $34::text[]) AS v(m, t, r, n, e, k, h)
-            ON CONFLICT (month, tool_id, tier, shard) DO UPDATE SET
-              invocations = platform_monthly.invocations + EXCLUDED.invocations,
-              errors = platform_monthly.errors + EXCLUDED.errors,
-              tokens = platform_monthly.tokens + EXCLUDED.tokens,
-              latency_hist = ARRAY(SELECT a + b FROM unnest(platform_monthly.latency_hist, EXCLUDED.latency_hist)
-                                   WITH ORDINALITY AS s(a, b, i) ORDER BY i)
-            RETURNING 1)
+late AS (INSERT INTO platform_monthly (month, tool_id, tier, shard, invocations, errors, tokens, latency_hist)
+         SELECT date_trunc('month', d)::date, t, r, $26::smallint, sum(n)::bigint, sum(e)::bigint, sum(k)::bigint,
+                latency_hist_sum(h::bigint[])
+         FROM unnest($19::date[], $20::uuid[], $21::text[], $22::bigint[], $23::bigint[], $24::bigint[],
+                     $25::text[]) AS v(d, t, r, n, e, k, h)
+         WHERE d < (SELECT folded_before FROM platform_fold)
+         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+         ON CONFLICT (month, tool_id, tier, shard) DO UPDATE SET
+           invocations = platform_monthly.invocations + EXCLUDED.invocations,
+           errors = platform_monthly.errors + EXCLUDED.errors,
+           tokens = platform_monthly.tokens + EXCLUDED.tokens,
+           latency_hist = latency_hist_add(platform_monthly.latency_hist, EXCLUDED.latency_hist)
+         RETURNING 1)

@@ -11,8 +11,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::model::{
-    Filter, InvocationStatus, LATENCY_BOUNDS_MS, SummaryTotal, UsageEvent, first_of_month,
-    latency_bucket,
+    Filter, InvocationStatus, LATENCY_BOUNDS_MS, SummaryTotal, UsageEvent, latency_bucket,
 };
 use crate::billing::model::PlanTier;
 use crate::db::compose::{Composed, Part};
@@ -40,16 +39,6 @@ impl Totals {
             *count += 1;
         }
     }
-
-    fn merge(&mut self, other: &Totals) {
-        self.invocations += other.invocations;
-        self.tokens += other.tokens;
-        self.errors += other.errors;
-        self.latency_ms_sum += other.latency_ms_sum;
-        for (sum, count) in self.histogram.iter_mut().zip(other.histogram) {
-            *sum += count;
-        }
-    }
 }
 
 /// The usage rows of a batch and their rollups, as columns (arrays) ready to bind, summed per rollup key
@@ -58,10 +47,7 @@ impl Totals {
 pub struct BatchColumns {
     pub events: EventColumns,
     pub daily: DailyColumns,
-    /// Per day.
     pub platform: PlatformColumns,
-    /// Per month.
-    pub platform_monthly: PlatformColumns,
 }
 
 #[derive(Debug, Default)]
@@ -92,12 +78,10 @@ pub struct DailyColumns {
     pub latency_ms_sum: Vec<i64>,
 }
 
-/// `platform_daily` or `platform_monthly` increments per (period, tool, tier); histograms as `bigint[]`
-/// literals.
+/// `platform_daily` increments per (day, tool, tier); histograms as `bigint[]` literals.
 #[derive(Debug, Default)]
 pub struct PlatformColumns {
-    /// The day, or the month's first day.
-    pub period: Vec<NaiveDate>,
+    pub day: Vec<NaiveDate>,
     pub tool_id: Vec<Uuid>,
     pub tier: Vec<&'static str>,
     pub invocations: Vec<i64>,
@@ -148,22 +132,9 @@ pub fn batch_columns(events: &[(&UsageEvent, Option<PlanTier>)]) -> BatchColumns
         d.errors.push(totals.errors);
         d.latency_ms_sum.push(totals.latency_ms_sum);
     }
-    let mut monthly: BTreeMap<(NaiveDate, Uuid, &'static str), Totals> = BTreeMap::new();
-    for ((day, tool, tier), totals) in &platform {
-        monthly
-            .entry((first_of_month(*day), *tool, tier))
-            .or_default()
-            .merge(totals);
-    }
-    columns.platform = platform_columns(platform);
-    columns.platform_monthly = platform_columns(monthly);
-    columns
-}
-
-fn platform_columns(rollups: BTreeMap<(NaiveDate, Uuid, &'static str), Totals>) -> PlatformColumns {
-    let mut p = PlatformColumns::default();
-    for ((period, tool, tier), totals) in rollups {
-        p.period.push(period);
+    let p = &mut columns.platform;
+    for ((day, tool, tier), totals) in platform {
+        p.day.push(day);
         p.tool_id.push(tool);
         p.tier.push(tier);
         p.invocations.push(totals.invocations);
@@ -172,16 +143,16 @@ fn platform_columns(rollups: BTreeMap<(NaiveDate, Uuid, &'static str), Totals>) 
         let cells: Vec<String> = totals.histogram.iter().map(ToString::to_string).collect();
         p.histogram.push(format!("{{{}}}", cells.join(",")));
     }
-    p
+    columns
 }
 
 /// `record_batch.sql`: a part of the meter's statement (see `db::compose`).
-pub const RECORD_BATCH: Part = Part::new(include_str!("record_batch.sql"), 34);
+pub const RECORD_BATCH: Part = Part::new(include_str!("record_batch.sql"), 27);
 
 /// Binds [`RECORD_BATCH`]'s parameters: the batch's columns and the platform rollup shard.
 pub fn bind_record_batch(query: Composed<'_>, columns: BatchColumns, shard: i16) -> Composed<'_> {
     let (events, daily) = (columns.events, columns.daily);
-    let (platform, monthly) = (columns.platform, columns.platform_monthly);
+    let platform = columns.platform;
     query
         .bind::<Array<SqlUuid>, _>(events.id)
         .bind::<Array<SqlUuid>, _>(events.user_id)
@@ -201,7 +172,7 @@ pub fn bind_record_batch(query: Composed<'_>, columns: BatchColumns, shard: i16)
         .bind::<Array<BigInt>, _>(daily.tokens)
         .bind::<Array<BigInt>, _>(daily.errors)
         .bind::<Array<BigInt>, _>(daily.latency_ms_sum)
-        .bind::<Array<Date>, _>(platform.period)
+        .bind::<Array<Date>, _>(platform.day)
         .bind::<Array<SqlUuid>, _>(platform.tool_id)
         .bind::<Array<Text>, _>(platform.tier)
         .bind::<Array<BigInt>, _>(platform.invocations)
@@ -210,13 +181,6 @@ pub fn bind_record_batch(query: Composed<'_>, columns: BatchColumns, shard: i16)
         .bind::<Array<Text>, _>(platform.histogram)
         .bind::<SmallInt, _>(shard)
         .bind::<Array<BigInt>, _>(events.tokens_overrun)
-        .bind::<Array<Date>, _>(monthly.period)
-        .bind::<Array<SqlUuid>, _>(monthly.tool_id)
-        .bind::<Array<Text>, _>(monthly.tier)
-        .bind::<Array<BigInt>, _>(monthly.invocations)
-        .bind::<Array<BigInt>, _>(monthly.errors)
-        .bind::<Array<BigInt>, _>(monthly.tokens)
-        .bind::<Array<Text>, _>(monthly.histogram)
 }
 
 fn filtered(filter: &Filter) -> usage_events::BoxedQuery<'static, diesel::pg::Pg> {

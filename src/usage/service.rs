@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::model::Filter;
 use super::model::{SummaryTotal, UsageEvent};
-use super::{platform, repo};
+use super::{fold, platform, repo};
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 
@@ -158,6 +158,19 @@ pub async fn apply_retention(app: &AppState, now: DateTime<Utc>) -> AppResult<us
         );
     }
     Ok(deleted)
+}
+
+/// Folds the platform's days that ended a day or more before `now` into its monthly rollups (the
+/// sweeper's). The day before today stays out, so the fold rarely meets calls still being metered.
+pub async fn fold_closed_days(app: &AppState, now: DateTime<Utc>) -> AppResult<()> {
+    let Some(before) = now.date_naive().pred_opt() else {
+        return Ok(());
+    };
+    let mut conn = app.pool.get().await?;
+    if let Some((from, to)) = fold::fold_days_before(&mut conn, before).await? {
+        tracing::info!(%from, %to, "days of the platform rollups folded into their months");
+    }
+    Ok(())
 }
 
 /// The platform's usage over whole days (UTC): its rollups per tool and tier, its totals per day, and

@@ -1,10 +1,10 @@
-//! Platform statistics over ranges that the rollups serve as whole months (`platform_monthly`) and
-//! days at the edges (`platform_daily`): every shape of range adds up to the days in it; and the users
-//! active in a range, counted from each user's last active day.
+//! Platform statistics over ranges that the rollups serve as whole months (`platform_monthly`, folded
+//! from the closed days) and other days (`platform_daily`): every shape of range adds up to the days in
+//! it wherever the fold stands; the fold counts every day once, late calls and calls still being
+//! metered included; and the users active in a range, counted from each user's last active day.
 
-use std::collections::BTreeMap;
-
-use chrono::Datelike;
+use chrono::{Datelike, NaiveDate, NaiveTime};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use serde_json::{Value, json};
 
 use crate::helpers::upstream::Upstream;
@@ -24,60 +24,45 @@ struct DayRollup {
     histogram: [i64; 12],
 }
 
-/// A monthly rollup's key: the month's first day, tool, tier and shard.
-type MonthKey<'a> = (String, &'a str, &'a str, i16);
-
-/// Writes the days' rollups as the meter does: each day's row, and its sums into its month's row. Every
-/// call is worth 10 tokens.
+/// Writes the days' rollups as the meter does, in `platform_daily`. Every call is worth 10 tokens.
 async fn write_rollups(app: &TestApp, days: &[DayRollup]) {
-    let literal = |h: &[i64; 12]| {
-        let cells: Vec<String> = h.iter().map(ToString::to_string).collect();
-        format!("'{{{}}}'", cells.join(","))
-    };
-    // Per (month, tool, tier, shard): invocations, errors and the histogram.
-    let mut months: BTreeMap<MonthKey<'_>, (i64, i64, [i64; 12])> = BTreeMap::new();
-    let mut daily = Vec::new();
-    for d in days {
-        daily.push(format!(
-            "('{}', '{}', '{}', {}, {}, {}, {}, {})",
-            d.day,
-            d.tool,
-            d.tier,
-            d.shard,
-            d.invocations,
-            d.errors,
-            d.invocations * 10,
-            literal(&d.histogram)
-        ));
-        let month = format!("{}-01", &d.day[..7]);
-        let sums = months
-            .entry((month, d.tool.as_str(), d.tier, d.shard))
-            .or_insert((0, 0, [0; 12]));
-        sums.0 += d.invocations;
-        sums.1 += d.errors;
-        for (sum, count) in sums.2.iter_mut().zip(d.histogram) {
-            *sum += count;
-        }
-    }
-    let monthly: Vec<String> = months
+    let rows: Vec<String> = days
         .iter()
-        .map(
-            |((month, tool, tier, shard), (invocations, errors, histogram))| {
-                format!(
-                    "('{month}', '{tool}', '{tier}', {shard}, {invocations}, {errors}, {}, {})",
-                    invocations * 10,
-                    literal(histogram)
-                )
-            },
-        )
+        .map(|d| {
+            let cells: Vec<String> = d.histogram.iter().map(ToString::to_string).collect();
+            format!(
+                "('{}', '{}', '{}', {}, {}, {}, {}, '{{{}}}')",
+                d.day,
+                d.tool,
+                d.tier,
+                d.shard,
+                d.invocations,
+                d.errors,
+                d.invocations * 10,
+                cells.join(",")
+            )
+        })
         .collect();
     app.sql(&format!(
-        "INSERT INTO platform_daily (day, tool_id, tier, shard, invocations, errors, tokens, latency_hist) VALUES {}; \
-         INSERT INTO platform_monthly (month, tool_id, tier, shard, invocations, errors, tokens, latency_hist) VALUES {}",
-        daily.join(", "),
-        monthly.join(", ")
+        "INSERT INTO platform_daily (day, tool_id, tier, shard, invocations, errors, tokens, latency_hist) VALUES {}",
+        rows.join(", ")
     ))
     .await;
+}
+
+/// Folds the days before `day` into their months, as the sweeper does once the day after it has ended.
+async fn fold_before(app: &TestApp, day: &str) {
+    let day: NaiveDate = day.parse().unwrap();
+    let now = day.succ_opt().unwrap().and_time(NaiveTime::MIN).and_utc();
+    joyfull_hub::usage::service::fold_closed_days(&app.state, now)
+        .await
+        .expect("the fold");
+}
+
+/// Nothing folded yet: the months of the tests' days are read from the days until a test folds them.
+async fn fold_nothing(app: &TestApp) {
+    app.sql("UPDATE platform_fold SET folded_before = '2025-01-01'; DELETE FROM platform_monthly")
+        .await;
 }
 
 fn in_bucket(bucket: usize, calls: i64) -> [i64; 12] {
@@ -100,8 +85,10 @@ async fn stats(app: &TestApp, admin: &TestUser, from: Value, to: Value) -> Value
 }
 
 #[tokio::test]
-async fn ranges_of_whole_months_edge_days_or_no_bound_add_up_the_days_in_them() {
+async fn ranges_of_whole_months_edge_days_or_no_bound_add_up_the_days_in_them_wherever_the_fold_is()
+{
     let app = TestApp::spawn().await;
+    fold_nothing(&app).await;
     let root = app.admin("root@example.com").await;
     let tool = |name: &str| {
         app.create_tool(
@@ -151,81 +138,99 @@ async fn ranges_of_whole_months_edge_days_or_no_bound_add_up_the_days_in_them() 
     .await;
     let at = |day: &str| json!(format!("{day}T00:00:00Z"));
 
-    for (from, to, invocations, what) in [
-        (
-            at("2026-02-01"),
-            at("2026-03-01"),
-            54_320,
-            "February, whole",
-        ),
-        (
-            at("2026-01-31"),
-            at("2026-03-02"),
-            654_321,
-            "February whole, a day either side",
-        ),
-        (
-            at("2026-02-14"),
-            json!("2026-02-28T12:00:00Z"),
-            54_300,
-            "within February, ending mid-day",
-        ),
-        (
-            at("2026-02-20"),
-            at("2026-03-10"),
-            650_000,
-            "across a month end, no month whole",
-        ),
-        (Value::Null, at("2026-03-01"), 54_321, "no start"),
-        (at("2026-02-15"), Value::Null, 7_650_000, "no end"),
-        (Value::Null, Value::Null, 7_654_321, "no bound"),
-        (
-            at("2025-01-01"),
-            at("2025-03-01"),
-            0,
-            "months with no usage",
-        ),
-    ] {
-        let stats = stats(&app, &root, from, to).await;
-        assert_eq!(stats["invocations"], invocations, "{what}: {stats}");
-        assert_eq!(stats["tokens"], invocations * 10, "{what}");
-        let by_day: i64 = stats["byDay"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d["invocations"].as_i64().unwrap())
-            .sum();
-        assert_eq!(by_day, invocations, "{what}: the days add up to the total");
-    }
+    // Nothing folded; January and February; those and half of March; every day.
+    for folded_before in ["2025-01-01", "2026-03-01", "2026-03-16", "2026-04-02"] {
+        fold_before(&app, folded_before).await;
+        for (from, to, invocations, what) in [
+            (
+                at("2026-02-01"),
+                at("2026-03-01"),
+                54_320,
+                "February, whole",
+            ),
+            (
+                at("2026-01-31"),
+                at("2026-03-02"),
+                654_321,
+                "February whole, a day either side",
+            ),
+            (
+                at("2026-02-14"),
+                json!("2026-02-28T12:00:00Z"),
+                54_300,
+                "within February, ending mid-day",
+            ),
+            (
+                at("2026-02-20"),
+                at("2026-03-10"),
+                650_000,
+                "across a month end, no month whole",
+            ),
+            (Value::Null, at("2026-03-01"), 54_321, "no start"),
+            (at("2026-02-15"), Value::Null, 7_650_000, "no end"),
+            (Value::Null, Value::Null, 7_654_321, "no bound"),
+            (
+                at("2025-01-01"),
+                at("2025-03-01"),
+                0,
+                "months with no usage",
+            ),
+        ] {
+            let stats = stats(&app, &root, from, to).await;
+            assert_eq!(
+                stats["invocations"], invocations,
+                "{what}, folded before {folded_before}: {stats}"
+            );
+            assert_eq!(stats["tokens"], invocations * 10, "{what}");
+            let by_day: i64 = stats["byDay"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["invocations"].as_i64().unwrap())
+                .sum();
+            assert_eq!(
+                by_day, invocations,
+                "{what}, folded before {folded_before}: the days add up"
+            );
+        }
 
-    let stats = stats(&app, &root, at("2026-01-31"), at("2026-03-02")).await;
+        let stats = stats(&app, &root, at("2026-01-31"), at("2026-03-02")).await;
+        assert_eq!(
+            stats["byDay"],
+            json!([
+                { "day": "2026-01-31", "invocations": 1, "tokens": 10 },
+                { "day": "2026-02-01", "invocations": 20, "tokens": 200 },
+                { "day": "2026-02-14", "invocations": 4_300, "tokens": 43_000 },
+                { "day": "2026-02-28", "invocations": 50_000, "tokens": 500_000 },
+                { "day": "2026-03-01", "invocations": 600_000, "tokens": 6_000_000 },
+            ])
+        );
+        assert_eq!(
+            stats["byTier"],
+            json!([
+                { "tier": "FREE", "invocations": 600_021, "tokens": 6_000_210 },
+                { "tier": "PRO", "invocations": 54_300, "tokens": 543_000 },
+            ])
+        );
+        // B's 4 300 calls: 4 000 within 50 ms and 300 at 300 ms, in two shards of February's row. The
+        // 95th percentile (the 4 085th call) is in the 300 ms bucket.
+        assert_eq!(
+            stats["byTool"],
+            json!([
+                { "tool": { "name": "A" }, "invocations": 650_021, "tokens": 6_500_210, "errors": 0, "p95LatencyMs": 50 },
+                { "tool": { "name": "B" }, "invocations": 4_300, "tokens": 43_000, "errors": 3, "p95LatencyMs": 300 },
+            ])
+        );
+        assert_eq!(stats["errorRate"], 3.0 / 654_321.0);
+    }
     assert_eq!(
-        stats["byDay"],
-        json!([
-            { "day": "2026-01-31", "invocations": 1, "tokens": 10 },
-            { "day": "2026-02-01", "invocations": 20, "tokens": 200 },
-            { "day": "2026-02-14", "invocations": 4_300, "tokens": 43_000 },
-            { "day": "2026-02-28", "invocations": 50_000, "tokens": 500_000 },
-            { "day": "2026-03-01", "invocations": 600_000, "tokens": 6_000_000 },
-        ])
+        app.sql_number(
+            "SELECT sum(invocations)::bigint AS n FROM platform_monthly WHERE month = '2026-02-01'"
+        )
+        .await,
+        54_320,
+        "February's month holds its days once"
     );
-    assert_eq!(
-        stats["byTier"],
-        json!([
-            { "tier": "FREE", "invocations": 600_021, "tokens": 6_000_210 },
-            { "tier": "PRO", "invocations": 54_300, "tokens": 543_000 },
-        ])
-    );
-    // B's 4 300 calls: 4 000 within 50 ms and 300 at 300 ms, in two shards of February's row. The
-    // 95th percentile (the 4 085th call) is in the 300 ms bucket.
-    assert_eq!(
-        stats["byTool"],
-        json!([
-            { "tool": { "name": "A" }, "invocations": 650_021, "tokens": 6_500_210, "errors": 0, "p95LatencyMs": 50 },
-            { "tool": { "name": "B" }, "invocations": 4_300, "tokens": 43_000, "errors": 3, "p95LatencyMs": 300 },
-        ])
-    );
-    assert_eq!(stats["errorRate"], 3.0 / 654_321.0);
 }
 
 /// An app with an upstream, an admin (`root`), a tool that answers from the upstream, and Ada on the
@@ -259,8 +264,37 @@ async fn metered() -> Metered {
     }
 }
 
-/// What the meter writes: the month's rollup matches the day's, so the statistics agree whichever
-/// rows a range is read from.
+/// The statistics of every range that holds `day` (where all calls were) are those of all time: `calls`
+/// calls of two tools.
+async fn same_in_every_range(
+    app: &TestApp,
+    root: &TestUser,
+    day: NaiveDate,
+    calls: i64,
+    when: &str,
+) {
+    let month = day.format("%Y-%m-01").to_string();
+    let next_month = (day.with_day(1).unwrap() + chrono::Months::new(1)).to_string();
+    let next_day = day.succ_opt().unwrap().to_string();
+    let day = day.to_string();
+    let at = |day: &str| json!(format!("{day}T00:00:00Z"));
+    let everything = stats(app, root, Value::Null, Value::Null).await;
+    assert_eq!(everything["invocations"], calls, "{when}: {everything}");
+    assert_eq!(everything["byTool"].as_array().unwrap().len(), 2);
+    for (from, to) in [
+        (at(&month), Value::Null),
+        (at(&month), at(&next_month)),
+        (at(&day), at(&next_day)),
+        (at(&month), at(&next_day)),
+        (Value::Null, at(&next_month)),
+    ] {
+        let ranged = stats(app, root, from.clone(), to.clone()).await;
+        assert_eq!(ranged, everything, "{when}: from {from} to {to}");
+    }
+}
+
+/// What the meter writes and the fold makes of it: the statistics agree whichever rows a range is read
+/// from, before the fold, after it, and for a call metered after its day was folded (a late batch).
 #[tokio::test]
 async fn metered_calls_show_the_same_in_every_range_that_holds_their_day() {
     let Metered {
@@ -270,6 +304,7 @@ async fn metered_calls_show_the_same_in_every_range_that_holds_their_day() {
         tool,
         ada,
     } = metered().await;
+    fold_nothing(&app).await;
     let failing = app
         .create_tool(
             &root,
@@ -281,28 +316,116 @@ async fn metered_calls_show_the_same_in_every_range_that_holds_their_day() {
     }
     app.invoke(&ada.access_token, &failing, json!({}), None)
         .await;
-
-    let day = app
+    let day: NaiveDate = app
         .sql_text("SELECT min(day)::text AS t FROM platform_daily")
-        .await;
-    let date: chrono::NaiveDate = day.parse().unwrap();
-    let month = date.format("%Y-%m-01").to_string();
-    let next_month = (date.with_day(1).unwrap() + chrono::Months::new(1)).to_string();
-    let next_day = date.succ_opt().unwrap().to_string();
-    let at = |day: &str| json!(format!("{day}T00:00:00Z"));
-    let everything = stats(&app, &root, Value::Null, Value::Null).await;
-    assert_eq!(everything["invocations"], 4, "{everything}");
-    assert_eq!(everything["byTool"].as_array().unwrap().len(), 2);
-    for (from, to) in [
-        (at(&month), Value::Null),
-        (at(&month), at(&next_month)),
-        (at(&day), at(&next_day)),
-        (at(&month), at(&next_day)),
-        (Value::Null, at(&next_month)),
-    ] {
-        let ranged = stats(&app, &root, from.clone(), to.clone()).await;
-        assert_eq!(ranged, everything, "from {from} to {to}");
+        .await
+        .parse()
+        .unwrap();
+    let monthly = "SELECT coalesce(sum(invocations), 0)::bigint AS n FROM platform_monthly";
+    assert_eq!(
+        app.sql_number(monthly).await,
+        0,
+        "the meter leaves the months to the fold"
+    );
+    same_in_every_range(&app, &root, day, 4, "not folded").await;
+
+    let next_month = (day.with_day(1).unwrap() + chrono::Months::new(1)).to_string();
+    fold_before(&app, &next_month).await;
+    assert_eq!(app.sql_number(monthly).await, 4, "the month folded");
+    same_in_every_range(&app, &root, day, 4, "the month folded").await;
+
+    // The clock still stands on the folded day: this call's batch is late for it.
+    app.invoke(&ada.access_token, &tool, json!({}), None).await;
+    assert_eq!(
+        app.sql_number(monthly).await,
+        5,
+        "the late call reached its month"
+    );
+    same_in_every_range(&app, &root, day, 5, "a late call").await;
+    for table in ["platform_daily", "platform_monthly"] {
+        let histogram =
+            format!("SELECT sum(h)::bigint AS n FROM {table}, unnest(latency_hist) AS h");
+        assert_eq!(app.sql_number(&histogram).await, 5, "{histogram}");
     }
+}
+
+/// A fold that starts while a metering transaction is still writing a day it folds waits for it, and
+/// folds what it committed; folds at once on two connections fold each day once.
+#[tokio::test]
+async fn a_fold_waits_for_metering_in_flight_and_folds_each_day_once() {
+    let app = TestApp::spawn().await;
+    fold_nothing(&app).await;
+    let root = app.admin("root@example.com").await;
+    let tool = app
+        .create_tool(
+            &root,
+            json!({ "name": "A", "endpoint": "http://127.0.0.1:9/" }),
+        )
+        .await;
+    let day = |day: &'static str, invocations| DayRollup {
+        day,
+        tool: tool.clone(),
+        tier: "FREE",
+        shard: 0,
+        invocations,
+        errors: 0,
+        histogram: in_bucket(0, invocations),
+    };
+    write_rollups(&app, &[day("2026-03-02", 1)]).await;
+
+    let mut meter = AsyncPgConnection::establish(&app.db.url).await.unwrap();
+    meter
+        .batch_execute(&format!(
+            "BEGIN; INSERT INTO platform_daily (day, tool_id, tier, shard, invocations, errors, tokens, latency_hist) \
+             VALUES ('2026-03-10', '{tool}', 'FREE', 1, 20, 0, 200, '{{20,0,0,0,0,0,0,0,0,0,0,0}}')"
+        ))
+        .await
+        .unwrap();
+    let fold = fold_before(&app, "2026-04-01");
+    let commit = async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while app
+            .sql_number(
+                "SELECT count(*) AS n FROM pg_stat_activity \
+                 WHERE wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE platform_daily%'",
+            )
+            .await
+            == 0
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the fold never waited for the meter"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        meter.batch_execute("COMMIT").await.unwrap();
+    };
+    tokio::join!(fold, commit);
+    let march =
+        "SELECT sum(invocations)::bigint AS n FROM platform_monthly WHERE month = '2026-03-01'";
+    assert_eq!(
+        app.sql_number(march).await,
+        21,
+        "the committed day folded too"
+    );
+
+    write_rollups(&app, &[day("2026-04-03", 300), day("2026-04-20", 4_000)]).await;
+    tokio::join!(
+        fold_before(&app, "2026-05-01"),
+        fold_before(&app, "2026-05-01")
+    );
+    let april =
+        "SELECT sum(invocations)::bigint AS n FROM platform_monthly WHERE month = '2026-04-01'";
+    assert_eq!(app.sql_number(april).await, 4_300, "April folded once");
+    assert_eq!(app.sql_number(march).await, 21, "March untouched");
+    let stats = stats(
+        &app,
+        &root,
+        json!("2026-03-01T00:00:00Z"),
+        json!("2026-05-01T00:00:00Z"),
+    )
+    .await;
+    assert_eq!(stats["invocations"], 4_321, "{stats}");
 }
 
 #[tokio::test]
