@@ -37,8 +37,9 @@ pub async fn fold_days_before(
         return Ok(None);
     }
     conn.transaction(async |conn| {
-        // Metering waits while the fold holds its lock: never long.
-        diesel::sql_query("SET LOCAL lock_timeout = '5s'")
+        // New metering statements queue behind the fold's lock while it waits for those in flight (about
+        // a millisecond each): a fold that cannot have it within a second gives up until the next sweep.
+        diesel::sql_query("SET LOCAL lock_timeout = '1s'")
             .execute(conn)
             .await?;
         let from: FoldedBefore =
