@@ -191,6 +191,9 @@ async fn user_token(server: &Server, email: &str) -> anyhow::Result<String> {
     }
 }
 
+/// Tools on the dashboard read's page (`tools(first: 20)`).
+const CATALOGUE_PAGE: usize = 20;
+
 struct Seed {
     tokens: Vec<String>,
     api_keys: Vec<String>,
@@ -206,6 +209,19 @@ async fn seed(server: &Server, upstream: SocketAddr) -> anyhow::Result<Seed> {
         "method": "POST", "timeoutMs": 10000, "estimatedTokens": 50, "minTier": "FREE", "enabled": true
     });
     let tool = upsert_tool(server, &admin, "Bench echo", "bench-echo", input).await?;
+    // The dashboard read's page is 20 tools in every bench directory, whatever else made tools there.
+    for n in 1..CATALOGUE_PAGE {
+        let (name, slug) = (
+            format!("Bench catalogue {n:02}"),
+            format!("bench-catalogue-{n:02}"),
+        );
+        let input = json!({
+            "name": name, "slug": slug, "description": "A tool of the catalogue's first page (never invoked)",
+            "category": "benchmark", "endpoint": format!("http://{upstream}/v1/chat/completions"),
+            "method": "POST", "timeoutMs": 10000, "estimatedTokens": 50, "minTier": "FREE", "enabled": true
+        });
+        upsert_tool(server, &admin, &name, &slug, input).await?;
+    }
 
     let mut tokens = Vec::with_capacity(USERS);
     for i in 0..USERS {
