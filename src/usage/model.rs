@@ -1,4 +1,4 @@
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -67,11 +67,6 @@ pub struct Filter {
     pub to: Option<DateTime<Utc>>,
     pub tool: Option<Uuid>,
     pub api_key: Option<Uuid>,
-}
-
-/// The first day of `day`'s month: the key of the monthly rollups.
-pub fn first_of_month(day: NaiveDate) -> NaiveDate {
-    day.with_day(1).unwrap_or(day)
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::fold;
-use super::model::first_of_month;
 
 /// Days `[from, to)`; `None` leaves that side unbounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +69,11 @@ pub fn split(range: Span, folded_before: NaiveDate) -> Reading {
         }),
         days,
     }
+}
+
+/// The first day of `day`'s month: the key of the monthly rollups.
+fn first_of_month(day: NaiveDate) -> NaiveDate {
+    day.with_day(1).unwrap_or(day)
 }
 
 fn days_only(range: Span) -> Reading {

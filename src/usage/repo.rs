@@ -151,8 +151,7 @@ pub const RECORD_BATCH: Part = Part::new(include_str!("record_batch.sql"), 27);
 
 /// Binds [`RECORD_BATCH`]'s parameters: the batch's columns and the platform rollup shard.
 pub fn bind_record_batch(query: Composed<'_>, columns: BatchColumns, shard: i16) -> Composed<'_> {
-    let (events, daily) = (columns.events, columns.daily);
-    let platform = columns.platform;
+    let (events, daily, platform) = (columns.events, columns.daily, columns.platform);
     query
         .bind::<Array<SqlUuid>, _>(events.id)
         .bind::<Array<SqlUuid>, _>(events.user_id)

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
 
+use crate::helpers::metered::{Metered, metered};
 use crate::helpers::upstream::Upstream;
 use crate::helpers::{PASSWORD, TestApp, error_code};
 
@@ -362,17 +363,14 @@ const STATS: &str = "{ admin { stats { users { total new active } invocations to
 
 #[tokio::test]
 async fn statistics_add_up_every_shard_of_the_platform_rollups() {
-    let app = TestApp::spawn().await;
-    let upstream = Upstream::start().await;
-    let root = app.admin("root@example.com").await;
-    let tool = app
-        .create_tool(
-            &root,
-            json!({ "name": "Good", "endpoint": upstream.url("/ok") }),
-        )
-        .await;
-    let ada = app.register("Ada", "ada@example.com").await;
-    app.subscribe_free(&ada).await;
+    // The upstream is bound so that it keeps serving until the test ends.
+    let Metered {
+        app,
+        upstream: _upstream,
+        root,
+        tool,
+        ada,
+    } = metered().await;
     app.invoke(&ada.access_token, &tool, json!({}), None).await;
     // Another metering writer's shard of the same day, tool and tier.
     app.sql(

@@ -7,7 +7,7 @@ use chrono::{Datelike, NaiveDate, NaiveTime};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use serde_json::{Value, json};
 
-use crate::helpers::upstream::Upstream;
+use crate::helpers::metered::{Metered, metered};
 use crate::helpers::{TestApp, TestUser};
 
 const RANGED: &str = "query($from: DateTime, $to: DateTime) { admin { stats(from: $from, to: $to) { invocations tokens errorRate byTool { tool { name } invocations tokens errors p95LatencyMs } byDay { day invocations tokens } byTier { tier invocations tokens } } } }";
@@ -231,37 +231,6 @@ async fn ranges_of_whole_months_edge_days_or_no_bound_add_up_the_days_in_them_wh
         54_320,
         "February's month holds its days once"
     );
-}
-
-/// An app with an upstream, an admin (`root`), a tool that answers from the upstream, and Ada on the
-/// free plan.
-struct Metered {
-    app: TestApp,
-    upstream: Upstream,
-    root: TestUser,
-    tool: String,
-    ada: TestUser,
-}
-
-async fn metered() -> Metered {
-    let app = TestApp::spawn().await;
-    let upstream = Upstream::start().await;
-    let root = app.admin("root@example.com").await;
-    let tool = app
-        .create_tool(
-            &root,
-            json!({ "name": "Good", "endpoint": upstream.url("/ok") }),
-        )
-        .await;
-    let ada = app.register("Ada", "ada@example.com").await;
-    app.subscribe_free(&ada).await;
-    Metered {
-        app,
-        upstream,
-        root,
-        tool,
-        ada,
-    }
 }
 
 /// The statistics of every range that holds `day` (where all calls were) are those of all time: `calls`
