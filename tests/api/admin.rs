@@ -463,24 +463,20 @@ async fn statistics_sum_the_rollups_of_the_days_in_range_per_day_tool_and_tier()
 
 #[tokio::test]
 async fn statistics_come_from_rollups_and_survive_a_deleted_user() {
-    let app = TestApp::spawn().await;
-    let upstream = Upstream::start().await;
-    let root = app.admin("root@example.com").await;
-    let ok = app
-        .create_tool(
-            &root,
-            json!({ "name": "Good", "endpoint": upstream.url("/ok") }),
-        )
-        .await;
+    let Metered {
+        app,
+        upstream,
+        root,
+        tool: ok,
+        ada,
+    } = metered().await;
     let bad = app
         .create_tool(
             &root,
             json!({ "name": "Bad", "endpoint": upstream.url("/fail") }),
         )
         .await;
-    let ada = app.register("Ada", "ada@example.com").await;
     let bob = app.register("Bob", "bob@example.com").await;
-    app.subscribe_free(&ada).await;
     app.graphql_as(
         &bob.access_token,
         "mutation { subscribe(tier: PRO) { status } }",
