@@ -66,6 +66,8 @@ pub struct AppState {
     pub notices: Arc<crate::db::feed::Feed<crate::notifications::model::NotificationRow>>,
     /// API keys, users and tools, kept fresh by the same listener as `live`.
     pub caches: Arc<Caches>,
+    /// Catalogue pages as answered, kept with the catalogue snapshot they were cut from.
+    pub rendered_pages: Arc<crate::tools::rendered::RenderedPages>,
     pub loader_stats: Arc<LoaderStats>,
     /// When the database last answered and how long batches run, for liveness.
     pub vitals: Arc<Vitals>,
@@ -97,6 +99,7 @@ impl AppState {
                 crate::notifications::model::LIVE_CHANNEL,
             )),
             caches: Arc::new(Caches::default()),
+            rendered_pages: Arc::default(),
             loader_stats: Arc::new(LoaderStats::default()),
             http,
             meter: Meter::start(pool.clone(), &vitals),

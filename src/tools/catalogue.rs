@@ -13,18 +13,33 @@ use super::repo::{self, Listing};
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 
-/// One page (up to `limit` tools after the `(name, id)` cursor) and, when `want_total`, the count.
+/// A page of the catalogue.
+pub struct Page {
+    pub rows: Vec<ToolRow>,
+    /// The filtered total, when it was asked for or came for free.
+    pub total: Option<i64>,
+    /// Whether the page was cut from the snapshot passed in (else it was read from the database).
+    pub from_snapshot: bool,
+}
+
+/// One page (up to `limit` tools after the `(name, id)` cursor), cut from `snapshot` when it holds the
+/// cursor's tool, else read from the database; the total when `want_total`.
 pub async fn page(
     app: &AppState,
+    snapshot: Option<&[ToolRow]>,
     listing: &Listing<'_>,
     after: Option<(String, Uuid)>,
     limit: i64,
     want_total: bool,
-) -> AppResult<(Vec<ToolRow>, Option<i64>)> {
-    if let Some(snapshot) = snapshot(app).await?
-        && let Some((rows, total)) = page_of(&snapshot, listing, after.as_ref(), limit)
+) -> AppResult<Page> {
+    if let Some((rows, total)) =
+        snapshot.and_then(|snapshot| page_of(snapshot, listing, after.as_ref(), limit))
     {
-        return Ok((rows, Some(total)));
+        return Ok(Page {
+            rows,
+            total: Some(total),
+            from_snapshot: true,
+        });
     }
     let mut conn = app.pool.get().await?;
     let rows = repo::list(&mut conn, listing, after, limit).await?;
@@ -32,11 +47,15 @@ pub async fn page(
         true => Some(repo::count(&mut conn, listing).await?),
         false => None,
     };
-    Ok((rows, total))
+    Ok(Page {
+        rows,
+        total,
+        from_snapshot: false,
+    })
 }
 
 /// The cached catalogue, loaded when missing; `None` while the caches are not live.
-async fn snapshot(app: &AppState) -> AppResult<Option<Arc<Vec<ToolRow>>>> {
+pub async fn snapshot(app: &AppState) -> AppResult<Option<Arc<Vec<ToolRow>>>> {
     if !app.caches.is_live() {
         return Ok(None);
     }

@@ -1,14 +1,21 @@
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_graphql::connection::{Connection, Edge};
-use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
+use async_graphql::parser::types::Field;
+use async_graphql::registry::Registry;
+use async_graphql::{
+    Context, ContextSelectionSet, ID, InputObject, Object, OutputType, Positioned, ServerResult,
+    SimpleObject, Value,
+};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::input::{HeaderInput, ToolInput};
 use super::model::{ToolId, ToolRow};
+use super::rendered::{self, PageKey, RenderedPages};
 use super::repo::Listing;
-use super::service;
+use super::{catalogue, service};
 use crate::auth::identity::Caller;
 use crate::billing::model::PlanTier;
 use crate::error::AppError;
@@ -111,6 +118,51 @@ pub struct ConnectionTotal {
 
 /// A page of tools (Relay connection).
 pub type ToolConnection = Connection<String, Tool, ConnectionTotal>;
+
+/// A `tools` answer: a page kept from an earlier answer, or one to resolve (see `rendered`).
+pub enum ToolPage {
+    Kept(Arc<Value>),
+    Resolve {
+        connection: ToolConnection,
+        /// Where to keep the answer, when it may be kept.
+        keep: Option<Keep>,
+    },
+}
+
+/// Where a page's answer is kept.
+pub struct Keep {
+    pages: Arc<RenderedPages>,
+    snapshot: Arc<Vec<ToolRow>>,
+    key: PageKey,
+}
+
+impl OutputType for ToolPage {
+    fn type_name() -> Cow<'static, str> {
+        ToolConnection::type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        ToolConnection::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> ServerResult<Value> {
+        match self {
+            Self::Kept(page) => Ok(Value::clone(page)),
+            Self::Resolve { connection, keep } => {
+                let page = OutputType::resolve(connection, ctx, field).await?;
+                if let Some(keep) = keep {
+                    keep.pages
+                        .keep(&keep.snapshot, keep.key.clone(), page.clone());
+                }
+                Ok(page)
+            }
+        }
+    }
+}
 
 /// An extra header to send upstream.
 #[derive(InputObject)]
@@ -219,7 +271,7 @@ impl ToolsQuery {
         first: Option<i32>,
         after: Option<String>,
         search: Option<String>,
-    ) -> async_graphql::Result<ToolConnection> {
+    ) -> async_graphql::Result<ToolPage> {
         let first = first.unwrap_or(20);
         if !(0..=MAX_PAGE).contains(&first) {
             return Err(AppError::bad_input(
@@ -233,24 +285,49 @@ impl ToolsQuery {
         if search.is_some_and(|s| s.chars().count() > 100) {
             return Err(AppError::bad_input("search", "Search for at most 100 characters.").into());
         }
+        let include_disabled = is_admin(ctx)?;
         let listing = Listing {
-            include_disabled: is_admin(ctx)?,
+            include_disabled,
             search,
         };
+        let app = ctx.app()?;
+        let snapshot = catalogue::snapshot(app).await?;
+        let keep = snapshot.as_ref().and_then(|snapshot| {
+            Some(Keep {
+                pages: Arc::clone(&app.rendered_pages),
+                snapshot: Arc::clone(snapshot),
+                key: PageKey {
+                    include_disabled,
+                    search: search.map(str::to_owned),
+                    after: after.clone(),
+                    first,
+                    selection: rendered::selection_key(&ctx.field())?,
+                },
+            })
+        });
+        if let Some(keep) = &keep
+            && let Some(page) = keep.pages.get(&keep.snapshot, &keep.key)
+        {
+            return Ok(ToolPage::Kept(page));
+        }
         // The count is only made when asked for (it costs a query when the page comes from the database).
         let want_total = ctx.look_ahead().field("totalCount").exists();
-        let (mut rows, total) = super::catalogue::page(
-            ctx.app()?,
+        let resumes = after.is_some();
+        let page = catalogue::page(
+            app,
+            snapshot.as_deref().map(Vec::as_slice),
             &listing,
-            after.clone(),
+            after,
             i64::from(first) + 1,
             want_total,
         )
         .await?;
+        let keep = keep.filter(|_| page.from_snapshot);
+        let (mut rows, total) = (page.rows, page.total);
         let has_next = rows.len() > first as usize;
         rows.truncate(first as usize);
         let mut connection = Connection::with_additional_fields(
-            after.is_some(),
+            resumes,
             has_next,
             ConnectionTotal {
                 // Not selected when absent, so never shown.
@@ -263,7 +340,7 @@ impl ToolsQuery {
                 .edges
                 .push(Edge::new(cursor, Tool::try_from(row)?));
         }
-        Ok(connection)
+        Ok(ToolPage::Resolve { connection, keep })
     }
 
     /// One tool; null when there is none (or, for users, when it is disabled).

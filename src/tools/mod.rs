@@ -6,5 +6,6 @@ pub mod crypto;
 pub mod graphql;
 pub mod input;
 pub mod model;
+pub mod rendered;
 pub mod repo;
 pub mod service;

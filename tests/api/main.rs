@@ -16,6 +16,7 @@ mod architecture;
 mod big_counters;
 mod billing;
 mod cache;
+mod catalogue_pages;
 mod connection_limits;
 mod dashboard;
 mod database_servers;
