@@ -1,19 +1,13 @@
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_graphql::connection::{Connection, Edge};
-use async_graphql::parser::types::Field;
-use async_graphql::registry::Registry;
-use async_graphql::{
-    Context, ContextSelectionSet, ID, InputObject, Object, OutputType, Positioned, ServerResult,
-    SimpleObject, Value,
-};
+use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::input::{HeaderInput, ToolInput};
 use super::model::{ToolId, ToolRow};
-use super::rendered::{self, PageKey, RenderedPages};
+use super::rendered::{self, Keep, PageKey, Rendered};
 use super::repo::Listing;
 use super::{catalogue, service};
 use crate::auth::identity::Caller;
@@ -118,51 +112,6 @@ pub struct ConnectionTotal {
 
 /// A page of tools (Relay connection).
 pub type ToolConnection = Connection<String, Tool, ConnectionTotal>;
-
-/// A `tools` answer: a page kept from an earlier answer, or one to resolve (see `rendered`).
-pub enum ToolPage {
-    Kept(Arc<Value>),
-    Resolve {
-        connection: ToolConnection,
-        /// Where to keep the answer, when it may be kept.
-        keep: Option<Keep>,
-    },
-}
-
-/// Where a page's answer is kept.
-pub struct Keep {
-    pages: Arc<RenderedPages>,
-    snapshot: Arc<Vec<ToolRow>>,
-    key: PageKey,
-}
-
-impl OutputType for ToolPage {
-    fn type_name() -> Cow<'static, str> {
-        ToolConnection::type_name()
-    }
-
-    fn create_type_info(registry: &mut Registry) -> String {
-        ToolConnection::create_type_info(registry)
-    }
-
-    async fn resolve(
-        &self,
-        ctx: &ContextSelectionSet<'_>,
-        field: &Positioned<Field>,
-    ) -> ServerResult<Value> {
-        match self {
-            Self::Kept(page) => Ok(Value::clone(page)),
-            Self::Resolve { connection, keep } => {
-                let page = OutputType::resolve(connection, ctx, field).await?;
-                if let Some(keep) = keep {
-                    keep.pages
-                        .keep(&keep.snapshot, keep.key.clone(), page.clone());
-                }
-                Ok(page)
-            }
-        }
-    }
-}
 
 /// An extra header to send upstream.
 #[derive(InputObject)]
@@ -271,7 +220,7 @@ impl ToolsQuery {
         first: Option<i32>,
         after: Option<String>,
         search: Option<String>,
-    ) -> async_graphql::Result<ToolPage> {
+    ) -> async_graphql::Result<Rendered<ToolConnection>> {
         let first = first.unwrap_or(20);
         if !(0..=MAX_PAGE).contains(&first) {
             return Err(AppError::bad_input(
@@ -293,22 +242,17 @@ impl ToolsQuery {
         let app = ctx.app()?;
         let snapshot = catalogue::snapshot(app).await?;
         let keep = snapshot.as_ref().and_then(|snapshot| {
-            Some(Keep {
-                pages: Arc::clone(&app.rendered_pages),
-                snapshot: Arc::clone(snapshot),
-                key: PageKey {
-                    include_disabled,
-                    search: search.map(str::to_owned),
-                    after: after.clone(),
-                    first,
-                    selection: rendered::selection_key(&ctx.field())?,
-                },
-            })
+            let key = PageKey {
+                include_disabled,
+                search: search.map(str::to_owned),
+                after: after.clone(),
+                first,
+                selection: rendered::selection_key(&ctx.field())?,
+            };
+            Some(Keep::new(&app.rendered_pages, snapshot, key))
         });
-        if let Some(keep) = &keep
-            && let Some(page) = keep.pages.get(&keep.snapshot, &keep.key)
-        {
-            return Ok(ToolPage::Kept(page));
+        if let Some(page) = keep.as_ref().and_then(Keep::kept) {
+            return Ok(Rendered::Kept(page));
         }
         // The count is only made when asked for (it costs a query when the page comes from the database).
         let want_total = ctx.look_ahead().field("totalCount").exists();
@@ -340,7 +284,10 @@ impl ToolsQuery {
                 .edges
                 .push(Edge::new(cursor, Tool::try_from(row)?));
         }
-        Ok(ToolPage::Resolve { connection, keep })
+        Ok(Rendered::Resolve {
+            value: connection,
+            keep,
+        })
     }
 
     /// One tool; null when there is none (or, for users, when it is disabled).

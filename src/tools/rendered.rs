@@ -12,11 +12,16 @@
 //! At most [`PAGES`] pages per snapshot; when full, the kept pages are dropped and kept again as they
 //! are asked for, so a flood of distinct searches costs only its own work.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use async_graphql::{SelectionField, Value};
+use async_graphql::parser::types::Field;
+use async_graphql::registry::Registry;
+use async_graphql::{
+    ContextSelectionSet, OutputType, Positioned, SelectionField, ServerResult, Value,
+};
 use uuid::Uuid;
 
 use super::model::ToolRow;
@@ -98,6 +103,63 @@ impl RenderedPages {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Slot> {
         self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A `tools` answer of type `T`: a page kept from an earlier answer, or one to resolve (and keep, when
+/// it may be kept). The schema sees `T`.
+pub enum Rendered<T> {
+    Kept(Arc<Value>),
+    Resolve { value: T, keep: Option<Keep> },
+}
+
+/// Where a page's answer is looked up and kept.
+pub struct Keep {
+    pages: Arc<RenderedPages>,
+    snapshot: Arc<Vec<ToolRow>>,
+    key: PageKey,
+}
+
+impl Keep {
+    pub fn new(pages: &Arc<RenderedPages>, snapshot: &Arc<Vec<ToolRow>>, key: PageKey) -> Self {
+        Self {
+            pages: Arc::clone(pages),
+            snapshot: Arc::clone(snapshot),
+            key,
+        }
+    }
+
+    /// The answer kept for this page, if any.
+    pub fn kept(&self) -> Option<Arc<Value>> {
+        self.pages.get(&self.snapshot, &self.key)
+    }
+}
+
+impl<T: OutputType> OutputType for Rendered<T> {
+    fn type_name() -> Cow<'static, str> {
+        T::type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        T::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> ServerResult<Value> {
+        match self {
+            Self::Kept(page) => Ok(Value::clone(page)),
+            Self::Resolve { value, keep } => {
+                let page = value.resolve(ctx, field).await?;
+                if let Some(keep) = keep {
+                    keep.pages
+                        .keep(&keep.snapshot, keep.key.clone(), page.clone());
+                }
+                Ok(page)
+            }
+        }
     }
 }
 
