@@ -9,18 +9,10 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, TestUser};
 
-/// The raw answer to `query`, as the client receives it.
+/// The answer to `query`, byte for byte.
 async fn answer(app: &TestApp, user: &TestUser, query: &str, variables: Value) -> String {
-    app.client
-        .post(app.url("/graphql"))
-        .bearer_auth(&user.access_token)
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
+    app.graphql_text_as(&user.access_token, query, variables)
         .await
-        .expect("POST /graphql")
-        .text()
-        .await
-        .expect("a body")
 }
 
 /// How many pages are kept for the current catalogue snapshot.

@@ -254,6 +254,12 @@ impl TestApp {
 
     /// Runs `query` with `Authorization: Bearer <token>` (an access token or an API key).
     pub async fn graphql_as(&self, token: &str, query: &str, variables: Value) -> Value {
+        let body = self.graphql_text_as(token, query, variables).await;
+        serde_json::from_str(&body).expect("a JSON body")
+    }
+
+    /// `graphql_as`'s answer as the client receives it, byte for byte.
+    pub async fn graphql_text_as(&self, token: &str, query: &str, variables: Value) -> String {
         self.client
             .post(self.url("/graphql"))
             .bearer_auth(token)
@@ -261,9 +267,9 @@ impl TestApp {
             .send()
             .await
             .expect("POST /graphql")
-            .json()
+            .text()
             .await
-            .expect("a JSON body")
+            .expect("a body")
     }
 
     /// Registers an account through the API.
