@@ -36,6 +36,8 @@ async fn catalogue() -> (TestApp, TestUser, TestUser) {
         )
         .await;
     }
+    // The creations' own notifications arrive later and drop the snapshot again: let them land first.
+    app.state.caches.sync(&app.state.pool).await.unwrap();
     (app, user, admin)
 }
 
@@ -232,5 +234,9 @@ async fn a_change_here_shows_at_once_and_a_change_elsewhere_within_a_second() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(kept(&app), 1, "the old snapshot's pages went with it");
+    // Once the notifications have landed, one page is kept for the snapshot in use: the old snapshot's
+    // pages went with it.
+    app.state.caches.sync(&app.state.pool).await.unwrap();
+    answer(&app, &user, query, json!({})).await;
+    assert_eq!(kept(&app), 1);
 }
