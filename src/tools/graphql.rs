@@ -5,11 +5,12 @@ use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::catalogue::{self, Page};
 use super::input::{HeaderInput, ToolInput};
 use super::model::{ToolId, ToolRow};
 use super::rendered::{self, Keep, PageKey, Rendered};
 use super::repo::Listing;
-use super::{catalogue, service};
+use super::service;
 use crate::auth::identity::Caller;
 use crate::billing::model::PlanTier;
 use crate::error::AppError;
@@ -203,6 +204,30 @@ fn decode_cursor(cursor: &str) -> Result<(String, Uuid), AppError> {
     Ok((name.to_owned(), Uuid::parse_str(id).map_err(|_| invalid())?))
 }
 
+/// The connection of a page read with one tool more than `first`, which tells whether a next page exists.
+fn connection_of(page: Page, first: i32, resumes: bool) -> Result<ToolConnection, AppError> {
+    let Page {
+        mut rows, total, ..
+    } = page;
+    let has_next = rows.len() > first as usize;
+    rows.truncate(first as usize);
+    let mut connection = Connection::with_additional_fields(
+        resumes,
+        has_next,
+        ConnectionTotal {
+            // Not selected when absent, so never shown.
+            total_count: total.unwrap_or_default().into(),
+        },
+    );
+    for row in rows {
+        let cursor = encode_cursor(&row);
+        connection
+            .edges
+            .push(Edge::new(cursor, Tool::try_from(row)?));
+    }
+    Ok(connection)
+}
+
 /// Largest page a client may ask for.
 pub const MAX_PAGE: i32 = 100;
 
@@ -267,25 +292,8 @@ impl ToolsQuery {
         )
         .await?;
         let keep = keep.filter(|_| page.from_snapshot);
-        let (mut rows, total) = (page.rows, page.total);
-        let has_next = rows.len() > first as usize;
-        rows.truncate(first as usize);
-        let mut connection = Connection::with_additional_fields(
-            resumes,
-            has_next,
-            ConnectionTotal {
-                // Not selected when absent, so never shown.
-                total_count: total.unwrap_or_default().into(),
-            },
-        );
-        for row in rows {
-            let cursor = encode_cursor(&row);
-            connection
-                .edges
-                .push(Edge::new(cursor, Tool::try_from(row)?));
-        }
         Ok(Rendered::Resolve {
-            value: connection,
+            value: connection_of(page, first, resumes)?,
             keep,
         })
     }
