@@ -255,6 +255,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    usage_monthly (user_id, month, tool_id) {
+        user_id -> Uuid,
+        month -> Date,
+        tool_id -> Uuid,
+        invocations -> Int8,
+        tokens -> Int8,
+    }
+}
+
+diesel::table! {
     usage_events (id) {
         id -> Uuid,
         user_id -> Uuid,
@@ -268,6 +278,15 @@ diesel::table! {
         latency_ms -> Int4,
         created_at -> Timestamptz,
         tokens_overrun -> Int8,
+    }
+}
+
+diesel::table! {
+    usage_day_totals (user_id, day) {
+        user_id -> Uuid,
+        day -> Date,
+        invocations -> Int8,
+        tokens -> Int8,
     }
 }
 
@@ -452,6 +471,9 @@ diesel::joinable!(usage_daily -> tools (tool_id));
 diesel::joinable!(user_activity -> users (user_id));
 diesel::joinable!(user_last_active -> users (user_id));
 diesel::joinable!(usage_daily -> users (user_id));
+diesel::joinable!(usage_day_totals -> users (user_id));
+diesel::joinable!(usage_monthly -> tools (tool_id));
+diesel::joinable!(usage_monthly -> users (user_id));
 diesel::joinable!(usage_events -> api_keys (api_key_id));
 diesel::joinable!(usage_events -> subscriptions (subscription_id));
 diesel::joinable!(usage_events -> tools (tool_id));
@@ -479,7 +501,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     subscriptions,
     tools,
     usage_daily,
+    usage_day_totals,
     usage_events,
+    usage_monthly,
     user_activity,
     user_last_active,
     users,

@@ -97,7 +97,7 @@ pub async fn generate(
     // visibility map set (index-only scans of the rollups then skip the heap).
     diesel_async::SimpleAsyncConnection::batch_execute(
         &mut *conn,
-        "VACUUM (ANALYZE) usage_events, usage_daily, platform_daily, platform_monthly, user_activity, user_last_active",
+        "VACUUM (ANALYZE) usage_events, usage_daily, usage_monthly, usage_day_totals, platform_daily, platform_monthly, user_activity, user_last_active",
     )
     .await
     .context("vacuuming the generated usage")?;
@@ -157,7 +157,7 @@ pub async fn rebuild_rollups(pool: &DbPool) -> anyhow::Result<()> {
     .await?;
     // The rebuild rewrote every rollup row; reclaim the dead versions so reads are not slowed by them.
     diesel::sql_query(
-        "VACUUM ANALYZE usage_daily, platform_daily, platform_monthly, user_activity, user_last_active",
+        "VACUUM ANALYZE usage_daily, usage_monthly, usage_day_totals, platform_daily, platform_monthly, user_activity, user_last_active",
     )
     .execute(&mut conn)
     .await?;

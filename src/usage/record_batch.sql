@@ -5,7 +5,8 @@
 --         tokens_estimated, status, error_code, latency_ms, created_at
 -- $12-$18 usage_daily increments per (user, tool, day): user_id, tool_id, day, invocations, tokens,
 --         errors, latency_ms_sum; the same users and days mark user_activity, and a user's first day
---         of activity after their last moves user_last_active
+--         of activity after their last moves user_last_active; those of days already folded
+--         (before platform_fold.folded_before) are added to usage_monthly and usage_day_totals too
 -- $19-$25 platform_daily increments per (day, tool, tier): day, tool_id, tier, invocations, errors,
 --         tokens, latency histogram as bigint[] literals; those of days already folded into
 --         platform_monthly (before platform_fold.folded_before) are added to their month's row too
@@ -57,4 +58,22 @@ late AS (INSERT INTO platform_monthly (month, tool_id, tier, shard, invocations,
            errors = platform_monthly.errors + EXCLUDED.errors,
            tokens = platform_monthly.tokens + EXCLUDED.tokens,
            latency_hist = latency_hist_add(platform_monthly.latency_hist, EXCLUDED.latency_hist)
-         RETURNING 1)
+         RETURNING 1),
+late_months AS (INSERT INTO usage_monthly (user_id, month, tool_id, invocations, tokens)
+                SELECT u, date_trunc('month', d)::date, t, sum(n)::bigint, sum(k)::bigint
+                FROM unnest($12::uuid[], $13::uuid[], $14::date[], $15::bigint[], $16::bigint[]) AS v(u, t, d, n, k)
+                WHERE d < (SELECT folded_before FROM platform_fold)
+                GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+                ON CONFLICT (user_id, month, tool_id) DO UPDATE SET
+                  invocations = usage_monthly.invocations + EXCLUDED.invocations,
+                  tokens = usage_monthly.tokens + EXCLUDED.tokens
+                RETURNING 1),
+late_days AS (INSERT INTO usage_day_totals (user_id, day, invocations, tokens)
+              SELECT u, d, sum(n)::bigint, sum(k)::bigint
+              FROM unnest($12::uuid[], $14::date[], $15::bigint[], $16::bigint[]) AS v(u, d, n, k)
+              WHERE d < (SELECT folded_before FROM platform_fold)
+              GROUP BY 1, 2 ORDER BY 1, 2
+              ON CONFLICT (user_id, day) DO UPDATE SET
+                invocations = usage_day_totals.invocations + EXCLUDED.invocations,
+                tokens = usage_day_totals.tokens + EXCLUDED.tokens
+              RETURNING 1)

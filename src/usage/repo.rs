@@ -1,4 +1,4 @@
-//! Queries on `usage_events` and `usage_daily`.
+//! Queries on `usage_events` and the user rollups (`usage_daily`, `usage_monthly`, `usage_day_totals`).
 
 use std::collections::BTreeMap;
 
@@ -245,6 +245,10 @@ pub struct RawRange {
     pub to: Option<DateTime<Utc>>,
 }
 
+/// The bounds that stand for "no bound" on whole days in `summary_totals.sql`, inside PostgreSQL's dates.
+const FIRST_DAY: Option<NaiveDate> = NaiveDate::from_ymd_opt(1, 1, 1);
+const LAST_DAY: Option<NaiveDate> = NaiveDate::from_ymd_opt(9999, 12, 31);
+
 /// Runs `summary_totals.sql`: totals per tool and per day of the rollups' whole days in
 /// `days` (when given; a `None` bound is no bound) and of the raw rows in `head` and `tail`.
 pub async fn summary_totals(
@@ -254,10 +258,12 @@ pub async fn summary_totals(
     head: RawRange,
     tail: RawRange,
 ) -> QueryResult<Vec<SummaryTotal>> {
-    let (from_day, to_day) = days.unwrap_or_default();
+    let (from_day, to_day) = match days {
+        Some((from, to)) => (from.or(FIRST_DAY), to.or(LAST_DAY)),
+        None => (FIRST_DAY, FIRST_DAY),
+    };
     diesel::sql_query(include_str!("summary_totals.sql"))
         .bind::<SqlUuid, _>(user)
-        .bind::<diesel::sql_types::Bool, _>(days.is_some())
         .bind::<Nullable<Date>, _>(from_day)
         .bind::<Nullable<Date>, _>(to_day)
         .bind::<diesel::sql_types::Bool, _>(head.read)

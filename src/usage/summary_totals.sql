@@ -1,29 +1,62 @@
--- A user's invocations and tokens in a range, per tool and per UTC day, in one statement: whole days
--- from the rollups (`usage_daily`), the partial days at the range's edges from the raw log, summed by
--- grouping sets so only a row per tool and a row per day come back (a row per tool has a null day, a
--- row per day a null tool).
+-- A user's invocations and tokens in a range, per tool and per day, in one statement. Whole days come
+-- from the rollups: per tool, the months wholly inside the range and folded (`usage_monthly`) and the
+-- other days (`usage_daily`); per day, the days folded (`usage_day_totals`) and the others
+-- (`usage_daily`). The partial days at the range's edges come from the raw log. A row per tool has a
+-- null day, a row per day a null tool. Every rollup read is a range of its primary key.
 -- $1  uuid         the user
--- $2  boolean      whether whole days are read from the rollups
--- $3  date         the first whole day, inclusive; null for no bound
--- $4  date         the end of the whole days, exclusive; null for no bound
--- $5  boolean      whether the first raw range is read
--- $6  timestamptz  its start, inclusive; null for no bound
--- $7  timestamptz  its end, exclusive; null for no bound
--- $8  boolean      whether the second raw range is read
--- $9  timestamptz  its start, inclusive
--- $10 timestamptz  its end, exclusive
-WITH totals AS (
-    SELECT tool_id, day, invocations, tokens FROM usage_daily
-    WHERE $2 AND user_id = $1 AND ($3::date IS NULL OR day >= $3) AND ($4::date IS NULL OR day < $4)
+-- $2  date         the first whole day, inclusive (0001-01-01 for no bound)
+-- $3  date         the end of the whole days, exclusive (9999-12-31 for no bound; $2 for none)
+-- $4  boolean      whether the first raw range is read
+-- $5  timestamptz  its start, inclusive; null for no bound
+-- $6  timestamptz  its end, exclusive; null for no bound
+-- $7  boolean      whether the second raw range is read
+-- $8  timestamptz  its start, inclusive
+-- $9  timestamptz  its end, exclusive
+WITH span AS MATERIALIZED (
+    -- `folded`: the first day not folded. The whole months read from `usage_monthly` are
+    -- [m_from, m_to), none when equal: from the range's first whole month to the first month that
+    -- is not wholly folded or not wholly in the range.
+    SELECT f.folded_before AS folded, w.m_from,
+           greatest(w.m_from, least(date_trunc('month', f.folded_before)::date,
+                                    date_trunc('month', $3::date)::date)) AS m_to
+    FROM platform_fold f,
+         LATERAL (SELECT CASE WHEN extract(day FROM $2::date) = 1 THEN $2::date
+                              ELSE (date_trunc('month', $2::date) + interval '1 month')::date
+                         END AS m_from) w
+),
+raw AS MATERIALIZED (
+    SELECT tool_id, (created_at AT TIME ZONE 'UTC')::date AS day, tokens_used FROM usage_events
+    WHERE $4 AND user_id = $1
+      AND ($5::timestamptz IS NULL OR created_at >= $5) AND ($6::timestamptz IS NULL OR created_at < $6)
     UNION ALL
-    SELECT tool_id, (created_at AT TIME ZONE 'UTC')::date, 1, tokens_used FROM usage_events
-    WHERE $5 AND user_id = $1
-      AND ($6::timestamptz IS NULL OR created_at >= $6) AND ($7::timestamptz IS NULL OR created_at < $7)
+    SELECT tool_id, (created_at AT TIME ZONE 'UTC')::date, tokens_used FROM usage_events
+    WHERE $7 AND user_id = $1
+      AND ($8::timestamptz IS NULL OR created_at >= $8) AND ($9::timestamptz IS NULL OR created_at < $9)
+),
+per_tool AS (
+    SELECT tool_id, invocations, tokens FROM usage_monthly
+    WHERE user_id = $1 AND month >= (SELECT m_from FROM span) AND month < (SELECT m_to FROM span)
     UNION ALL
-    SELECT tool_id, (created_at AT TIME ZONE 'UTC')::date, 1, tokens_used FROM usage_events
-    WHERE $8 AND user_id = $1
-      AND ($9::timestamptz IS NULL OR created_at >= $9) AND ($10::timestamptz IS NULL OR created_at < $10)
+    SELECT tool_id, invocations, tokens FROM usage_daily
+    WHERE user_id = $1 AND day >= $2 AND day < least((SELECT m_from FROM span), $3)
+    UNION ALL
+    SELECT tool_id, invocations, tokens FROM usage_daily
+    WHERE user_id = $1 AND day >= (SELECT m_to FROM span) AND day < $3
+    UNION ALL
+    SELECT tool_id, 1, tokens_used FROM raw
+),
+per_day AS (
+    SELECT day, invocations, tokens FROM usage_day_totals
+    WHERE user_id = $1 AND day >= $2 AND day < least((SELECT folded FROM span), $3)
+    UNION ALL
+    SELECT day, invocations, tokens FROM usage_daily
+    WHERE user_id = $1 AND day >= greatest((SELECT folded FROM span), $2) AND day < $3
+    UNION ALL
+    SELECT day, 1, tokens_used FROM raw
 )
-SELECT tool_id, day, sum(invocations)::bigint AS invocations, COALESCE(sum(tokens), 0)::bigint AS tokens
-FROM totals
-GROUP BY GROUPING SETS ((tool_id), (day))
+SELECT tool_id, NULL::date AS day, sum(invocations)::bigint AS invocations,
+       COALESCE(sum(tokens), 0)::bigint AS tokens
+FROM per_tool GROUP BY tool_id
+UNION ALL
+SELECT NULL::uuid, day, sum(invocations)::bigint, COALESCE(sum(tokens), 0)::bigint
+FROM per_day GROUP BY day

@@ -3,10 +3,11 @@
 //! it wherever the fold stands; the fold counts every day once, late calls and calls still being
 //! metered included; and the users active in a range, counted from each user's last active day.
 
-use chrono::{Datelike, NaiveDate, NaiveTime};
+use chrono::{Datelike, NaiveDate};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use serde_json::{Value, json};
 
+use crate::helpers::folds::{fold_before, fold_nothing};
 use crate::helpers::metered::{Metered, metered};
 use crate::helpers::{TestApp, TestUser};
 
@@ -48,21 +49,6 @@ async fn write_rollups(app: &TestApp, days: &[DayRollup]) {
         rows.join(", ")
     ))
     .await;
-}
-
-/// Folds the days before `day` into their months, as the sweeper does once the day after it has ended.
-async fn fold_before(app: &TestApp, day: &str) {
-    let day: NaiveDate = day.parse().unwrap();
-    let now = day.succ_opt().unwrap().and_time(NaiveTime::MIN).and_utc();
-    joyfull_hub::usage::service::fold_closed_days(&app.state, now)
-        .await
-        .expect("the fold");
-}
-
-/// Nothing folded yet: the months of the tests' days are read from the days until a test folds them.
-async fn fold_nothing(app: &TestApp) {
-    app.sql("UPDATE platform_fold SET folded_before = '2025-01-01'; DELETE FROM platform_monthly")
-        .await;
 }
 
 fn in_bucket(bucket: usize, calls: i64) -> [i64; 12] {
@@ -318,8 +304,9 @@ async fn metered_calls_show_the_same_in_every_range_that_holds_their_day() {
     }
 }
 
-/// A fold that starts while a metering transaction is still writing a day it folds waits for it, and
-/// folds what it committed; folds at once on two connections fold each day once.
+/// A fold that starts while a metering transaction is still writing a day it folds (the user's and the
+/// platform's rollups) waits for it, and folds what it committed; folds at once on two connections fold
+/// each day once.
 #[tokio::test]
 async fn a_fold_waits_for_metering_in_flight_and_folds_each_day_once() {
     let app = TestApp::spawn().await;
@@ -342,11 +329,16 @@ async fn a_fold_waits_for_metering_in_flight_and_folds_each_day_once() {
     };
     write_rollups(&app, &[day("2026-03-02", 1)]).await;
 
+    let ada = app.register("Ada", "ada@example.com").await;
+    // As the meter writes: the user's daily rollup, then the platform's.
     let mut meter = AsyncPgConnection::establish(&app.db.url).await.unwrap();
     meter
         .batch_execute(&format!(
-            "BEGIN; INSERT INTO platform_daily (day, tool_id, tier, shard, invocations, errors, tokens, latency_hist) \
-             VALUES ('2026-03-10', '{tool}', 'FREE', 1, 20, 0, 200, '{{20,0,0,0,0,0,0,0,0,0,0,0}}')"
+            "BEGIN; INSERT INTO usage_daily (user_id, tool_id, day, invocations, tokens) \
+             VALUES ('{}', '{tool}', '2026-03-10', 20, 200); \
+             INSERT INTO platform_daily (day, tool_id, tier, shard, invocations, errors, tokens, latency_hist) \
+             VALUES ('2026-03-10', '{tool}', 'FREE', 1, 20, 0, 200, '{{20,0,0,0,0,0,0,0,0,0,0,0}}')",
+            ada.id
         ))
         .await
         .unwrap();
@@ -356,7 +348,7 @@ async fn a_fold_waits_for_metering_in_flight_and_folds_each_day_once() {
         while app
             .sql_number(
                 "SELECT count(*) AS n FROM pg_stat_activity \
-                 WHERE wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE platform_daily%'",
+                 WHERE wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE usage_daily%'",
             )
             .await
             == 0
@@ -377,6 +369,16 @@ async fn a_fold_waits_for_metering_in_flight_and_folds_each_day_once() {
         21,
         "the committed day folded too"
     );
+    for user_fold in [
+        "SELECT sum(invocations)::bigint AS n FROM usage_monthly WHERE month = '2026-03-01'",
+        "SELECT sum(invocations)::bigint AS n FROM usage_day_totals WHERE day = '2026-03-10'",
+    ] {
+        assert_eq!(
+            app.sql_number(user_fold).await,
+            20,
+            "the user's committed day folded: {user_fold}"
+        );
+    }
 
     write_rollups(&app, &[day("2026-04-03", 300), day("2026-04-20", 4_000)]).await;
     tokio::join!(

@@ -381,6 +381,23 @@ async fn the_generator_fills_the_log_and_its_rollups_agree_with_it() {
         app.sql_number("SELECT sum(tokens_used)::bigint AS n FROM usage_events")
             .await
     );
+    let folded_days = app
+        .sql_number(
+            "SELECT sum(invocations)::bigint AS n FROM usage_daily \
+             WHERE day < (SELECT folded_before FROM platform_fold)",
+        )
+        .await;
+    assert!(folded_days > 0, "the generated days reach before the fold");
+    for table in ["usage_monthly", "usage_day_totals"] {
+        assert_eq!(
+            app.sql_number(&format!(
+                "SELECT sum(invocations)::bigint AS n FROM {table}"
+            ))
+            .await,
+            folded_days,
+            "{table} holds the folded days"
+        );
+    }
     let busiest = app
         .sql_number(
             "SELECT max(c) AS n FROM (SELECT count(*) AS c FROM usage_events GROUP BY user_id) s",

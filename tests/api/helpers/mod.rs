@@ -4,6 +4,7 @@ pub mod browser;
 pub mod db;
 pub mod fake_stripe;
 pub mod faulty_proxy;
+pub mod folds;
 pub mod metered;
 pub mod receiver;
 pub mod separate_server;

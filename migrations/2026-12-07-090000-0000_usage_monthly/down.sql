@@ -1,0 +1,2 @@
+DROP TABLE usage_day_totals;
+DROP TABLE usage_monthly;

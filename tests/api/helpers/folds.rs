@@ -1,0 +1,23 @@
+//! Where the fold of the daily rollups into monthly ones stands (`usage::fold`), set by a test.
+
+use chrono::{NaiveDate, NaiveTime};
+
+use super::TestApp;
+
+/// Folds the days before `day` into their months, as the sweeper does once the day after it has ended.
+pub async fn fold_before(app: &TestApp, day: &str) {
+    let day: NaiveDate = day.parse().unwrap();
+    let now = day.succ_opt().unwrap().and_time(NaiveTime::MIN).and_utc();
+    joyfull_hub::usage::service::fold_closed_days(&app.state, now)
+        .await
+        .expect("the fold");
+}
+
+/// Nothing folded yet: the months of the tests' days are read from the days until a test folds them.
+pub async fn fold_nothing(app: &TestApp) {
+    app.sql(
+        "UPDATE platform_fold SET folded_before = '2025-01-01'; DELETE FROM platform_monthly; \
+         DELETE FROM usage_monthly; DELETE FROM usage_day_totals",
+    )
+    .await;
+}
