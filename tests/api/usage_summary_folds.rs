@@ -27,8 +27,18 @@ async fn summary(app: &TestApp, user: &TestUser, from: &Value, to: &Value) -> Va
     summary
 }
 
-/// A summary as comparable values: totals, invocations and tokens per tool id, and its days in order.
-fn normalised(summary: &Value) -> (i64, i64, BTreeMap<String, (i64, i64)>, Vec<Value>) {
+/// A summary as comparable values.
+#[derive(Debug, PartialEq)]
+struct Totals {
+    invocations: i64,
+    tokens: i64,
+    /// Invocations and tokens per tool id.
+    by_tool: BTreeMap<String, (i64, i64)>,
+    /// The days, in order, as the API gives them.
+    by_day: Vec<Value>,
+}
+
+fn normalised(summary: &Value) -> Totals {
     let by_tool = summary["byTool"]
         .as_array()
         .unwrap()
@@ -43,12 +53,12 @@ fn normalised(summary: &Value) -> (i64, i64, BTreeMap<String, (i64, i64)>, Vec<V
             )
         })
         .collect();
-    (
-        summary["totalInvocations"].as_i64().unwrap(),
-        summary["totalTokens"].as_i64().unwrap(),
+    Totals {
+        invocations: summary["totalInvocations"].as_i64().unwrap(),
+        tokens: summary["totalTokens"].as_i64().unwrap(),
         by_tool,
-        summary["byDay"].as_array().unwrap().clone(),
-    )
+        by_day: summary["byDay"].as_array().unwrap().clone(),
+    }
 }
 
 /// One day's rollup of a user and tool; every call is worth 10 tokens.
@@ -65,7 +75,7 @@ fn expected(
     user: &TestUser,
     from: Option<&str>,
     to: Option<&str>,
-) -> (i64, i64, BTreeMap<String, (i64, i64)>, Vec<Value>) {
+) -> Totals {
     let mut by_tool: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     let mut by_day: BTreeMap<&str, i64> = BTreeMap::new();
     for row in rows.iter().filter(|r| {
@@ -81,7 +91,12 @@ fn expected(
         .into_iter()
         .map(|(day, n)| json!({ "day": day, "invocations": n, "tokens": n * 10 }))
         .collect();
-    (total, total * 10, by_tool, days)
+    Totals {
+        invocations: total,
+        tokens: total * 10,
+        by_tool,
+        by_day: days,
+    }
 }
 
 #[tokio::test]
