@@ -5,13 +5,13 @@
 --         tokens_estimated, status, error_code, latency_ms, created_at
 -- $12-$18 usage_daily increments per (user, tool, day): user_id, tool_id, day, invocations, tokens,
 --         errors, latency_ms_sum; the same users and days mark user_activity, and a user's first day
---         of activity after their last moves user_last_active; those of days already folded
---         (before platform_fold.folded_before) are added to usage_monthly and usage_day_totals too
+--         of activity after their last moves user_last_active
 -- $19-$25 platform_daily increments per (day, tool, tier): day, tool_id, tier, invocations, errors,
---         tokens, latency histogram as bigint[] literals; those of days already folded into
---         platform_monthly (before platform_fold.folded_before) are added to their month's row too
+--         tokens, latency histogram as bigint[] literals
 -- $26     the platform_daily shard this writer adds to (one per meter writer, so writers keep apart)
 -- $27     usage_events.tokens_overrun, per row of $1-$11
+-- The increments of days already folded (before platform_fold.folded_before) are added to the folded
+-- rollups as well, by `usage_add_late_days` (migration `usage_monthly`).
 events AS (INSERT INTO usage_events (id, user_id, api_key_id, tool_id, subscription_id, tokens_used,
                                      tokens_estimated, status, error_code, latency_ms, created_at,
                                      tokens_overrun)
@@ -29,6 +29,11 @@ last_active AS (INSERT INTO user_last_active (user_id, day)
 daily AS (INSERT INTO usage_daily (user_id, tool_id, day, invocations, tokens, errors, latency_ms_sum)
           SELECT * FROM unnest($12::uuid[], $13::uuid[], $14::date[], $15::bigint[], $16::bigint[],
                                $17::bigint[], $18::bigint[])
+          -- Run once, before the first row: the batch's days already folded go to the folded rollups.
+          WHERE (SELECT usage_add_late_days($12::uuid[], $13::uuid[], $14::date[], $15::bigint[],
+                                            $16::bigint[], $19::date[], $20::uuid[], $21::text[],
+                                            $22::bigint[], $23::bigint[], $24::bigint[], $25::text[],
+                                            $26::smallint)) IS NOT NULL
           ON CONFLICT (user_id, day, tool_id) DO UPDATE SET
             invocations = usage_daily.invocations + EXCLUDED.invocations,
             tokens = usage_daily.tokens + EXCLUDED.tokens,
@@ -45,35 +50,4 @@ platform AS (INSERT INTO platform_daily (day, tool_id, tier, shard, invocations,
                tokens = platform_daily.tokens + EXCLUDED.tokens,
                latency_hist = ARRAY(SELECT a + b FROM unnest(platform_daily.latency_hist, EXCLUDED.latency_hist)
                                     WITH ORDINALITY AS s(a, b, i) ORDER BY i)
-             RETURNING 1),
-late AS (INSERT INTO platform_monthly (month, tool_id, tier, shard, invocations, errors, tokens, latency_hist)
-         SELECT date_trunc('month', d)::date, t, r, $26::smallint, sum(n)::bigint, sum(e)::bigint, sum(k)::bigint,
-                latency_hist_sum(h::bigint[])
-         FROM unnest($19::date[], $20::uuid[], $21::text[], $22::bigint[], $23::bigint[], $24::bigint[],
-                     $25::text[]) AS v(d, t, r, n, e, k, h)
-         WHERE d < (SELECT folded_before FROM platform_fold)
-         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-         ON CONFLICT (month, tool_id, tier, shard) DO UPDATE SET
-           invocations = platform_monthly.invocations + EXCLUDED.invocations,
-           errors = platform_monthly.errors + EXCLUDED.errors,
-           tokens = platform_monthly.tokens + EXCLUDED.tokens,
-           latency_hist = latency_hist_add(platform_monthly.latency_hist, EXCLUDED.latency_hist)
-         RETURNING 1),
-late_months AS (INSERT INTO usage_monthly (user_id, month, tool_id, invocations, tokens)
-                SELECT u, date_trunc('month', d)::date, t, sum(n)::bigint, sum(k)::bigint
-                FROM unnest($12::uuid[], $13::uuid[], $14::date[], $15::bigint[], $16::bigint[]) AS v(u, t, d, n, k)
-                WHERE d < (SELECT folded_before FROM platform_fold)
-                GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-                ON CONFLICT (user_id, month, tool_id) DO UPDATE SET
-                  invocations = usage_monthly.invocations + EXCLUDED.invocations,
-                  tokens = usage_monthly.tokens + EXCLUDED.tokens
-                RETURNING 1),
-late_days AS (INSERT INTO usage_day_totals (user_id, day, invocations, tokens)
-              SELECT u, d, sum(n)::bigint, sum(k)::bigint
-              FROM unnest($12::uuid[], $14::date[], $15::bigint[], $16::bigint[]) AS v(u, d, n, k)
-              WHERE d < (SELECT folded_before FROM platform_fold)
-              GROUP BY 1, 2 ORDER BY 1, 2
-              ON CONFLICT (user_id, day) DO UPDATE SET
-                invocations = usage_day_totals.invocations + EXCLUDED.invocations,
-                tokens = usage_day_totals.tokens + EXCLUDED.tokens
-              RETURNING 1)
+             RETURNING 1)
