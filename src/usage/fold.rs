@@ -7,8 +7,8 @@
 //! moves that day forward in one transaction, under SHARE locks on `usage_daily` and `platform_daily`
 //! (in the order the meter writes them): it waits for the metering transactions already writing and
 //! holds back new ones until it commits, so it sees every row of the days it folds. A meter statement
-//! that writes a day already folded adds it to the folded tables as well (`record_batch.sql`), so each
-//! day reaches them exactly once, however late its calls are metered.
+//! that writes a day already folded adds it to the folded tables as well (`record_batch.sql` calls
+//! `usage_add_late_days`), so each day reaches them exactly once, however late its calls are metered.
 
 use chrono::NaiveDate;
 use diesel::QueryResult;
