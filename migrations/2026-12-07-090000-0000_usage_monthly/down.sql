@@ -1,4 +1,2 @@
-DROP FUNCTION usage_add_late_days(uuid[], uuid[], date[], bigint[], bigint[], date[], uuid[], text[], bigint[],
-                                  bigint[], bigint[], text[], smallint);
 DROP TABLE usage_day_totals;
 DROP TABLE usage_monthly;

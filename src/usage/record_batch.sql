@@ -11,7 +11,7 @@
 -- $26     the platform_daily shard this writer adds to (one per meter writer, so writers keep apart)
 -- $27     usage_events.tokens_overrun, per row of $1-$11
 -- The increments of days already folded (before platform_fold.folded_before) are added to the folded
--- rollups as well, by `usage_add_late_days` (migration `usage_monthly`).
+-- rollups as well, by `usage_add_late_days` (migration `usage_late_days`).
 events AS (INSERT INTO usage_events (id, user_id, api_key_id, tool_id, subscription_id, tokens_used,
                                      tokens_estimated, status, error_code, latency_ms, created_at,
                                      tokens_overrun)
