@@ -178,6 +178,7 @@ async fn a_summary_adds_up_the_users_days_in_any_range_wherever_the_fold_is() {
                 "months with no usage",
             ),
             (Some("2026-02-14"), Some("2026-02-14"), "an empty range"),
+            (Some("0001-01-01"), Some("9999-12-31"), "the widest dates"),
         ] {
             let bound = |day: Option<&str>| day.map_or(Value::Null, at);
             let summary = summary(&app, &ada, &bound(from), &bound(to)).await;
