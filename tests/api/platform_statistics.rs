@@ -7,7 +7,7 @@ use chrono::{Datelike, NaiveDate};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use serde_json::{Value, json};
 
-use crate::helpers::folds::{fold_before, fold_nothing};
+use crate::helpers::folds::{fold_before, fold_nothing, four_calls_unfolded};
 use crate::helpers::metered::{Metered, metered};
 use crate::helpers::{TestApp, TestUser};
 
@@ -254,23 +254,11 @@ async fn same_in_every_range(
 async fn metered_calls_show_the_same_in_every_range_that_holds_their_day() {
     let Metered {
         app,
-        upstream,
         root,
         tool,
         ada,
-    } = metered().await;
-    fold_nothing(&app).await;
-    let failing = app
-        .create_tool(
-            &root,
-            json!({ "name": "Bad", "endpoint": upstream.url("/fail") }),
-        )
-        .await;
-    for _ in 0..3 {
-        app.invoke(&ada.access_token, &tool, json!({}), None).await;
-    }
-    app.invoke(&ada.access_token, &failing, json!({}), None)
-        .await;
+        ..
+    } = four_calls_unfolded().await;
     let day: NaiveDate = app
         .sql_text("SELECT min(day)::text AS t FROM platform_daily")
         .await

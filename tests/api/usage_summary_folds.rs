@@ -6,10 +6,11 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use joyfull_hub::clock::Clock;
 use serde_json::{Value, json};
 
-use crate::helpers::folds::{fold_before, fold_nothing};
-use crate::helpers::metered::{Metered, metered};
+use crate::helpers::folds::{fold_before, fold_nothing, four_calls_unfolded};
+use crate::helpers::metered::Metered;
 use crate::helpers::{TestApp, TestUser};
 
 const SUMMARY: &str = "query($from: DateTime, $to: DateTime) { usageSummary(from: $from, to: $to) { totalTokens totalInvocations byTool { tool { id } invocations tokens } byDay { day invocations tokens } } }";
@@ -248,27 +249,9 @@ async fn same_in_every_range(
 /// read from, before the fold, after it, and for a call metered after its day was folded (a late batch).
 #[tokio::test]
 async fn metered_calls_show_the_same_in_every_range_before_and_after_the_fold_and_when_late() {
-    let Metered {
-        app,
-        upstream,
-        root,
-        tool,
-        ada,
-    } = metered().await;
-    fold_nothing(&app).await;
-    let failing = app
-        .create_tool(
-            &root,
-            json!({ "name": "Bad", "endpoint": upstream.url("/fail") }),
-        )
-        .await;
-    let at: DateTime<Utc> = "2026-03-10T12:00:00Z".parse().unwrap();
-    app.clock.set(at);
-    for _ in 0..3 {
-        app.invoke(&ada.access_token, &tool, json!({}), None).await;
-    }
-    app.invoke(&ada.access_token, &failing, json!({}), None)
-        .await;
+    let Metered { app, tool, ada, .. } = four_calls_unfolded().await;
+    // The calls were metered at the clock's time, which stands still.
+    let at = app.clock.now();
     let folded =
         |table: &str| format!("SELECT coalesce(sum(invocations), 0)::bigint AS n FROM {table}");
     for table in ["usage_monthly", "usage_day_totals"] {
@@ -280,7 +263,8 @@ async fn metered_calls_show_the_same_in_every_range_before_and_after_the_fold_an
     }
     same_in_every_range(&app, &ada, at, 4, "not folded").await;
 
-    fold_before(&app, "2026-04-01").await;
+    let next_month = at.date_naive().with_day(1).unwrap() + chrono::Months::new(1);
+    fold_before(&app, &next_month.to_string()).await;
     for table in ["usage_monthly", "usage_day_totals"] {
         assert_eq!(app.sql_number(&folded(table)).await, 4, "{table} folded");
     }

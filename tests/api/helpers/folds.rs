@@ -2,7 +2,10 @@
 
 use chrono::{NaiveDate, NaiveTime};
 
+use serde_json::json;
+
 use super::TestApp;
+use super::metered::{Metered, metered};
 
 /// Folds the days before `day` into their months, as the sweeper does once the day after it has ended.
 pub async fn fold_before(app: &TestApp, day: &str) {
@@ -20,4 +23,30 @@ pub async fn fold_nothing(app: &TestApp) {
          DELETE FROM usage_monthly; DELETE FROM usage_day_totals",
     )
     .await;
+}
+
+/// The usual metering setting with nothing folded, after four calls of Ada's: three of its tool that
+/// succeed and one of a tool whose upstream fails.
+pub async fn four_calls_unfolded() -> Metered {
+    let setting = metered().await;
+    let Metered {
+        app,
+        upstream,
+        root,
+        tool,
+        ada,
+    } = &setting;
+    fold_nothing(app).await;
+    let failing = app
+        .create_tool(
+            root,
+            json!({ "name": "Bad", "endpoint": upstream.url("/fail") }),
+        )
+        .await;
+    for _ in 0..3 {
+        app.invoke(&ada.access_token, tool, json!({}), None).await;
+    }
+    app.invoke(&ada.access_token, &failing, json!({}), None)
+        .await;
+    setting
 }
