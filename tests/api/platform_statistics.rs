@@ -7,7 +7,7 @@ use chrono::{Datelike, NaiveDate};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use serde_json::{Value, json};
 
-use crate::helpers::folds::{fold_before, fold_nothing, four_calls_unfolded};
+use crate::helpers::folds::{fold_before, fold_nothing, four_calls_unfolded, two_tools_unfolded};
 use crate::helpers::metered::{Metered, metered};
 use crate::helpers::{TestApp, TestUser};
 
@@ -73,16 +73,7 @@ async fn stats(app: &TestApp, admin: &TestUser, from: Value, to: Value) -> Value
 #[tokio::test]
 async fn ranges_of_whole_months_edge_days_or_no_bound_add_up_the_days_in_them_wherever_the_fold_is()
 {
-    let app = TestApp::spawn().await;
-    fold_nothing(&app).await;
-    let root = app.admin("root@example.com").await;
-    let tool = |name: &str| {
-        app.create_tool(
-            &root,
-            json!({ "name": name, "endpoint": "http://127.0.0.1:9/" }),
-        )
-    };
-    let (a, b) = (tool("A").await, tool("B").await);
+    let (app, root, a, b) = two_tools_unfolded().await;
     // Each row's invocations are a different power of ten, so a total names the rows it counted.
     let row = |day, tool: &String, tier, shard, invocations, errors, histogram| DayRollup {
         day,

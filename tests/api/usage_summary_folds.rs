@@ -9,7 +9,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use joyfull_hub::clock::Clock;
 use serde_json::{Value, json};
 
-use crate::helpers::folds::{fold_before, fold_nothing, four_calls_unfolded};
+use crate::helpers::folds::{fold_before, four_calls_unfolded, two_tools_unfolded};
 use crate::helpers::metered::Metered;
 use crate::helpers::{TestApp, TestUser};
 
@@ -102,16 +102,7 @@ fn expected(
 
 #[tokio::test]
 async fn a_summary_adds_up_the_users_days_in_any_range_wherever_the_fold_is() {
-    let app = TestApp::spawn().await;
-    fold_nothing(&app).await;
-    let root = app.admin("root@example.com").await;
-    let tool = |name: &str| {
-        app.create_tool(
-            &root,
-            json!({ "name": name, "endpoint": "http://127.0.0.1:9/" }),
-        )
-    };
-    let (a, b) = (tool("A").await, tool("B").await);
+    let (app, _, a, b) = two_tools_unfolded().await;
     let ada = app.register("Ada", "ada@example.com").await;
     let bob = app.register("Bob", "bob@example.com").await;
     // Each of Ada's rows is a different power of ten, so a total names the rows it counted; Bob's

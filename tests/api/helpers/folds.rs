@@ -4,8 +4,8 @@ use chrono::{NaiveDate, NaiveTime};
 
 use serde_json::json;
 
-use super::TestApp;
 use super::metered::{Metered, metered};
+use super::{TestApp, TestUser};
 
 /// Folds the days before `day` into their months, as the sweeper does once the day after it has ended.
 pub async fn fold_before(app: &TestApp, day: &str) {
@@ -49,4 +49,24 @@ pub async fn four_calls_unfolded() -> Metered {
     app.invoke(&ada.access_token, &failing, json!({}), None)
         .await;
     setting
+}
+
+/// An app with nothing folded, an admin (`root`) and two tools, A and B, that no test calls.
+pub async fn two_tools_unfolded() -> (TestApp, TestUser, String, String) {
+    let app = TestApp::spawn().await;
+    fold_nothing(&app).await;
+    let root = app.admin("root@example.com").await;
+    let mut tools = Vec::new();
+    for name in ["A", "B"] {
+        let tool = app
+            .create_tool(
+                &root,
+                json!({ "name": name, "endpoint": "http://127.0.0.1:9/" }),
+            )
+            .await;
+        tools.push(tool);
+    }
+    let b = tools.pop().unwrap();
+    let a = tools.pop().unwrap();
+    (app, root, a, b)
 }
