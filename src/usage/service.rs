@@ -160,7 +160,7 @@ pub async fn apply_retention(app: &AppState, now: DateTime<Utc>) -> AppResult<us
     Ok(deleted)
 }
 
-/// Folds the platform's days that ended a day or more before `now` into its monthly rollups (the
+/// Folds the days that ended a day or more before `now` into the monthly rollups and day totals (the
 /// sweeper's). The day before today stays out, so the fold rarely meets calls still being metered.
 pub async fn fold_closed_days(app: &AppState, now: DateTime<Utc>) -> AppResult<()> {
     let Some(before) = now.date_naive().pred_opt() else {
@@ -168,7 +168,7 @@ pub async fn fold_closed_days(app: &AppState, now: DateTime<Utc>) -> AppResult<(
     };
     let mut conn = app.pool.get().await?;
     if let Some((from, to)) = fold::fold_days_before(&mut conn, before).await? {
-        tracing::info!(%from, %to, "days of the platform rollups folded into their months");
+        tracing::info!(%from, %to, "closed days of the daily rollups folded");
     }
     Ok(())
 }
