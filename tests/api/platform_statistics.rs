@@ -58,16 +58,13 @@ fn in_bucket(bucket: usize, calls: i64) -> [i64; 12] {
 }
 
 async fn stats(app: &TestApp, admin: &TestUser, from: Value, to: Value) -> Value {
-    let body = app
-        .graphql_as(
-            &admin.access_token,
-            RANGED,
-            json!({ "from": from, "to": to }),
-        )
-        .await;
-    let stats = body["data"]["admin"]["stats"].clone();
-    assert!(stats.is_object(), "{body}");
-    stats
+    app.object_as(
+        &admin.access_token,
+        RANGED,
+        json!({ "from": from, "to": to }),
+        &["admin", "stats"],
+    )
+    .await
 }
 
 #[tokio::test]

@@ -16,16 +16,13 @@ use crate::helpers::{TestApp, TestUser};
 const SUMMARY: &str = "query($from: DateTime, $to: DateTime) { usageSummary(from: $from, to: $to) { totalTokens totalInvocations byTool { tool { id } invocations tokens } byDay { day invocations tokens } } }";
 
 async fn summary(app: &TestApp, user: &TestUser, from: &Value, to: &Value) -> Value {
-    let body = app
-        .graphql_as(
-            &user.access_token,
-            SUMMARY,
-            json!({ "from": from, "to": to }),
-        )
-        .await;
-    let summary = body["data"]["usageSummary"].clone();
-    assert!(summary.is_object(), "{body}");
-    summary
+    app.object_as(
+        &user.access_token,
+        SUMMARY,
+        json!({ "from": from, "to": to }),
+        &["usageSummary"],
+    )
+    .await
 }
 
 /// A summary as comparable values.

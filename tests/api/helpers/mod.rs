@@ -259,6 +259,20 @@ impl TestApp {
         serde_json::from_str(&body).expect("a JSON body")
     }
 
+    /// `graphql_as`'s object at `path` under `data` (asserted to be one, the answer shown when not).
+    pub async fn object_as(
+        &self,
+        token: &str,
+        query: &str,
+        variables: Value,
+        path: &[&str],
+    ) -> Value {
+        let body = self.graphql_as(token, query, variables).await;
+        let object = path.iter().fold(&body["data"], |value, key| &value[*key]);
+        assert!(object.is_object(), "{body}");
+        object.clone()
+    }
+
     /// `graphql_as`'s answer as the client receives it, byte for byte.
     pub async fn graphql_text_as(&self, token: &str, query: &str, variables: Value) -> String {
         self.client
