@@ -28,6 +28,7 @@ use crate::graphql::limits::coded_error;
 use crate::graphql::loaders::Loaders;
 use crate::graphql::persisted_queries::{self, Outcome, Refusal};
 use crate::graphql::rate_headers;
+use crate::graphql::verbatim::Verbatim;
 use crate::telemetry::traces;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -209,6 +210,7 @@ async fn execute(
         user_agent: RequestContext::user_agent_of(headers),
     };
 
+    let verbatim = Verbatim::default();
     let mut responses = Vec::with_capacity(slots.len());
     let mut only_persisted_query_misses = true;
     let mut last_cost = None;
@@ -226,7 +228,8 @@ async fn execute(
                     .data(context.clone())
                     .data(Loaders::default())
                     .data(cost.clone())
-                    .data(call.deadline.clone());
+                    .data(call.deadline.clone())
+                    .data(verbatim.clone());
                 let mut response = state.executor.execute(request).await;
                 if let Some(spent) = cost.get() {
                     if wants_cost && let Ok(value) = async_graphql::to_value(spent) {
@@ -260,7 +263,7 @@ async fn execute(
             BatchResponse::Batch(responses)
         }
     };
-    let mut response = respond(response, call.media, only_persisted_query_misses);
+    let mut response = respond(response, call.media, only_persisted_query_misses, &verbatim);
     if let Some(pace) = pace {
         anonymous_pace::report(&mut response, &pace);
     }
@@ -336,10 +339,12 @@ fn count_request(operation: String, response: &async_graphql::Response) {
 
 /// The HTTP response. A request error (nothing executed) is a 400 under the graphql-response+json media
 /// type, except a persisted-query miss, which is a 200 that must not be cached, as Apollo clients expect.
+/// Parts the resolvers left to `verbatim` are written into the body as they were serialised.
 fn respond(
     response: BatchResponse,
     media: ResponseMedia,
     only_persisted_query_misses: bool,
+    verbatim: &Verbatim,
 ) -> Response {
     let request_error = matches!(&response, BatchResponse::Single(r) if !r.errors.is_empty() && r.data == async_graphql::Value::Null);
     let status = if media == ResponseMedia::GraphqlResponseJson
@@ -351,7 +356,7 @@ fn respond(
         StatusCode::OK
     };
     let body = match serde_json::to_vec(&response) {
-        Ok(body) => body,
+        Ok(body) => verbatim.splice(body),
         Err(e) => {
             tracing::error!(error = %e, "cannot serialise a GraphQL response");
             return error_response(

@@ -11,6 +11,9 @@
 //!
 //! At most [`PAGES`] pages per snapshot; when full, the kept pages are dropped and kept again as they
 //! are asked for, so a flood of distinct searches costs only its own work.
+//!
+//! A page is kept serialised as well, and an answer over HTTP gets those bytes written in
+//! (`graphql::verbatim`) rather than a copy of the page's value serialised again.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -25,6 +28,7 @@ use async_graphql::{
 use uuid::Uuid;
 
 use super::model::ToolRow;
+use crate::graphql::verbatim::Verbatim;
 
 /// Most pages kept per snapshot.
 pub const PAGES: usize = 64;
@@ -51,12 +55,18 @@ pub struct RenderedPages {
 struct Slot {
     /// Held, not only compared, so that no later snapshot can share its address.
     snapshot: Option<Arc<Vec<ToolRow>>>,
-    pages: HashMap<PageKey, Arc<Value>>,
+    pages: HashMap<PageKey, Arc<KeptPage>>,
+}
+
+/// A page as answered: its value, and the same serialised as an answer holds it.
+pub struct KeptPage {
+    value: Value,
+    json: Arc<str>,
 }
 
 impl RenderedPages {
     /// The page kept under `key` for `snapshot`, if any.
-    pub fn get(&self, snapshot: &Arc<Vec<ToolRow>>, key: &PageKey) -> Option<Arc<Value>> {
+    pub fn get(&self, snapshot: &Arc<Vec<ToolRow>>, key: &PageKey) -> Option<Arc<KeptPage>> {
         let slot = self.lock();
         let kept = slot.snapshot.as_ref()?;
         if !Arc::ptr_eq(kept, snapshot) {
@@ -72,6 +82,14 @@ impl RenderedPages {
 
     /// Keeps `page`, answered from `snapshot`; a newer snapshot's pages replace all others.
     pub fn keep(&self, snapshot: &Arc<Vec<ToolRow>>, key: PageKey, page: Value) {
+        let json = match serde_json::to_string(&page) {
+            Ok(json) => Arc::from(json),
+            Err(e) => {
+                tracing::warn!(error = %e, "a catalogue page cannot be serialised, so it is not kept");
+                return;
+            }
+        };
+        let page = Arc::new(KeptPage { value: page, json });
         let mut slot = self.lock();
         let same = slot
             .snapshot
@@ -84,7 +102,7 @@ impl RenderedPages {
         if slot.pages.len() >= PAGES {
             slot.pages.clear();
         }
-        slot.pages.insert(key, Arc::new(page));
+        slot.pages.insert(key, page);
     }
 
     /// How many pages are kept for `snapshot`.
@@ -109,7 +127,7 @@ impl RenderedPages {
 /// A `tools` answer of type `T`: a page kept from an earlier answer, or one to resolve (and keep, when
 /// it may be kept). The schema sees `T`.
 pub enum Rendered<T> {
-    Kept(Arc<Value>),
+    Kept(Arc<KeptPage>),
     Resolve { value: T, keep: Option<Keep> },
 }
 
@@ -130,7 +148,7 @@ impl Keep {
     }
 
     /// The answer kept for this page, if any.
-    pub fn kept(&self) -> Option<Arc<Value>> {
+    pub fn kept(&self) -> Option<Arc<KeptPage>> {
         self.pages.get(&self.snapshot, &self.key)
     }
 }
@@ -150,7 +168,10 @@ impl<T: OutputType> OutputType for Rendered<T> {
         field: &Positioned<Field>,
     ) -> ServerResult<Value> {
         match self {
-            Self::Kept(page) => Ok(Value::clone(page)),
+            Self::Kept(page) => Ok(match ctx.data_opt::<Verbatim>() {
+                Some(verbatim) => verbatim.placeholder(Arc::clone(&page.json)),
+                None => Value::clone(&page.value),
+            }),
             Self::Resolve { value, keep } => {
                 let page = value.resolve(ctx, field).await?;
                 if let Some(keep) = keep {
@@ -242,9 +263,10 @@ mod tests {
         let older = Arc::new(Vec::new());
         let newer = Arc::new(Vec::new());
         pages.keep(&older, key("nodes{name,},"), Value::from("older"));
+        let kept = pages.get(&older, &key("nodes{name,},")).expect("kept");
         assert_eq!(
-            pages.get(&older, &key("nodes{name,},")).as_deref(),
-            Some(&Value::from("older"))
+            (&kept.value, &*kept.json),
+            (&Value::from("older"), r#""older""#)
         );
         assert!(pages.get(&older, &key("nodes{slug,},")).is_none());
         // Equal contents, another snapshot: nothing of the older one is served, and keeping drops it.

@@ -1,11 +1,15 @@
 //! Catalogue pages kept as answered (`tools::rendered`): the next request for the same page, selection
 //! and caller is answered from the kept page, byte for byte what resolving it gives; anything else that
 //! changes the answer (the selection as executed, the arguments, who asks, the catalogue) gets its own.
+//! Over HTTP a kept page is written into the answer as it was serialised (`graphql::verbatim`); over the
+//! WebSocket its value is.
 
 use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{TestApp, TestUser};
 
@@ -239,4 +243,85 @@ async fn a_change_here_shows_at_once_and_a_change_elsewhere_within_a_second() {
     app.state.caches.sync(&app.state.pool).await.unwrap();
     answer(&app, &user, query, json!({})).await;
     assert_eq!(kept(&app), 1);
+}
+
+/// One query over `/graphql/ws` (`graphql-transport-ws`) as `user`: its `next` payload.
+async fn over_websocket(app: &TestApp, user: &TestUser, query: &str) -> Value {
+    let mut socket = crate::helpers::ws::connect(app).await;
+    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {}", user.access_token) } });
+    socket.send(Message::text(init.to_string())).await.unwrap();
+    let subscribe = json!({ "id": "1", "type": "subscribe", "payload": { "query": query } });
+    socket
+        .send(Message::text(subscribe.to_string()))
+        .await
+        .unwrap();
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("an answer within 10 s")
+            .expect("an open socket")
+            .expect("a valid frame");
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let value: Value = serde_json::from_str(&text).unwrap();
+        if value["id"] == "1" && value["type"] == "next" {
+            return value["payload"].clone();
+        }
+        assert_ne!(value["type"], "error", "{value}");
+    }
+}
+
+#[tokio::test]
+async fn kept_pages_are_written_into_every_answer_as_resolving_them_writes_them() {
+    let (app, user, _) = catalogue().await;
+    let one = "{ tools { nodes { name slug } } }";
+    let two = "{ a: tools(first: 1) { nodes { name } } b: tools { nodes { slug } } me { name } }";
+    let expected_two = json!({
+        "a": { "nodes": [{ "name": "Alpha" }] },
+        "b": { "nodes": [{ "slug": "alpha" }, { "slug": "charlie" }] },
+        "me": { "name": "Ada" },
+    });
+
+    // Over HTTP: resolved, then from the kept pages (two in one answer), byte for byte the same. The
+    // first request loads the catalogue's snapshot, which the two pages are then cut from.
+    answer(&app, &user, one, json!({})).await;
+    let served = app.state.rendered_pages.served();
+    let resolved = answer(&app, &user, two, json!({})).await;
+    let kept_answer = answer(&app, &user, two, json!({})).await;
+    assert_eq!(app.state.rendered_pages.served() - served, 2);
+    assert_eq!(kept_answer, resolved);
+    let body: Value = serde_json::from_str(&kept_answer).unwrap();
+    assert_eq!(body["data"], expected_two, "{kept_answer}");
+    assert!(!kept_answer.contains("verbatim"), "{kept_answer}");
+
+    // A batch: every request's kept page lands in its own answer.
+    let served = app.state.rendered_pages.served();
+    let batch = app
+        .client
+        .post(app.url("/graphql"))
+        .bearer_auth(&user.access_token)
+        .json(&json!([{ "query": two }, { "query": one }, { "query": two }]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(app.state.rendered_pages.served() - served, 5);
+    assert!(!batch.contains("verbatim"), "{batch}");
+    let answers: Value = serde_json::from_str(&batch).unwrap();
+    assert_eq!(answers[0]["data"], expected_two, "{batch}");
+    assert_eq!(
+        answers[1]["data"]["tools"],
+        json!({ "nodes": [{ "name": "Alpha", "slug": "alpha" }, { "name": "Charlie", "slug": "charlie" }] }),
+        "{batch}"
+    );
+    assert_eq!(answers[2]["data"], expected_two, "{batch}");
+
+    // Over the WebSocket, which writes its answers itself: the kept page's value.
+    let served = app.state.rendered_pages.served();
+    let payload = over_websocket(&app, &user, two).await;
+    assert_eq!(app.state.rendered_pages.served() - served, 2);
+    assert_eq!(payload["data"], expected_two, "{payload}");
 }
