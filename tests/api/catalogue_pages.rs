@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -256,15 +256,7 @@ async fn over_websocket(app: &TestApp, user: &TestUser, query: &str) -> Value {
         .await
         .unwrap();
     loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("an answer within 10 s")
-            .expect("an open socket")
-            .expect("a valid frame");
-        let Message::Text(text) = message else {
-            continue;
-        };
-        let value: Value = serde_json::from_str(&text).unwrap();
+        let value = crate::helpers::ws::next_json(&mut socket).await;
         if value["id"] == "1" && value["type"] == "next" {
             return value["payload"].clone();
         }
@@ -298,16 +290,12 @@ async fn kept_pages_are_written_into_every_answer_as_resolving_them_writes_them(
     // A batch: every request's kept page lands in its own answer.
     let served = app.state.rendered_pages.served();
     let batch = app
-        .client
-        .post(app.url("/graphql"))
-        .bearer_auth(&user.access_token)
-        .json(&json!([{ "query": two }, { "query": one }, { "query": two }]))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .post_text_as(
+            "/graphql",
+            &user.access_token,
+            &json!([{ "query": two }, { "query": one }, { "query": two }]),
+        )
+        .await;
     assert_eq!(app.state.rendered_pages.served() - served, 5);
     assert!(!batch.contains("verbatim"), "{batch}");
     let answers: Value = serde_json::from_str(&batch).unwrap();

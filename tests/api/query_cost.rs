@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use joyfull_hub::config::Secret;
 use joyfull_hub::pacing::slices;
 use serde_json::{Value, json};
@@ -327,15 +327,7 @@ async fn queries_over_the_websocket_spend_the_same_budget() {
             .await
             .unwrap();
         let answer = loop {
-            let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
-                .await
-                .expect("an answer within 10 s")
-                .expect("an open socket")
-                .expect("a valid frame");
-            let Message::Text(text) = message else {
-                continue;
-            };
-            let value: Value = serde_json::from_str(&text).unwrap();
+            let value = crate::helpers::ws::next_json(&mut socket).await;
             if value["id"] == id.as_str() && value["type"] != "complete" {
                 break value;
             }

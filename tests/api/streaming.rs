@@ -281,16 +281,12 @@ async fn a_key_without_the_invoke_scope_cannot_stream_a_call() {
     let reader = created["data"]["createApiKey"]["key"].as_str().unwrap();
 
     let body = app
-        .client
-        .post(app.url("/graphql/stream"))
-        .bearer_auth(reader)
-        .json(&json!({ "query": STREAM, "variables": { "t": catalogue.tool } }))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .post_text_as(
+            "/graphql/stream",
+            reader,
+            &json!({ "query": STREAM, "variables": { "t": catalogue.tool } }),
+        )
+        .await;
 
     assert!(body.contains("\"FORBIDDEN\""), "{body}");
     assert_eq!(

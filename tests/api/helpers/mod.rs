@@ -275,13 +275,23 @@ impl TestApp {
 
     /// `graphql_as`'s answer as the client receives it, byte for byte.
     pub async fn graphql_text_as(&self, token: &str, query: &str, variables: Value) -> String {
+        self.post_text_as(
+            "/graphql",
+            token,
+            &json!({ "query": query, "variables": variables }),
+        )
+        .await
+    }
+
+    /// The body of the answer to `body` POSTed as JSON to `path` with `token`, byte for byte.
+    pub async fn post_text_as(&self, path: &str, token: &str, body: &Value) -> String {
         self.client
-            .post(self.url("/graphql"))
+            .post(self.url(path))
             .bearer_auth(token)
-            .json(&json!({ "query": query, "variables": variables }))
+            .json(body)
             .send()
             .await
-            .expect("POST /graphql")
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
             .text()
             .await
             .expect("a body")
