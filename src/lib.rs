@@ -30,6 +30,7 @@ pub mod telemetry;
 pub mod tools;
 pub mod usage;
 pub mod users;
+pub mod verbatim;
 pub mod webhooks;
 pub mod worker;
 

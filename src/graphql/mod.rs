@@ -17,7 +17,6 @@ pub mod operation;
 pub mod parsed;
 pub mod persisted_queries;
 pub mod rate_headers;
-pub mod verbatim;
 
 use async_graphql::{MergedObject, MergedSubscription, SDLExportOptions, Schema, SchemaBuilder};
 

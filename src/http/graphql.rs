@@ -28,8 +28,8 @@ use crate::graphql::limits::coded_error;
 use crate::graphql::loaders::Loaders;
 use crate::graphql::persisted_queries::{self, Outcome, Refusal};
 use crate::graphql::rate_headers;
-use crate::graphql::verbatim::Verbatim;
 use crate::telemetry::traces;
+use crate::verbatim::Verbatim;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 

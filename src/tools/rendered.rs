@@ -13,7 +13,7 @@
 //! are asked for, so a flood of distinct searches costs only its own work.
 //!
 //! A page is kept serialised as well, and an answer over HTTP gets those bytes written in
-//! (`graphql::verbatim`) rather than a copy of the page's value serialised again.
+//! (`verbatim`) rather than a copy of the page's value serialised again.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -28,7 +28,7 @@ use async_graphql::{
 use uuid::Uuid;
 
 use super::model::ToolRow;
-use crate::graphql::verbatim::Verbatim;
+use crate::verbatim::Verbatim;
 
 /// Most pages kept per snapshot.
 pub const PAGES: usize = 64;

@@ -1,7 +1,7 @@
 //! Catalogue pages kept as answered (`tools::rendered`): the next request for the same page, selection
 //! and caller is answered from the kept page, byte for byte what resolving it gives; anything else that
 //! changes the answer (the selection as executed, the arguments, who asks, the catalogue) gets its own.
-//! Over HTTP a kept page is written into the answer as it was serialised (`graphql::verbatim`); over the
+//! Over HTTP a kept page is written into the answer as it was serialised (`verbatim`); over the
 //! WebSocket its value is.
 
 use std::time::{Duration, Instant};
