@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::helpers::TestApp;
-use crate::helpers::ws::next_json;
+use crate::helpers::ws::{next_frame, next_json};
 
 #[tokio::test]
 async fn the_websocket_endpoint_speaks_graphql_transport_ws() {
@@ -60,12 +60,7 @@ mod protocol_rules {
 
     async fn close_code(socket: &mut Socket) -> u16 {
         loop {
-            let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
-                .await
-                .expect("a message within 5 s")
-                .expect("an open socket")
-                .expect("a valid frame");
-            if let Message::Close(frame) = message {
+            if let Message::Close(frame) = next_frame(socket, Duration::from_secs(5)).await {
                 return frame.map_or(0, |f| u16::from(f.code));
             }
         }

@@ -25,17 +25,30 @@ pub async fn connect(app: &TestApp) -> Socket {
     tokio_tungstenite::connect_async(request).await.unwrap().0
 }
 
+/// A socket's stream of frames.
+pub trait Frames:
+    StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin
+{
+}
+
+impl<S: StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin> Frames
+    for S
+{
+}
+
+/// The next frame on `socket`; fails after `wait` without one, or when the socket is closed or broken.
+pub async fn next_frame(socket: &mut impl Frames, wait: Duration) -> Message {
+    tokio::time::timeout(wait, socket.next())
+        .await
+        .unwrap_or_else(|_| panic!("a message within {wait:?}"))
+        .expect("an open socket")
+        .expect("a valid frame")
+}
+
 /// The next text message on `socket`, as JSON; other frames are skipped. Fails after 10 s without one.
-pub async fn next_json(
-    socket: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin),
-) -> Value {
+pub async fn next_json(socket: &mut impl Frames) -> Value {
     loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("a message within 10 s")
-            .expect("an open socket")
-            .expect("a valid frame");
-        if let Message::Text(text) = message {
+        if let Message::Text(text) = next_frame(socket, Duration::from_secs(10)).await {
             return serde_json::from_str(&text).expect("JSON");
         }
     }
