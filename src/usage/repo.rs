@@ -14,6 +14,7 @@ use super::model::{
     Filter, InvocationStatus, LATENCY_BOUNDS_MS, SummaryTotal, UsageEvent, latency_bucket,
 };
 use crate::billing::model::PlanTier;
+use crate::db::cached::CachedExt;
 use crate::db::compose::{Composed, Part};
 use crate::db::schema::usage_events;
 
@@ -249,8 +250,19 @@ pub struct RawRange {
 const FIRST_DAY: Option<NaiveDate> = NaiveDate::from_ymd_opt(1, 1, 1);
 const LAST_DAY: Option<NaiveDate> = NaiveDate::from_ymd_opt(9999, 12, 31);
 
+/// The start of `day` (UTC): the raw rows' "no bound" in `summary_totals.sql` is the start of
+/// [`FIRST_DAY`] or of [`LAST_DAY`].
+fn start_of(day: Option<NaiveDate>) -> Option<DateTime<Utc>> {
+    day.map(|day| day.and_time(chrono::NaiveTime::MIN).and_utc())
+}
+
 /// Runs `summary_totals.sql`: totals per tool and per day of the rollups' whole days in
 /// `days` (when given; a `None` bound is no bound) and of the raw rows in `head` and `tail`.
+///
+/// The statement is kept prepared on the connection and runs on its generic plan, set for its own
+/// transaction: PostgreSQL would otherwise plan it again for every call (it prices the generic plan
+/// above one planned for the call's values), and planning takes half as long as running it, while
+/// the generic plan runs as fast.
 pub async fn summary_totals(
     conn: &mut AsyncPgConnection,
     user: Uuid,
@@ -262,18 +274,24 @@ pub async fn summary_totals(
         Some((from, to)) => (from.or(FIRST_DAY), to.or(LAST_DAY)),
         None => (FIRST_DAY, FIRST_DAY),
     };
-    diesel::sql_query(include_str!("summary_totals.sql"))
+    let query = diesel::sql_query(include_str!("summary_totals.sql"))
         .bind::<SqlUuid, _>(user)
         .bind::<Nullable<Date>, _>(from_day)
         .bind::<Nullable<Date>, _>(to_day)
-        .bind::<diesel::sql_types::Bool, _>(head.read)
-        .bind::<Nullable<Timestamptz>, _>(head.from)
-        .bind::<Nullable<Timestamptz>, _>(head.to)
-        .bind::<diesel::sql_types::Bool, _>(tail.read)
-        .bind::<Nullable<Timestamptz>, _>(tail.from)
-        .bind::<Nullable<Timestamptz>, _>(tail.to)
-        .load(conn)
-        .await
+        .bind::<Bool, _>(head.read)
+        .bind::<Nullable<Timestamptz>, _>(head.from.or_else(|| start_of(FIRST_DAY)))
+        .bind::<Nullable<Timestamptz>, _>(head.to.or_else(|| start_of(LAST_DAY)))
+        .bind::<Bool, _>(tail.read)
+        .bind::<Nullable<Timestamptz>, _>(tail.from.or_else(|| start_of(FIRST_DAY)))
+        .bind::<Nullable<Timestamptz>, _>(tail.to.or_else(|| start_of(LAST_DAY)))
+        .cached();
+    diesel_async::AsyncConnection::transaction(conn, async |conn| {
+        diesel::sql_query("SET LOCAL plan_cache_mode = force_generic_plan")
+            .execute(conn)
+            .await?;
+        query.load(conn).await
+    })
+    .await
 }
 
 /// Makes sure the months holding `now` and a month later have their partitions of the log; returns how

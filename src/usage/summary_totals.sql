@@ -7,11 +7,13 @@
 -- $2  date         the first whole day, inclusive (0001-01-01 for no bound)
 -- $3  date         the end of the whole days, exclusive (9999-12-31 for no bound; $2 for none)
 -- $4  boolean      whether the first raw range is read
--- $5  timestamptz  its start, inclusive; null for no bound
--- $6  timestamptz  its end, exclusive; null for no bound
+-- $5  timestamptz  its start, inclusive (0001-01-01 for no bound)
+-- $6  timestamptz  its end, exclusive (9999-12-31 for no bound)
 -- $7  boolean      whether the second raw range is read
--- $8  timestamptz  its start, inclusive
--- $9  timestamptz  its end, exclusive
+-- $8  timestamptz  its start, inclusive (as $5)
+-- $9  timestamptz  its end, exclusive (as $6)
+-- It runs on its generic plan (`repo::summary_totals`). Every bound is a value, never null, so that
+-- plan keeps the raw ranges' index bounds and prunes the log's partitions when it starts.
 WITH span AS MATERIALIZED (
     -- `folded`: the first day not folded. The whole months read from `usage_monthly` are
     -- [m_from, m_to), none when equal: from the range's first whole month to the first month that
@@ -27,11 +29,11 @@ WITH span AS MATERIALIZED (
 raw AS MATERIALIZED (
     SELECT tool_id, (created_at AT TIME ZONE 'UTC')::date AS day, tokens_used FROM usage_events
     WHERE $4 AND user_id = $1
-      AND ($5::timestamptz IS NULL OR created_at >= $5) AND ($6::timestamptz IS NULL OR created_at < $6)
+      AND created_at >= $5::timestamptz AND created_at < $6::timestamptz
     UNION ALL
     SELECT tool_id, (created_at AT TIME ZONE 'UTC')::date, tokens_used FROM usage_events
     WHERE $7 AND user_id = $1
-      AND ($8::timestamptz IS NULL OR created_at >= $8) AND ($9::timestamptz IS NULL OR created_at < $9)
+      AND created_at >= $8::timestamptz AND created_at < $9::timestamptz
 ),
 per_tool AS (
     SELECT tool_id, invocations, tokens FROM usage_monthly
