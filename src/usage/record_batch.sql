@@ -30,18 +30,10 @@ daily AS (INSERT INTO usage_daily (user_id, tool_id, day, invocations, tokens, e
           SELECT * FROM unnest($12::uuid[], $13::uuid[], $14::date[], $15::bigint[], $16::bigint[],
                                $17::bigint[], $18::bigint[])
           -- Run once, before the first row: the batch's days already folded go to the folded rollups.
-          -- A batch whose days are all at or after `folded_before`, nearly every one, does not call the
-          -- function (CASE evaluates only the branch it takes).
-          WHERE (SELECT CASE WHEN least((SELECT min(d) FROM unnest($14::date[]) AS b(d)),
-                                        (SELECT min(d) FROM unnest($19::date[]) AS p(d)))
-                                  >= (SELECT folded_before FROM platform_fold)
-                             THEN false
-                             ELSE usage_add_late_days($12::uuid[], $13::uuid[], $14::date[],
-                                                      $15::bigint[], $16::bigint[], $19::date[],
-                                                      $20::uuid[], $21::text[], $22::bigint[],
-                                                      $23::bigint[], $24::bigint[], $25::text[],
-                                                      $26::smallint)
-                        END) IS NOT NULL
+          WHERE (SELECT usage_add_late_days($12::uuid[], $13::uuid[], $14::date[], $15::bigint[],
+                                            $16::bigint[], $19::date[], $20::uuid[], $21::text[],
+                                            $22::bigint[], $23::bigint[], $24::bigint[], $25::text[],
+                                            $26::smallint)) IS NOT NULL
           ON CONFLICT (user_id, day, tool_id) DO UPDATE SET
             invocations = usage_daily.invocations + EXCLUDED.invocations,
             tokens = usage_daily.tokens + EXCLUDED.tokens,
