@@ -250,10 +250,20 @@ pub struct RawRange {
 const FIRST_DAY: Option<NaiveDate> = NaiveDate::from_ymd_opt(1, 1, 1);
 const LAST_DAY: Option<NaiveDate> = NaiveDate::from_ymd_opt(9999, 12, 31);
 
-/// The start of `day` (UTC): the raw rows' "no bound" in `summary_totals.sql` is the start of
-/// [`FIRST_DAY`] or of [`LAST_DAY`].
+/// The start of `day` (UTC).
 fn start_of(day: Option<NaiveDate>) -> Option<DateTime<Utc>> {
     day.map(|day| day.and_time(chrono::NaiveTime::MIN).and_utc())
+}
+
+impl RawRange {
+    /// Its bounds as `summary_totals.sql` takes them: no bound is the start of [`FIRST_DAY`] or of
+    /// [`LAST_DAY`], never null.
+    fn bounds(self) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        (
+            self.from.or_else(|| start_of(FIRST_DAY)),
+            self.to.or_else(|| start_of(LAST_DAY)),
+        )
+    }
 }
 
 /// Runs `summary_totals.sql`: totals per tool and per day of the rollups' whole days in
@@ -274,16 +284,17 @@ pub async fn summary_totals(
         Some((from, to)) => (from.or(FIRST_DAY), to.or(LAST_DAY)),
         None => (FIRST_DAY, FIRST_DAY),
     };
+    let ((head_from, head_to), (tail_from, tail_to)) = (head.bounds(), tail.bounds());
     let query = diesel::sql_query(include_str!("summary_totals.sql"))
         .bind::<SqlUuid, _>(user)
         .bind::<Nullable<Date>, _>(from_day)
         .bind::<Nullable<Date>, _>(to_day)
         .bind::<Bool, _>(head.read)
-        .bind::<Nullable<Timestamptz>, _>(head.from.or_else(|| start_of(FIRST_DAY)))
-        .bind::<Nullable<Timestamptz>, _>(head.to.or_else(|| start_of(LAST_DAY)))
+        .bind::<Nullable<Timestamptz>, _>(head_from)
+        .bind::<Nullable<Timestamptz>, _>(head_to)
         .bind::<Bool, _>(tail.read)
-        .bind::<Nullable<Timestamptz>, _>(tail.from.or_else(|| start_of(FIRST_DAY)))
-        .bind::<Nullable<Timestamptz>, _>(tail.to.or_else(|| start_of(LAST_DAY)))
+        .bind::<Nullable<Timestamptz>, _>(tail_from)
+        .bind::<Nullable<Timestamptz>, _>(tail_to)
         .cached();
     diesel_async::AsyncConnection::transaction(conn, async |conn| {
         diesel::sql_query("SET LOCAL plan_cache_mode = force_generic_plan")
