@@ -1,0 +1,3 @@
+DROP TABLE usage_roll;
+DROP INDEX usage_events_xact_idx;
+ALTER TABLE usage_events DROP COLUMN tier, DROP COLUMN xact;
