@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::fold;
 use super::model::latency_histogram_sql;
-use super::repo::{self, NO_PLAN};
+use super::repo::{self, NO_PLAN, Unrolled};
 
 /// Days `[from, to)`; `None` leaves that side unbounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,12 +171,15 @@ impl Bounds {
     }
 }
 
-/// The usage rows of `range` not rolled up yet, as SQL: `mark` is the roll's mark of the reading
-/// snapshot, written into the statement so that it is planned for the value (the index's few entries
-/// past it).
-fn unrolled_rows(bounds: &mut Bounds, mark: i64, range: Span) -> String {
+/// The usage rows of `range` not rolled up yet, as SQL to follow `FROM`: their bounds in the reading
+/// snapshot are written into the statement (numbers it read itself), so that it is planned for the
+/// values. They are found by the index on `xact` alone (`OFFSET 0` keeps the planner from reaching
+/// for an index on the range, which would read its whole history), then those of the range kept.
+fn unrolled_rows(bounds: &mut Bounds, unrolled: Unrolled, range: Span) -> String {
+    let Unrolled { from_xact, to_xact } = unrolled;
     format!(
-        "usage_events WHERE xact >= {mark} AND {}",
+        "(SELECT user_id, tool_id, tier, status, tokens_used, latency_ms, created_at FROM usage_events \
+          WHERE xact >= {from_xact} AND xact < {to_xact} OFFSET 0) AS unrolled WHERE {}",
         bounds.created_within(range)
     )
 }
@@ -192,16 +195,16 @@ pub async fn rollups(
         .repeatable_read()
         .read_only()
         .run(async |conn| {
-            let mark = repo::unrolled_mark(conn).await?;
+            let unrolled = repo::unrolled(conn).await?;
             let folded_before = fold::folded_before(conn).await?;
-            rollups_past(conn, mark, folded_before, range).await
+            rollups_past(conn, unrolled, folded_before, range).await
         })
         .await
 }
 
 async fn rollups_past(
     conn: &mut AsyncPgConnection,
-    mark: i64,
+    unrolled: Unrolled,
     folded_before: NaiveDate,
     range: Span,
 ) -> QueryResult<Vec<PlatformRollup>> {
@@ -221,7 +224,7 @@ async fn rollups_past(
             "SELECT {COLUMNS} FROM platform_daily WHERE {condition}"
         ));
     }
-    let unrolled = unrolled_rows(&mut bounds, mark, range);
+    let unrolled = unrolled_rows(&mut bounds, unrolled, range);
     selects.push(format!(
         "SELECT tool_id, COALESCE(tier, '{NO_PLAN}') AS tier, count(*) AS invocations, \
                 count(*) FILTER (WHERE status = 'ERROR') AS errors, sum(tokens_used)::bigint AS tokens, \
@@ -242,20 +245,20 @@ pub async fn day_totals(
         .repeatable_read()
         .read_only()
         .run(async |conn| {
-            let mark = repo::unrolled_mark(conn).await?;
-            day_totals_past(conn, mark, range).await
+            let unrolled = repo::unrolled(conn).await?;
+            day_totals_past(conn, unrolled, range).await
         })
         .await
 }
 
 async fn day_totals_past(
     conn: &mut AsyncPgConnection,
-    mark: i64,
+    unrolled: Unrolled,
     range: Span,
 ) -> QueryResult<Vec<PlatformDayTotal>> {
     let mut bounds = Bounds { dates: Vec::new() };
     let condition = bounds.condition("day", range);
-    let unrolled = unrolled_rows(&mut bounds, mark, range);
+    let unrolled = unrolled_rows(&mut bounds, unrolled, range);
     bounds
         .query(format!(
             "SELECT day, sum(invocations)::bigint AS invocations, sum(tokens)::bigint AS tokens \
@@ -277,15 +280,15 @@ pub async fn active_users(conn: &mut AsyncPgConnection, range: Span) -> QueryRes
         .repeatable_read()
         .read_only()
         .run(async |conn| {
-            let mark = repo::unrolled_mark(conn).await?;
-            active_users_past(conn, mark, range).await
+            let unrolled = repo::unrolled(conn).await?;
+            active_users_past(conn, unrolled, range).await
         })
         .await
 }
 
 async fn active_users_past(
     conn: &mut AsyncPgConnection,
-    mark: i64,
+    unrolled: Unrolled,
     range: Span,
 ) -> QueryResult<i64> {
     #[derive(QueryableByName)]
@@ -318,7 +321,7 @@ async fn active_users_past(
             )
         }
     };
-    let unrolled = unrolled_rows(&mut bounds, mark, range);
+    let unrolled = unrolled_rows(&mut bounds, unrolled, range);
     let sql =
         format!("SELECT count(*) AS n FROM ({sql} UNION SELECT user_id FROM {unrolled}) AS active");
     let count: Count = bounds.query(sql).get_result(conn).await?;

@@ -197,7 +197,7 @@ pub async fn summary_totals(
         .repeatable_read()
         .read_only()
         .run(async |conn| {
-            let mark = unrolled_mark(conn).await?;
+            let unrolled_rows = unrolled(conn).await?;
             diesel::sql_query("SET LOCAL plan_cache_mode = force_generic_plan")
                 .execute(conn)
                 .await?;
@@ -205,7 +205,7 @@ pub async fn summary_totals(
             if let (Some(from), Some(to)) = (from_day, to_day)
                 && from < to
             {
-                let unrolled = unrolled_of_user(conn, mark, user, from, to).await?;
+                let unrolled = unrolled_of_user(conn, unrolled_rows, user, from, to).await?;
                 add_unrolled(&mut totals, &unrolled);
             }
             Ok(totals)
@@ -213,27 +213,35 @@ pub async fn summary_totals(
         .await
 }
 
-/// The roll's mark (`usage_roll.rolled_before`, see `roll`).
-#[derive(QueryableByName)]
-pub struct Mark {
+/// The usage rows a snapshot sees that are not in the rollups yet (see `roll`): those whose `xact` is
+/// in `[from, to)`, from the roll's mark to the snapshot's first transaction id not yet given out
+/// (rows at or past it are invisible to the snapshot anyway). Both bounds are given to every query
+/// that reads them, so its plan takes the index on `xact` for that range, statistics or not.
+#[derive(QueryableByName, Debug, Clone, Copy)]
+pub struct Unrolled {
     #[diesel(sql_type = BigInt)]
-    pub mark: i64,
+    pub from_xact: i64,
+    #[diesel(sql_type = BigInt)]
+    pub to_xact: i64,
 }
 
-/// The roll's mark, as the current snapshot sees it: rows whose `xact` is at or past it are not in
-/// the rollups yet. In a transaction, read it in the snapshot that reads the rollups.
-pub async fn unrolled_mark(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
-    let mark: Mark = diesel::sql_query("SELECT rolled_before AS mark FROM usage_roll")
-        .get_result(conn)
-        .await?;
-    Ok(mark.mark)
+/// [`Unrolled`] for the current snapshot. In a transaction, read it in the snapshot that reads the
+/// rollups.
+pub async fn unrolled(conn: &mut AsyncPgConnection) -> QueryResult<Unrolled> {
+    diesel::sql_query(
+        "SELECT rolled_before AS from_xact, \
+                pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS to_xact \
+         FROM usage_roll",
+    )
+    .get_result(conn)
+    .await
 }
 
-/// The rows of one user at or past `mark` in `[from, to)` (whole days, UTC) as (tool, day, tokens):
+/// The rows of one user not rolled up yet in `[from, to)` (whole days, UTC) as (tool, day, tokens):
 /// what a summary adds to the rollups it read in the same snapshot.
 pub async fn unrolled_of_user(
     conn: &mut AsyncPgConnection,
-    mark: i64,
+    unrolled: Unrolled,
     user: Uuid,
     from: NaiveDate,
     to: NaiveDate,
@@ -247,18 +255,22 @@ pub async fn unrolled_of_user(
         #[diesel(sql_type = BigInt)]
         tokens_used: i64,
     }
-    // Planned for the mark's value (never kept prepared): the index's entries past it, not the user's
-    // whole history.
+    // The rows not rolled up yet are found first, by the index on `xact` alone (`OFFSET 0` keeps
+    // the planner from reaching for the user's index, which would read their whole history), then
+    // the user's are kept. Planned for the values (never kept prepared).
     let rows: Vec<Row> = diesel::sql_query(
-        "SELECT tool_id, (created_at AT TIME ZONE 'UTC')::date AS day, tokens_used FROM usage_events \
-         WHERE xact >= $1 AND user_id = $2 \
+        "SELECT tool_id, (created_at AT TIME ZONE 'UTC')::date AS day, tokens_used \
+         FROM (SELECT user_id, tool_id, created_at, tokens_used FROM usage_events \
+               WHERE xact >= $1 AND xact < $5 OFFSET 0) AS unrolled \
+         WHERE user_id = $2 \
            AND created_at >= ($3::date)::timestamp AT TIME ZONE 'UTC' \
            AND created_at < ($4::date)::timestamp AT TIME ZONE 'UTC'",
     )
-    .bind::<BigInt, _>(mark)
+    .bind::<BigInt, _>(unrolled.from_xact)
     .bind::<SqlUuid, _>(user)
     .bind::<Date, _>(from)
     .bind::<Date, _>(to)
+    .bind::<BigInt, _>(unrolled.to_xact)
     .load(conn)
     .await?;
     Ok(rows

@@ -9,7 +9,7 @@
 //! mark there, in one transaction. A crash loses nothing: the rows are the record, and the next roll
 //! starts from the mark that committed.
 //!
-//! A reader of the rollups reads the mark in the same snapshot ([`super::repo::unrolled_mark`]) and
+//! A reader of the rollups reads the mark in the same snapshot ([`super::repo::unrolled`]) and
 //! adds the rows at or past it: a snapshot sees a roll's rollups and its mark together or neither, so
 //! each call is counted once, and as soon as its usage row has committed.
 
@@ -25,7 +25,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::model::{LATENCY_BOUNDS_MS, latency_bucket};
-use super::repo::{self, Mark, NO_PLAN};
+use super::repo::{self, NO_PLAN};
 
 /// Most rows one roll adds: a longer backlog (after the database held an old transaction open, say)
 /// takes several rolls, each of bounded size.
@@ -33,6 +33,13 @@ pub const MOST_ROWS: usize = 20_000;
 
 /// The platform rollup shard rolls add to (rolls take turns, so one is enough).
 const SHARD: i16 = 0;
+
+/// A transaction id: the roll's mark, or where a roll stops.
+#[derive(QueryableByName)]
+struct Mark {
+    #[diesel(sql_type = BigInt)]
+    mark: i64,
+}
 
 /// A usage row as the rollups count it.
 #[derive(QueryableByName, Debug)]
@@ -146,14 +153,15 @@ pub async fn any_unrolled(
         #[diesel(sql_type = Bool)]
         any: bool,
     }
-    let mark = repo::unrolled_mark(conn).await?;
-    // The mark is bound as a value, so the plan is made for it: the index's few entries past it.
+    let unrolled = repo::unrolled(conn).await?;
+    // The bounds are bound as values, so the plan is made for them: the index's few entries.
     let any: Any = diesel::sql_query(
         "SELECT EXISTS (SELECT 1 FROM usage_events \
-                        WHERE xact >= $1 AND created_at < COALESCE($2, 'infinity')) AS any",
+                        WHERE xact >= $1 AND xact < $3 AND created_at < COALESCE($2, 'infinity')) AS any",
     )
-    .bind::<BigInt, _>(mark)
+    .bind::<BigInt, _>(unrolled.from_xact)
     .bind::<Nullable<Timestamptz>, _>(before)
+    .bind::<BigInt, _>(unrolled.to_xact)
     .get_result(conn)
     .await?;
     Ok(any.any)

@@ -169,7 +169,7 @@ pub async fn apply_retention(app: &AppState, now: DateTime<Utc>) -> AppResult<us
 }
 
 /// Folds the days that ended a day or more before `now` into the monthly rollups and day totals (the
-/// sweeper's). The day before today stays out, so the fold rarely meets calls still being metered.
+/// sweeper's). The day before today stays out, so the fold rarely meets calls still being rolled up.
 pub async fn fold_closed_days(app: &AppState, now: DateTime<Utc>) -> AppResult<()> {
     let Some(before) = now.date_naive().pred_opt() else {
         return Ok(());
