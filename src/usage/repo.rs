@@ -233,6 +233,7 @@ pub async fn unrolled(conn: &mut AsyncPgConnection) -> QueryResult<Unrolled> {
                 pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS to_xact \
          FROM usage_roll",
     )
+    .cached()
     .get_result(conn)
     .await
 }
@@ -257,7 +258,7 @@ pub async fn unrolled_of_user(
     }
     // The rows not rolled up yet are found first, by the index on `xact` alone (`OFFSET 0` keeps
     // the planner from reaching for the user's index, which would read their whole history), then
-    // the user's are kept. Planned for the values (never kept prepared).
+    // the user's are kept.
     let rows: Vec<Row> = diesel::sql_query(
         "SELECT tool_id, (created_at AT TIME ZONE 'UTC')::date AS day, tokens_used \
          FROM (SELECT user_id, tool_id, created_at, tokens_used FROM usage_events \
@@ -271,6 +272,7 @@ pub async fn unrolled_of_user(
     .bind::<Date, _>(from)
     .bind::<Date, _>(to)
     .bind::<BigInt, _>(unrolled.to_xact)
+    .cached()
     .load(conn)
     .await?;
     Ok(rows

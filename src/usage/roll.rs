@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use super::model::{LATENCY_BOUNDS_MS, latency_bucket};
 use super::repo::{self, NO_PLAN};
+use crate::db::cached::CachedExt;
 
 /// Most rows one roll adds: a longer backlog (after the database held an old transaction open, say)
 /// takes several rolls, each of bounded size.
@@ -154,7 +155,7 @@ pub async fn any_unrolled(
         any: bool,
     }
     let unrolled = repo::unrolled(conn).await?;
-    // The bounds are bound as values, so the plan is made for them: the index's few entries.
+    // Both bounds are given, so any plan of it takes the index on `xact` for their range.
     let any: Any = diesel::sql_query(
         "SELECT EXISTS (SELECT 1 FROM usage_events \
                         WHERE xact >= $1 AND xact < $3 AND created_at < COALESCE($2, 'infinity')) AS any",
@@ -162,6 +163,7 @@ pub async fn any_unrolled(
     .bind::<BigInt, _>(unrolled.from_xact)
     .bind::<Nullable<Timestamptz>, _>(before)
     .bind::<BigInt, _>(unrolled.to_xact)
+    .cached()
     .get_result(conn)
     .await?;
     Ok(any.any)
@@ -189,6 +191,7 @@ pub async fn roll(conn: &mut AsyncPgConnection, turn: Turn) -> QueryResult<Optio
             Turn::Skip => "SELECT rolled_before AS mark FROM usage_roll FOR UPDATE SKIP LOCKED",
             Turn::Wait => "SELECT rolled_before AS mark FROM usage_roll FOR UPDATE",
         })
+        .cached()
         .get_result(conn)
         .await
         .map(Some)
@@ -209,6 +212,7 @@ pub async fn roll(conn: &mut AsyncPgConnection, turn: Turn) -> QueryResult<Optio
         )
         .bind::<BigInt, _>(from)
         .bind::<BigInt, _>(i64::try_from(MOST_ROWS).unwrap_or(i64::MAX))
+        .cached()
         .get_result(conn)
         .await?;
         let to = bound.mark;
@@ -223,6 +227,7 @@ pub async fn roll(conn: &mut AsyncPgConnection, turn: Turn) -> QueryResult<Optio
         .bind::<BigInt, _>(from)
         .bind::<BigInt, _>(to)
         .bind::<Text, _>(NO_PLAN)
+        .cached()
         .load(conn)
         .await?;
         let i = increments(&rows);
@@ -243,6 +248,7 @@ pub async fn roll(conn: &mut AsyncPgConnection, turn: Turn) -> QueryResult<Optio
             .bind::<Array<Text>, _>(i.platform_histogram)
             .bind::<SmallInt, _>(SHARD)
             .bind::<BigInt, _>(to)
+            .cached()
             .execute(conn)
             .await?;
         Ok(Some(rows.len()))

@@ -71,8 +71,8 @@ async fn a_settlement_cut_off_with_its_connection_is_written_exactly_once() {
         .into_iter()
         .enumerate()
     {
-        // The roller also sends the tool's id: the cut is armed once it has nothing left to roll.
-        all_rolled_up(&server).await;
+        // Rolls also send the tool's id: the cut is armed once nothing is left to roll.
+        app.rolled_up().await;
         *arming.next.lock().unwrap() = Some((cut, marker.clone()));
         let answer = app.invoke(&ada.access_token, &tool, json!({}), None).await;
 
@@ -109,7 +109,7 @@ async fn a_settlement_cut_off_with_its_connection_is_written_exactly_once() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         waited += std::time::Duration::from_millis(50);
     };
-    all_rolled_up(&server).await;
+    app.rolled_up().await;
     let daily_tokens = server
         .number("SELECT coalesce(sum(tokens), 0)::bigint AS n FROM usage_daily")
         .await;
@@ -120,21 +120,4 @@ async fn a_settlement_cut_off_with_its_connection_is_written_exactly_once() {
     assert_eq!(daily_tokens, 84);
     drop(app);
     server.remove().await;
-}
-
-/// Waits until the server's roller has added every usage row to the rollups (`usage::roll`).
-async fn all_rolled_up(server: &SeparateServer) {
-    for _ in 0..200 {
-        let left = server
-            .number(
-                "SELECT count(*) AS n FROM usage_events \
-                 WHERE xact >= (SELECT rolled_before FROM usage_roll)",
-            )
-            .await;
-        if left == 0 {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("usage rows still not rolled up after 10 s");
 }
