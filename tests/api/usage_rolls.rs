@@ -179,3 +179,51 @@ async fn rolls_at_once_add_each_call_once_and_reads_during_them_count_each_once(
         assert_eq!(app.sql_number(sql).await, expected, "{sql}");
     }
 }
+
+/// A backlog larger than one roll takes (after an old transaction held the rolls back, say) is rolled
+/// up in bounded rolls, each ending between two transactions, and adds up to the log.
+#[tokio::test]
+async fn a_backlog_is_rolled_up_in_bounded_rolls_that_add_up_to_the_log() {
+    // The upstream is bound so that it keeps serving until the test ends.
+    let Metered {
+        app,
+        upstream: _upstream,
+        tool,
+        ada,
+        ..
+    } = metered().await;
+    app.invoke(&ada.access_token, &tool, json!({}), None).await;
+    let held = HeldBack::start(&app).await;
+    // Three transactions of 10 000 rows each: more than one roll takes.
+    for _ in 0..3 {
+        app.sql(&format!(
+            "INSERT INTO usage_events (id, user_id, tool_id, tokens_used, status, latency_ms, created_at, tier) \
+             SELECT gen_random_uuid(), '{}', '{tool}', 2, 'SUCCESS', 40, now(), 'FREE' \
+             FROM generate_series(1, 10000)",
+            ada.id
+        ))
+        .await;
+    }
+    held.end().await;
+    assert!(
+        30_000 > joyfull_hub::usage::roll::MOST_ROWS,
+        "the backlog must be larger than one roll"
+    );
+    app.rolled_up().await;
+    for (sql, expected) in [
+        (
+            "SELECT sum(invocations)::bigint AS n FROM usage_daily",
+            30_001,
+        ),
+        (
+            "SELECT sum(invocations)::bigint AS n FROM platform_daily",
+            30_001,
+        ),
+        (
+            "SELECT sum(tokens)::bigint - (SELECT sum(tokens_used) FROM usage_events) AS n FROM usage_daily",
+            0,
+        ),
+    ] {
+        assert_eq!(app.sql_number(sql).await, expected, "{sql}");
+    }
+}
