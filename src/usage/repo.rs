@@ -198,9 +198,14 @@ pub async fn summary_totals(
         .read_only()
         .run(async |conn| {
             let unrolled_rows = unrolled(conn).await?;
-            diesel::sql_query("SET LOCAL plan_cache_mode = force_generic_plan")
-                .execute(conn)
-                .await?;
+            // Its generic plan prices the unrolled rows' read at a default share of every partition, which
+            // would have PostgreSQL compile it (JIT) on every call, far longer than it runs.
+            diesel::sql_query(
+                "SELECT set_config('plan_cache_mode', 'force_generic_plan', true), \
+                        set_config('jit', 'off', true)",
+            )
+            .execute(conn)
+            .await?;
             let mut totals: Vec<SummaryTotal> = query.load(conn).await?;
             if let (Some(from), Some(to)) = (from_day, to_day)
                 && from < to

@@ -155,7 +155,8 @@ pub async fn any_unrolled(
         any: bool,
     }
     let unrolled = repo::unrolled(conn).await?;
-    // Both bounds are given, so any plan of it takes the index on `xact` for their range.
+    // Planned for the values (not kept prepared): a generic plan would price the log at a default
+    // share of every partition, and PostgreSQL would compile it (JIT) on every look.
     let any: Any = diesel::sql_query(
         "SELECT EXISTS (SELECT 1 FROM usage_events \
                         WHERE xact >= $1 AND xact < $3 AND created_at < COALESCE($2, 'infinity')) AS any",
@@ -163,7 +164,6 @@ pub async fn any_unrolled(
     .bind::<BigInt, _>(unrolled.from_xact)
     .bind::<Nullable<Timestamptz>, _>(before)
     .bind::<BigInt, _>(unrolled.to_xact)
-    .cached()
     .get_result(conn)
     .await?;
     Ok(any.any)
@@ -183,10 +183,14 @@ pub enum Turn {
 pub async fn roll(conn: &mut AsyncPgConnection, turn: Turn) -> QueryResult<Option<usize>> {
     conn.transaction(async |conn| {
         // The rollups can be made again from the rows, and the mark commits with them, so a roll
-        // lost in a crash is only rolled again: its commit need not wait for the disk.
-        diesel::sql_query("SET LOCAL synchronous_commit = off")
-            .execute(conn)
-            .await?;
+        // lost in a crash is only rolled again: its commit need not wait for the disk. Its kept
+        // statements' generic plans price the log at a default share of every partition, which would
+        // have PostgreSQL compile them (JIT) on every roll, far longer than they run.
+        diesel::sql_query(
+            "SELECT set_config('synchronous_commit', 'off', true), set_config('jit', 'off', true)",
+        )
+        .execute(conn)
+        .await?;
         let held: Option<Mark> = diesel::sql_query(match turn {
             Turn::Skip => "SELECT rolled_before AS mark FROM usage_roll FOR UPDATE SKIP LOCKED",
             Turn::Wait => "SELECT rolled_before AS mark FROM usage_roll FOR UPDATE",
