@@ -1,8 +1,7 @@
 //! Reading the platform rollups for statistics. A range of days is read as the months wholly inside it
 //! that are folded (`platform_monthly`, see [`super::fold`]) and the other days (`platform_daily`): a
 //! year is 12 monthly rows per tool and tier and the days of at most two partial months and of the days
-//! not folded yet, instead of 366 daily rows. Each read adds the usage rows not rolled up yet (see
-//! [`super::roll`]), read in the same snapshot as the mark and the rollups.
+//! not folded yet, instead of 366 daily rows.
 
 use chrono::{Datelike, Months, NaiveDate};
 use diesel::QueryResult;
@@ -14,8 +13,6 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::fold;
-use super::model::latency_histogram_sql;
-use super::repo::{self, NO_PLAN, Unrolled};
 
 /// Days `[from, to)`; `None` leaves that side unbounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,30 +135,6 @@ impl Bounds {
         }
     }
 
-    /// `created_at` within the whole days of `span` (UTC), as SQL over this statement's parameters.
-    fn created_within(&mut self, span: Span) -> String {
-        let mut terms = Vec::new();
-        if let Some(from) = span.from {
-            self.dates.push(from);
-            terms.push(format!(
-                "created_at >= (${}::date)::timestamp AT TIME ZONE 'UTC'",
-                self.dates.len()
-            ));
-        }
-        if let Some(to) = span.to {
-            self.dates.push(to);
-            terms.push(format!(
-                "created_at < (${}::date)::timestamp AT TIME ZONE 'UTC'",
-                self.dates.len()
-            ));
-        }
-        if terms.is_empty() {
-            "TRUE".to_owned()
-        } else {
-            terms.join(" AND ")
-        }
-    }
-
     fn query(self, sql: String) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
         let mut query = diesel::sql_query(sql).into_boxed();
         for date in self.dates {
@@ -171,45 +144,14 @@ impl Bounds {
     }
 }
 
-/// The usage rows of `range` not rolled up yet, as SQL to follow `FROM`: their bounds in the reading
-/// snapshot are written into the statement (numbers it read itself), so that it is planned for the
-/// values. They are found by the index on `xact` alone (`OFFSET 0` keeps the planner from reaching
-/// for an index on the range, which would read its whole history), then those of the range kept.
-fn unrolled_rows(bounds: &mut Bounds, unrolled: Unrolled, range: Span) -> String {
-    let Unrolled { from_xact, to_xact } = unrolled;
-    format!(
-        "(SELECT user_id, tool_id, tier, status, tokens_used, latency_ms, created_at FROM usage_events \
-          WHERE xact >= {from_xact} AND xact < {to_xact} OFFSET 0) AS unrolled WHERE {}",
-        bounds.created_within(range)
-    )
-}
-
-/// Every rollup row (monthly and daily, of every shard) that makes up `range`, and the totals of the
-/// usage rows not rolled up yet: summed, they are the platform's totals per tool and tier over it.
+/// Every rollup row (monthly and daily, of every shard) that makes up `range`: summed, they are the
+/// platform's totals per tool and tier over it.
 pub async fn rollups(
     conn: &mut AsyncPgConnection,
     range: Span,
 ) -> QueryResult<Vec<PlatformRollup>> {
-    // The mark and the rollups of one snapshot (see `roll`).
-    conn.build_transaction()
-        .repeatable_read()
-        .read_only()
-        .run(async |conn| {
-            let unrolled = repo::unrolled(conn).await?;
-            let folded_before = fold::folded_before(conn).await?;
-            rollups_past(conn, unrolled, folded_before, range).await
-        })
-        .await
-}
-
-async fn rollups_past(
-    conn: &mut AsyncPgConnection,
-    unrolled: Unrolled,
-    folded_before: NaiveDate,
-    range: Span,
-) -> QueryResult<Vec<PlatformRollup>> {
     const COLUMNS: &str = "tool_id, tier, invocations, errors, tokens, latency_hist";
-    let reading = split(range, folded_before);
+    let reading = split(range, fold::folded_before(conn).await?);
     let mut bounds = Bounds { dates: Vec::new() };
     let mut selects = Vec::new();
     if let Some(months) = reading.months {
@@ -224,73 +166,28 @@ async fn rollups_past(
             "SELECT {COLUMNS} FROM platform_daily WHERE {condition}"
         ));
     }
-    let unrolled = unrolled_rows(&mut bounds, unrolled, range);
-    selects.push(format!(
-        "SELECT tool_id, COALESCE(tier, '{NO_PLAN}') AS tier, count(*) AS invocations, \
-                count(*) FILTER (WHERE status = 'ERROR') AS errors, sum(tokens_used)::bigint AS tokens, \
-                {} AS latency_hist \
-         FROM {unrolled} GROUP BY 1, 2",
-        latency_histogram_sql("latency_ms")
-    ));
     bounds.query(selects.join(" UNION ALL ")).load(conn).await
 }
 
-/// The platform's totals per day in `range`, by day, with the usage rows not rolled up yet.
+/// The platform's totals per day in `range`, by day.
 pub async fn day_totals(
     conn: &mut AsyncPgConnection,
     range: Span,
 ) -> QueryResult<Vec<PlatformDayTotal>> {
-    // The mark and the rollups of one snapshot (see `roll`).
-    conn.build_transaction()
-        .repeatable_read()
-        .read_only()
-        .run(async |conn| {
-            let unrolled = repo::unrolled(conn).await?;
-            day_totals_past(conn, unrolled, range).await
-        })
-        .await
-}
-
-async fn day_totals_past(
-    conn: &mut AsyncPgConnection,
-    unrolled: Unrolled,
-    range: Span,
-) -> QueryResult<Vec<PlatformDayTotal>> {
     let mut bounds = Bounds { dates: Vec::new() };
     let condition = bounds.condition("day", range);
-    let unrolled = unrolled_rows(&mut bounds, unrolled, range);
     bounds
         .query(format!(
             "SELECT day, sum(invocations)::bigint AS invocations, sum(tokens)::bigint AS tokens \
-             FROM (SELECT day, invocations, tokens FROM platform_daily WHERE {condition} \
-                   UNION ALL \
-                   SELECT (created_at AT TIME ZONE 'UTC')::date, 1, tokens_used FROM {unrolled}) AS d \
-             GROUP BY day ORDER BY day"
+             FROM platform_daily WHERE {condition} GROUP BY day ORDER BY day"
         ))
         .load(conn)
         .await
 }
 
-/// Distinct users with any usage in `range`: those whose last active day is in it, those active
-/// after it who also were in it (none, for a range that reaches today), and those with usage rows in
-/// it not rolled up yet.
+/// Distinct users with any usage in `range`: those whose last active day is in it, and those active
+/// after it who also were in it (none, for a range that reaches today).
 pub async fn active_users(conn: &mut AsyncPgConnection, range: Span) -> QueryResult<i64> {
-    // The mark and the rollups of one snapshot (see `roll`).
-    conn.build_transaction()
-        .repeatable_read()
-        .read_only()
-        .run(async |conn| {
-            let unrolled = repo::unrolled(conn).await?;
-            active_users_past(conn, unrolled, range).await
-        })
-        .await
-}
-
-async fn active_users_past(
-    conn: &mut AsyncPgConnection,
-    unrolled: Unrolled,
-    range: Span,
-) -> QueryResult<i64> {
     #[derive(QueryableByName)]
     struct Count {
         #[diesel(sql_type = BigInt)]
@@ -305,7 +202,7 @@ async fn active_users_past(
         },
     );
     let sql = match range.to {
-        None => format!("SELECT l.user_id FROM user_last_active l WHERE {after_start}"),
+        None => format!("SELECT count(*) AS n FROM user_last_active l WHERE {after_start}"),
         Some(to) => {
             let before_end = bounds.condition(
                 "l.day",
@@ -316,14 +213,11 @@ async fn active_users_past(
             );
             let in_range = bounds.condition("a.day", range);
             format!(
-                "SELECT l.user_id FROM user_last_active l WHERE {after_start} AND ({before_end} \
+                "SELECT count(*) AS n FROM user_last_active l WHERE {after_start} AND ({before_end} \
                  OR EXISTS (SELECT 1 FROM user_activity a WHERE a.user_id = l.user_id AND {in_range}))"
             )
         }
     };
-    let unrolled = unrolled_rows(&mut bounds, unrolled, range);
-    let sql =
-        format!("SELECT count(*) AS n FROM ({sql} UNION SELECT user_id FROM {unrolled}) AS active");
     let count: Count = bounds.query(sql).get_result(conn).await?;
     Ok(count.n)
 }
