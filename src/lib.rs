@@ -130,6 +130,7 @@ impl Drop for Background {
 pub fn start_background(state: &AppState, database_url: &str) -> Background {
     Background(vec![
         sweeper::spawn(state.clone(), std::time::Duration::from_secs(60)),
+        usage::roller::spawn(state.clone()),
         mail::outbox::spawn(state.clone()),
         pacing::service::spawn_give_back(state.clone()),
         billing::slice_return::spawn(state.clone()),

@@ -278,6 +278,8 @@ diesel::table! {
         latency_ms -> Int4,
         created_at -> Timestamptz,
         tokens_overrun -> Int8,
+        xact -> Nullable<Int8>,
+        tier -> Nullable<Text>,
     }
 }
 
@@ -287,6 +289,13 @@ diesel::table! {
         day -> Date,
         invocations -> Int8,
         tokens -> Int8,
+    }
+}
+
+diesel::table! {
+    usage_roll (only_row) {
+        only_row -> Bool,
+        rolled_before -> Int8,
     }
 }
 
@@ -503,6 +512,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     usage_daily,
     usage_day_totals,
     usage_events,
+    usage_roll,
     usage_monthly,
     user_activity,
     user_last_active,

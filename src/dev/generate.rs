@@ -3,7 +3,8 @@
 //!
 //! Users are `gen-<n>@example.com` (password `Generated-Passw0rd!`), tools `gen-tool-<n>`. Rows spread
 //! over the last `days` days, skewed so a few users make most calls (as in real platforms); about 3 %
-//! fail. The daily rollups of generated users are rebuilt from their rows at the end.
+//! fail. The daily rollups of generated users are rebuilt from their rows at the end, so the rows carry
+//! no transaction id: they count as rolled up (see `usage::roll`).
 
 use std::time::Instant;
 
@@ -75,12 +76,12 @@ pub async fn generate(
                   t AS (SELECT array_agg(id ORDER BY slug) AS ids, count(*) AS n FROM tools WHERE slug LIKE 'gen-tool-%'), \
                   r AS (SELECT random() AS who, random() AS what, random() AS fail, random() AS size, random() AS lat, random() AS age \
                         FROM generate_series(1, $1)) \
-             INSERT INTO usage_events (id, user_id, tool_id, tokens_used, tokens_estimated, status, error_code, latency_ms, created_at) \
+             INSERT INTO usage_events (id, user_id, tool_id, tokens_used, tokens_estimated, status, error_code, latency_ms, created_at, xact) \
              SELECT gen_random_uuid(), u.ids[1 + floor(power(r.who, 3) * u.n)::int], t.ids[1 + floor(r.what * t.n)::int], \
                     CASE WHEN r.fail < 0.03 THEN 0 ELSE (20 + r.size * 2000)::bigint END, false, \
                     CASE WHEN r.fail < 0.03 THEN 'ERROR' ELSE 'SUCCESS' END, \
                     CASE WHEN r.fail < 0.03 THEN 'UPSTREAM_UNAVAILABLE' END, \
-                    (30 + r.lat * 800)::int, now() - r.age * make_interval(days => $2) \
+                    (30 + r.lat * 800)::int, now() - r.age * make_interval(days => $2), NULL \
              FROM r, u, t",
         )
         .bind::<BigInt, _>(batch)
@@ -118,22 +119,12 @@ pub async fn rebuild_rollups(pool: &DbPool) -> anyhow::Result<()> {
     )
     .execute(&mut conn)
     .await?;
-    // Platform rollups from the generated rows, with the latency histogram of `usage::repo`.
-    let bounds = crate::usage::model::LATENCY_BOUNDS_MS;
-    let mut buckets: Vec<String> = Vec::with_capacity(bounds.len() + 1);
-    let mut lower = i32::MIN;
-    for bound in bounds {
-        buckets.push(format!(
-            "count(*) FILTER (WHERE e.latency_ms > {lower} AND e.latency_ms <= {bound})"
-        ));
-        lower = bound;
-    }
-    buckets.push(format!("count(*) FILTER (WHERE e.latency_ms > {lower})"));
-    let histogram = buckets.join(", ");
+    // Platform rollups from the generated rows, with the rollups' latency histogram.
+    let histogram = crate::usage::model::latency_histogram_sql("e.latency_ms");
     diesel::sql_query(format!(
         "INSERT INTO platform_daily (day, tool_id, tier, shard, invocations, errors, tokens, latency_hist) \
          SELECT (e.created_at AT TIME ZONE 'UTC')::date, e.tool_id, 'NONE', 0, count(*), \
-                count(*) FILTER (WHERE e.status = 'ERROR'), sum(e.tokens_used), ARRAY[{histogram}]::bigint[] \
+                count(*) FILTER (WHERE e.status = 'ERROR'), sum(e.tokens_used), {histogram} \
          FROM usage_events e JOIN users u ON u.id = e.user_id WHERE u.email LIKE 'gen-%@example.com' \
          GROUP BY 1, 2 \
          ON CONFLICT (day, tool_id, tier, shard) DO UPDATE SET invocations = EXCLUDED.invocations, \

@@ -11,10 +11,10 @@
 //! The batching itself is `db::batch`: two writers take turns, so one batch can be filled while the
 //! other is committing, and a failed batch is written again one settlement at a time, so one bad
 //! settlement cannot fail the others; a batch lost with the database is written again once it is back,
-//! unless its usage rows show it committed. Each batch locks subscriptions and rollup rows in key order, so
-//! two batches never deadlock. Row locks are held until a commit is on disk, so the writers keep apart
-//! where they can: each adds to its own shard of the platform rollups, and the live-usage notifications
-//! go out after the commit, from a connection of their own (a transaction that notifies holds a
+//! unless its usage rows show it committed. Each batch locks subscriptions in key order, so two batches
+//! never deadlock. Row locks are held until a commit is on disk, so the writers keep apart where they
+//! can: the rollups are added after the answer (`usage::roll`), and the live-usage notifications go
+//! out after the commit, from a connection of their own (a transaction that notifies holds a
 //! database-wide lock through its commit, which would make the two writers' commits take turns).
 //! A notification lost to a crash between the two costs a live feed one event; the usage row is kept.
 
@@ -38,7 +38,7 @@ use crate::error::AppResult;
 use crate::usage::model::UsageEvent;
 use crate::usage::record as usage;
 
-/// Writers: transactions that may be open at once (and shards of the platform rollups).
+/// Writers: transactions that may be open at once.
 const WRITERS: usize = 2;
 
 /// What an idempotency key becomes once its call is metered.
@@ -181,18 +181,17 @@ impl BatchStatement for Settle {
     async fn run(
         &self,
         conn: &mut AsyncPgConnection,
-        writer: usize,
+        _writer: usize,
         requests: &[&Settlement],
     ) -> AppResult<Vec<()>> {
-        let shard = i16::try_from(writer).unwrap_or(0);
-        write_batch(conn, shard, requests).await?;
+        write_batch(conn, requests).await?;
         Ok(vec![(); requests.len()])
     }
 }
 
 /// A whole batch in one statement (one round trip, one commit), assembled from each owner's part:
-/// billing settles the reservations (the parts its [`billing::Shape`] needs), usage writes the rows
-/// and rollups, and idempotency keys are settled when the batch has any (`settles_keys`).
+/// billing settles the reservations (the parts its [`billing::Shape`] needs), usage writes the rows,
+/// and idempotency keys are settled when the batch has any (`settles_keys`).
 fn statement(shape: billing::Shape, settles_keys: bool) -> &'static str {
     /// Each shape's statement without and with the idempotency keys' part, composed on first use.
     type Pair = LazyLock<(String, String)>;
@@ -230,12 +229,8 @@ struct Counted {
     n: i64,
 }
 
-/// Writes settlements in one statement (see [`statement`]), adding to platform rollup shard `shard`.
-async fn write_batch(
-    conn: &mut AsyncPgConnection,
-    shard: i16,
-    settlements: &[&Settlement],
-) -> AppResult<()> {
+/// Writes settlements in one statement (see [`statement`]).
+async fn write_batch(conn: &mut AsyncPgConnection, settlements: &[&Settlement]) -> AppResult<()> {
     let mut keys = KeyOutcomeColumns::default();
     for settlement in settlements {
         let user = settlement.event.user_id;
@@ -267,7 +262,7 @@ async fn write_batch(
     let statement = statement(settlements.shape(), settles_keys);
     let query = diesel::sql_query(statement).into_boxed();
     let query = settlements.bind(query);
-    let query = usage::bind_records(query, &rows, shard);
+    let query = usage::bind_records(query, &rows);
     let query = if settles_keys {
         idempotency::bind_key_outcomes(query, keys)
     } else {

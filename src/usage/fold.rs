@@ -5,10 +5,10 @@
 //! `platform_fold.folded_before` is the first day not folded: every monthly row holds exactly the days
 //! of its month before it, and the day totals exactly those days. The fold adds days to their months and
 //! moves that day forward in one transaction, under SHARE locks on `usage_daily` and `platform_daily`
-//! (in the order the meter writes them): it waits for the metering transactions already writing and
-//! holds back new ones until it commits, so it sees every row of the days it folds. A meter statement
-//! that writes a day already folded adds it to the folded tables as well (`record_batch.sql` calls
-//! `usage_add_late_days`), so each day reaches them exactly once, however late its calls are metered.
+//! (in the order a roll writes them): it waits for the rolls already writing and holds back new ones
+//! until it commits, so it sees every row of the days it folds. A roll that adds to a day already
+//! folded adds it to the folded tables as well (`roll_rollups.sql` calls `usage_add_late_days`), so
+//! each day reaches them exactly once, however late its calls are rolled up.
 
 use chrono::NaiveDate;
 use diesel::QueryResult;
@@ -40,8 +40,8 @@ pub async fn fold_days_before(
         return Ok(None);
     }
     conn.transaction(async |conn| {
-        // New metering statements queue behind the fold's lock while it waits for those in flight (about
-        // a millisecond each): a fold that cannot have it within a second gives up until the next sweep.
+        // New rolls queue behind the fold's lock while it waits for those in flight (a few milliseconds
+        // each): a fold that cannot have it within a second gives up until the next sweep.
         diesel::sql_query("SET LOCAL lock_timeout = '1s'")
             .execute(conn)
             .await?;
@@ -65,7 +65,7 @@ pub async fn fold_days_before(
 }
 
 /// Makes the monthly rollups again from the daily ones, for every day folded: after the daily rows were
-/// rewritten other than by the meter (the usage generator).
+/// rewritten other than by the roller (the usage generator).
 pub async fn refold(conn: &mut AsyncPgConnection) -> QueryResult<()> {
     conn.transaction(async |conn| {
         let before: FoldedBefore =
@@ -83,7 +83,7 @@ pub async fn refold(conn: &mut AsyncPgConnection) -> QueryResult<()> {
     .await
 }
 
-/// Holds back metering statements until the transaction ends, after those in flight have committed.
+/// Holds back rolls until the transaction ends, after those in flight have committed.
 async fn lock_daily_rollups(conn: &mut AsyncPgConnection) -> QueryResult<()> {
     diesel::sql_query("LOCK TABLE usage_daily, platform_daily IN SHARE MODE")
         .execute(conn)
@@ -92,7 +92,7 @@ async fn lock_daily_rollups(conn: &mut AsyncPgConnection) -> QueryResult<()> {
 }
 
 /// Adds the daily rollups of `[from, to)` to their months' and the user day totals (in key order, as
-/// the meter does). The days are a range of the daily tables' day index; a fold reads a day or a few.
+/// a roll does). The days are a range of the daily tables' day index; a fold reads a day or a few.
 async fn add_days_to_months(
     conn: &mut AsyncPgConnection,
     from: Option<NaiveDate>,

@@ -1,5 +1,6 @@
 //! The usage log: one row per invocation, written in the same transaction that settles its quota,
-//! with daily rollups kept exact in that transaction and a live feed across server instances.
+//! with rollups added after the answer and read together with the rows not added yet (so every read
+//! is exact), and a live feed across server instances.
 
 pub mod fold;
 pub mod graphql;
@@ -8,4 +9,6 @@ pub mod model;
 pub mod platform;
 pub mod record;
 pub mod repo;
+pub mod roll;
+pub mod roller;
 pub mod service;

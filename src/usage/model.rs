@@ -59,6 +59,21 @@ pub fn latency_bucket(latency_ms: i32) -> i32 {
     i32::try_from(index).unwrap_or(0) + 1
 }
 
+/// The latency histogram of a group of usage rows, as SQL over `column` (their `latency_ms`): a
+/// `bigint[]` with one count per [`latency_bucket`].
+pub fn latency_histogram_sql(column: &str) -> String {
+    let mut buckets: Vec<String> = Vec::with_capacity(LATENCY_BOUNDS_MS.len() + 1);
+    let mut lower = i32::MIN;
+    for bound in LATENCY_BOUNDS_MS {
+        buckets.push(format!(
+            "count(*) FILTER (WHERE {column} > {lower} AND {column} <= {bound})"
+        ));
+        lower = bound;
+    }
+    buckets.push(format!("count(*) FILTER (WHERE {column} > {lower})"));
+    format!("ARRAY[{}]::bigint[]", buckets.join(", "))
+}
+
 /// A filter on a user's log: `[from, to)`, and optionally one tool or one API key's calls.
 #[derive(Debug, Clone, Copy)]
 pub struct Filter {

@@ -1,7 +1,8 @@
 //! Reading the platform rollups for statistics. A range of days is read as the months wholly inside it
 //! that are folded (`platform_monthly`, see [`super::fold`]) and the other days (`platform_daily`): a
 //! year is 12 monthly rows per tool and tier and the days of at most two partial months and of the days
-//! not folded yet, instead of 366 daily rows.
+//! not folded yet, instead of 366 daily rows. Each read adds the usage rows not rolled up yet (see
+//! [`super::roll`]) in the same statement, so one snapshot sees the rollups, the roll's mark and the rows.
 
 use chrono::{Datelike, Months, NaiveDate};
 use diesel::QueryResult;
@@ -13,6 +14,8 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::fold;
+use super::model::latency_histogram_sql;
+use super::repo::NO_PLAN;
 
 /// Days `[from, to)`; `None` leaves that side unbounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +138,30 @@ impl Bounds {
         }
     }
 
+    /// `created_at` within the whole days of `span` (UTC), as SQL over this statement's parameters.
+    fn created_within(&mut self, span: Span) -> String {
+        let mut terms = Vec::new();
+        if let Some(from) = span.from {
+            self.dates.push(from);
+            terms.push(format!(
+                "created_at >= (${}::date)::timestamp AT TIME ZONE 'UTC'",
+                self.dates.len()
+            ));
+        }
+        if let Some(to) = span.to {
+            self.dates.push(to);
+            terms.push(format!(
+                "created_at < (${}::date)::timestamp AT TIME ZONE 'UTC'",
+                self.dates.len()
+            ));
+        }
+        if terms.is_empty() {
+            "TRUE".to_owned()
+        } else {
+            terms.join(" AND ")
+        }
+    }
+
     fn query(self, sql: String) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
         let mut query = diesel::sql_query(sql).into_boxed();
         for date in self.dates {
@@ -144,8 +171,17 @@ impl Bounds {
     }
 }
 
-/// Every rollup row (monthly and daily, of every shard) that makes up `range`: summed, they are the
-/// platform's totals per tool and tier over it.
+/// The usage rows of `range` not rolled up yet, as SQL to follow `FROM`: read by `usage_unrolled`
+/// in the snapshot of the statement that holds them, the one that reads the rollups.
+fn unrolled_rows(bounds: &mut Bounds, range: Span) -> String {
+    format!(
+        "usage_unrolled(NULL) AS unrolled WHERE {}",
+        bounds.created_within(range)
+    )
+}
+
+/// Every rollup row (monthly and daily, of every shard) that makes up `range`, and the totals of the
+/// usage rows not rolled up yet: summed, they are the platform's totals per tool and tier over it.
 pub async fn rollups(
     conn: &mut AsyncPgConnection,
     range: Span,
@@ -166,27 +202,40 @@ pub async fn rollups(
             "SELECT {COLUMNS} FROM platform_daily WHERE {condition}"
         ));
     }
+    let unrolled = unrolled_rows(&mut bounds, range);
+    selects.push(format!(
+        "SELECT tool_id, COALESCE(tier, '{NO_PLAN}') AS tier, count(*) AS invocations, \
+                count(*) FILTER (WHERE status = 'ERROR') AS errors, sum(tokens_used)::bigint AS tokens, \
+                {} AS latency_hist \
+         FROM {unrolled} GROUP BY 1, 2",
+        latency_histogram_sql("latency_ms")
+    ));
     bounds.query(selects.join(" UNION ALL ")).load(conn).await
 }
 
-/// The platform's totals per day in `range`, by day.
+/// The platform's totals per day in `range`, by day, with the usage rows not rolled up yet.
 pub async fn day_totals(
     conn: &mut AsyncPgConnection,
     range: Span,
 ) -> QueryResult<Vec<PlatformDayTotal>> {
     let mut bounds = Bounds { dates: Vec::new() };
     let condition = bounds.condition("day", range);
+    let unrolled = unrolled_rows(&mut bounds, range);
     bounds
         .query(format!(
             "SELECT day, sum(invocations)::bigint AS invocations, sum(tokens)::bigint AS tokens \
-             FROM platform_daily WHERE {condition} GROUP BY day ORDER BY day"
+             FROM (SELECT day, invocations, tokens FROM platform_daily WHERE {condition} \
+                   UNION ALL \
+                   SELECT (created_at AT TIME ZONE 'UTC')::date, 1, tokens_used FROM {unrolled}) AS d \
+             GROUP BY day ORDER BY day"
         ))
         .load(conn)
         .await
 }
 
-/// Distinct users with any usage in `range`: those whose last active day is in it, and those active
-/// after it who also were in it (none, for a range that reaches today).
+/// Distinct users with any usage in `range`: those whose last active day is in it, those active
+/// after it who also were in it (none, for a range that reaches today), and those with usage rows in
+/// it not rolled up yet.
 pub async fn active_users(conn: &mut AsyncPgConnection, range: Span) -> QueryResult<i64> {
     #[derive(QueryableByName)]
     struct Count {
@@ -202,7 +251,7 @@ pub async fn active_users(conn: &mut AsyncPgConnection, range: Span) -> QueryRes
         },
     );
     let sql = match range.to {
-        None => format!("SELECT count(*) AS n FROM user_last_active l WHERE {after_start}"),
+        None => format!("SELECT l.user_id FROM user_last_active l WHERE {after_start}"),
         Some(to) => {
             let before_end = bounds.condition(
                 "l.day",
@@ -213,11 +262,14 @@ pub async fn active_users(conn: &mut AsyncPgConnection, range: Span) -> QueryRes
             );
             let in_range = bounds.condition("a.day", range);
             format!(
-                "SELECT count(*) AS n FROM user_last_active l WHERE {after_start} AND ({before_end} \
+                "SELECT l.user_id FROM user_last_active l WHERE {after_start} AND ({before_end} \
                  OR EXISTS (SELECT 1 FROM user_activity a WHERE a.user_id = l.user_id AND {in_range}))"
             )
         }
     };
+    let unrolled = unrolled_rows(&mut bounds, range);
+    let sql =
+        format!("SELECT count(*) AS n FROM ({sql} UNION SELECT user_id FROM {unrolled}) AS active");
     let count: Count = bounds.query(sql).get_result(conn).await?;
     Ok(count.n)
 }

@@ -1,6 +1,6 @@
-//! Recording usage rows and their rollups, as usage's part of the meter's one statement (see
-//! `db::compose` and `gateway::meter`). Kept apart from `service` because the meter lives in the shared
-//! state that services receive.
+//! Recording usage rows, as usage's part of the meter's one statement (see `db::compose` and
+//! `gateway::meter`); their rollups follow after the answer (`roll`). Kept apart from `service`
+//! because the meter lives in the shared state that services receive.
 
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
@@ -16,13 +16,12 @@ pub fn record_part() -> &'static Part {
 }
 
 /// Binds the usage part for a batch of usage rows, each with the caller's plan tier at the time
-/// (`None` without), adding to platform rollup shard `shard`.
+/// (`None` without).
 pub fn bind_records<'a>(
     query: Composed<'a>,
     events: &[(&UsageEvent, Option<PlanTier>)],
-    shard: i16,
 ) -> Composed<'a> {
-    repo::bind_record_batch(query, repo::batch_columns(events), shard)
+    repo::bind_record_batch(query, repo::event_columns(events))
 }
 
 /// Whether the usage row `id` was recorded: tells whether a batch whose answer was lost with its

@@ -1,56 +1,20 @@
 //! Queries on `usage_events` and the user rollups (`usage_daily`, `usage_monthly`, `usage_day_totals`).
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{
-    Array, BigInt, Bool, Date, Integer, Nullable, SmallInt, Text, Timestamptz, Uuid as SqlUuid,
+    Array, BigInt, Bool, Date, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::model::{
-    Filter, InvocationStatus, LATENCY_BOUNDS_MS, SummaryTotal, UsageEvent, latency_bucket,
-};
+use super::model::{Filter, SummaryTotal, UsageEvent};
 use crate::billing::model::PlanTier;
 use crate::db::cached::CachedExt;
 use crate::db::compose::{Composed, Part};
 use crate::db::schema::usage_events;
 
-/// Sums of usage rows sharing a rollup key.
-#[derive(Debug, Default)]
-struct Totals {
-    invocations: i64,
-    tokens: i64,
-    errors: i64,
-    latency_ms_sum: i64,
-    /// Counts per `latency_bucket` (1-based bucket `b` at index `b - 1`).
-    histogram: [i64; LATENCY_BOUNDS_MS.len() + 1],
-}
-
-impl Totals {
-    fn add(&mut self, event: &UsageEvent) {
-        self.invocations += 1;
-        self.tokens += event.tokens_used;
-        self.errors += i64::from(event.status != InvocationStatus::Success);
-        self.latency_ms_sum += i64::from(event.latency_ms);
-        let bucket = usize::try_from(latency_bucket(event.latency_ms) - 1).unwrap_or(0);
-        if let Some(count) = self.histogram.get_mut(bucket) {
-            *count += 1;
-        }
-    }
-}
-
-/// The usage rows of a batch and their rollups, as columns (arrays) ready to bind, summed per rollup key
-/// and sorted by it — so concurrent batches upsert rollup rows in the same order and cannot deadlock.
-#[derive(Debug, Default)]
-pub struct BatchColumns {
-    pub events: EventColumns,
-    pub daily: DailyColumns,
-    pub platform: PlatformColumns,
-}
-
+/// The usage rows of a batch as columns (arrays) ready to bind.
 #[derive(Debug, Default)]
 pub struct EventColumns {
     pub id: Vec<Uuid>,
@@ -65,42 +29,17 @@ pub struct EventColumns {
     pub latency_ms: Vec<i32>,
     pub created_at: Vec<DateTime<Utc>>,
     pub tokens_overrun: Vec<i64>,
-}
-
-/// `usage_daily` increments per (user, day, tool).
-#[derive(Debug, Default)]
-pub struct DailyColumns {
-    pub user_id: Vec<Uuid>,
-    pub tool_id: Vec<Uuid>,
-    pub day: Vec<NaiveDate>,
-    pub invocations: Vec<i64>,
-    pub tokens: Vec<i64>,
-    pub errors: Vec<i64>,
-    pub latency_ms_sum: Vec<i64>,
-}
-
-/// `platform_daily` increments per (day, tool, tier); histograms as `bigint[]` literals.
-#[derive(Debug, Default)]
-pub struct PlatformColumns {
-    pub day: Vec<NaiveDate>,
-    pub tool_id: Vec<Uuid>,
     pub tier: Vec<&'static str>,
-    pub invocations: Vec<i64>,
-    pub errors: Vec<i64>,
-    pub tokens: Vec<i64>,
-    pub histogram: Vec<String>,
 }
 
-/// How the platform rollup spells "no plan": invocations refused for want of a subscription.
+/// How the usage log and the platform rollup spell "no plan": invocations refused for want of a
+/// subscription.
 pub const NO_PLAN: &str = "NONE";
 
 /// Columns for usage rows, each with the caller's plan tier at the time (`None` without).
-pub fn batch_columns(events: &[(&UsageEvent, Option<PlanTier>)]) -> BatchColumns {
-    let mut columns = BatchColumns::default();
-    let mut daily: BTreeMap<(Uuid, NaiveDate, Uuid), Totals> = BTreeMap::new();
-    let mut platform: BTreeMap<(NaiveDate, Uuid, &'static str), Totals> = BTreeMap::new();
+pub fn event_columns(events: &[(&UsageEvent, Option<PlanTier>)]) -> EventColumns {
+    let mut e = EventColumns::default();
     for (event, tier) in events {
-        let e = &mut columns.events;
         e.id.push(event.id);
         e.user_id.push(event.user_id);
         e.api_key_id.push(event.api_key_id);
@@ -113,46 +52,16 @@ pub fn batch_columns(events: &[(&UsageEvent, Option<PlanTier>)]) -> BatchColumns
         e.latency_ms.push(event.latency_ms);
         e.created_at.push(event.created_at);
         e.tokens_overrun.push(event.tokens_overrun);
-        let day = event.created_at.date_naive();
-        daily
-            .entry((event.user_id, day, event.tool_id))
-            .or_default()
-            .add(event);
-        platform
-            .entry((day, event.tool_id, tier.map_or(NO_PLAN, PlanTier::as_db)))
-            .or_default()
-            .add(event);
+        e.tier.push(tier.map_or(NO_PLAN, PlanTier::as_db));
     }
-    for ((user, day, tool), totals) in daily {
-        let d = &mut columns.daily;
-        d.user_id.push(user);
-        d.day.push(day);
-        d.tool_id.push(tool);
-        d.invocations.push(totals.invocations);
-        d.tokens.push(totals.tokens);
-        d.errors.push(totals.errors);
-        d.latency_ms_sum.push(totals.latency_ms_sum);
-    }
-    let p = &mut columns.platform;
-    for ((day, tool, tier), totals) in platform {
-        p.day.push(day);
-        p.tool_id.push(tool);
-        p.tier.push(tier);
-        p.invocations.push(totals.invocations);
-        p.errors.push(totals.errors);
-        p.tokens.push(totals.tokens);
-        let cells: Vec<String> = totals.histogram.iter().map(ToString::to_string).collect();
-        p.histogram.push(format!("{{{}}}", cells.join(",")));
-    }
-    columns
+    e
 }
 
 /// `record_batch.sql`: a part of the meter's statement (see `db::compose`).
-pub const RECORD_BATCH: Part = Part::new(include_str!("record_batch.sql"), 27);
+pub const RECORD_BATCH: Part = Part::new(include_str!("record_batch.sql"), 13);
 
-/// Binds [`RECORD_BATCH`]'s parameters: the batch's columns and the platform rollup shard.
-pub fn bind_record_batch(query: Composed<'_>, columns: BatchColumns, shard: i16) -> Composed<'_> {
-    let (events, daily, platform) = (columns.events, columns.daily, columns.platform);
+/// Binds [`RECORD_BATCH`]'s parameters: the batch's rows.
+pub fn bind_record_batch(query: Composed<'_>, events: EventColumns) -> Composed<'_> {
     query
         .bind::<Array<SqlUuid>, _>(events.id)
         .bind::<Array<SqlUuid>, _>(events.user_id)
@@ -165,22 +74,8 @@ pub fn bind_record_batch(query: Composed<'_>, columns: BatchColumns, shard: i16)
         .bind::<Array<Nullable<Text>>, _>(events.error_code)
         .bind::<Array<Integer>, _>(events.latency_ms)
         .bind::<Array<Timestamptz>, _>(events.created_at)
-        .bind::<Array<SqlUuid>, _>(daily.user_id)
-        .bind::<Array<SqlUuid>, _>(daily.tool_id)
-        .bind::<Array<Date>, _>(daily.day)
-        .bind::<Array<BigInt>, _>(daily.invocations)
-        .bind::<Array<BigInt>, _>(daily.tokens)
-        .bind::<Array<BigInt>, _>(daily.errors)
-        .bind::<Array<BigInt>, _>(daily.latency_ms_sum)
-        .bind::<Array<Date>, _>(platform.day)
-        .bind::<Array<SqlUuid>, _>(platform.tool_id)
-        .bind::<Array<Text>, _>(platform.tier)
-        .bind::<Array<BigInt>, _>(platform.invocations)
-        .bind::<Array<BigInt>, _>(platform.errors)
-        .bind::<Array<BigInt>, _>(platform.tokens)
-        .bind::<Array<Text>, _>(platform.histogram)
-        .bind::<SmallInt, _>(shard)
         .bind::<Array<BigInt>, _>(events.tokens_overrun)
+        .bind::<Array<Text>, _>(events.tier)
 }
 
 fn filtered(filter: &Filter) -> usage_events::BoxedQuery<'static, diesel::pg::Pg> {
@@ -296,12 +191,44 @@ pub async fn summary_totals(
         .bind::<Nullable<Timestamptz>, _>(tail_from)
         .bind::<Nullable<Timestamptz>, _>(tail_to)
         .cached();
+    // One statement, so one snapshot reads the rollups and the rows not rolled up yet (see `roll`).
+    // Its generic plan stays below JIT's threshold; JIT is off all the same, so a plan priced higher
+    // later is not compiled on every call, far longer than it runs.
     diesel_async::AsyncConnection::transaction(conn, async |conn| {
-        diesel::sql_query("SET LOCAL plan_cache_mode = force_generic_plan")
-            .execute(conn)
-            .await?;
+        diesel::sql_query(
+            "SELECT set_config('plan_cache_mode', 'force_generic_plan', true), \
+                    set_config('jit', 'off', true)",
+        )
+        .execute(conn)
+        .await?;
         query.load(conn).await
     })
+    .await
+}
+
+/// The usage rows a snapshot sees that are not in the rollups yet (see `roll`): those whose `xact` is
+/// in `[from, to)`, from the roll's mark to the snapshot's first transaction id not yet given out
+/// (rows at or past it are invisible to the snapshot anyway). Both bounds are given to the query
+/// that looks for them, so its plan takes the index on `xact` for that range, statistics or not.
+/// The reads of the rollups find these rows with the database function `usage_unrolled` instead, in
+/// their own statement.
+#[derive(QueryableByName, Debug, Clone, Copy)]
+pub struct Unrolled {
+    #[diesel(sql_type = BigInt)]
+    pub from_xact: i64,
+    #[diesel(sql_type = BigInt)]
+    pub to_xact: i64,
+}
+
+/// [`Unrolled`] for the current snapshot.
+pub async fn unrolled(conn: &mut AsyncPgConnection) -> QueryResult<Unrolled> {
+    diesel::sql_query(
+        "SELECT rolled_before AS from_xact, \
+                pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS to_xact \
+         FROM usage_roll",
+    )
+    .cached()
+    .get_result(conn)
     .await
 }
 
@@ -339,14 +266,16 @@ pub async fn drop_months_before(
     Ok(dropped.n)
 }
 
-/// Deletes up to `batch` raw rows older than `before` (rollups stay); returns how many went.
+/// Deletes up to `batch` raw rows older than `before` that are in the rollups (see `roll`); returns
+/// how many went.
 pub async fn delete_older_than(
     conn: &mut AsyncPgConnection,
     before: DateTime<Utc>,
     batch: i64,
 ) -> QueryResult<usize> {
     diesel::sql_query(
-        "DELETE FROM usage_events WHERE id IN (SELECT id FROM usage_events WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+        "DELETE FROM usage_events WHERE id IN (SELECT id FROM usage_events WHERE created_at < $1 \
+           AND (xact IS NULL OR xact < (SELECT rolled_before FROM usage_roll)) ORDER BY created_at LIMIT $2)",
     )
     .bind::<Timestamptz, _>(before)
     .bind::<BigInt, _>(batch)

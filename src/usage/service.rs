@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::model::Filter;
 use super::model::{SummaryTotal, UsageEvent};
-use super::{fold, platform, repo};
+use super::{fold, platform, repo, roll};
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 
@@ -132,16 +132,24 @@ pub async fn ensure_months(app: &AppState, now: DateTime<Utc>) -> AppResult<()> 
 }
 
 /// Deletes raw log rows older than the retention (rollups stay): the partitions of months wholly past
-/// it are dropped, the older rows of the month it reaches deleted. Returns how many went.
+/// it are dropped, the older rows of the month it reaches deleted. Only rows in the rollups go: the
+/// rows are rolled up first, and a row still past the roll's mark is kept (with the partition that
+/// holds it) until a later sweep. Returns how many went.
 pub async fn apply_retention(app: &AppState, now: DateTime<Utc>) -> AppResult<usize> {
     let days = app.config.usage_retention_days;
     if days == 0 {
         return Ok(0);
     }
     let before = now - chrono::Duration::days(i64::from(days));
+    super::roller::roll_up(app, roll::Turn::Wait).await?;
     let mut conn = app.pool.get().await?;
     // Whole months past the retention go with their partitions; the rest row by row.
-    let dropped = repo::drop_months_before(&mut conn, before).await?;
+    let dropped = if roll::any_unrolled(&mut conn, Some(before)).await? {
+        tracing::warn!("usage rows past the retention are not rolled up yet; their months stay");
+        0
+    } else {
+        repo::drop_months_before(&mut conn, before).await?
+    };
     let mut deleted = usize::try_from(dropped).unwrap_or(usize::MAX);
     loop {
         let batch = repo::delete_older_than(&mut conn, before, 10_000).await?;
@@ -161,7 +169,7 @@ pub async fn apply_retention(app: &AppState, now: DateTime<Utc>) -> AppResult<us
 }
 
 /// Folds the days that ended a day or more before `now` into the monthly rollups and day totals (the
-/// sweeper's). The day before today stays out, so the fold rarely meets calls still being metered.
+/// sweeper's). The day before today stays out, so the fold rarely meets calls still being rolled up.
 pub async fn fold_closed_days(app: &AppState, now: DateTime<Utc>) -> AppResult<()> {
     let Some(before) = now.date_naive().pred_opt() else {
         return Ok(());
@@ -191,7 +199,8 @@ pub async fn platform(
         from: from_day,
         to: to_day,
     };
-    // On connections of their own at once: the answer waits for the slowest, not for all.
+    // On connections of their own at once: the answer waits for the slowest, not for all. Each reads
+    // the roll's mark and the rollups in one snapshot (see `roll`).
     let rollups = async {
         let mut conn = app.read_pool.get().await?;
         Ok::<_, AppError>(platform::rollups(&mut conn, range).await?)

@@ -1,8 +1,10 @@
 -- A user's invocations and tokens in a range, per tool and per day, in one statement. Whole days come
 -- from the rollups: per tool, the months wholly inside the range and folded (`usage_monthly`) and the
 -- other days (`usage_daily`); per day, the days folded (`usage_day_totals`) and the others
--- (`usage_daily`). The partial days at the range's edges come from the raw log. A row per tool has a
--- null day, a row per day a null tool. Every rollup read is a range of its primary key.
+-- (`usage_daily`), and the whole days' rows not in the rollups yet (`usage_unrolled`, read in this
+-- statement's snapshot, with the rollups and the roll's mark). The partial days at the range's edges come
+-- from the raw log. A row per tool has a null day, a row per day a null tool. Every rollup read is a range
+-- of its primary key.
 -- $1  uuid         the user
 -- $2  date         the first whole day, inclusive (0001-01-01 for no bound)
 -- $3  date         the end of the whole days, exclusive (9999-12-31 for no bound; $2 for none)
@@ -35,6 +37,12 @@ raw AS MATERIALIZED (
     WHERE $7 AND user_id = $1
       AND created_at >= $8::timestamptz AND created_at < $9::timestamptz
 ),
+unrolled AS MATERIALIZED (
+    SELECT tool_id, (created_at AT TIME ZONE 'UTC')::date AS day, tokens_used FROM usage_unrolled($1)
+    WHERE $2::date < $3::date
+      AND created_at >= ($2::date)::timestamp AT TIME ZONE 'UTC'
+      AND created_at < ($3::date)::timestamp AT TIME ZONE 'UTC'
+),
 per_tool AS (
     SELECT tool_id, invocations, tokens FROM usage_monthly
     WHERE user_id = $1 AND month >= (SELECT m_from FROM span) AND month < (SELECT m_to FROM span)
@@ -46,6 +54,8 @@ per_tool AS (
     WHERE user_id = $1 AND day >= (SELECT m_to FROM span) AND day < $3
     UNION ALL
     SELECT tool_id, 1, tokens_used FROM raw
+    UNION ALL
+    SELECT tool_id, 1, tokens_used FROM unrolled
 ),
 per_day AS (
     SELECT day, invocations, tokens FROM usage_day_totals
@@ -55,6 +65,8 @@ per_day AS (
     WHERE user_id = $1 AND day >= greatest((SELECT folded FROM span), $2) AND day < $3
     UNION ALL
     SELECT day, 1, tokens_used FROM raw
+    UNION ALL
+    SELECT day, 1, tokens_used FROM unrolled
 )
 SELECT tool_id, NULL::date AS day, sum(invocations)::bigint AS invocations,
        COALESCE(sum(tokens), 0)::bigint AS tokens

@@ -372,7 +372,8 @@ async fn statistics_add_up_every_shard_of_the_platform_rollups() {
         ada,
     } = metered().await;
     app.invoke(&ada.access_token, &tool, json!({}), None).await;
-    // Another metering writer's shard of the same day, tool and tier.
+    app.rolled_up().await;
+    // Another shard of the same day, tool and tier.
     app.sql(
         "INSERT INTO platform_daily (day, tool_id, tier, shard, invocations, errors, tokens, latency_hist) \
          SELECT day, tool_id, tier, shard + 1, 2, 1, 40, latency_hist FROM platform_daily",

@@ -555,6 +555,7 @@ async fn fifty_parallel_invocations_never_pass_a_small_limit_and_all_are_logged(
     assert_eq!(app.tokens_reserved_once_idle().await, 0);
     assert_eq!(s.upstream.calls(), 10);
     // Concurrent calls are metered in shared transactions; the rollups still add up to the log.
+    app.rolled_up().await;
     for (query, expected) in [
         ("SELECT sum(invocations)::bigint AS n FROM usage_daily", 50),
         ("SELECT sum(tokens)::bigint AS n FROM usage_daily", 100),
@@ -706,6 +707,7 @@ async fn a_failing_metering_batch_is_retried_one_by_one_and_loses_no_other_settl
         written.unwrap();
     }
     assert_eq!(s.usage_rows("true").await, 4);
+    s.app.rolled_up().await;
     assert_eq!(
         s.app
             .sql_number("SELECT sum(invocations)::bigint AS n FROM usage_daily")

@@ -71,6 +71,8 @@ async fn a_settlement_cut_off_with_its_connection_is_written_exactly_once() {
         .into_iter()
         .enumerate()
     {
+        // Rolls also send the tool's id: the cut is armed once nothing is left to roll.
+        app.rolled_up().await;
         *arming.next.lock().unwrap() = Some((cut, marker.clone()));
         let answer = app.invoke(&ada.access_token, &tool, json!({}), None).await;
 
@@ -107,6 +109,7 @@ async fn a_settlement_cut_off_with_its_connection_is_written_exactly_once() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         waited += std::time::Duration::from_millis(50);
     };
+    app.rolled_up().await;
     let daily_tokens = server
         .number("SELECT coalesce(sum(tokens), 0)::bigint AS n FROM usage_daily")
         .await;

@@ -55,5 +55,6 @@ mod transport;
 mod unlimited_calls;
 mod upstream_destinations;
 mod usage;
+mod usage_rolls;
 mod usage_summary_folds;
 mod webhooks;

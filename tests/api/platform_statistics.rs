@@ -247,6 +247,7 @@ async fn metered_calls_show_the_same_in_every_range_that_holds_their_day() {
         ada,
         ..
     } = four_calls_unfolded().await;
+    app.rolled_up().await;
     let day: NaiveDate = app
         .sql_text("SELECT min(day)::text AS t FROM platform_daily")
         .await
@@ -267,6 +268,8 @@ async fn metered_calls_show_the_same_in_every_range_that_holds_their_day() {
 
     // The clock still stands on the folded day: this call's batch is late for it.
     app.invoke(&ada.access_token, &tool, json!({}), None).await;
+    same_in_every_range(&app, &root, day, 5, "a late call, not rolled up yet").await;
+    app.rolled_up().await;
     assert_eq!(
         app.sql_number(monthly).await,
         5,
@@ -436,7 +439,7 @@ async fn active_users_are_those_with_a_day_of_activity_in_range_whenever_their_l
     }
 }
 
-/// The meter keeps each user's last active day: a call on a later day moves it forward, never back.
+/// The rollups keep each user's last active day: a call on a later day moves it forward, never back.
 #[tokio::test]
 async fn a_users_last_active_day_moves_forward_with_their_calls_and_never_back() {
     // The upstream is bound so that it keeps serving until the test ends.
@@ -451,18 +454,21 @@ async fn a_users_last_active_day_moves_forward_with_their_calls_and_never_back()
         "SELECT (day - (SELECT min(day) FROM user_activity))::bigint AS n FROM user_last_active";
 
     app.invoke(&ada.access_token, &tool, json!({}), None).await;
+    app.rolled_up().await;
     assert_eq!(app.sql_number(last_day).await, 0, "the day of the call");
 
     // As if the last call had been ten days ago: today's first call moves the day forward.
     app.sql("UPDATE user_last_active SET day = day - 10; DELETE FROM user_activity")
         .await;
     app.invoke(&ada.access_token, &tool, json!({}), None).await;
+    app.rolled_up().await;
     assert_eq!(app.sql_number(last_day).await, 0, "moved to today");
 
     // A day later than today stays: a late batch of an earlier day never moves it back.
     app.sql("UPDATE user_last_active SET day = day + 10; DELETE FROM user_activity")
         .await;
     app.invoke(&ada.access_token, &tool, json!({}), None).await;
+    app.rolled_up().await;
     assert_eq!(app.sql_number(last_day).await, 10, "kept");
     assert_eq!(
         app.sql_number("SELECT count(*) AS n FROM user_last_active")

@@ -239,6 +239,8 @@ async fn a_call_in_2025_and_one_in_2026(s: &Setup) -> Value {
 async fn retention_removes_old_raw_rows_but_keeps_the_rollups() {
     let s = setup().await;
     let before = a_call_in_2025_and_one_in_2026(&s).await;
+    // Retention removes rows once they are rolled up (other tests' transactions can hold rolls back).
+    s.app.rolled_up().await;
 
     let deleted =
         joyfull_hub::usage::service::apply_retention(&s.app.state, s.at("2026-03-01T00:00:00Z"))
@@ -261,6 +263,39 @@ async fn retention_removes_old_raw_rows_but_keeps_the_rollups() {
         before["data"]["usageSummary"]["totalTokens"]
     );
     assert_eq!(after["data"]["usageSummary"]["totalTokens"], 84);
+}
+
+/// Retention removes only rows already in the rollups: a row the roller cannot add yet (an older
+/// transaction is still open) stays, with its month's partition, until a later sweep.
+#[tokio::test]
+async fn retention_keeps_rows_not_rolled_up_until_they_are() {
+    let s = setup().await;
+    let held = crate::helpers::rolls::HeldBack::start(&s.app).await;
+    let before = a_call_in_2025_and_one_in_2026(&s).await;
+    joyfull_hub::usage::service::ensure_months(&s.app.state, s.at("2025-01-01T12:00:00Z"))
+        .await
+        .unwrap();
+    let sweep =
+        || joyfull_hub::usage::service::apply_retention(&s.app.state, s.at("2026-04-01T00:00:00Z"));
+
+    assert_eq!(sweep().await.unwrap(), 0, "not rolled up: kept");
+    let rows = "SELECT count(*) AS n FROM usage_events";
+    assert_eq!(s.app.sql_number(rows).await, 2);
+    let summary = s
+        .app
+        .graphql_as(&s.user.access_token, SUMMARY, json!({}))
+        .await;
+    assert_eq!(summary, before);
+
+    held.end().await;
+    s.app.rolled_up().await;
+    assert_eq!(sweep().await.unwrap(), 1, "rolled up: gone");
+    assert_eq!(s.app.sql_number(rows).await, 1);
+    let summary = s
+        .app
+        .graphql_as(&s.user.access_token, SUMMARY, json!({}))
+        .await;
+    assert_eq!(summary, before, "the rollups stay");
 }
 
 #[tokio::test]
@@ -475,7 +510,9 @@ async fn rows_live_in_their_months_partition_and_retention_drops_whole_months() 
         .unwrap();
     assert_eq!(partition_of_rows().await, "usage_events_2025_01");
 
-    // 400 days before 2026-04-01 is 2025-02-25: January 2025 is wholly past it.
+    // 400 days before 2026-04-01 is 2025-02-25: January 2025 is wholly past it. Its rows go once
+    // they are rolled up (other tests' transactions can hold rolls back).
+    s.app.rolled_up().await;
     let deleted =
         joyfull_hub::usage::service::apply_retention(&s.app.state, s.at("2026-04-01T00:00:00Z"))
             .await

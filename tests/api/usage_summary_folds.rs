@@ -260,6 +260,8 @@ async fn metered_calls_show_the_same_in_every_range_before_and_after_the_fold_an
 
     // The clock still stands on the folded day: this call's batch is late for it.
     app.invoke(&ada.access_token, &tool, json!({}), None).await;
+    same_in_every_range(&app, &ada, at, 5, "a late call, not rolled up yet").await;
+    app.rolled_up().await;
     for table in ["usage_monthly", "usage_day_totals"] {
         assert_eq!(
             app.sql_number(&folded(table)).await,

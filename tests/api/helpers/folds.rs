@@ -8,7 +8,9 @@ use super::metered::{Metered, metered};
 use super::{TestApp, TestUser};
 
 /// Folds the days before `day` into their months, as the sweeper does once the day after it has ended.
+/// The calls metered before are rolled up first, so the daily rollups the fold reads hold them.
 pub async fn fold_before(app: &TestApp, day: &str) {
+    app.rolled_up().await;
     let day: NaiveDate = day.parse().unwrap();
     let now = day.succ_opt().unwrap().and_time(NaiveTime::MIN).and_utc();
     joyfull_hub::usage::service::fold_closed_days(&app.state, now)

@@ -7,6 +7,7 @@ pub mod faulty_proxy;
 pub mod folds;
 pub mod metered;
 pub mod receiver;
+pub mod rolls;
 pub mod separate_server;
 pub mod smtp;
 pub mod sse;
@@ -451,6 +452,31 @@ impl TestApp {
                 return reserved;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until every usage row is in the rollups (`usage::roll`), rolling them up itself rather
+    /// than waiting for the roller's next turn: for assertions on the rollup tables themselves.
+    pub async fn rolled_up(&self) {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            joyfull_hub::usage::roller::roll_up(&self.state, joyfull_hub::usage::roll::Turn::Wait)
+                .await
+                .expect("a roll");
+            let left = self
+                .sql_number(
+                    "SELECT count(*) AS n FROM usage_events \
+                     WHERE xact >= (SELECT rolled_before FROM usage_roll)",
+                )
+                .await;
+            if left == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "{left} usage rows still not rolled up"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
 
