@@ -206,32 +206,6 @@ pub async fn summary_totals(
     .await
 }
 
-/// The usage rows a snapshot sees that are not in the rollups yet (see `roll`): those whose `xact` is
-/// in `[from, to)`, from the roll's mark to the snapshot's first transaction id not yet given out
-/// (rows at or past it are invisible to the snapshot anyway). Both bounds are given to the query
-/// that looks for them, so its plan takes the index on `xact` for that range, statistics or not.
-/// The reads of the rollups find these rows with the database function `usage_unrolled` instead, in
-/// their own statement.
-#[derive(QueryableByName, Debug, Clone, Copy)]
-pub struct Unrolled {
-    #[diesel(sql_type = BigInt)]
-    pub from_xact: i64,
-    #[diesel(sql_type = BigInt)]
-    pub to_xact: i64,
-}
-
-/// [`Unrolled`] for the current snapshot.
-pub async fn unrolled(conn: &mut AsyncPgConnection) -> QueryResult<Unrolled> {
-    diesel::sql_query(
-        "SELECT rolled_before AS from_xact, \
-                pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS to_xact \
-         FROM usage_roll",
-    )
-    .cached()
-    .get_result(conn)
-    .await
-}
-
 /// Makes sure the months holding `now` and a month later have their partitions of the log; returns how
 /// many it made.
 pub async fn ensure_months(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> QueryResult<usize> {

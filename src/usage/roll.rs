@@ -25,7 +25,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::model::{LATENCY_BOUNDS_MS, latency_bucket};
-use super::repo::{self, NO_PLAN};
+use super::repo::NO_PLAN;
 use crate::db::cached::CachedExt;
 
 /// Most rows one roll adds: a longer backlog (after the database held an old transaction open, say)
@@ -143,6 +143,32 @@ fn increments(rows: &[RolledRow]) -> Increments {
     out
 }
 
+/// The usage rows a snapshot sees that are not in the rollups yet: those whose `xact` is
+/// in `[from, to)`, from the roll's mark to the snapshot's first transaction id not yet given out
+/// (rows at or past it are invisible to the snapshot anyway). Both bounds are given to the query
+/// that looks for them, so its plan takes the index on `xact` for that range, statistics or not.
+/// (The reads of the rollups find these rows with the database function `usage_unrolled`, in their
+/// own statement.)
+#[derive(QueryableByName, Debug, Clone, Copy)]
+struct Unrolled {
+    #[diesel(sql_type = BigInt)]
+    from_xact: i64,
+    #[diesel(sql_type = BigInt)]
+    to_xact: i64,
+}
+
+/// [`Unrolled`] for the current snapshot.
+async fn unrolled(conn: &mut AsyncPgConnection) -> QueryResult<Unrolled> {
+    diesel::sql_query(
+        "SELECT rolled_before AS from_xact, \
+                pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS to_xact \
+         FROM usage_roll",
+    )
+    .cached()
+    .get_result(conn)
+    .await
+}
+
 /// Whether any usage row is not in the rollups yet, or with `before`, any older than it: a cheap look,
 /// taken before a roll writes anything, and by retention, which keeps such rows.
 pub async fn any_unrolled(
@@ -154,7 +180,7 @@ pub async fn any_unrolled(
         #[diesel(sql_type = Bool)]
         any: bool,
     }
-    let unrolled = repo::unrolled(conn).await?;
+    let unrolled = unrolled(conn).await?;
     // Planned for the values (not kept prepared): a generic plan would price the log at a default
     // share of every partition, and PostgreSQL would compile it (JIT) on every look.
     let any: Any = diesel::sql_query(
