@@ -54,6 +54,8 @@ pub struct AppState {
     pub webhook_slots: Arc<tokio::sync::Semaphore>,
     /// Writes invocations' metering in group-committed batches.
     pub meter: Meter,
+    /// Calls metered since the roller last rolled the usage log up (it counts toward the next roll).
+    pub roll_backlog: Arc<crate::usage::backlog::Backlog>,
     /// Reserves invocations' quota in batches.
     pub reservations: Reservations,
     /// Slices of busy users' quota that this instance grants calls from in memory.
@@ -89,6 +91,7 @@ impl AppState {
             })
             .build()?;
         let vitals = Arc::new(Vitals::default());
+        let roll_backlog = Arc::new(crate::usage::backlog::Backlog::default());
         let read_pool = match &config.database_read_url {
             Some(url) => crate::db::pool_for(&config, url.expose())?,
             None => pool.clone(),
@@ -102,7 +105,8 @@ impl AppState {
             rendered_pages: Arc::default(),
             loader_stats: Arc::new(LoaderStats::default()),
             http,
-            meter: Meter::start(pool.clone(), &vitals),
+            meter: Meter::start(pool.clone(), &vitals, Arc::clone(&roll_backlog)),
+            roll_backlog,
             pacer: Pacer::start(pool.clone(), &vitals),
             reservations: Batcher::start(
                 pool.clone(),

@@ -35,6 +35,7 @@ use crate::db::cached::CachedExt;
 use crate::db::compose;
 use crate::db::vitals::Vitals;
 use crate::error::AppResult;
+use crate::usage::backlog::Backlog;
 use crate::usage::model::UsageEvent;
 use crate::usage::record as usage;
 
@@ -68,11 +69,13 @@ pub struct Settlement {
 pub struct Meter {
     batcher: Batcher<Settle>,
     publisher: Batcher<Publish>,
+    roll_backlog: Arc<Backlog>,
 }
 
 impl Meter {
     /// Starts the writers on the current Tokio runtime; they stop when the last `Meter` is dropped.
-    pub fn start(pool: DbPool, vitals: &Arc<Vitals>) -> Self {
+    /// Each call metered counts toward the roller's next roll (`roll_backlog`).
+    pub fn start(pool: DbPool, vitals: &Arc<Vitals>, roll_backlog: Arc<Backlog>) -> Self {
         Self {
             batcher: Batcher::start(
                 pool.clone(),
@@ -82,6 +85,7 @@ impl Meter {
                 Arc::clone(vitals),
             ),
             publisher: Batcher::start(pool, Publish, 1, "usage_notification", Arc::clone(vitals)),
+            roll_backlog,
         }
     }
 
@@ -89,6 +93,7 @@ impl Meter {
     pub async fn write(&self, settlement: Settlement) -> AppResult<()> {
         let payload = serde_json::to_string(&settlement.event);
         self.batcher.submit(settlement).await?;
+        self.roll_backlog.metered();
         match payload {
             Ok(payload) => self.publisher.send(payload),
             Err(e) => tracing::warn!(error = %e, "a usage event has no live notification"),

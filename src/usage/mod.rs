@@ -2,6 +2,7 @@
 //! with rollups added after the answer and read together with the rows not added yet (so every read
 //! is exact), and a live feed across server instances.
 
+pub mod backlog;
 pub mod fold;
 pub mod graphql;
 pub mod live;

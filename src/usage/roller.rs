@@ -1,6 +1,14 @@
-//! The roller: adds the usage log to the rollups every [`EVERY`], on every instance (they take turns
-//! on the roll's mark, see [`super::roll`]). Reads never wait for it: they add the rows it has not
+//! The roller: adds the usage log to the rollups on every instance (they take turns on the roll's
+//! mark, see [`super::roll`]), every [`EVERY`], or sooner once this instance has metered
+//! [`AFTER_CALLS`] calls since its last roll. Reads never wait for it: they add the rows it has not
 //! added yet, so how far it trails changes how much they read, never what they answer.
+//!
+//! A roll's cost follows the rollup rows it touches (a user's day and tool, the platform's day), not
+//! the usage rows it adds, and it takes a core for a few milliseconds while invocations are being
+//! metered, so it runs as seldom as the reads allow: rarely at low load, and often enough under load
+//! that a read adds at most about [`AFTER_CALLS`] rows per instance.
+//!
+//! [`AFTER_CALLS`]: super::backlog::AFTER_CALLS
 
 use std::time::Duration;
 
@@ -10,17 +18,22 @@ use super::roll::{self, Turn};
 use crate::app::AppState;
 use crate::error::AppResult;
 
-/// How often the rows not rolled up yet are rolled up.
-pub const EVERY: Duration = Duration::from_secs(1);
+/// Longest time between two rolls of an instance.
+pub const EVERY: Duration = Duration::from_secs(5);
 
-/// Rolls every [`EVERY`] until the task is dropped.
+/// Rolls every [`EVERY`], or when the instance's backlog (`usage::backlog`) makes a roll due, until
+/// the task is dropped.
 pub fn spawn(app: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(
         async move {
             let mut ticks = tokio::time::interval(EVERY);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                ticks.tick().await;
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    () = app.roll_backlog.due() => ticks.reset(),
+                }
+                app.roll_backlog.rolling();
                 if let Err(e) = roll_up(&app, Turn::Skip).await {
                     tracing::warn!(error = %e.public_message(), "rolling up usage failed; retrying next interval");
                 }
