@@ -293,6 +293,26 @@ mod tests {
         }
     }
 
+    /// `bench/settlement-floor.sh` sends this statement by hand, part by part: it must name the parts
+    /// of a batch that holds no reservation, in their order.
+    #[test]
+    fn the_settlement_floor_script_sends_the_parts_of_a_call_no_limit_constrains() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let script = std::fs::read_to_string(format!("{root}/bench/settlement-floor.sh"))
+            .expect("bench/settlement-floor.sh");
+        let named: Vec<String> = script
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("part "))
+            .filter_map(|rest| rest.split_whitespace().next())
+            .map(|file| std::fs::read_to_string(format!("{root}/src/{file}")).expect(file))
+            .collect();
+        let mut parts: Vec<&compose::Part> =
+            billing::settlement_parts(billing::Shape::NothingHeld).to_vec();
+        parts.push(usage::record_part());
+        let sent: Vec<&str> = parts.iter().map(|part| part.sql).collect();
+        assert_eq!(named, sent);
+    }
+
     #[test]
     fn events_are_packed_in_order_into_arrays_under_the_payload_limit() {
         let events: Vec<String> = (0..100)
