@@ -12,20 +12,8 @@ set -euo pipefail
 rates=${1:-250,500}
 seconds=${2:-20}
 
-find_bin() {
-    local name=$1
-    if command -v "$name" >/dev/null 2>&1; then
-        command -v "$name"
-        return
-    fi
-    local found
-    found=$(ls -d /usr/lib/postgresql/*/bin/"$name" 2>/dev/null | sort -V | tail -n 1)
-    if [ -z "$found" ]; then
-        echo "commit-floor: $name not found (install PostgreSQL's server and client binaries)" >&2
-        exit 2
-    fi
-    echo "$found"
-}
+# shellcheck source=bench/pg-bin.sh
+source "$(dirname "$0")/pg-bin.sh"
 INITDB=$(find_bin initdb)
 PG_CTL=$(find_bin pg_ctl)
 PGBENCH=$(find_bin pgbench)

@@ -29,20 +29,8 @@ if [ -f "$data/postmaster.pid" ]; then
     exit 2
 fi
 
-find_bin() {
-    local name=$1
-    if command -v "$name" >/dev/null 2>&1; then
-        command -v "$name"
-        return
-    fi
-    local found
-    found=$(ls -d /usr/lib/postgresql/*/bin/"$name" 2>/dev/null | sort -V | tail -n 1)
-    if [ -z "$found" ]; then
-        echo "settlement-floor: $name not found (install PostgreSQL's server and client binaries)" >&2
-        exit 2
-    fi
-    echo "$found"
-}
+# shellcheck source=bench/pg-bin.sh
+source "$(dirname "$0")/pg-bin.sh"
 PG_CTL=$(find_bin pg_ctl)
 PGBENCH=$(find_bin pgbench)
 PSQL=$(find_bin psql)
