@@ -61,8 +61,14 @@ if [ -z "$tool" ] || [ "$callers" = 0 ]; then
     echo "settlement-floor: the bench's tool, users and keys are missing (run scenario b first)" >&2
     exit 2
 fi
-psql_hub -c "CREATE TABLE IF NOT EXISTS settlement_floor_narrow (id uuid PRIMARY KEY, user_id uuid NOT NULL,
-             tokens bigint NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"
+# The narrow row lives in a database of its own, so the hub's schema holds only its own tables.
+narrow_db=settlement_floor
+if [ -z "$("${as_owner[@]}" "$PSQL" -qAt "${conn[@]}" -c "SELECT 1 FROM pg_database WHERE datname = '$narrow_db'" postgres)" ]; then
+    "${as_owner[@]}" "$PSQL" -q "${conn[@]}" -c "CREATE DATABASE $narrow_db" postgres
+fi
+"${as_owner[@]}" "$PSQL" -q "${conn[@]}" -v ON_ERROR_STOP=1 -c \
+    "CREATE TABLE IF NOT EXISTS narrow (id uuid PRIMARY KEY, user_id uuid NOT NULL, tokens bigint NOT NULL,
+                                        created_at timestamptz NOT NULL DEFAULT now())" "$narrow_db"
 
 # The parts as the meter composes them, each part's `$n` replaced by its value for one call (perl,
 # since `$1` must not match inside `$13`). Comments are dropped: pgbench reads a statement per line.
@@ -91,7 +97,7 @@ while IFS='|' read -r sub user key tier; do
     echo >>"$work/settle_$n.sql"
     n=$((n + 1))
 done <"$work/callers"
-echo "INSERT INTO settlement_floor_narrow (id, user_id, tokens) VALUES (gen_random_uuid(), gen_random_uuid(), 13);" \
+echo "INSERT INTO narrow (id, user_id, tokens) VALUES (gen_random_uuid(), gen_random_uuid(), 13);" \
     >"$work/narrow.sql"
 chmod a+r "$work"/*.sql
 psql_hub -f "$work/settle_0.sql" >/dev/null
@@ -99,10 +105,17 @@ psql_hub -f "$work/settle_0.sql" >/dev/null
 settle_files=()
 for ((i = 0; i < n; i++)); do settle_files+=(-f "$work/settle_$i.sql"); done
 
-# PostgreSQL's CPU: the postmaster's own and its ended children's (pgbench's backends end with it).
+# PostgreSQL's CPU: the postmaster's own and its ended children's (pgbench's backends end with it). A
+# backend's time is counted once the postmaster has reaped it, so the reading waits for that (at most 5 s).
+postmaster=$(head -n 1 "$data/postmaster.pid")
 cluster_ticks() {
-    local f
-    read -r -a f <"/proc/$(head -n 1 "$data/postmaster.pid")/stat"
+    local f waited=0
+    while pgrep -P "$postmaster" -f "postgres: postgres ($narrow_db|joyfull_hub) \[local\]" >/dev/null &&
+        [ "$waited" -lt 50 ]; do
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    read -r -a f <"/proc/$postmaster/stat"
     echo $((f[13] + f[14] + f[15] + f[16]))
 }
 clk_tck=$(getconf CLK_TCK)
@@ -112,12 +125,16 @@ echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 for ((round = 1; round <= rounds; round++)); do
     for rate in ${rates//,/ }; do
         for kind in narrow settle; do
-            if [ "$kind" = narrow ]; then files=(-f "$work/narrow.sql"); else files=("${settle_files[@]}"); fi
+            if [ "$kind" = narrow ]; then
+                files=(-f "$work/narrow.sql") db=$narrow_db
+            else
+                files=("${settle_files[@]}") db=joyfull_hub
+            fi
             rm -f "$work"/log.*
             before=$(cluster_ticks)
             PGOPTIONS="-c plan_cache_mode=force_generic_plan" "${as_owner[@]}" "$PGBENCH" "${conn[@]}" -n \
                 -c 2 -j 2 -M prepared -R "$rate" -T "$seconds" "${files[@]}" -l --log-prefix="$work/log" \
-                joyfull_hub >/dev/null 2>&1
+                "$db" >/dev/null 2>&1
             after=$(cluster_ticks)
             # Log columns: client, transaction, latency from the scheduled start (us), script, epoch, us,
             # schedule lag (us). Latency minus lag is the time from when the statement was sent.
